@@ -1,0 +1,192 @@
+//! The in-memory driver: a sorted map of paths to bytes. For tests and throwaway registries.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::RwLock;
+
+use crate::{DriverError, FileInfo, FileWriter, ReadStream, StorageDriver, check_path};
+
+/// Slices handed out by `reader`.
+const READ_CHUNK: usize = 256 * 1024;
+
+type Files = BTreeMap<String, (Bytes, SystemTime)>;
+
+/// Files in a map; directories are implied by the paths below them.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryDriver {
+    files: Arc<RwLock<Files>>,
+}
+
+impl InMemoryDriver {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn dir_prefix(path: &str) -> String {
+    if path == "/" { "/".to_owned() } else { format!("{path}/") }
+}
+
+fn under<'a>(files: &'a Files, prefix: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+    files
+        .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+        .map(|(k, _)| k)
+        .take_while(move |k| k.starts_with(prefix))
+}
+
+#[async_trait]
+impl StorageDriver for InMemoryDriver {
+    fn name(&self) -> &'static str {
+        "inmemory"
+    }
+
+    async fn get_content(&self, path: &str) -> Result<Bytes, DriverError> {
+        check_path(path)?;
+        let files = self.files.read().await;
+        files.get(path).map(|(b, _)| b.clone()).ok_or_else(|| DriverError::PathNotFound(path.into()))
+    }
+
+    async fn put_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
+        check_path(path)?;
+        self.files.write().await.insert(path.to_owned(), (content, SystemTime::now()));
+        Ok(())
+    }
+
+    async fn reader(
+        &self,
+        path: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<ReadStream, DriverError> {
+        let content = self.get_content(path).await?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        if start > content.len() {
+            return Err(DriverError::InvalidOffset { path: path.to_owned(), offset });
+        }
+        let end = match len {
+            Some(l) => start.saturating_add(usize::try_from(l).unwrap_or(usize::MAX)).min(content.len()),
+            None => content.len(),
+        };
+        let slice = content.slice(start..end);
+        let chunks: Vec<std::io::Result<Bytes>> = (0..slice.len())
+            .step_by(READ_CHUNK)
+            .map(|i| Ok(slice.slice(i..(i + READ_CHUNK).min(slice.len()))))
+            .collect();
+        Ok(Box::pin(futures::stream::iter(chunks)))
+    }
+
+    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, DriverError> {
+        check_path(path)?;
+        let mut buf = BytesMut::new();
+        if append {
+            if let Some((b, _)) = self.files.read().await.get(path) {
+                buf.extend_from_slice(b);
+            }
+        }
+        Ok(Box::new(MemWriter { files: self.files.clone(), path: path.to_owned(), buf }))
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileInfo, DriverError> {
+        check_path(path)?;
+        let files = self.files.read().await;
+        if let Some((b, t)) = files.get(path) {
+            return Ok(FileInfo { size: b.len() as u64, is_dir: false, modified: Some(*t) });
+        }
+        let prefix = dir_prefix(path);
+        if under(&files, &prefix).next().is_some() {
+            return Ok(FileInfo { size: 0, is_dir: true, modified: None });
+        }
+        Err(DriverError::PathNotFound(path.to_owned()))
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<String>, DriverError> {
+        check_path(path)?;
+        let files = self.files.read().await;
+        let prefix = dir_prefix(path);
+        let mut out: Vec<String> = Vec::new();
+        for key in under(&files, &prefix) {
+            let rest = &key[prefix.len()..];
+            let child = rest.split('/').next().unwrap_or(rest);
+            let full = format!("{prefix}{child}");
+            if out.last() != Some(&full) {
+                out.push(full);
+            }
+        }
+        if out.is_empty() {
+            return Err(DriverError::PathNotFound(path.to_owned()));
+        }
+        Ok(out)
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), DriverError> {
+        check_path(from)?;
+        check_path(to)?;
+        let mut files = self.files.write().await;
+        if let Some(v) = files.remove(from) {
+            files.insert(to.to_owned(), v);
+            return Ok(());
+        }
+        let prefix = dir_prefix(from);
+        let moved: Vec<String> = under(&files, &prefix).cloned().collect();
+        if moved.is_empty() {
+            return Err(DriverError::PathNotFound(from.to_owned()));
+        }
+        for key in moved {
+            if let Some(v) = files.remove(&key) {
+                files.insert(format!("{to}/{}", &key[prefix.len()..]), v);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), DriverError> {
+        check_path(path)?;
+        let mut files = self.files.write().await;
+        let mut found = files.remove(path).is_some();
+        let prefix = dir_prefix(path);
+        let doomed: Vec<String> = under(&files, &prefix).cloned().collect();
+        found |= !doomed.is_empty();
+        for key in doomed {
+            files.remove(&key);
+        }
+        if found { Ok(()) } else { Err(DriverError::PathNotFound(path.to_owned())) }
+    }
+}
+
+struct MemWriter {
+    files: Arc<RwLock<Files>>,
+    path: String,
+    buf: BytesMut,
+}
+
+#[async_trait]
+impl FileWriter for MemWriter {
+    async fn write(&mut self, data: Bytes) -> Result<(), DriverError> {
+        self.buf.extend_from_slice(&data);
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.buf.len() as u64
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), DriverError> {
+        let MemWriter { files, path, buf } = *self;
+        files.write().await.insert(path, (buf.freeze(), SystemTime::now()));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn passes_the_driver_suite() {
+        crate::suite::run_all(&super::InMemoryDriver::new()).await;
+    }
+}

@@ -1,0 +1,82 @@
+//! berth-driver: the `StorageDriver` trait (bytes at slash-separated paths, nothing about
+//! digests, repositories or HTTP), its filesystem and in-memory implementations, and the
+//! test suite every driver must pass.
+
+mod error;
+pub mod filesystem;
+pub mod inmemory;
+mod path;
+pub mod suite;
+
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+pub use error::DriverError;
+pub use filesystem::FilesystemDriver;
+pub use inmemory::InMemoryDriver;
+pub use path::check_path;
+
+/// A stream of file bytes.
+pub type ReadStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// What `stat` knows about a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Whether the path is a directory (a prefix of other paths).
+    pub is_dir: bool,
+    /// Last modification, where the driver knows it.
+    pub modified: Option<SystemTime>,
+}
+
+/// Bytes at paths. Paths are absolute, slash-separated, with no empty, `.` or `..`
+/// segments (checked by every driver with [`check_path`]).
+#[async_trait]
+pub trait StorageDriver: Send + Sync + 'static {
+    /// The driver's name as in the configuration (`filesystem`, `inmemory`).
+    fn name(&self) -> &'static str;
+
+    /// The whole content of a small file.
+    async fn get_content(&self, path: &str) -> Result<Bytes, DriverError>;
+
+    /// Replaces a file's content atomically: readers see the old or the new bytes.
+    async fn put_content(&self, path: &str, content: Bytes) -> Result<(), DriverError>;
+
+    /// Streams a file from `offset`, at most `len` bytes when given.
+    async fn reader(&self, path: &str, offset: u64, len: Option<u64>)
+    -> Result<ReadStream, DriverError>;
+
+    /// Opens a file for writing, appending to what is there when `append` is set
+    /// (creating it otherwise, or when it does not exist).
+    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, DriverError>;
+
+    /// Size and kind of a path.
+    async fn stat(&self, path: &str) -> Result<FileInfo, DriverError>;
+
+    /// The direct children of a directory, as full paths, in no particular order.
+    async fn list(&self, path: &str) -> Result<Vec<String>, DriverError>;
+
+    /// Moves a file, replacing any file at `to` (atomically where the backend allows).
+    async fn rename(&self, from: &str, to: &str) -> Result<(), DriverError>;
+
+    /// Deletes a file or a whole directory tree.
+    async fn delete(&self, path: &str) -> Result<(), DriverError>;
+}
+
+/// A file being written.
+#[async_trait]
+pub trait FileWriter: Send {
+    /// Appends bytes.
+    async fn write(&mut self, data: Bytes) -> Result<(), DriverError>;
+
+    /// Bytes in the file so far, including those appended to.
+    fn size(&self) -> u64;
+
+    /// Makes everything written durable and visible, and closes the writer.
+    async fn commit(self: Box<Self>) -> Result<(), DriverError>;
+}

@@ -1,0 +1,129 @@
+//! The behaviour every `StorageDriver` must show. Each driver's tests call [`run_all`]
+//! on a fresh, empty instance; a new driver (S3) joins by doing the same.
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+use crate::{DriverError, StorageDriver};
+
+/// Runs every check against an empty driver; panics with a message on the first failure.
+pub async fn run_all(d: &dyn StorageDriver) {
+    content_round_trip(d).await;
+    missing_paths(d).await;
+    invalid_paths(d).await;
+    streaming_reads(d).await;
+    writers_append(d).await;
+    listing(d).await;
+    rename_replaces(d).await;
+    delete_trees(d).await;
+}
+
+async fn read_all(d: &dyn StorageDriver, path: &str, offset: u64, len: Option<u64>) -> Vec<u8> {
+    let stream = d.reader(path, offset, len).await.expect("reader");
+    let chunks: Vec<Bytes> = stream.try_collect().await.expect("read stream");
+    chunks.concat()
+}
+
+async fn content_round_trip(d: &dyn StorageDriver) {
+    d.put_content("/rt/a", Bytes::from_static(b"one")).await.unwrap();
+    assert_eq!(d.get_content("/rt/a").await.unwrap(), "one");
+    d.put_content("/rt/a", Bytes::from_static(b"two!")).await.unwrap();
+    assert_eq!(d.get_content("/rt/a").await.unwrap(), "two!");
+    let st = d.stat("/rt/a").await.unwrap();
+    assert_eq!((st.size, st.is_dir), (4, false));
+    assert!(d.stat("/rt").await.unwrap().is_dir);
+    d.put_content("/rt/empty", Bytes::new()).await.unwrap();
+    assert_eq!(d.get_content("/rt/empty").await.unwrap().len(), 0);
+}
+
+async fn missing_paths(d: &dyn StorageDriver) {
+    assert!(d.get_content("/nope/x").await.unwrap_err().is_not_found());
+    assert!(d.stat("/nope/x").await.unwrap_err().is_not_found());
+    assert!(d.reader("/nope/x", 0, None).await.err().expect("reader of missing").is_not_found());
+    assert!(d.list("/nope").await.unwrap_err().is_not_found());
+    assert!(d.delete("/nope").await.unwrap_err().is_not_found());
+    assert!(d.rename("/nope/a", "/nope/b").await.unwrap_err().is_not_found());
+}
+
+async fn invalid_paths(d: &dyn StorageDriver) {
+    for bad in ["relative", "/a/../b", "/a//b", "/trailing/"] {
+        assert!(
+            matches!(d.get_content(bad).await, Err(DriverError::InvalidPath(_))),
+            "{bad} accepted"
+        );
+        assert!(matches!(
+            d.put_content(bad, Bytes::new()).await,
+            Err(DriverError::InvalidPath(_))
+        ));
+    }
+}
+
+async fn streaming_reads(d: &dyn StorageDriver) {
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut w = d.writer("/big/file", false).await.unwrap();
+    for chunk in data.chunks(70_000) {
+        w.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    assert_eq!(w.size(), data.len() as u64);
+    w.commit().await.unwrap();
+    assert_eq!(read_all(d, "/big/file", 0, None).await, data);
+    assert_eq!(read_all(d, "/big/file", 999_990, None).await, &data[999_990..]);
+    assert_eq!(read_all(d, "/big/file", 10, Some(5)).await, &data[10..15]);
+    assert_eq!(read_all(d, "/big/file", 1_000_000, None).await, b"");
+    assert!(matches!(
+        d.reader("/big/file", 1_000_001, None).await.err(),
+        Some(DriverError::InvalidOffset { .. })
+    ));
+}
+
+async fn writers_append(d: &dyn StorageDriver) {
+    let mut w = d.writer("/app/f", false).await.unwrap();
+    w.write(Bytes::from_static(b"abc")).await.unwrap();
+    w.commit().await.unwrap();
+    let mut w = d.writer("/app/f", true).await.unwrap();
+    assert_eq!(w.size(), 3);
+    w.write(Bytes::from_static(b"def")).await.unwrap();
+    assert_eq!(w.size(), 6);
+    w.commit().await.unwrap();
+    assert_eq!(d.get_content("/app/f").await.unwrap(), "abcdef");
+    let w = d.writer("/app/f", false).await.unwrap();
+    assert_eq!(w.size(), 0, "a non-append writer truncates");
+    w.commit().await.unwrap();
+    assert_eq!(d.get_content("/app/f").await.unwrap(), "");
+}
+
+async fn listing(d: &dyn StorageDriver) {
+    for p in ["/ls/a/1", "/ls/a/2", "/ls/b", "/ls/c/d/e"] {
+        d.put_content(p, Bytes::from_static(b"x")).await.unwrap();
+    }
+    let mut got = d.list("/ls").await.unwrap();
+    got.sort();
+    assert_eq!(got, ["/ls/a", "/ls/b", "/ls/c"]);
+    let mut got = d.list("/ls/a").await.unwrap();
+    got.sort();
+    assert_eq!(got, ["/ls/a/1", "/ls/a/2"]);
+    assert!(d.list("/").await.unwrap().contains(&"/ls".to_owned()));
+}
+
+async fn rename_replaces(d: &dyn StorageDriver) {
+    d.put_content("/mv/src", Bytes::from_static(b"new")).await.unwrap();
+    d.put_content("/mv/deep/dst", Bytes::from_static(b"old")).await.unwrap();
+    d.rename("/mv/src", "/mv/deep/dst").await.unwrap();
+    assert_eq!(d.get_content("/mv/deep/dst").await.unwrap(), "new");
+    assert!(d.stat("/mv/src").await.unwrap_err().is_not_found());
+    d.put_content("/mv/other", Bytes::from_static(b"o")).await.unwrap();
+    d.rename("/mv/other", "/mv/fresh/dir/file").await.unwrap();
+    assert_eq!(d.get_content("/mv/fresh/dir/file").await.unwrap(), "o");
+}
+
+async fn delete_trees(d: &dyn StorageDriver) {
+    for p in ["/del/t/a", "/del/t/b/c", "/del/keep"] {
+        d.put_content(p, Bytes::from_static(b"x")).await.unwrap();
+    }
+    d.delete("/del/t").await.unwrap();
+    assert!(d.stat("/del/t/a").await.unwrap_err().is_not_found());
+    assert!(d.stat("/del/t/b/c").await.unwrap_err().is_not_found());
+    assert_eq!(d.get_content("/del/keep").await.unwrap(), "x");
+    d.delete("/del/keep").await.unwrap();
+    assert!(d.get_content("/del/keep").await.unwrap_err().is_not_found());
+}
