@@ -63,19 +63,24 @@ pub struct Digest {
 impl Digest {
     /// Parses `alg:hex`, checking the algorithm and the exact hex length and alphabet.
     pub fn parse(s: &str) -> Result<Self, Error> {
-        let (alg, hex) = s
-            .split_once(':')
-            .ok_or_else(|| Error::DigestInvalid(format!("{s:?} is not of the form algorithm:hex")))?;
+        let (alg, hex) = s.split_once(':').ok_or_else(|| {
+            Error::DigestInvalid(format!("{s:?} is not of the form algorithm:hex"))
+        })?;
         let algorithm = Algorithm::parse(alg)?;
         let valid = hex.len() == algorithm.hex_len()
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !valid {
             return Err(Error::DigestInvalid(format!(
                 "{s:?}: a {algorithm} digest is {} lowercase hex characters",
                 algorithm.hex_len()
             )));
         }
-        Ok(Digest { algorithm, hex: hex.to_owned() })
+        Ok(Digest {
+            algorithm,
+            hex: hex.to_owned(),
+        })
     }
 
     /// Digest of a complete byte slice.
@@ -211,7 +216,10 @@ mod tests {
             "sha256",
             "sha256:../../../../etc/passwd00000000000000000000000000000000000000",
         ] {
-            assert!(matches!(Digest::parse(bad), Err(Error::DigestInvalid(_))), "{bad}");
+            assert!(
+                matches!(Digest::parse(bad), Err(Error::DigestInvalid(_))),
+                "{bad}"
+            );
         }
         let d512 = Digest::of(Algorithm::Sha512, b"abc");
         assert_eq!(Digest::parse(&d512.to_string()).unwrap(), d512);

@@ -18,4 +18,6 @@ pub use error::{Error, Result};
 pub use manifest::Manifest;
 pub use name::{RepositoryName, Tag};
 pub use reference::Reference;
-pub use service::{BlobContent, ByteStream, Page, PutManifest, Registry, StoredManifest, UploadState};
+pub use service::{
+    BlobContent, ByteStream, Page, PutManifest, Registry, StoredManifest, UploadState,
+};

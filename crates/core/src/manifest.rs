@@ -100,10 +100,10 @@ impl Manifest {
         if kind.is_index() {
             m.manifests = descriptor_list(obj, "manifests", true)?;
         } else {
-            m.config = Some(
-                optional_descriptor(obj, "config")?
-                    .ok_or_else(|| Error::ManifestInvalid("config descriptor is missing".into()))?,
-            );
+            m.config =
+                Some(optional_descriptor(obj, "config")?.ok_or_else(|| {
+                    Error::ManifestInvalid("config descriptor is missing".into())
+                })?);
             m.layers = descriptor_list(obj, "layers", kind == Kind::DockerManifest)?;
         }
         Ok(m)
@@ -182,7 +182,11 @@ fn resolve_kind(obj: &Map<String, Value>, header: Option<&str>) -> Result<Kind, 
             "unsupported manifest Content-Type {h:?}"
         )));
     }
-    Ok(if obj.contains_key("manifests") { Kind::OciIndex } else { Kind::OciManifest })
+    Ok(if obj.contains_key("manifests") {
+        Kind::OciIndex
+    } else {
+        Kind::OciManifest
+    })
 }
 
 fn optional_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
@@ -230,15 +234,15 @@ fn descriptor_list(
 
 fn parse_descriptor(v: &Value, at: &str) -> Result<Descriptor, Error> {
     let invalid = |what: &str| Error::ManifestInvalid(format!("{at}: {what}"));
-    let obj = v.as_object().ok_or_else(|| invalid("a descriptor is an object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| invalid("a descriptor is an object"))?;
     let media_type = match obj.get("mediaType") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err(invalid("mediaType must be a non-empty string")),
     };
     let digest = match obj.get("digest") {
-        Some(Value::String(s)) => {
-            Digest::parse(s).map_err(|e| invalid(&format!("digest: {e}")))?
-        }
+        Some(Value::String(s)) => Digest::parse(s).map_err(|e| invalid(&format!("digest: {e}")))?,
         _ => return Err(invalid("digest must be a string")),
     };
     let size = obj
@@ -249,7 +253,11 @@ fn parse_descriptor(v: &Value, at: &str) -> Result<Descriptor, Error> {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a
             .iter()
-            .map(|u| u.as_str().map(str::to_owned).ok_or_else(|| invalid("urls must be strings")))
+            .map(|u| {
+                u.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| invalid("urls must be strings"))
+            })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(invalid("urls must be an array")),
     };
@@ -257,8 +265,10 @@ fn parse_descriptor(v: &Value, at: &str) -> Result<Descriptor, Error> {
         media_type,
         digest,
         size,
-        artifact_type: optional_string(obj, "artifactType").map_err(|_| invalid("artifactType must be a string"))?,
-        annotations: optional_object(obj, "annotations").map_err(|_| invalid("annotations must be an object"))?,
+        artifact_type: optional_string(obj, "artifactType")
+            .map_err(|_| invalid("artifactType must be a string"))?,
+        annotations: optional_object(obj, "annotations")
+            .map_err(|_| invalid("annotations must be an object"))?,
         urls,
     })
 }
@@ -298,15 +308,30 @@ mod tests {
             (None, "not json"),
             (None, "[]"),
             (None, r#"{"schemaVersion":3,"config":{},"layers":[]}"#),
-            (None, r#"{"schemaVersion":1,"mediaType":"application/vnd.docker.distribution.manifest.v1+json"}"#),
-            (Some(media::OCI_INDEX), r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#),
-            (None, r#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"md5:00","size":1},"layers":[]}"#),
-            (None, r#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:00","size":-1},"layers":[]}"#),
+            (
+                None,
+                r#"{"schemaVersion":1,"mediaType":"application/vnd.docker.distribution.manifest.v1+json"}"#,
+            ),
+            (
+                Some(media::OCI_INDEX),
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#,
+            ),
+            (
+                None,
+                r#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"md5:00","size":1},"layers":[]}"#,
+            ),
+            (
+                None,
+                r#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:00","size":-1},"layers":[]}"#,
+            ),
             (None, r#"{"schemaVersion":2,"manifests":"x"}"#),
         ];
         for (ct, body) in cases {
             assert!(
-                matches!(Manifest::parse(ct, body.as_bytes()), Err(Error::ManifestInvalid(_))),
+                matches!(
+                    Manifest::parse(ct, body.as_bytes()),
+                    Err(Error::ManifestInvalid(_))
+                ),
                 "{body}"
             );
         }
@@ -317,6 +342,10 @@ mod tests {
         let body = r#"{"schemaVersion":2,"manifests":[]}"#;
         let m = Manifest::parse(None, body.as_bytes()).unwrap();
         assert_eq!(m.kind, Kind::OciIndex);
-        assert!(m.referrer_descriptor(Digest::of(Algorithm::Sha256, b""), 1).artifact_type.is_none());
+        assert!(
+            m.referrer_descriptor(Digest::of(Algorithm::Sha256, b""), 1)
+                .artifact_type
+                .is_none()
+        );
     }
 }

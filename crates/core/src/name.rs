@@ -122,12 +122,30 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "library/ubuntu", "a/b/c/d/e/f/g/h", "a.b_c__d---e/x0", "0"] {
+        for ok in [
+            "a",
+            "library/ubuntu",
+            "a/b/c/d/e/f/g/h",
+            "a.b_c__d---e/x0",
+            "0",
+        ] {
             assert!(RepositoryName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "A", "a//b", "/a", "a/", "a..b", "a___b", "-a", "a-", "..", "a/../b", "a b",
-            "a%2fb", &"a".repeat(256),
+            "",
+            "A",
+            "a//b",
+            "/a",
+            "a/",
+            "a..b",
+            "a___b",
+            "-a",
+            "a-",
+            "..",
+            "a/../b",
+            "a b",
+            "a%2fb",
+            &"a".repeat(256),
         ] {
             assert!(RepositoryName::parse(bad).is_err(), "{bad}");
         }

@@ -74,12 +74,19 @@ pub trait Registry: Send + Sync + 'static {
 
     /// One page of tags of a repository after `last` (`None` for `n`: all). Unknown
     /// repository: `NameUnknown`.
-    async fn tags(&self, repo: &RepositoryName, n: Option<usize>, last: Option<&str>)
-    -> Result<Page>;
+    async fn tags(
+        &self,
+        repo: &RepositoryName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Page>;
 
     /// The manifest a tag or digest names.
-    async fn get_manifest(&self, repo: &RepositoryName, reference: &Reference)
-    -> Result<StoredManifest>;
+    async fn get_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<StoredManifest>;
 
     /// Stores a manifest under `reference` and tags it with `extra_tags` too.
     async fn put_manifest(
@@ -119,8 +126,11 @@ pub trait Registry: Send + Sync + 'static {
     ) -> Result<bool>;
 
     /// Opens an upload session; `algorithm` is the digest it will be verified with.
-    async fn start_upload(&self, repo: &RepositoryName, algorithm: Algorithm)
-    -> Result<UploadState>;
+    async fn start_upload(
+        &self,
+        repo: &RepositoryName,
+        algorithm: Algorithm,
+    ) -> Result<UploadState>;
 
     /// Where an upload session stands.
     async fn upload_status(&self, repo: &RepositoryName, id: &str) -> Result<UploadState>;

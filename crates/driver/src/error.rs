@@ -34,7 +34,10 @@ impl DriverError {
         if source.kind() == std::io::ErrorKind::NotFound {
             DriverError::PathNotFound(path.to_owned())
         } else {
-            DriverError::Io { path: path.to_owned(), source }
+            DriverError::Io {
+                path: path.to_owned(),
+                source,
+            }
         }
     }
 

@@ -43,7 +43,9 @@ impl FilesystemDriver {
 
     async fn create_parent(&self, full: &Path, path: &str) -> Result<(), DriverError> {
         if let Some(parent) = full.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| DriverError::io(path, e))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| DriverError::io(path, e))?;
         }
         Ok(())
     }
@@ -57,15 +59,22 @@ impl StorageDriver for FilesystemDriver {
 
     async fn get_content(&self, path: &str) -> Result<Bytes, DriverError> {
         let full = self.full(path)?;
-        tokio::fs::read(&full).await.map(Bytes::from).map_err(|e| DriverError::io(path, e))
+        tokio::fs::read(&full)
+            .await
+            .map(Bytes::from)
+            .map_err(|e| DriverError::io(path, e))
     }
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
         let full = self.full(path)?;
         let tmp_dir = self.root.join(TMP_DIR);
-        tokio::fs::create_dir_all(&tmp_dir).await.map_err(|e| DriverError::io(path, e))?;
+        tokio::fs::create_dir_all(&tmp_dir)
+            .await
+            .map_err(|e| DriverError::io(path, e))?;
         let tmp = tmp_dir.join(format!("{:016x}", rand::rng().random::<u64>()));
-        tokio::fs::write(&tmp, &content).await.map_err(|e| DriverError::io(path, e))?;
+        tokio::fs::write(&tmp, &content)
+            .await
+            .map_err(|e| DriverError::io(path, e))?;
         self.create_parent(&full, path).await?;
         if let Err(e) = tokio::fs::rename(&tmp, &full).await {
             let _ = tokio::fs::remove_file(&tmp).await;
@@ -81,14 +90,27 @@ impl StorageDriver for FilesystemDriver {
         len: Option<u64>,
     ) -> Result<ReadStream, DriverError> {
         let full = self.full(path)?;
-        let mut file = tokio::fs::File::open(&full).await.map_err(|e| DriverError::io(path, e))?;
-        let size = file.metadata().await.map_err(|e| DriverError::io(path, e))?.len();
+        let mut file = tokio::fs::File::open(&full)
+            .await
+            .map_err(|e| DriverError::io(path, e))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| DriverError::io(path, e))?
+            .len();
         if offset > size {
-            return Err(DriverError::InvalidOffset { path: path.to_owned(), offset });
+            return Err(DriverError::InvalidOffset {
+                path: path.to_owned(),
+                offset,
+            });
         }
-        file.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| DriverError::io(path, e))?;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| DriverError::io(path, e))?;
         let limited = file.take(len.unwrap_or(u64::MAX));
-        Ok(Box::pin(ReaderStream::with_capacity(limited, READ_CHUNK).map_ok(|b| b)))
+        Ok(Box::pin(
+            ReaderStream::with_capacity(limited, READ_CHUNK).map_ok(|b| b),
+        ))
     }
 
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, DriverError> {
@@ -102,7 +124,11 @@ impl StorageDriver for FilesystemDriver {
             .open(&full)
             .await
             .map_err(|e| DriverError::io(path, e))?;
-        let size = file.metadata().await.map_err(|e| DriverError::io(path, e))?.len();
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| DriverError::io(path, e))?
+            .len();
         Ok(Box::new(FsWriter {
             path: path.to_owned(),
             file: BufWriter::with_capacity(WRITE_BUFFER, file),
@@ -112,7 +138,9 @@ impl StorageDriver for FilesystemDriver {
 
     async fn stat(&self, path: &str) -> Result<FileInfo, DriverError> {
         let full = self.full(path)?;
-        let meta = tokio::fs::metadata(&full).await.map_err(|e| DriverError::io(path, e))?;
+        let meta = tokio::fs::metadata(&full)
+            .await
+            .map_err(|e| DriverError::io(path, e))?;
         Ok(FileInfo {
             size: if meta.is_dir() { 0 } else { meta.len() },
             is_dir: meta.is_dir(),
@@ -122,10 +150,16 @@ impl StorageDriver for FilesystemDriver {
 
     async fn list(&self, path: &str) -> Result<Vec<String>, DriverError> {
         let full = self.full(path)?;
-        let mut dir = tokio::fs::read_dir(&full).await.map_err(|e| DriverError::io(path, e))?;
+        let mut dir = tokio::fs::read_dir(&full)
+            .await
+            .map_err(|e| DriverError::io(path, e))?;
         let prefix = if path == "/" { "" } else { path };
         let mut out = Vec::new();
-        while let Some(entry) = dir.next_entry().await.map_err(|e| DriverError::io(path, e))? {
+        while let Some(entry) = dir
+            .next_entry()
+            .await
+            .map_err(|e| DriverError::io(path, e))?
+        {
             if let Some(name) = entry.file_name().to_str() {
                 if path == "/" && name == TMP_DIR {
                     continue;
@@ -140,12 +174,16 @@ impl StorageDriver for FilesystemDriver {
         let src = self.full(from)?;
         let dst = self.full(to)?;
         self.create_parent(&dst, to).await?;
-        tokio::fs::rename(&src, &dst).await.map_err(|e| DriverError::io(from, e))
+        tokio::fs::rename(&src, &dst)
+            .await
+            .map_err(|e| DriverError::io(from, e))
     }
 
     async fn delete(&self, path: &str) -> Result<(), DriverError> {
         let full = self.full(path)?;
-        let meta = tokio::fs::symlink_metadata(&full).await.map_err(|e| DriverError::io(path, e))?;
+        let meta = tokio::fs::symlink_metadata(&full)
+            .await
+            .map_err(|e| DriverError::io(path, e))?;
         let result = if meta.is_dir() {
             tokio::fs::remove_dir_all(&full).await
         } else {
@@ -164,7 +202,10 @@ struct FsWriter {
 #[async_trait]
 impl FileWriter for FsWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), DriverError> {
-        self.file.write_all(&data).await.map_err(|e| DriverError::io(&self.path, e))?;
+        self.file
+            .write_all(&data)
+            .await
+            .map_err(|e| DriverError::io(&self.path, e))?;
         self.size += data.len() as u64;
         Ok(())
     }
@@ -174,8 +215,15 @@ impl FileWriter for FsWriter {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), DriverError> {
-        self.file.flush().await.map_err(|e| DriverError::io(&self.path, e))?;
-        self.file.get_mut().sync_data().await.map_err(|e| DriverError::io(&self.path, e))
+        self.file
+            .flush()
+            .await
+            .map_err(|e| DriverError::io(&self.path, e))?;
+        self.file
+            .get_mut()
+            .sync_data()
+            .await
+            .map_err(|e| DriverError::io(&self.path, e))
     }
 }
 

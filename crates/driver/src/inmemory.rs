@@ -30,7 +30,11 @@ impl InMemoryDriver {
 }
 
 fn dir_prefix(path: &str) -> String {
-    if path == "/" { "/".to_owned() } else { format!("{path}/") }
+    if path == "/" {
+        "/".to_owned()
+    } else {
+        format!("{path}/")
+    }
 }
 
 fn under<'a>(files: &'a Files, prefix: &'a str) -> impl Iterator<Item = &'a String> + 'a {
@@ -49,12 +53,18 @@ impl StorageDriver for InMemoryDriver {
     async fn get_content(&self, path: &str) -> Result<Bytes, DriverError> {
         check_path(path)?;
         let files = self.files.read().await;
-        files.get(path).map(|(b, _)| b.clone()).ok_or_else(|| DriverError::PathNotFound(path.into()))
+        files
+            .get(path)
+            .map(|(b, _)| b.clone())
+            .ok_or_else(|| DriverError::PathNotFound(path.into()))
     }
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
         check_path(path)?;
-        self.files.write().await.insert(path.to_owned(), (content, SystemTime::now()));
+        self.files
+            .write()
+            .await
+            .insert(path.to_owned(), (content, SystemTime::now()));
         Ok(())
     }
 
@@ -67,10 +77,15 @@ impl StorageDriver for InMemoryDriver {
         let content = self.get_content(path).await?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         if start > content.len() {
-            return Err(DriverError::InvalidOffset { path: path.to_owned(), offset });
+            return Err(DriverError::InvalidOffset {
+                path: path.to_owned(),
+                offset,
+            });
         }
         let end = match len {
-            Some(l) => start.saturating_add(usize::try_from(l).unwrap_or(usize::MAX)).min(content.len()),
+            Some(l) => start
+                .saturating_add(usize::try_from(l).unwrap_or(usize::MAX))
+                .min(content.len()),
             None => content.len(),
         };
         let slice = content.slice(start..end);
@@ -89,18 +104,30 @@ impl StorageDriver for InMemoryDriver {
                 buf.extend_from_slice(b);
             }
         }
-        Ok(Box::new(MemWriter { files: self.files.clone(), path: path.to_owned(), buf }))
+        Ok(Box::new(MemWriter {
+            files: self.files.clone(),
+            path: path.to_owned(),
+            buf,
+        }))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo, DriverError> {
         check_path(path)?;
         let files = self.files.read().await;
         if let Some((b, t)) = files.get(path) {
-            return Ok(FileInfo { size: b.len() as u64, is_dir: false, modified: Some(*t) });
+            return Ok(FileInfo {
+                size: b.len() as u64,
+                is_dir: false,
+                modified: Some(*t),
+            });
         }
         let prefix = dir_prefix(path);
         if under(&files, &prefix).next().is_some() {
-            return Ok(FileInfo { size: 0, is_dir: true, modified: None });
+            return Ok(FileInfo {
+                size: 0,
+                is_dir: true,
+                modified: None,
+            });
         }
         Err(DriverError::PathNotFound(path.to_owned()))
     }
@@ -155,7 +182,11 @@ impl StorageDriver for InMemoryDriver {
         for key in doomed {
             files.remove(&key);
         }
-        if found { Ok(()) } else { Err(DriverError::PathNotFound(path.to_owned())) }
+        if found {
+            Ok(())
+        } else {
+            Err(DriverError::PathNotFound(path.to_owned()))
+        }
     }
 }
 
@@ -178,7 +209,10 @@ impl FileWriter for MemWriter {
 
     async fn commit(self: Box<Self>) -> Result<(), DriverError> {
         let MemWriter { files, path, buf } = *self;
-        files.write().await.insert(path, (buf.freeze(), SystemTime::now()));
+        files
+            .write()
+            .await
+            .insert(path, (buf.freeze(), SystemTime::now()));
         Ok(())
     }
 }

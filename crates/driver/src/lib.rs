@@ -48,8 +48,12 @@ pub trait StorageDriver: Send + Sync + 'static {
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), DriverError>;
 
     /// Streams a file from `offset`, at most `len` bytes when given.
-    async fn reader(&self, path: &str, offset: u64, len: Option<u64>)
-    -> Result<ReadStream, DriverError>;
+    async fn reader(
+        &self,
+        path: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<ReadStream, DriverError>;
 
     /// Opens a file for writing, appending to what is there when `append` is set
     /// (creating it otherwise, or when it does not exist).

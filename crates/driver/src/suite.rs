@@ -25,9 +25,13 @@ async fn read_all(d: &dyn StorageDriver, path: &str, offset: u64, len: Option<u6
 }
 
 async fn content_round_trip(d: &dyn StorageDriver) {
-    d.put_content("/rt/a", Bytes::from_static(b"one")).await.unwrap();
+    d.put_content("/rt/a", Bytes::from_static(b"one"))
+        .await
+        .unwrap();
     assert_eq!(d.get_content("/rt/a").await.unwrap(), "one");
-    d.put_content("/rt/a", Bytes::from_static(b"two!")).await.unwrap();
+    d.put_content("/rt/a", Bytes::from_static(b"two!"))
+        .await
+        .unwrap();
     assert_eq!(d.get_content("/rt/a").await.unwrap(), "two!");
     let st = d.stat("/rt/a").await.unwrap();
     assert_eq!((st.size, st.is_dir), (4, false));
@@ -39,10 +43,21 @@ async fn content_round_trip(d: &dyn StorageDriver) {
 async fn missing_paths(d: &dyn StorageDriver) {
     assert!(d.get_content("/nope/x").await.unwrap_err().is_not_found());
     assert!(d.stat("/nope/x").await.unwrap_err().is_not_found());
-    assert!(d.reader("/nope/x", 0, None).await.err().expect("reader of missing").is_not_found());
+    assert!(
+        d.reader("/nope/x", 0, None)
+            .await
+            .err()
+            .expect("reader of missing")
+            .is_not_found()
+    );
     assert!(d.list("/nope").await.unwrap_err().is_not_found());
     assert!(d.delete("/nope").await.unwrap_err().is_not_found());
-    assert!(d.rename("/nope/a", "/nope/b").await.unwrap_err().is_not_found());
+    assert!(
+        d.rename("/nope/a", "/nope/b")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
 }
 
 async fn invalid_paths(d: &dyn StorageDriver) {
@@ -67,7 +82,10 @@ async fn streaming_reads(d: &dyn StorageDriver) {
     assert_eq!(w.size(), data.len() as u64);
     w.commit().await.unwrap();
     assert_eq!(read_all(d, "/big/file", 0, None).await, data);
-    assert_eq!(read_all(d, "/big/file", 999_990, None).await, &data[999_990..]);
+    assert_eq!(
+        read_all(d, "/big/file", 999_990, None).await,
+        &data[999_990..]
+    );
     assert_eq!(read_all(d, "/big/file", 10, Some(5)).await, &data[10..15]);
     assert_eq!(read_all(d, "/big/file", 1_000_000, None).await, b"");
     assert!(matches!(
@@ -106,12 +124,18 @@ async fn listing(d: &dyn StorageDriver) {
 }
 
 async fn rename_replaces(d: &dyn StorageDriver) {
-    d.put_content("/mv/src", Bytes::from_static(b"new")).await.unwrap();
-    d.put_content("/mv/deep/dst", Bytes::from_static(b"old")).await.unwrap();
+    d.put_content("/mv/src", Bytes::from_static(b"new"))
+        .await
+        .unwrap();
+    d.put_content("/mv/deep/dst", Bytes::from_static(b"old"))
+        .await
+        .unwrap();
     d.rename("/mv/src", "/mv/deep/dst").await.unwrap();
     assert_eq!(d.get_content("/mv/deep/dst").await.unwrap(), "new");
     assert!(d.stat("/mv/src").await.unwrap_err().is_not_found());
-    d.put_content("/mv/other", Bytes::from_static(b"o")).await.unwrap();
+    d.put_content("/mv/other", Bytes::from_static(b"o"))
+        .await
+        .unwrap();
     d.rename("/mv/other", "/mv/fresh/dir/file").await.unwrap();
     assert_eq!(d.get_content("/mv/fresh/dir/file").await.unwrap(), "o");
 }

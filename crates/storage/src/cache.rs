@@ -1,0 +1,88 @@
+//! The blob-descriptor cache: which blobs exist (globally) and which are linked into which
+//! repository, with their sizes. Bounded; an optimisation only: a miss goes to storage.
+
+use berth_core::{Digest, RepositoryName};
+use quick_cache::sync::Cache;
+
+/// Entries per map when the configuration does not say.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// Global and repository-scoped blob sizes.
+pub struct DescriptorCache {
+    global: Cache<Digest, u64>,
+    linked: Cache<(RepositoryName, Digest), u64>,
+}
+
+impl DescriptorCache {
+    /// A cache holding at most `capacity` entries in each map.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        DescriptorCache {
+            global: Cache::new(capacity),
+            linked: Cache::new(capacity),
+        }
+    }
+
+    /// Size of a blob linked into `repo`, if known.
+    pub fn linked(&self, repo: &RepositoryName, digest: &Digest) -> Option<u64> {
+        self.linked.get(&(repo.clone(), digest.clone()))
+    }
+
+    /// Size of a blob in the global store, if known.
+    pub fn global(&self, digest: &Digest) -> Option<u64> {
+        self.global.get(digest)
+    }
+
+    /// Records that `digest` (of `size` bytes) is linked into `repo`.
+    pub fn set_linked(&self, repo: &RepositoryName, digest: &Digest, size: u64) {
+        self.global.insert(digest.clone(), size);
+        self.linked.insert((repo.clone(), digest.clone()), size);
+    }
+
+    /// Records a blob in the global store.
+    pub fn set_global(&self, digest: &Digest, size: u64) {
+        self.global.insert(digest.clone(), size);
+    }
+
+    /// Forgets a repository link.
+    pub fn unlink(&self, repo: &RepositoryName, digest: &Digest) {
+        self.linked.remove(&(repo.clone(), digest.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::Algorithm;
+
+    #[test]
+    fn scoped_and_global() {
+        let c = DescriptorCache::new(10);
+        let a = RepositoryName::parse("a").unwrap();
+        let b = RepositoryName::parse("b").unwrap();
+        let d = Digest::of(Algorithm::Sha256, b"x");
+        c.set_linked(&a, &d, 1);
+        assert_eq!(c.linked(&a, &d), Some(1));
+        assert_eq!(c.linked(&b, &d), None);
+        assert_eq!(c.global(&d), Some(1));
+        c.unlink(&a, &d);
+        assert_eq!(c.linked(&a, &d), None);
+        assert_eq!(c.global(&d), Some(1));
+    }
+
+    #[test]
+    fn bounded() {
+        let c = DescriptorCache::new(100);
+        let r = RepositoryName::parse("r").unwrap();
+        for i in 0..10_000u32 {
+            c.set_linked(&r, &Digest::of(Algorithm::Sha256, &i.to_le_bytes()), 1);
+        }
+        let kept = (0..10_000u32)
+            .filter(|i| {
+                c.linked(&r, &Digest::of(Algorithm::Sha256, &i.to_le_bytes()))
+                    .is_some()
+            })
+            .count();
+        assert!(kept <= 200, "cache kept {kept} entries");
+    }
+}

@@ -1,0 +1,69 @@
+//! The catalog: repository names found by walking `repositories/`, in distribution's
+//! order (path component by component, so `a/b` sorts before `a-b`).
+
+use std::cmp::Ordering;
+
+use berth_core::{Error, Page};
+
+use crate::StorageRegistry;
+use crate::layout::StoragePath;
+use crate::tags::paginate;
+
+/// Directories whose presence makes their parent a repository.
+const REPOSITORY_MARKERS: [&str; 3] = ["_layers", "_manifests", "_uploads"];
+
+/// Component-wise comparison of repository names.
+pub(crate) fn catalog_order(a: &str, b: &str) -> Ordering {
+    a.split('/').cmp(b.split('/'))
+}
+
+impl StorageRegistry {
+    /// Every repository name (a walk of the whole tree).
+    // TODO(#3): keep an ordered in-memory index so a page costs O(page), not O(registry).
+    pub(crate) async fn repository_names(&self) -> Result<Vec<String>, Error> {
+        let root = StoragePath::Repositories.path();
+        let mut out = Vec::new();
+        let mut pending = vec![String::new()];
+        while let Some(name) = pending.pop() {
+            let dir = if name.is_empty() {
+                root.clone()
+            } else {
+                format!("{root}/{name}")
+            };
+            let children = self.list_names(&dir).await?;
+            if !name.is_empty()
+                && children
+                    .iter()
+                    .any(|c| REPOSITORY_MARKERS.contains(&c.as_str()))
+            {
+                out.push(name.clone());
+            }
+            for child in children.into_iter().filter(|c| !c.starts_with('_')) {
+                pending.push(if name.is_empty() {
+                    child
+                } else {
+                    format!("{name}/{child}")
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn catalog_impl(&self, n: usize, last: Option<&str>) -> Result<Page, Error> {
+        let names = self.repository_names().await?;
+        Ok(paginate(names, Some(n), last, catalog_order))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::catalog_order;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn component_order() {
+        assert_eq!(catalog_order("a/b", "a-b"), Ordering::Less);
+        assert_eq!(catalog_order("a", "a/b"), Ordering::Less);
+        assert_eq!(catalog_order("b", "a/z"), Ordering::Greater);
+    }
+}

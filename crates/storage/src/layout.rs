@@ -1,0 +1,136 @@
+//! distribution's storage layout, as one closed enum of paths and one infallible mapping.
+//! Every value is built from validated identifiers, so every path is safe.
+
+use berth_core::{Algorithm, Digest, RepositoryName, Tag};
+
+/// The root of everything distribution (and berth) stores.
+pub const ROOT: &str = "/docker/registry/v2";
+
+/// A place in the layout.
+#[derive(Debug, Clone, Copy)]
+pub enum StoragePath<'a> {
+    /// `blobs/<alg>/<xx>/<hex>/data`: content shared by all repositories.
+    BlobData(&'a Digest),
+    /// `repositories/`: where the catalog walk starts.
+    Repositories,
+    /// `repositories/<name>`.
+    Repository(&'a RepositoryName),
+    /// `repositories/<name>/_layers`.
+    LayersDir(&'a RepositoryName),
+    /// `repositories/<name>/_layers/<alg>/<hex>/link`.
+    LayerLink(&'a RepositoryName, &'a Digest),
+    /// `repositories/<name>/_manifests`.
+    ManifestsDir(&'a RepositoryName),
+    /// `repositories/<name>/_manifests/revisions/<alg>/<hex>`.
+    RevisionDir(&'a RepositoryName, &'a Digest),
+    /// `repositories/<name>/_manifests/revisions/<alg>/<hex>/link`.
+    RevisionLink(&'a RepositoryName, &'a Digest),
+    /// `repositories/<name>/_manifests/tags`.
+    TagsDir(&'a RepositoryName),
+    /// `repositories/<name>/_manifests/tags/<tag>`.
+    TagDir(&'a RepositoryName, &'a Tag),
+    /// `repositories/<name>/_manifests/tags/<tag>/current/link`.
+    TagCurrentLink(&'a RepositoryName, &'a Tag),
+    /// `repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link`.
+    TagIndexLink(&'a RepositoryName, &'a Tag, &'a Digest),
+    /// `repositories/<name>/_uploads`.
+    UploadsDir(&'a RepositoryName),
+    /// `repositories/<name>/_uploads/<id>`.
+    UploadDir(&'a RepositoryName, &'a str),
+    /// `repositories/<name>/_uploads/<id>/data`.
+    UploadData(&'a RepositoryName, &'a str),
+    /// `repositories/<name>/_uploads/<id>/startedat`.
+    UploadStartedAt(&'a RepositoryName, &'a str),
+    /// `repositories/<name>/_uploads/<id>/hashstates/<alg>`.
+    UploadHashStates(&'a RepositoryName, &'a str, Algorithm),
+    /// `repositories/<name>/_uploads/<id>/hashstates/<alg>/<offset>`.
+    UploadHashState(&'a RepositoryName, &'a str, Algorithm, u64),
+    /// berth's referrers index (distribution ignores `_`-directories it does not know):
+    /// `repositories/<name>/_berth/referrers/<alg>/<hex>`.
+    ReferrersDir(&'a RepositoryName, &'a Digest),
+    /// `repositories/<name>/_berth/referrers/<alg>/<hex>/<alg>/<hex>/link`.
+    ReferrerLink(&'a RepositoryName, &'a Digest, &'a Digest),
+}
+
+impl StoragePath<'_> {
+    /// The driver path.
+    pub fn path(&self) -> String {
+        use StoragePath::*;
+        let repo = |n: &RepositoryName| format!("{ROOT}/repositories/{n}");
+        let dg = |d: &Digest| format!("{}/{}", d.algorithm(), d.hex());
+        match *self {
+            BlobData(d) => format!(
+                "{ROOT}/blobs/{}/{}/{}/data",
+                d.algorithm(),
+                &d.hex()[..2],
+                d.hex()
+            ),
+            Repositories => format!("{ROOT}/repositories"),
+            Repository(n) => repo(n),
+            LayersDir(n) => format!("{}/_layers", repo(n)),
+            LayerLink(n, d) => format!("{}/_layers/{}/link", repo(n), dg(d)),
+            ManifestsDir(n) => format!("{}/_manifests", repo(n)),
+            RevisionDir(n, d) => format!("{}/_manifests/revisions/{}", repo(n), dg(d)),
+            RevisionLink(n, d) => format!("{}/_manifests/revisions/{}/link", repo(n), dg(d)),
+            TagsDir(n) => format!("{}/_manifests/tags", repo(n)),
+            TagDir(n, t) => format!("{}/_manifests/tags/{t}", repo(n)),
+            TagCurrentLink(n, t) => format!("{}/_manifests/tags/{t}/current/link", repo(n)),
+            TagIndexLink(n, t, d) => {
+                format!("{}/_manifests/tags/{t}/index/{}/link", repo(n), dg(d))
+            }
+            UploadsDir(n) => format!("{}/_uploads", repo(n)),
+            UploadDir(n, id) => format!("{}/_uploads/{id}", repo(n)),
+            UploadData(n, id) => format!("{}/_uploads/{id}/data", repo(n)),
+            UploadStartedAt(n, id) => format!("{}/_uploads/{id}/startedat", repo(n)),
+            UploadHashStates(n, id, a) => format!("{}/_uploads/{id}/hashstates/{a}", repo(n)),
+            UploadHashState(n, id, a, off) => {
+                format!("{}/_uploads/{id}/hashstates/{a}/{off}", repo(n))
+            }
+            ReferrersDir(n, s) => format!("{}/_berth/referrers/{}", repo(n), dg(s)),
+            ReferrerLink(n, s, r) => {
+                format!("{}/_berth/referrers/{}/{}/link", repo(n), dg(s), dg(r))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_distribution() {
+        let n = RepositoryName::parse("team/app").unwrap();
+        let t = Tag::parse("v1").unwrap();
+        let d = Digest::of(Algorithm::Sha256, b"");
+        let h = d.hex();
+        assert_eq!(
+            StoragePath::BlobData(&d).path(),
+            format!("/docker/registry/v2/blobs/sha256/e3/{h}/data")
+        );
+        assert_eq!(
+            StoragePath::LayerLink(&n, &d).path(),
+            format!("/docker/registry/v2/repositories/team/app/_layers/sha256/{h}/link")
+        );
+        assert_eq!(
+            StoragePath::RevisionLink(&n, &d).path(),
+            format!(
+                "/docker/registry/v2/repositories/team/app/_manifests/revisions/sha256/{h}/link"
+            )
+        );
+        assert_eq!(
+            StoragePath::TagCurrentLink(&n, &t).path(),
+            "/docker/registry/v2/repositories/team/app/_manifests/tags/v1/current/link"
+        );
+        assert_eq!(
+            StoragePath::TagIndexLink(&n, &t, &d).path(),
+            format!(
+                "/docker/registry/v2/repositories/team/app/_manifests/tags/v1/index/sha256/{h}/link"
+            )
+        );
+        assert_eq!(
+            StoragePath::UploadHashState(&n, "u", Algorithm::Sha256, 42).path(),
+            "/docker/registry/v2/repositories/team/app/_uploads/u/hashstates/sha256/42"
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! berth-storage: the registry's data laid out on a storage driver exactly as CNCF
+//! distribution lays it out. `StorageRegistry` implements `berth_core::Registry`; each
+//! module owns one kind of data (blobs, links, manifests, tags, uploads, referrers, catalog).
+
+mod blobs;
+mod cache;
+mod catalog;
+mod links;
+mod manifests;
+mod purge;
+mod referrers;
+mod registry;
+mod tags;
+mod uploads;
+
+pub mod layout;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use berth_driver::StorageDriver;
+
+pub use cache::DescriptorCache;
+pub use purge::PurgeReport;
+
+/// Behaviour switches from the configuration.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `storage.delete.enabled`: allow deleting blobs and manifests.
+    pub delete_enabled: bool,
+    /// Entries of the blob-descriptor cache; `None` disables it.
+    pub descriptor_cache: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            delete_enabled: false,
+            descriptor_cache: Some(cache::DEFAULT_CAPACITY),
+        }
+    }
+}
+
+/// The registry over one storage driver.
+pub struct StorageRegistry {
+    driver: Arc<dyn StorageDriver>,
+    cache: Option<DescriptorCache>,
+    delete_enabled: bool,
+    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::HotState>>>>,
+}
+
+impl StorageRegistry {
+    /// A registry storing through `driver`.
+    pub fn new(driver: Arc<dyn StorageDriver>, options: Options) -> Self {
+        StorageRegistry {
+            driver,
+            cache: options.descriptor_cache.map(DescriptorCache::new),
+            delete_enabled: options.delete_enabled,
+            uploads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The driver underneath.
+    pub fn driver(&self) -> &Arc<dyn StorageDriver> {
+        &self.driver
+    }
+}
+
+#[cfg(test)]
+mod tests;

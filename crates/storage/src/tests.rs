@@ -1,0 +1,320 @@
+//! Store-level tests over both drivers: uploads (including resuming after a restart),
+//! manifests, tags, referrers, catalog, deletes and purging.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::{Algorithm, ByteStream, Digest, Error, Reference, Registry, RepositoryName, Tag};
+use berth_driver::{FilesystemDriver, InMemoryDriver, StorageDriver};
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+use crate::{Options, StorageRegistry};
+
+fn body(data: &[u8]) -> ByteStream {
+    let chunks: Vec<std::io::Result<Bytes>> = data
+        .chunks(1000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    Box::pin(futures::stream::iter(chunks))
+}
+
+fn repo(s: &str) -> RepositoryName {
+    RepositoryName::parse(s).unwrap()
+}
+
+fn opts() -> Options {
+    Options {
+        delete_enabled: true,
+        ..Options::default()
+    }
+}
+
+async fn push_blob(r: &StorageRegistry, name: &RepositoryName, data: &[u8]) -> Digest {
+    let d = Digest::of(Algorithm::Sha256, data);
+    let up = r.start_upload(name, Algorithm::Sha256).await.unwrap();
+    r.finish_upload(name, &up.id, &d, Some((None, body(data))))
+        .await
+        .unwrap();
+    d
+}
+
+async fn read_blob(r: &StorageRegistry, name: &RepositoryName, d: &Digest) -> Vec<u8> {
+    let c = r.open_blob(name, d, None).await.unwrap();
+    let parts: Vec<Bytes> = c.stream.try_collect().await.unwrap();
+    parts.concat()
+}
+
+fn image(config: &Digest, layer: &Digest, subject: Option<&Digest>) -> Bytes {
+    let subject = subject
+        .map(|s| {
+            format!(
+                r#","subject":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{s}","size":1}}"#
+            )
+        })
+        .unwrap_or_default();
+    Bytes::from(format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/x.cfg","digest":"{config}","size":2}},"layers":[{{"mediaType":"application/x.layer","digest":"{layer}","size":5}}],"annotations":{{"k":"v"}}{subject}}}"#
+    ))
+}
+
+async fn drivers() -> Vec<(Arc<dyn StorageDriver>, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    vec![
+        (Arc::new(InMemoryDriver::new()), None),
+        (Arc::new(FilesystemDriver::new(dir.path())), Some(dir)),
+    ]
+}
+
+#[tokio::test]
+async fn chunked_upload_resumes_after_restart() {
+    for (driver, _dir) in drivers().await {
+        let name = repo("a/b");
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let d = Digest::of(Algorithm::Sha256, &data);
+        let first = StorageRegistry::new(driver.clone(), opts());
+        let up = first.start_upload(&name, Algorithm::Sha256).await.unwrap();
+        let st = first
+            .upload_chunk(&name, &up.id, Some(0), Some(20_000), body(&data[..20_000]))
+            .await
+            .unwrap();
+        assert_eq!(st.offset, 20_000);
+        drop(first);
+        // A new process: no hot state, the saved hash state is used.
+        let second = StorageRegistry::new(driver.clone(), opts());
+        assert_eq!(
+            second.upload_status(&name, &up.id).await.unwrap().offset,
+            20_000
+        );
+        let err = second
+            .upload_chunk(&name, &up.id, Some(10), None, body(b"x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::ChunkOutOfOrder {
+                offset: 20_000,
+                start: 10
+            }
+        ));
+        second
+            .upload_chunk(
+                &name,
+                &up.id,
+                Some(20_000),
+                None,
+                body(&data[20_000..40_000]),
+            )
+            .await
+            .unwrap();
+        let size = second
+            .finish_upload(
+                &name,
+                &up.id,
+                &d,
+                Some((Some(40_000), body(&data[40_000..]))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(size, 50_000);
+        assert_eq!(read_blob(&second, &name, &d).await, data);
+        assert!(matches!(
+            second.upload_status(&name, &up.id).await,
+            Err(Error::BlobUploadUnknown(_))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn digest_mismatch_commits_nothing() {
+    for (driver, _dir) in drivers().await {
+        let r = StorageRegistry::new(driver, opts());
+        let name = repo("x");
+        let wrong = Digest::of(Algorithm::Sha256, b"something else");
+        let up = r.start_upload(&name, Algorithm::Sha256).await.unwrap();
+        let err = r
+            .finish_upload(&name, &up.id, &wrong, Some((None, body(b"data"))))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DigestInvalid(_)));
+        assert!(matches!(
+            r.stat_blob(&name, &wrong).await,
+            Err(Error::BlobUnknown(_))
+        ));
+        let right = Digest::of(Algorithm::Sha256, b"data");
+        assert!(matches!(
+            r.stat_blob(&name, &right).await,
+            Err(Error::BlobUnknown(_))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn sha512_and_ranges() {
+    for (driver, _dir) in drivers().await {
+        let r = StorageRegistry::new(driver, opts());
+        let name = repo("x");
+        let d = Digest::of(Algorithm::Sha512, b"0123456789");
+        let up = r.start_upload(&name, Algorithm::Sha256).await.unwrap();
+        r.finish_upload(&name, &up.id, &d, Some((None, body(b"0123456789"))))
+            .await
+            .unwrap();
+        let c = r.open_blob(&name, &d, Some((2, 4))).await.unwrap();
+        let parts: Vec<Bytes> = c.stream.try_collect().await.unwrap();
+        assert_eq!(parts.concat(), b"234");
+        assert!(matches!(
+            r.open_blob(&name, &d, Some((5, 10))).await.err(),
+            Some(Error::RangeNotSatisfiable { size: 10 })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn manifests_tags_referrers_and_deletes() {
+    for (driver, _dir) in drivers().await {
+        let r = StorageRegistry::new(driver, opts());
+        let name = repo("team/app");
+        let cfg = push_blob(&r, &name, b"{}").await;
+        let layer = push_blob(&r, &name, b"layer").await;
+        let m = image(&cfg, &layer, None);
+        let v1 = Reference::Tag(Tag::parse("v1").unwrap());
+        let put = r
+            .put_manifest(
+                &name,
+                &v1,
+                None,
+                m.clone(),
+                &[Tag::parse("latest").unwrap()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(put.digest, Digest::of(Algorithm::Sha256, &m));
+        let got = r.get_manifest(&name, &v1).await.unwrap();
+        assert_eq!(got.body, m);
+        assert_eq!(got.media_type, "application/vnd.oci.image.manifest.v1+json");
+        assert_eq!(
+            r.tags(&name, None, None).await.unwrap().entries,
+            ["latest", "v1"]
+        );
+
+        // A manifest naming a blob the repository does not have.
+        let other = repo("other");
+        let err = r
+            .put_manifest(&other, &v1, None, m.clone(), &[])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ManifestBlobUnknown(_)));
+
+        // Referrers, including one whose subject is not pushed.
+        let sig = image(&cfg, &layer, Some(&put.digest));
+        let sig_put = r
+            .put_manifest(
+                &name,
+                &Reference::Digest(Digest::of(Algorithm::Sha256, &sig)),
+                None,
+                sig,
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(sig_put.subject.as_ref(), Some(&put.digest));
+        let refs = r.referrers(&name, &put.digest, None).await.unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].artifact_type.as_deref(), Some("application/x.cfg"));
+        assert!(
+            r.referrers(&name, &put.digest, Some("nope"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Tag delete keeps the manifest; digest delete removes it and its tags.
+        r.delete_manifest(&name, &Reference::Tag(Tag::parse("latest").unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(r.tags(&name, None, None).await.unwrap().entries, ["v1"]);
+        r.delete_manifest(&name, &Reference::Digest(put.digest.clone()))
+            .await
+            .unwrap();
+        assert!(matches!(
+            r.get_manifest(&name, &v1).await,
+            Err(Error::ManifestUnknown(_))
+        ));
+        assert!(r.tags(&name, None, None).await.unwrap().entries.is_empty());
+        r.delete_manifest(&name, &Reference::Digest(sig_put.digest.clone()))
+            .await
+            .unwrap();
+        assert!(
+            r.referrers(&name, &put.digest, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        r.delete_blob(&name, &layer).await.unwrap();
+        assert!(matches!(
+            r.stat_blob(&name, &layer).await,
+            Err(Error::BlobUnknown(_))
+        ));
+        assert!(matches!(
+            r.tags(&repo("nothing"), None, None).await,
+            Err(Error::NameUnknown(_))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn catalog_mount_and_purge() {
+    for (driver, _dir) in drivers().await {
+        let r = StorageRegistry::new(driver, opts());
+        for n in ["b", "a/b", "a-b", "a/b/c"] {
+            push_blob(&r, &repo(n), n.as_bytes()).await;
+        }
+        let page = r.catalog(10, None).await.unwrap();
+        assert_eq!(page.entries, ["a/b", "a/b/c", "a-b", "b"]);
+        let page = r.catalog(2, Some("a/b")).await.unwrap();
+        assert_eq!(
+            (page.entries.as_slice(), page.more),
+            (&["a/b/c".to_owned(), "a-b".to_owned()][..], true)
+        );
+
+        let d = Digest::of(Algorithm::Sha256, b"b");
+        assert!(
+            r.mount_blob(&repo("m"), &d, Some(&repo("b")))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !r.mount_blob(&repo("m2"), &d, Some(&repo("a-b")))
+                .await
+                .unwrap()
+        );
+        assert!(r.mount_blob(&repo("m3"), &d, None).await.unwrap());
+        assert_eq!(r.stat_blob(&repo("m3"), &d).await.unwrap(), 1);
+
+        let up = r.start_upload(&repo("p"), Algorithm::Sha256).await.unwrap();
+        let report = r
+            .purge_uploads(Duration::from_secs(3600), false)
+            .await
+            .unwrap();
+        assert_eq!((report.purged, report.kept), (0, 1));
+        let report = r.purge_uploads(Duration::ZERO, false).await.unwrap();
+        assert_eq!(report.purged, 1);
+        assert!(r.upload_status(&repo("p"), &up.id).await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn deletes_can_be_disabled() {
+    let r = StorageRegistry::new(Arc::new(InMemoryDriver::new()), Options::default());
+    let name = repo("x");
+    let d = push_blob(&r, &name, b"x").await;
+    assert!(matches!(
+        r.delete_blob(&name, &d).await,
+        Err(Error::Unsupported(_))
+    ));
+    assert!(matches!(
+        r.delete_manifest(&name, &Reference::Digest(d)).await,
+        Err(Error::Unsupported(_))
+    ));
+}

@@ -1,0 +1,330 @@
+//! Upload sessions: bytes stream to `_uploads/<id>/data` while they are hashed; the running
+//! hash state is saved after every chunk (so a chunked upload survives a restart), and a
+//! finished upload is verified and then renamed into the blob store: nobody ever reads an
+//! unverified blob.
+
+use std::sync::Arc;
+
+use berth_core::{Algorithm, ByteStream, Digest, Digester, Error, RepositoryName, UploadState};
+use bytes::Bytes;
+use futures::StreamExt;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::StorageRegistry;
+use crate::layout::StoragePath;
+use crate::links::internal;
+
+/// The hash of an upload's bytes so far, kept in memory between requests so the common
+/// case needs no state file read. `None` until first used in this process.
+pub(crate) type HotState = Option<(u64, Digester)>;
+
+/// Upload ids are UUIDs we issued; anything else is unknown (and never reaches a path).
+fn check_id(id: &str) -> Result<(), Error> {
+    match uuid::Uuid::try_parse(id) {
+        Ok(u) if u.hyphenated().to_string() == id => Ok(()),
+        _ => Err(Error::BlobUploadUnknown(id.to_owned())),
+    }
+}
+
+impl StorageRegistry {
+    fn session_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<HotState>> {
+        let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_owned()).or_default().clone()
+    }
+
+    fn forget_session(&self, id: &str) {
+        self.uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Bytes received so far; `BlobUploadUnknown` when the session does not exist.
+    async fn upload_offset(&self, repo: &RepositoryName, id: &str) -> Result<u64, Error> {
+        match self
+            .driver
+            .stat(&StoragePath::UploadData(repo, id).path())
+            .await
+        {
+            Ok(info) => Ok(info.size),
+            Err(e) if e.is_not_found() => Err(Error::BlobUploadUnknown(id.to_owned())),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// The algorithm chosen when the session started (recorded by its hash-state directory).
+    async fn upload_algorithm(&self, repo: &RepositoryName, id: &str) -> Result<Algorithm, Error> {
+        let p = StoragePath::UploadHashStates(repo, id, Algorithm::Sha512);
+        Ok(if self.exists(p).await? {
+            Algorithm::Sha512
+        } else {
+            Algorithm::Sha256
+        })
+    }
+
+    /// The hash of the first `offset` bytes: from memory, a saved state, or by re-reading.
+    async fn resume_hash(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        hot: &HotState,
+        algorithm: Algorithm,
+        offset: u64,
+    ) -> Result<Digester, Error> {
+        if let Some((at, h)) = hot {
+            if *at == offset && h.algorithm() == algorithm {
+                return Ok(h.clone());
+            }
+        }
+        let saved = StoragePath::UploadHashState(repo, id, algorithm, offset).path();
+        if let Ok(bytes) = self.driver.get_content(&saved).await {
+            if let Some(h) = Digester::restore(algorithm, &bytes) {
+                return Ok(h);
+            }
+        }
+        self.rehash(repo, id, algorithm, offset).await
+    }
+
+    async fn rehash(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        algorithm: Algorithm,
+        offset: u64,
+    ) -> Result<Digester, Error> {
+        let mut h = Digester::new(algorithm);
+        if offset == 0 {
+            return Ok(h);
+        }
+        let path = StoragePath::UploadData(repo, id).path();
+        let mut stream = self
+            .driver
+            .reader(&path, 0, Some(offset))
+            .await
+            .map_err(internal)?;
+        let mut seen = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Error::Internal(format!("re-reading {path}: {e}")))?;
+            seen += chunk.len() as u64;
+            h.update(&chunk);
+        }
+        if seen != offset {
+            return Err(Error::Internal(format!(
+                "{path} holds {seen} bytes, expected {offset}"
+            )));
+        }
+        Ok(h)
+    }
+
+    async fn save_hash(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        h: &Digester,
+        offset: u64,
+        previous: Option<u64>,
+    ) -> Result<(), Error> {
+        let alg = h.algorithm();
+        let path = StoragePath::UploadHashState(repo, id, alg, offset).path();
+        self.driver
+            .put_content(&path, Bytes::from(h.save()))
+            .await
+            .map_err(internal)?;
+        if let Some(prev) = previous.filter(|p| *p != offset) {
+            let _ = self
+                .driver
+                .delete(&StoragePath::UploadHashState(repo, id, alg, prev).path())
+                .await;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn start_upload_impl(
+        &self,
+        repo: &RepositoryName,
+        algorithm: Algorithm,
+    ) -> Result<UploadState, Error> {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let now = OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_default();
+        self.driver
+            .put_content(
+                &StoragePath::UploadStartedAt(repo, &id).path(),
+                Bytes::from(now),
+            )
+            .await
+            .map_err(internal)?;
+        let h = Digester::new(algorithm);
+        self.save_hash(repo, &id, &h, 0, None).await?;
+        let w = self
+            .driver
+            .writer(&StoragePath::UploadData(repo, &id).path(), false)
+            .await
+            .map_err(internal)?;
+        w.commit().await.map_err(internal)?;
+        Ok(UploadState { id, offset: 0 })
+    }
+
+    pub(crate) async fn upload_status_impl(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+    ) -> Result<UploadState, Error> {
+        check_id(id)?;
+        let offset = self.upload_offset(repo, id).await?;
+        Ok(UploadState {
+            id: id.to_owned(),
+            offset,
+        })
+    }
+
+    /// Appends one chunk while the session lock is held; updates the hot state.
+    async fn append(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        hot: &mut HotState,
+        start: Option<u64>,
+        length: Option<u64>,
+        mut body: ByteStream,
+    ) -> Result<u64, Error> {
+        let offset = self.upload_offset(repo, id).await?;
+        if let Some(start) = start.filter(|s| *s != offset) {
+            return Err(Error::ChunkOutOfOrder { offset, start });
+        }
+        let algorithm = match hot {
+            Some((_, h)) => h.algorithm(),
+            None => self.upload_algorithm(repo, id).await?,
+        };
+        let mut h = self.resume_hash(repo, id, hot, algorithm, offset).await?;
+        let path = StoragePath::UploadData(repo, id).path();
+        let mut w = self.driver.writer(&path, true).await.map_err(internal)?;
+        let mut received = 0u64;
+        let mut failure = None;
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    h.update(&bytes);
+                    received += bytes.len() as u64;
+                    if let Err(e) = w.write(bytes).await {
+                        failure = Some(internal(e));
+                        break;
+                    }
+                }
+                Err(e) => {
+                    failure = Some(Error::BodyRead(e.to_string()));
+                    break;
+                }
+            }
+        }
+        let end = w.size();
+        let committed = w.commit().await.map_err(internal);
+        // Whatever reached the file is part of the upload now: record its hash so the
+        // session stays consistent, then report the first failure.
+        if end == offset + received {
+            self.save_hash(repo, id, &h, end, Some(offset)).await?;
+            *hot = Some((end, h));
+        } else {
+            *hot = None;
+        }
+        committed?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if let Some(len) = length.filter(|l| *l != received) {
+            return Err(Error::SizeInvalid(format!(
+                "chunk declared {len} bytes but {received} arrived"
+            )));
+        }
+        Ok(end)
+    }
+
+    pub(crate) async fn upload_chunk_impl(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        start: Option<u64>,
+        length: Option<u64>,
+        body: ByteStream,
+    ) -> Result<UploadState, Error> {
+        check_id(id)?;
+        let lock = self.session_lock(id);
+        let mut hot = lock.lock().await;
+        let offset = self.append(repo, id, &mut hot, start, length, body).await?;
+        Ok(UploadState {
+            id: id.to_owned(),
+            offset,
+        })
+    }
+
+    pub(crate) async fn finish_upload_impl(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        last_chunk: Option<(Option<u64>, ByteStream)>,
+    ) -> Result<u64, Error> {
+        check_id(id)?;
+        let lock = self.session_lock(id);
+        let mut hot = lock.lock().await;
+        let size = match last_chunk {
+            Some((start, body)) => self.append(repo, id, &mut hot, start, None, body).await?,
+            None => self.upload_offset(repo, id).await?,
+        };
+        let h = self
+            .resume_hash(repo, id, &hot, digest.algorithm(), size)
+            .await?;
+        let actual = h.finish();
+        if actual != *digest {
+            drop(hot);
+            self.discard_upload(repo, id).await?;
+            return Err(Error::DigestInvalid(format!(
+                "uploaded content has digest {actual}, not {digest}"
+            )));
+        }
+        // Verified: the rename publishes the blob whole. A concurrent upload of the same
+        // content may have got there first; renaming over identical bytes is harmless.
+        let data = StoragePath::UploadData(repo, id).path();
+        self.driver
+            .rename(&data, &StoragePath::BlobData(digest).path())
+            .await
+            .map_err(internal)?;
+        if let Some(c) = &self.cache {
+            c.set_global(digest, size);
+        }
+        self.link_blob(repo, digest, size).await?;
+        drop(hot);
+        self.discard_upload(repo, id).await?;
+        Ok(size)
+    }
+
+    pub(crate) async fn cancel_upload_impl(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+    ) -> Result<(), Error> {
+        check_id(id)?;
+        let lock = self.session_lock(id);
+        let _guard = lock.lock().await;
+        if !self.exists(StoragePath::UploadDir(repo, id)).await? {
+            self.forget_session(id);
+            return Err(Error::BlobUploadUnknown(id.to_owned()));
+        }
+        drop(_guard);
+        self.discard_upload(repo, id).await
+    }
+
+    /// Deletes a session's files and its in-memory state.
+    pub(crate) async fn discard_upload(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+    ) -> Result<(), Error> {
+        self.forget_session(id);
+        self.remove(StoragePath::UploadDir(repo, id))
+            .await
+            .map(|_| ())
+    }
+}
