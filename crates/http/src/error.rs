@@ -1,0 +1,150 @@
+//! The one mapping from failures to HTTP: status, OCI error code, and the JSON body
+//! `{"errors":[{"code","message"}]}`. Nothing else in berth knows status codes.
+
+use axum::response::{IntoResponse, Response};
+use berth_core::Error;
+use http::{HeaderValue, StatusCode, header};
+
+use crate::headers::range_value;
+
+/// A failed request.
+#[derive(Debug)]
+pub enum ApiError {
+    /// A domain error from the registry.
+    Domain(Error),
+    /// No endpoint at this path.
+    NoSuchEndpoint,
+    /// The endpoint exists but not with this method.
+    MethodNotAllowed,
+    /// A write while `storage.maintenance.readonly` is on.
+    ReadOnly,
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::Domain(e)
+    }
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        use StatusCode as S;
+        let e = match self {
+            ApiError::NoSuchEndpoint => {
+                return (S::NOT_FOUND, "UNSUPPORTED", "no such API endpoint".into());
+            }
+            ApiError::MethodNotAllowed => {
+                return (
+                    S::METHOD_NOT_ALLOWED,
+                    "UNSUPPORTED",
+                    "method not allowed on this endpoint".into(),
+                );
+            }
+            ApiError::ReadOnly => {
+                return (
+                    S::METHOD_NOT_ALLOWED,
+                    "UNSUPPORTED",
+                    "the registry is in read-only mode".into(),
+                );
+            }
+            ApiError::Domain(e) => e,
+        };
+        let (status, code) = match e {
+            Error::BlobUnknown(_) => (S::NOT_FOUND, "BLOB_UNKNOWN"),
+            Error::BlobUploadUnknown(_) => (S::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+            Error::BlobUploadInvalid(_) | Error::BodyRead(_) => {
+                (S::BAD_REQUEST, "BLOB_UPLOAD_INVALID")
+            }
+            Error::ChunkOutOfOrder { .. } => (S::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
+            Error::RangeNotSatisfiable { .. } => (S::RANGE_NOT_SATISFIABLE, "SIZE_INVALID"),
+            Error::DigestInvalid(_) => (S::BAD_REQUEST, "DIGEST_INVALID"),
+            Error::ManifestBlobUnknown(_) => (S::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
+            Error::ManifestInvalid(_) | Error::TagInvalid(_) => {
+                (S::BAD_REQUEST, "MANIFEST_INVALID")
+            }
+            Error::ManifestUnknown(_) => (S::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            Error::ManifestTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+            Error::NameInvalid(_) => (S::BAD_REQUEST, "NAME_INVALID"),
+            Error::NameUnknown(_) => (S::NOT_FOUND, "NAME_UNKNOWN"),
+            Error::SizeInvalid(_) => (S::BAD_REQUEST, "SIZE_INVALID"),
+            Error::PaginationInvalid(_) => (S::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
+            Error::Unsupported(_) => (S::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+        };
+        (status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(error = %message, "request failed");
+        }
+        let body = serde_json::json!({ "errors": [{ "code": code, "message": message }] });
+        let mut resp = (status, axum::Json(body)).into_response();
+        let h = resp.headers_mut();
+        match self {
+            ApiError::Domain(Error::ChunkOutOfOrder { offset, .. }) => {
+                h.insert(header::RANGE, range_value(offset));
+            }
+            ApiError::Domain(Error::RangeNotSatisfiable { size }) => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    h.insert(header::CONTENT_RANGE, v);
+                }
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_error_has_a_spec_code() {
+        let spec = [
+            "BLOB_UNKNOWN",
+            "BLOB_UPLOAD_INVALID",
+            "BLOB_UPLOAD_UNKNOWN",
+            "DIGEST_INVALID",
+            "MANIFEST_BLOB_UNKNOWN",
+            "MANIFEST_INVALID",
+            "MANIFEST_UNKNOWN",
+            "NAME_INVALID",
+            "NAME_UNKNOWN",
+            "SIZE_INVALID",
+            "UNSUPPORTED",
+            "PAGINATION_NUMBER_INVALID",
+        ];
+        let errors = [
+            Error::BlobUnknown(String::new()),
+            Error::BlobUploadUnknown(String::new()),
+            Error::BlobUploadInvalid(String::new()),
+            Error::ChunkOutOfOrder {
+                offset: 1,
+                start: 2,
+            },
+            Error::RangeNotSatisfiable { size: 1 },
+            Error::DigestInvalid(String::new()),
+            Error::ManifestBlobUnknown(String::new()),
+            Error::ManifestInvalid(String::new()),
+            Error::ManifestUnknown(String::new()),
+            Error::ManifestTooLarge { size: 2, limit: 1 },
+            Error::NameInvalid(String::new()),
+            Error::NameUnknown(String::new()),
+            Error::TagInvalid(String::new()),
+            Error::SizeInvalid(String::new()),
+            Error::PaginationInvalid(String::new()),
+            Error::Unsupported(String::new()),
+            Error::BodyRead(String::new()),
+        ];
+        for e in errors {
+            let (status, code, _) = ApiError::Domain(e).parts();
+            assert!(status.is_client_error(), "{code}");
+            assert!(spec.contains(&code), "{code}");
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Manifest GET/HEAD (with `Accept` negotiation), PUT (with `?tag=`) and DELETE.
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use berth_core::{Error, Reference, RepositoryName, Tag, media};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+
+use super::Ctx;
+use crate::MAX_MANIFEST_BYTES;
+use crate::error::ApiError;
+use crate::headers::{CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG, value};
+
+/// Manifest media types a client may list in `Accept`.
+const MANIFEST_TYPES: [&str; 6] = [
+    media::OCI_MANIFEST,
+    media::OCI_INDEX,
+    media::DOCKER_MANIFEST,
+    media::DOCKER_LIST,
+    media::DOCKER_SCHEMA1,
+    media::DOCKER_SCHEMA1_SIGNED,
+];
+
+/// Whether a client's `Accept` headers allow `media_type`. Like distribution, only a
+/// client that names manifest types is held to them; no header, `*/*` or a generic
+/// type gets what is stored.
+fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
+    let listed: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(media::essence)
+        .collect();
+    if !listed.iter().any(|t| MANIFEST_TYPES.contains(t)) {
+        return true;
+    }
+    listed.iter().any(|t| *t == media_type || *t == "*/*")
+}
+
+pub(crate) async fn get(
+    ctx: Ctx,
+    name: RepositoryName,
+    reference: String,
+) -> Result<Response, ApiError> {
+    let reference = Reference::parse(&reference)?;
+    let m = ctx.state.registry.get_manifest(&name, &reference).await?;
+    if matches!(reference, Reference::Tag(_)) && !accepts(&ctx.headers, &m.media_type) {
+        return Err(Error::ManifestUnknown(format!(
+            "{name}:{reference} is a {} and the request's Accept header does not allow it",
+            m.media_type
+        ))
+        .into());
+    }
+    let etag = format!("\"{}\"", m.digest);
+    let headers: [(HeaderName, HeaderValue); 4] = [
+        (header::CONTENT_TYPE, value(&m.media_type)),
+        (header::CONTENT_LENGTH, HeaderValue::from(m.body.len())),
+        (CONTENT_DIGEST, value(&m.digest.to_string())),
+        (header::ETAG, value(&etag)),
+    ];
+    if ctx
+        .headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
+        return Ok((StatusCode::NOT_MODIFIED, headers, Body::empty()).into_response());
+    }
+    let body = if ctx.method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(m.body)
+    };
+    Ok((StatusCode::OK, headers, body).into_response())
+}
+
+/// Reads a manifest body, refusing more than [`MAX_MANIFEST_BYTES`].
+async fn read_limited(ctx: &mut Ctx) -> Result<Bytes, ApiError> {
+    let limit = MAX_MANIFEST_BYTES;
+    let declared = ctx
+        .header(header::CONTENT_LENGTH)
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(size) = declared.filter(|s| *s > limit) {
+        return Err(Error::ManifestTooLarge { size, limit }.into());
+    }
+    let mut stream = ctx.take_body();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::BodyRead(e.to_string()))?;
+        buf.extend_from_slice(&chunk);
+        if buf.len() as u64 > limit {
+            return Err(Error::ManifestTooLarge {
+                size: buf.len() as u64,
+                limit,
+            }
+            .into());
+        }
+    }
+    Ok(buf.freeze())
+}
+
+pub(crate) async fn put(
+    mut ctx: Ctx,
+    name: RepositoryName,
+    reference: String,
+) -> Result<Response, ApiError> {
+    let reference = Reference::parse(&reference)?;
+    let extra_tags = ctx
+        .query
+        .all("tag")
+        .map(Tag::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let body = read_limited(&mut ctx).await?;
+    let content_type = ctx.header(header::CONTENT_TYPE).map(str::to_owned);
+    let put = ctx
+        .state
+        .registry
+        .put_manifest(
+            &name,
+            &reference,
+            content_type.as_deref(),
+            body,
+            &extra_tags,
+        )
+        .await?;
+    let location = ctx.state.url(&format!("{name}/manifests/{}", put.digest));
+    let mut resp = (
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, value(&location)),
+            (CONTENT_DIGEST, value(&put.digest.to_string())),
+            (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
+        ],
+    )
+        .into_response();
+    let h = resp.headers_mut();
+    if let Some(s) = &put.subject {
+        h.insert(OCI_SUBJECT, value(&s.to_string()));
+    }
+    if !extra_tags.is_empty() {
+        for t in &put.tags {
+            h.append(OCI_TAG, value(t.as_str()));
+        }
+    }
+    Ok(resp)
+}
+
+pub(crate) async fn delete(
+    ctx: Ctx,
+    name: RepositoryName,
+    reference: String,
+) -> Result<Response, ApiError> {
+    let reference = Reference::parse(&reference)?;
+    ctx.state
+        .registry
+        .delete_manifest(&name, &reference)
+        .await?;
+    Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(accept: &[&str]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for a in accept {
+            m.append(header::ACCEPT, a.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn negotiation() {
+        assert!(accepts(&h(&[]), media::OCI_INDEX));
+        assert!(accepts(&h(&["application/json"]), media::OCI_INDEX));
+        assert!(accepts(
+            &h(&[media::DOCKER_MANIFEST, "*/*"]),
+            media::OCI_INDEX
+        ));
+        assert!(!accepts(&h(&[media::DOCKER_MANIFEST]), media::OCI_INDEX));
+        assert!(accepts(
+            &h(&[&format!(
+                "{}, {};q=0.5",
+                media::DOCKER_MANIFEST,
+                media::OCI_INDEX
+            )]),
+            media::OCI_INDEX
+        ));
+    }
+}

@@ -1,0 +1,127 @@
+//! Handlers: HTTP in, one registry call, HTTP out. `dispatch` is the one place that pairs
+//! an endpoint and a method with a handler.
+
+mod blobs;
+mod listing;
+mod manifests;
+mod referrers;
+mod uploads;
+
+use axum::body::{Body, HttpBody};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use berth_core::{ByteStream, Digest};
+use futures::TryStreamExt;
+use http::{HeaderMap, Method, StatusCode, header};
+
+use crate::AppState;
+use crate::endpoint::Endpoint;
+use crate::error::ApiError;
+use crate::query::Query;
+
+/// Everything a handler may look at.
+pub(crate) struct Ctx {
+    pub state: AppState,
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub query: Query,
+    pub body: Body,
+}
+
+impl Ctx {
+    /// A request header as text.
+    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Takes the request body as a byte stream (leaving an empty one behind).
+    pub fn take_body(&mut self) -> ByteStream {
+        let body = std::mem::take(&mut self.body);
+        Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+    }
+
+    /// Whether the request carries a (possibly) non-empty body.
+    pub fn has_body(&self) -> bool {
+        self.body.size_hint().exact() != Some(0)
+    }
+}
+
+/// Parses a digest from the path or query.
+pub(crate) fn digest(s: &str) -> Result<Digest, ApiError> {
+    Ok(Digest::parse(s)?)
+}
+
+/// The catch-all route: parse the endpoint, check the method, run the handler.
+pub(crate) async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let rest = parts.uri.path().trim_start_matches('/');
+    let rest = rest
+        .strip_prefix("v2")
+        .unwrap_or(rest)
+        .trim_start_matches('/');
+    let endpoint = match Endpoint::parse(rest) {
+        Ok(Some(ep)) => ep,
+        Ok(None) => return ApiError::NoSuchEndpoint.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let method = parts.method.clone();
+    let reading = method == Method::GET || method == Method::HEAD;
+    if state.options.read_only && !reading {
+        return ApiError::ReadOnly.into_response();
+    }
+    let ctx = Ctx {
+        state,
+        method: parts.method,
+        headers: parts.headers,
+        query: Query::parse(parts.uri.query()),
+        body,
+    };
+    let result = match (endpoint, method) {
+        (Endpoint::Base, m) if reading => Ok(base(m)),
+        (Endpoint::Catalog, Method::GET) => listing::catalog(ctx).await,
+        (Endpoint::Tags { name }, Method::GET) => listing::tags(ctx, name).await,
+        (Endpoint::Manifest { name, reference }, _) if reading => {
+            manifests::get(ctx, name, reference).await
+        }
+        (Endpoint::Manifest { name, reference }, Method::PUT) => {
+            manifests::put(ctx, name, reference).await
+        }
+        (Endpoint::Manifest { name, reference }, Method::DELETE) => {
+            manifests::delete(ctx, name, reference).await
+        }
+        (Endpoint::Blob { name, digest }, _) if reading => blobs::get(ctx, name, digest).await,
+        (Endpoint::Blob { name, digest }, Method::DELETE) => blobs::delete(ctx, name, digest).await,
+        (Endpoint::Uploads { name }, Method::POST) => uploads::start(ctx, name).await,
+        (Endpoint::Upload { name, id }, Method::GET) => uploads::status(ctx, name, id).await,
+        (Endpoint::Upload { name, id }, Method::PATCH) => uploads::patch(ctx, name, id).await,
+        (Endpoint::Upload { name, id }, Method::PUT) => uploads::finish(ctx, name, id).await,
+        (Endpoint::Upload { name, id }, Method::DELETE) => uploads::cancel(ctx, name, id).await,
+        (Endpoint::Referrers { name, digest }, Method::GET) => {
+            referrers::list(ctx, name, digest).await
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Paths outside `/v2/`.
+pub(crate) async fn not_found() -> Response {
+    ApiError::NoSuchEndpoint.into_response()
+}
+
+fn base(method: Method) -> Response {
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from("{}")
+    };
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CONTENT_LENGTH, "2"),
+        ],
+        body,
+    )
+        .into_response()
+}

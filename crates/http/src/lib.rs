@@ -1,0 +1,83 @@
+//! berth-http: the OCI Distribution / Docker Registry V2 HTTP API over any
+//! `berth_core::Registry`. One catch-all route feeds [`Endpoint::parse`]; one `match`
+//! dispatches to handlers; `error.rs` is the only place that knows statuses and codes.
+
+mod endpoint;
+mod error;
+mod handlers;
+mod headers;
+mod log;
+mod query;
+mod range;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::any;
+use berth_core::Registry;
+use http::{HeaderName, HeaderValue};
+
+pub use endpoint::Endpoint;
+pub use error::ApiError;
+
+/// Largest manifest accepted (distribution's limit); larger bodies get 413.
+pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+
+/// HTTP-level settings from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Prefix every URL is served under (`http.prefix`), without trailing slash ("" for none).
+    pub prefix: String,
+    /// Scheme and host for absolute `Location` URLs (`http.host`); relative when `None`.
+    pub host: Option<String>,
+    /// Refuse every write (`storage.maintenance.readonly`).
+    pub read_only: bool,
+    /// Headers added to every response (`http.headers`).
+    pub extra_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) options: Arc<Options>,
+}
+
+impl AppState {
+    /// The URL (absolute or relative) of a path below `/v2/`.
+    pub(crate) fn url(&self, rest: &str) -> String {
+        format!(
+            "{}{}/v2/{rest}",
+            self.options.host.as_deref().unwrap_or(""),
+            self.options.prefix
+        )
+    }
+}
+
+/// The router serving `/v2/...` (under `options.prefix`), with request logging.
+pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
+    let prefix = options.prefix.clone();
+    let state = AppState {
+        registry,
+        options: Arc::new(options),
+    };
+    let api = Router::new()
+        .route("/v2", any(handlers::dispatch))
+        .route("/v2/", any(handlers::dispatch))
+        .route("/v2/{*rest}", any(handlers::dispatch))
+        .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            headers::common_headers,
+        ))
+        .with_state(state);
+    let app = if prefix.is_empty() {
+        api
+    } else {
+        Router::new().nest(&prefix, api)
+    };
+    app.layer(axum::middleware::from_fn(log::log_request))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,329 @@
+//! In-process router tests (no sockets): the HTTP contract of edge cases the conformance
+//! suite does not reach, over the real storage layer on the in-memory driver.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use berth_core::{Algorithm, Digest};
+use berth_driver::InMemoryDriver;
+use berth_storage::{Options as StoreOptions, StorageRegistry};
+use http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use crate::{Options, router};
+
+fn app(options: Options) -> Router {
+    let store = StorageRegistry::new(
+        Arc::new(InMemoryDriver::new()),
+        StoreOptions {
+            delete_enabled: true,
+            ..StoreOptions::default()
+        },
+    );
+    router(Arc::new(store), options)
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    fn code(&self) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        v["errors"][0]["code"].as_str().unwrap_or("").to_owned()
+    }
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body.to_vec())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn push(app: &Router, repo: &str, data: &[u8]) -> Digest {
+    let d = Digest::of(Algorithm::Sha256, data);
+    let r = call(
+        app,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+        &[],
+        data,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    d
+}
+
+#[tokio::test]
+async fn base_and_unknown_paths() {
+    let app = app(Options::default());
+    let r = call(&app, "GET", "/v2/", &[], b"").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("docker-distribution-api-version"), "registry/2.0");
+    let r = call(&app, "GET", "/v2/a/unknown/thing", &[], b"").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.code(), "UNSUPPORTED");
+    let r = call(&app, "GET", "/elsewhere", &[], b"").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = call(&app, "GET", "/v2/Bad/tags/list", &[], b"").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "NAME_INVALID")
+    );
+    let r = call(&app, "GET", "/v2/a/..%2F..%2Fetc/tags/list", &[], b"").await;
+    assert_eq!(r.code(), "NAME_INVALID");
+    let r = call(&app, "PATCH", "/v2/a/manifests/latest", &[], b"").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn blob_head_ranges_and_conditional() {
+    let app = app(Options::default());
+    let d = push(&app, "r", b"0123456789").await;
+    let uri = format!("/v2/r/blobs/{d}");
+    let r = call(&app, "HEAD", &uri, &[], b"").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-length"), "10");
+    assert_eq!(r.header("docker-content-digest"), d.to_string());
+    assert!(r.body.is_empty());
+    let r = call(&app, "GET", &uri, &[("range", "bytes=-3")], b"").await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.header("content-range"), "bytes 7-9/10");
+    assert_eq!(r.body, b"789");
+    let r = call(&app, "GET", &uri, &[("range", "bytes=10-")], b"").await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.header("content-range"), "bytes */10");
+    let etag = format!("\"{d}\"");
+    let r = call(&app, "GET", &uri, &[("if-none-match", &etag)], b"").await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    let r = call(&app, "GET", "/v2/r/blobs/sha256:abc", &[], b"").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
+    );
+    let r = call(
+        &app,
+        "GET",
+        "/v2/other/blobs/".to_owned().as_str(),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = call(&app, "GET", &format!("/v2/other/blobs/{d}"), &[], b"").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "BLOB_UNKNOWN")
+    );
+}
+
+#[tokio::test]
+async fn chunked_upload_contract() {
+    let app = app(Options::default());
+    let r = call(&app, "POST", "/v2/c/blobs/uploads/", &[], b"").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.header("range"), "0-0");
+    let loc = r.header("location").to_owned();
+    assert!(loc.starts_with("/v2/c/blobs/uploads/"));
+    let r = call(
+        &app,
+        "PATCH",
+        &loc,
+        &[("content-range", "0-4"), ("content-length", "5")],
+        b"hello",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.header("range"), "0-4");
+    let r = call(
+        &app,
+        "PATCH",
+        &loc,
+        &[("content-range", "0-4"), ("content-length", "5")],
+        b"hello",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.header("range"), "0-4");
+    let r = call(
+        &app,
+        "PATCH",
+        &loc,
+        &[("content-range", "5-9"), ("content-length", "3")],
+        b"abc",
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "SIZE_INVALID")
+    );
+    let r = call(&app, "PATCH", &loc, &[], b" world").await;
+    assert_eq!(r.header("range"), "0-10");
+    let r = call(&app, "GET", &loc, &[], b"").await;
+    assert_eq!(
+        (r.status, r.header("range")),
+        (StatusCode::NO_CONTENT, "0-10")
+    );
+    let r = call(&app, "PUT", &loc, &[], b"").await;
+    assert_eq!(r.code(), "DIGEST_INVALID");
+    let d = Digest::of(Algorithm::Sha256, b"hello world!");
+    let r = call(
+        &app,
+        "PUT",
+        &format!("{loc}?digest={d}"),
+        &[("content-length", "1")],
+        b"!",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.header("location"), format!("/v2/c/blobs/{d}"));
+    let r = call(&app, "GET", &loc, &[], b"").await;
+    assert_eq!(r.code(), "BLOB_UPLOAD_UNKNOWN");
+    let r = call(&app, "GET", "/v2/c/blobs/uploads/not-a-uuid", &[], b"").await;
+    assert_eq!(r.code(), "BLOB_UPLOAD_UNKNOWN");
+    let r = call(
+        &app,
+        "POST",
+        "/v2/c/blobs/uploads/?digest-algorithm=md5",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(r.code(), "DIGEST_INVALID");
+}
+
+#[tokio::test]
+async fn manifests_limits_tags_and_negotiation() {
+    let app = app(Options::default());
+    let cfg = push(&app, "m", b"{}").await;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{cfg}","size":2}},"layers":[]}}"#
+    );
+    let ct = ("content-type", "application/vnd.oci.image.manifest.v1+json");
+    let d = Digest::of(Algorithm::Sha256, manifest.as_bytes());
+    let r = call(
+        &app,
+        "PUT",
+        &format!("/v2/m/manifests/{d}?tag=a&tag=b"),
+        &[ct],
+        manifest.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let tags: Vec<_> = r
+        .headers
+        .get_all("oci-tag")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["a", "b"]);
+    let r = call(&app, "HEAD", "/v2/m/manifests/b", &[], b"").await;
+    assert_eq!(r.header("content-length"), manifest.len().to_string());
+    assert_eq!(
+        r.header("content-type"),
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    let docker_only = (
+        "accept",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    );
+    let r = call(&app, "GET", "/v2/m/manifests/a", &[docker_only], b"").await;
+    assert_eq!(r.code(), "MANIFEST_UNKNOWN");
+    let r = call(
+        &app,
+        "GET",
+        &format!("/v2/m/manifests/{d}"),
+        &[docker_only],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call(&app, "GET", "/v2/m/tags/list?n=1", &[], b"").await;
+    assert_eq!(
+        r.header("link"),
+        "</v2/m/tags/list?n=1&last=a>; rel=\"next\""
+    );
+    let r = call(&app, "GET", "/v2/m/tags/list?n=-1", &[], b"").await;
+    assert_eq!(r.code(), "PAGINATION_NUMBER_INVALID");
+    let r = call(
+        &app,
+        "PUT",
+        "/v2/m/manifests/bad:tag",
+        &[ct],
+        manifest.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.code(), "DIGEST_INVALID");
+    let r = call(
+        &app,
+        "PUT",
+        "/v2/m/manifests/.bad",
+        &[ct],
+        manifest.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.code(), "MANIFEST_INVALID");
+    let big = vec![b' '; crate::MAX_MANIFEST_BYTES as usize + 1];
+    let r = call(&app, "PUT", "/v2/m/manifests/big", &[ct], &big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let r = call(&app, "PUT", "/v2/m/manifests/x", &[ct], b"{not json").await;
+    assert_eq!(r.code(), "MANIFEST_INVALID");
+}
+
+#[tokio::test]
+async fn read_only_prefix_and_extra_headers() {
+    let app = app(Options {
+        prefix: "/reg".into(),
+        read_only: true,
+        extra_headers: vec![(
+            header::HeaderName::from_static("x-test"),
+            "1".parse().unwrap(),
+        )],
+        ..Options::default()
+    });
+    let r = call(&app, "GET", "/reg/v2/", &[], b"").await;
+    assert_eq!((r.status, r.header("x-test")), (StatusCode::OK, "1"));
+    let r = call(&app, "POST", "/reg/v2/a/blobs/uploads/", &[], b"").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
+    );
+    let r = call(&app, "GET", "/v2/", &[], b"").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
