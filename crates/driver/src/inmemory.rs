@@ -99,10 +99,8 @@ impl StorageDriver for InMemoryDriver {
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, DriverError> {
         check_path(path)?;
         let mut buf = BytesMut::new();
-        if append {
-            if let Some((b, _)) = self.files.read().await.get(path) {
-                buf.extend_from_slice(b);
-            }
+        if append && let Some((b, _)) = self.files.read().await.get(path) {
+            buf.extend_from_slice(b);
         }
         Ok(Box::new(MemWriter {
             files: self.files.clone(),

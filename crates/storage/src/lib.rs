@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use berth_driver::StorageDriver;
 
-pub use cache::DescriptorCache;
+pub use cache::{DEFAULT_CAPACITY as DEFAULT_CACHE_CAPACITY, DescriptorCache};
 pub use purge::PurgeReport;
 
 /// Behaviour switches from the configuration.

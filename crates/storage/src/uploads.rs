@@ -72,16 +72,17 @@ impl StorageRegistry {
         algorithm: Algorithm,
         offset: u64,
     ) -> Result<Digester, Error> {
-        if let Some((at, h)) = hot {
-            if *at == offset && h.algorithm() == algorithm {
-                return Ok(h.clone());
-            }
+        if let Some((at, h)) = hot
+            && *at == offset
+            && h.algorithm() == algorithm
+        {
+            return Ok(h.clone());
         }
         let saved = StoragePath::UploadHashState(repo, id, algorithm, offset).path();
-        if let Ok(bytes) = self.driver.get_content(&saved).await {
-            if let Some(h) = Digester::restore(algorithm, &bytes) {
-                return Ok(h);
-            }
+        if let Ok(bytes) = self.driver.get_content(&saved).await
+            && let Some(h) = Digester::restore(algorithm, &bytes)
+        {
+            return Ok(h);
         }
         self.rehash(repo, id, algorithm, offset).await
     }

@@ -76,27 +76,34 @@ pub(crate) async fn get(
     Ok((StatusCode::OK, headers, body).into_response())
 }
 
-/// Reads a manifest body, refusing more than [`MAX_MANIFEST_BYTES`].
+/// Reads a manifest body, refusing more than [`MAX_MANIFEST_BYTES`]. An oversized body
+/// is still read (and discarded) up to a bound, so the client receives the 413 instead of
+/// a connection reset while it is still sending.
 async fn read_limited(ctx: &mut Ctx) -> Result<Bytes, ApiError> {
     let limit = MAX_MANIFEST_BYTES;
+    let drain_limit = 4 * limit;
     let declared = ctx
         .header(header::CONTENT_LENGTH)
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(size) = declared.filter(|s| *s > limit) {
-        return Err(Error::ManifestTooLarge { size, limit }.into());
+    let too_large = |size| ApiError::from(Error::ManifestTooLarge { size, limit });
+    if let Some(size) = declared.filter(|s| *s > drain_limit) {
+        return Err(too_large(size));
     }
     let mut stream = ctx.take_body();
     let mut buf = BytesMut::new();
+    let mut seen = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Error::BodyRead(e.to_string()))?;
-        buf.extend_from_slice(&chunk);
-        if buf.len() as u64 > limit {
-            return Err(Error::ManifestTooLarge {
-                size: buf.len() as u64,
-                limit,
-            }
-            .into());
+        seen += chunk.len() as u64;
+        if seen > drain_limit {
+            return Err(too_large(seen));
         }
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        return Err(too_large(seen));
     }
     Ok(buf.freeze())
 }

@@ -1,0 +1,133 @@
+//! The composition root: the only place that knows every concrete type. Turns a
+//! configuration into a storage registry and an HTTP router.
+
+use std::sync::Arc;
+
+use axum::Router;
+use berth_driver::{FilesystemDriver, InMemoryDriver, StorageDriver};
+use berth_storage::{Options as StoreOptions, StorageRegistry};
+use http::{HeaderName, HeaderValue};
+
+use crate::config::{Config, ConfigError, Driver};
+
+/// Why the registry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A configuration problem.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The storage root is unusable.
+    #[error("storage root {path}: {source}")]
+    Storage {
+        /// The root directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listen address could not be used.
+    #[error("listening on {addr}: {message}")]
+    Listen {
+        /// The configured address.
+        addr: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// A wired registry, ready to serve.
+pub struct App {
+    /// The HTTP application.
+    pub router: Router,
+    /// The storage registry (for maintenance tasks).
+    pub registry: Arc<StorageRegistry>,
+    /// One line saying where data lives.
+    pub storage_description: String,
+}
+
+/// `http.prefix` as the router wants it: leading slash, no trailing slash, "" for none.
+fn normalize_prefix(p: Option<&str>) -> String {
+    let p = p.unwrap_or("").trim_matches('/');
+    if p.is_empty() {
+        String::new()
+    } else {
+        format!("/{p}")
+    }
+}
+
+fn extra_headers(config: &Config) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, values) in &config.http.headers {
+        let key = format!("http.headers.{name}");
+        let invalid = |m: &str| ConfigError::Invalid {
+            key: key.clone(),
+            message: m.to_owned(),
+        };
+        let header =
+            HeaderName::try_from(name.as_str()).map_err(|_| invalid("not a valid header name"))?;
+        for v in values {
+            let value = HeaderValue::try_from(v.as_str())
+                .map_err(|_| invalid("not a valid header value"))?;
+            out.push((header.clone(), value));
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the registry and router a configuration describes.
+pub fn build(config: &Config) -> Result<App, StartError> {
+    let (driver, storage_description): (Arc<dyn StorageDriver>, String) =
+        match &config.storage.driver {
+            Driver::Filesystem(root) => {
+                std::fs::create_dir_all(root).map_err(|source| StartError::Storage {
+                    path: root.display().to_string(),
+                    source,
+                })?;
+                let root = std::fs::canonicalize(root).map_err(|source| StartError::Storage {
+                    path: root.display().to_string(),
+                    source,
+                })?;
+                let description = format!("filesystem storage at {}", root.display());
+                (Arc::new(FilesystemDriver::new(root)), description)
+            }
+            Driver::InMemory => (
+                Arc::new(InMemoryDriver::new()),
+                "in-memory storage (not persisted)".to_owned(),
+            ),
+        };
+    let registry = Arc::new(StorageRegistry::new(
+        driver,
+        StoreOptions {
+            delete_enabled: config.storage.delete_enabled,
+            descriptor_cache: config.storage.descriptor_cache,
+        },
+    ));
+    let options = berth_http::Options {
+        prefix: normalize_prefix(config.http.prefix.as_deref()),
+        host: config
+            .http
+            .host
+            .as_deref()
+            .map(|h| h.trim_end_matches('/').to_owned()),
+        read_only: config.storage.read_only,
+        extra_headers: extra_headers(config)?,
+    };
+    let router = berth_http::router(registry.clone(), options);
+    Ok(App {
+        router,
+        registry,
+        storage_description,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_prefix;
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(normalize_prefix(None), "");
+        assert_eq!(normalize_prefix(Some("/")), "");
+        assert_eq!(normalize_prefix(Some("/registry/")), "/registry");
+        assert_eq!(normalize_prefix(Some("a/b")), "/a/b");
+    }
+}

@@ -1,0 +1,109 @@
+//! Which of distribution's options berth implements. Every other option present in a
+//! configuration is named in a start-up warning; options whose silent omission would be
+//! unsafe (authentication) stop start-up instead.
+
+use serde_yaml::Value;
+
+use super::ConfigError;
+
+/// Keys berth acts on. A key covers everything below it.
+const SUPPORTED: &[&str] = &[
+    "version",
+    "loglevel",
+    "log.level",
+    "log.formatter",
+    "log.fields",
+    "log.accesslog.disabled",
+    "storage.filesystem.rootdirectory",
+    "storage.inmemory",
+    "storage.delete.enabled",
+    "storage.cache.blobdescriptor",
+    "storage.cache.layerinfo",
+    "storage.cache.blobdescriptorsize",
+    "storage.maintenance.uploadpurging",
+    "storage.maintenance.readonly.enabled",
+    "storage.redirect.disable",
+    "http.addr",
+    "http.net",
+    "http.prefix",
+    "http.host",
+    "http.secret",
+    "http.relativeurls",
+    "http.draintimeout",
+    "http.headers",
+    "http.tls.certificate",
+    "http.tls.key",
+];
+
+/// Sections that must not be ignored: serving without them would expose or mislead.
+const REFUSED: &[(&str, &str)] = &[(
+    "auth",
+    "authentication (auth) is not supported yet; berth refuses to start an open registry \
+     in place of a protected one (remove the auth section to run without authentication)",
+)];
+
+/// Dotted paths of the leaves (and empty sections) of a YAML tree.
+fn leaves(prefix: &str, v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Mapping(m) if !m.is_empty() => {
+            for (k, child) in m {
+                let key = match k {
+                    Value::String(s) => s.clone(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
+                };
+                let path = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                leaves(&path, child, out);
+            }
+        }
+        _ => out.push(prefix.to_owned()),
+    }
+}
+
+fn covered(path: &str) -> bool {
+    SUPPORTED
+        .iter()
+        .any(|s| path == *s || path.starts_with(&format!("{s}.")))
+}
+
+/// Warnings for present-but-unsupported options; an error for refused ones.
+pub fn unsupported_options(root: &Value) -> Result<Vec<String>, ConfigError> {
+    for (section, why) in REFUSED {
+        if root.get(*section).is_some_and(|v| !v.is_null()) {
+            return Err(ConfigError::Refused((*why).to_owned()));
+        }
+    }
+    let mut paths = Vec::new();
+    leaves("", root, &mut paths);
+    let mut warnings: Vec<String> = paths
+        .into_iter()
+        .filter(|p| !p.is_empty() && !covered(p))
+        .map(|p| format!("configuration option `{p}` is not supported by berth yet and is ignored"))
+        .collect();
+    let cache = root.get("storage").and_then(|s| s.get("cache"));
+    let uses_redis = cache
+        .and_then(|c| c.get("blobdescriptor").or_else(|| c.get("layerinfo")))
+        .and_then(Value::as_str)
+        == Some("redis");
+    if uses_redis {
+        warnings.push(
+            "storage.cache.blobdescriptor: redis is not supported yet; using the in-memory cache"
+                .into(),
+        );
+    }
+    if root
+        .get("log")
+        .and_then(|l| l.get("formatter"))
+        .and_then(Value::as_str)
+        == Some("logstash")
+    {
+        warnings.push("log.formatter: logstash is written as json".into());
+    }
+    Ok(warnings)
+}

@@ -1,0 +1,150 @@
+//! Configuration tests: distribution's sample configurations, overrides, and errors.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+
+fn parse(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
+    Config::from_yaml(text, Vec::new())
+}
+
+/// The configuration Debian's docker-registry package installs.
+const DEBIAN: &str = r#"
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/docker-registry
+  delete:
+    enabled: true
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+"#;
+
+#[test]
+fn reads_the_debian_config() {
+    let (c, warnings) = parse(DEBIAN).unwrap();
+    assert_eq!(
+        c.storage.driver,
+        Driver::Filesystem(PathBuf::from("/var/lib/docker-registry"))
+    );
+    assert!(c.storage.delete_enabled);
+    assert_eq!(
+        c.storage.descriptor_cache,
+        Some(berth_storage::DEFAULT_CACHE_CAPACITY)
+    );
+    assert_eq!(c.http.addr.as_deref(), Some(":5000"));
+    assert_eq!(c.http.headers["X-Content-Type-Options"], ["nosniff"]);
+    assert_eq!(c.log.fields["service"], Value::from("registry"));
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("health.storagedriver.enabled")),
+        "{warnings:?}"
+    );
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+}
+
+#[test]
+fn maintenance_and_aliases() {
+    let (c, w) = parse(
+        "version: 0.1\nstorage:\n  inmemory:\n  cache: {layerinfo: inmemory, blobdescriptorsize: 5}\n  \
+         maintenance:\n    uploadpurging: {enabled: true, age: 2h, interval: 30m, dryrun: true}\n    \
+         readonly: {enabled: true}\n",
+    )
+    .unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.storage.driver, Driver::InMemory);
+    assert_eq!(c.storage.descriptor_cache, Some(5));
+    assert!(c.storage.read_only);
+    assert_eq!(
+        c.storage.upload_purging,
+        UploadPurging {
+            enabled: true,
+            age: Duration::from_secs(7200),
+            interval: Duration::from_secs(1800),
+            dry_run: true
+        }
+    );
+}
+
+#[test]
+fn environment_overrides() {
+    let (c, _) = Config::from_yaml(
+        "version: 0.1\nstorage: {filesystem: {rootdirectory: /a}}\n",
+        vec![
+            (
+                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY".to_owned(),
+                "/b".to_owned(),
+            ),
+            ("REGISTRY_HTTP_ADDR".to_owned(), "127.0.0.1:1".to_owned()),
+            (
+                "REGISTRY_STORAGE_DELETE_ENABLED".to_owned(),
+                "true".to_owned(),
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.storage.driver, Driver::Filesystem(PathBuf::from("/b")));
+    assert_eq!(c.http.addr.as_deref(), Some("127.0.0.1:1"));
+    assert!(c.storage.delete_enabled);
+}
+
+#[test]
+fn errors_name_the_key() {
+    let cases = [
+        (
+            "version: 0.1\nstorage: {filesystem: {}}\nhttp: {addr: [1]}\n",
+            "http.addr",
+        ),
+        (
+            "version: 0.1\nstorage: {filesystem: {}, delete: {enabled: maybe}}\n",
+            "storage.delete.enabled",
+        ),
+        (
+            "version: 0.1\nstorage: {filesystem: {}, inmemory: {}}\n",
+            "storage",
+        ),
+        ("version: 0.1\n", "storage"),
+        ("storage: {inmemory: {}}\n", "version"),
+        (
+            "version: 0.1\nstorage: {inmemory: {}, maintenance: {uploadpurging: {age: forever}}}\n",
+            "storage.maintenance.uploadpurging.age",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nhttp: {draintimeout: soon}\n",
+            "http.draintimeout",
+        ),
+        ("version: [\n", "(document)"),
+    ];
+    for (text, key) in cases {
+        let err = match parse(text) {
+            Ok((c, _)) => c.drain_timeout().map(|_| ()).unwrap_err(),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(&err, ConfigError::Invalid { key: k, .. } if k == key),
+            "{text}: {err}"
+        );
+    }
+}
+
+#[test]
+fn refuses_what_it_must_not_ignore() {
+    let auth = "version: 0.1\nstorage: {inmemory: {}}\nauth: {htpasswd: {realm: r, path: /p}}\n";
+    assert!(matches!(parse(auth), Err(ConfigError::Refused(_))));
+    let s3 = "version: 0.1\nstorage: {s3: {region: x}}\n";
+    assert!(matches!(parse(s3), Err(ConfigError::Refused(m)) if m.contains("s3")));
+}

@@ -1,0 +1,12 @@
+//! berth-server: the `berth` binary's library half. Configuration (distribution's
+//! `config.yml`), the composition root that wires concrete types, logging, and the server
+//! lifecycle (listen, TLS, upload purging, graceful shutdown).
+
+pub mod app;
+pub mod config;
+pub mod lifecycle;
+pub mod logging;
+
+pub use app::{App, StartError};
+pub use config::Config;
+pub use lifecycle::Server;

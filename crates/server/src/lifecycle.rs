@@ -1,0 +1,195 @@
+//! Running the registry: bind (plain or TLS), serve, purge old uploads on schedule, and
+//! on SIGTERM/SIGINT stop accepting, drain in-flight requests (up to
+//! `http.draintimeout`), then return.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use berth_storage::StorageRegistry;
+use tracing::Instrument;
+
+use crate::app::{self, StartError};
+use crate::config::{Config, UploadPurging};
+use crate::logging;
+
+/// A bound, not yet serving, registry.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    registry: Arc<StorageRegistry>,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    drain: Duration,
+    purging: Option<UploadPurging>,
+    /// One line saying where data lives.
+    pub storage_description: String,
+}
+
+/// `:5000` means every interface, as in distribution.
+fn listen_addr(addr: &str) -> String {
+    if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_owned()
+    }
+}
+
+impl Server {
+    /// Wires the registry and binds its address (port 0 picks a free one).
+    pub fn bind(config: &Config) -> Result<Server, StartError> {
+        if config.http.net.as_deref().is_some_and(|n| n != "tcp") {
+            return Err(StartError::Config(crate::config::ConfigError::Refused(
+                "http.net: only tcp is supported yet".into(),
+            )));
+        }
+        let app = app::build(config)?;
+        let mut router = app.router;
+        if let Some(fields) = logging::static_fields(config) {
+            let span = tracing::info_span!("berth", fields = %fields);
+            router = router.layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| {
+                    let span = span.clone();
+                    async move { next.run(req).instrument(span).await }
+                },
+            ));
+        }
+        let raw = config.http.addr.as_deref().unwrap_or(":5000");
+        let listen_err = |message: String| StartError::Listen {
+            addr: raw.to_owned(),
+            message,
+        };
+        let addrs: Vec<SocketAddr> = listen_addr(raw)
+            .to_socket_addrs()
+            .map_err(|e| listen_err(e.to_string()))?
+            .collect();
+        let listener = TcpListener::bind(&addrs[..]).map_err(|e| listen_err(e.to_string()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| listen_err(e.to_string()))?;
+        let tls = match (&config.http.tls.certificate, &config.http.tls.key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(StartError::Config(crate::config::ConfigError::Invalid {
+                    key: "http.tls".into(),
+                    message: "certificate and key must be given together".into(),
+                }));
+            }
+        };
+        let purging = config.storage.upload_purging.clone();
+        let purging = (purging.enabled && !config.storage.read_only).then_some(purging);
+        Ok(Server {
+            listener,
+            router,
+            registry: app.registry,
+            tls,
+            drain: config.drain_timeout()?,
+            purging,
+            storage_description: app.storage_description,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Whether clients must use https.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `shutdown` completes, then drains and returns.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let listen_err = |message: String| StartError::Listen {
+            addr: addr.clone(),
+            message,
+        };
+        let handle = Handle::new();
+        let drain = self.drain;
+        let signal_handle = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!(
+                drain_timeout_s = drain.as_secs_f64(),
+                "shutting down: draining in-flight requests"
+            );
+            signal_handle.graceful_shutdown(Some(drain));
+        });
+        let purger = self
+            .purging
+            .map(|p| tokio::spawn(purge_loop(self.registry.clone(), p)));
+        let service = self.router.into_make_service();
+        let result = match self.tls {
+            Some((cert, key)) => {
+                let tls = RustlsConfig::from_pem_file(&cert, &key)
+                    .await
+                    .map_err(|e| listen_err(format!("loading TLS certificate/key: {e}")))?;
+                axum_server::from_tcp_rustls(self.listener, tls)
+                    .map_err(|e| listen_err(e.to_string()))?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(self.listener)
+                    .map_err(|e| listen_err(e.to_string()))?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+        };
+        if let Some(p) = purger {
+            p.abort();
+        }
+        result.map_err(|e| listen_err(e.to_string()))
+    }
+}
+
+async fn purge_loop(registry: Arc<StorageRegistry>, p: UploadPurging) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + p.interval, p.interval);
+    loop {
+        ticker.tick().await;
+        match registry.purge_uploads(p.age, p.dry_run).await {
+            Ok(r) => tracing::info!(
+                purged = r.purged,
+                kept = r.kept,
+                dry_run = p.dry_run,
+                "upload purge"
+            ),
+            Err(e) => tracing::warn!(error = %e, "upload purge failed"),
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
