@@ -60,11 +60,13 @@ fn serve(path: Option<&str>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        None => (
-            Config::embedded(PathBuf::from("data")),
-            Vec::new(),
-            "embedded default".to_owned(),
-        ),
+        None => match Config::embedded(std::env::vars()) {
+            Ok((c, w)) => (c, w, "embedded default".to_owned()),
+            Err(e) => {
+                eprintln!("berth: invalid REGISTRY_* override of the embedded default: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     logging::init(&config);
     for w in &warnings {

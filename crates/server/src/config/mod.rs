@@ -46,6 +46,17 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The configuration `berth serve` uses when given no file.
+pub const EMBEDDED: &str = "version: 0.1
+storage:
+  filesystem:
+    rootdirectory: data
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:5000
+";
+
 /// The typed configuration berth acts on.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
@@ -211,21 +222,12 @@ impl Config {
         Ok((config, warnings))
     }
 
-    /// The embedded default: filesystem storage in `data_dir`, loopback port 5000.
-    pub fn embedded(data_dir: PathBuf) -> Config {
-        Config {
-            version: Some(Value::from("0.1")),
-            http: Http {
-                addr: Some("127.0.0.1:5000".into()),
-                ..Http::default()
-            },
-            storage: Storage {
-                driver: Driver::Filesystem(data_dir),
-                descriptor_cache: Some(berth_storage::DEFAULT_CACHE_CAPACITY),
-                ..Storage::default()
-            },
-            ..Config::default()
-        }
+    /// The embedded default (filesystem storage in `./data`, `127.0.0.1:5000`, in-memory
+    /// descriptor cache), with `REGISTRY_*` overrides from `vars` applied.
+    pub fn embedded(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        Config::from_yaml(EMBEDDED, vars)
     }
 
     /// How long shutdown waits for in-flight requests.

@@ -148,3 +148,17 @@ fn refuses_what_it_must_not_ignore() {
     let s3 = "version: 0.1\nstorage: {s3: {region: x}}\n";
     assert!(matches!(parse(s3), Err(ConfigError::Refused(m)) if m.contains("s3")));
 }
+
+#[test]
+fn embedded_default_takes_overrides() {
+    let (c, w) = Config::embedded(Vec::new()).unwrap();
+    assert!(w.is_empty());
+    assert_eq!(c.storage.driver, Driver::Filesystem(PathBuf::from("data")));
+    assert_eq!(c.http.addr.as_deref(), Some("127.0.0.1:5000"));
+    let (c, _) = Config::embedded(vec![(
+        "REGISTRY_HTTP_ADDR".to_owned(),
+        "127.0.0.1:0".to_owned(),
+    )])
+    .unwrap();
+    assert_eq!(c.http.addr.as_deref(), Some("127.0.0.1:0"));
+}

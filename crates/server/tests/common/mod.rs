@@ -1,0 +1,191 @@
+//! Helpers for end-to-end tests: run the real `berth` binary (and peers such as
+//! Debian's `docker-registry`) on free loopback ports, wait until they answer, stop them.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Whether an external tool is installed. When `BERTH_E2E_REQUIRED=1` (as the test script
+/// sets) a missing tool fails the test instead of skipping it.
+pub fn have_tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("BERTH_E2E_REQUIRED").as_deref() != Ok("1"),
+            "{name} is required by this test (install it, or unset BERTH_E2E_REQUIRED to skip)"
+        );
+        eprintln!("skipping: {name} is not installed");
+    }
+    found
+}
+
+/// A minimal HTTP/1.1 GET: returns the status code (0 when nothing answers).
+pub fn http_status(addr: &str, path: &str) -> u16 {
+    let Ok(mut s) =
+        TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(1))
+    else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut buf = [0u8; 12];
+    if s.read_exact(&mut buf).is_err() {
+        return 0;
+    }
+    std::str::from_utf8(&buf[9..12])
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until `GET /v2/` answers 200.
+pub fn wait_ready(addr: &str, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if http_status(addr, "/v2/") == 200 {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "server exited with {status}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!(
+        "server on {addr} never answered: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// A running server process, killed when dropped.
+pub struct Process {
+    pub child: Child,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `host:port` as skopeo's `docker://` references want it.
+    pub fn host(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the server logged.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(mut cmd: Command, addr: String, dir: &Path, name: &str) -> Process {
+    let log = dir.join(format!("{name}-{}.log", free_port()));
+    let out = std::fs::File::create(&log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    let mut child = cmd
+        .stdout(out)
+        .stderr(err)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    wait_ready(&addr, &mut child, &log);
+    Process { child, addr, log }
+}
+
+/// Starts `berth serve` with `extra` YAML appended to a config that sets the address and
+/// filesystem storage at `root` (deletes enabled).
+pub fn berth(root: &Path, work: &Path, extra: &str) -> Process {
+    berth_with(root, work, "", extra)
+}
+
+/// Like [`berth`], with `storage_extra` (indented two spaces) added to the storage section.
+pub fn berth_with(root: &Path, work: &Path, storage_extra: &str, extra: &str) -> Process {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = work.join(format!("berth-{port}.yml"));
+    let yaml = format!(
+        "version: 0.1\nlog: {{level: info}}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n{storage_extra}http:\n  addr: {addr}\n{extra}",
+        root.display()
+    );
+    std::fs::write(&config, yaml).expect("write config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("serve").arg(&config);
+    spawn(cmd, addr, work, "berth")
+}
+
+/// Starts Debian's `docker-registry` (CNCF distribution 2.8.2) on `root`.
+pub fn distribution(root: &Path, work: &Path) -> Process {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = work.join(format!("distribution-{port}.yml"));
+    let yaml = format!(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+        root.display()
+    );
+    std::fs::write(&config, yaml).expect("write config");
+    let mut cmd = Command::new("docker-registry");
+    cmd.arg("serve").arg(&config);
+    spawn(cmd, addr, work, "distribution")
+}
+
+/// Runs a command, panicking with its output when it fails; returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
