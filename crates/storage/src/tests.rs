@@ -318,3 +318,55 @@ async fn deletes_can_be_disabled() {
         Err(Error::Unsupported(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pushes_of_one_blob_and_one_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Arc::new(StorageRegistry::new(
+        Arc::new(FilesystemDriver::new(dir.path())),
+        opts(),
+    ));
+    let name = repo("race");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let d = Digest::of(Algorithm::Sha256, &data);
+    let pushes = (0..8).map(|_| {
+        let (r, name, data, d) = (r.clone(), name.clone(), data.clone(), d.clone());
+        tokio::spawn(async move {
+            let up = r.start_upload(&name, Algorithm::Sha256).await.unwrap();
+            r.finish_upload(&name, &up.id, &d, Some((None, body(&data))))
+                .await
+        })
+    });
+    for p in futures::future::join_all(pushes).await {
+        assert_eq!(p.unwrap().unwrap(), data.len() as u64);
+    }
+    assert_eq!(read_blob(&r, &name, &d).await, data);
+
+    // Sixteen different manifests race for one tag: the tag ends on one of them, whole.
+    let cfg = push_blob(&r, &name, b"{}").await;
+    let tag = Reference::Tag(Tag::parse("latest").unwrap());
+    let puts = (0..16u32).map(|i| {
+        let (r, name, tag) = (r.clone(), name.clone(), tag.clone());
+        let m = String::from_utf8(image(&cfg, &d, None).to_vec()).unwrap();
+        let m = Bytes::from(m.replace("\"k\":\"v\"", &format!("\"k\":\"{i}\"")));
+        tokio::spawn(async move {
+            r.put_manifest(&name, &tag, None, m, &[])
+                .await
+                .map(|p| p.digest)
+        })
+    });
+    let mut digests = Vec::new();
+    for p in futures::future::join_all(puts).await {
+        digests.push(p.unwrap().unwrap());
+    }
+    let got = r.get_manifest(&name, &tag).await.unwrap();
+    assert!(digests.contains(&got.digest));
+    assert_eq!(Digest::of(Algorithm::Sha256, &got.body), got.digest);
+    for d in &digests {
+        assert!(
+            r.get_manifest(&name, &Reference::Digest(d.clone()))
+                .await
+                .is_ok()
+        );
+    }
+}
