@@ -9,8 +9,11 @@ use crate::StorageRegistry;
 use crate::layout::StoragePath;
 use crate::tags::paginate;
 
-/// Directories whose presence makes their parent a repository.
-const REPOSITORY_MARKERS: [&str; 3] = ["_layers", "_manifests", "_uploads"];
+/// What makes a directory a repository in the catalog: linked blobs, as distribution
+/// decides (a repository with only an upload in progress is not listed).
+pub(crate) const CATALOG_MARKERS: &[&str] = &["_layers"];
+/// Every directory that may hold registry data of a repository (for maintenance walks).
+pub(crate) const ANY_DATA_MARKERS: &[&str] = &["_layers", "_manifests", "_uploads"];
 
 /// Component-wise comparison of repository names.
 pub(crate) fn catalog_order(a: &str, b: &str) -> Ordering {
@@ -18,9 +21,9 @@ pub(crate) fn catalog_order(a: &str, b: &str) -> Ordering {
 }
 
 impl StorageRegistry {
-    /// Every repository name (a walk of the whole tree).
+    /// Every repository name having one of `markers` (a walk of the whole tree).
     // TODO(#3): keep an ordered in-memory index so a page costs O(page), not O(registry).
-    pub(crate) async fn repository_names(&self) -> Result<Vec<String>, Error> {
+    pub(crate) async fn repository_names(&self, markers: &[&str]) -> Result<Vec<String>, Error> {
         let root = StoragePath::Repositories.path();
         let mut out = Vec::new();
         let mut pending = vec![String::new()];
@@ -31,11 +34,7 @@ impl StorageRegistry {
                 format!("{root}/{name}")
             };
             let children = self.list_names(&dir).await?;
-            if !name.is_empty()
-                && children
-                    .iter()
-                    .any(|c| REPOSITORY_MARKERS.contains(&c.as_str()))
-            {
+            if !name.is_empty() && children.iter().any(|c| markers.contains(&c.as_str())) {
                 out.push(name.clone());
             }
             for child in children.into_iter().filter(|c| !c.starts_with('_')) {
@@ -50,7 +49,7 @@ impl StorageRegistry {
     }
 
     pub(crate) async fn catalog_impl(&self, n: usize, last: Option<&str>) -> Result<Page, Error> {
-        let names = self.repository_names().await?;
+        let names = self.repository_names(CATALOG_MARKERS).await?;
         Ok(paginate(names, Some(n), last, catalog_order))
     }
 }

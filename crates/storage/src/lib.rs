@@ -5,6 +5,7 @@
 mod blobs;
 mod cache;
 mod catalog;
+mod hashing;
 mod links;
 mod manifests;
 mod purge;

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::StorageRegistry;
+use crate::catalog::ANY_DATA_MARKERS;
 use crate::layout::StoragePath;
 
 /// What one purge pass found.
@@ -32,7 +33,7 @@ impl StorageRegistry {
             .checked_sub(older_than)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut report = PurgeReport::default();
-        for name in self.repository_names().await? {
+        for name in self.repository_names(ANY_DATA_MARKERS).await? {
             let Ok(repo) = RepositoryName::parse(&name) else {
                 continue;
             };

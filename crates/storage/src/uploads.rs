@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::StorageRegistry;
+use crate::hashing::StreamHasher;
 use crate::layout::StoragePath;
 use crate::links::internal;
 
@@ -199,7 +200,7 @@ impl StorageRegistry {
             Some((_, h)) => h.algorithm(),
             None => self.upload_algorithm(repo, id).await?,
         };
-        let mut h = self.resume_hash(repo, id, hot, algorithm, offset).await?;
+        let mut h = StreamHasher::new(self.resume_hash(repo, id, hot, algorithm, offset).await?);
         let path = StoragePath::UploadData(repo, id).path();
         let mut w = self.driver.writer(&path, true).await.map_err(internal)?;
         let mut received = 0u64;
@@ -207,7 +208,10 @@ impl StorageRegistry {
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(bytes) => {
-                    h.update(&bytes);
+                    if let Err(e) = h.update(&bytes).await {
+                        failure = Some(e);
+                        break;
+                    }
                     received += bytes.len() as u64;
                     if let Err(e) = w.write(bytes).await {
                         failure = Some(internal(e));
@@ -222,6 +226,7 @@ impl StorageRegistry {
         }
         let end = w.size();
         let committed = w.commit().await.map_err(internal);
+        let h = h.finish().await?;
         // Whatever reached the file is part of the upload now: record its hash so the
         // session stays consistent, then report the first failure.
         if end == offset + received {
