@@ -7,7 +7,6 @@ use berth_core::{Error, Page};
 
 use crate::StorageRegistry;
 use crate::layout::StoragePath;
-use crate::tags::paginate;
 
 /// What makes a directory a repository in the catalog: linked blobs, as distribution
 /// decides (a repository with only an upload in progress is not listed).
@@ -21,8 +20,8 @@ pub(crate) fn catalog_order(a: &str, b: &str) -> Ordering {
 }
 
 impl StorageRegistry {
-    /// Every repository name having one of `markers` (a walk of the whole tree).
-    // TODO(#3): keep an ordered in-memory index so a page costs O(page), not O(registry).
+    /// Every repository name having one of `markers` (a walk of the whole tree; the
+    /// catalog does it once, then keeps its index current).
     pub(crate) async fn repository_names(&self, markers: &[&str]) -> Result<Vec<String>, Error> {
         let root = StoragePath::Repositories.path();
         let mut out = Vec::new();
@@ -49,8 +48,9 @@ impl StorageRegistry {
     }
 
     pub(crate) async fn catalog_impl(&self, n: usize, last: Option<&str>) -> Result<Page, Error> {
-        let names = self.repository_names(CATALOG_MARKERS).await?;
-        Ok(paginate(names, Some(n), last, catalog_order))
+        let load = self.repository_names(CATALOG_MARKERS);
+        let (page, _) = self.indexes.repositories.page(Some(n), last, load).await?;
+        Ok(page)
     }
 }
 

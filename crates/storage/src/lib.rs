@@ -6,8 +6,10 @@ mod blobs;
 mod cache;
 mod catalog;
 mod hashing;
+mod index;
 mod links;
 mod manifests;
+mod metacache;
 mod purge;
 mod referrers;
 mod registry;
@@ -47,6 +49,8 @@ pub struct StorageRegistry {
     driver: Arc<dyn StorageDriver>,
     cache: Option<DescriptorCache>,
     delete_enabled: bool,
+    indexes: index::Indexes,
+    meta: metacache::MetadataCache,
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::HotState>>>>,
 }
 
@@ -57,6 +61,8 @@ impl StorageRegistry {
             driver,
             cache: options.descriptor_cache.map(DescriptorCache::new),
             delete_enabled: options.delete_enabled,
+            indexes: index::Indexes::default(),
+            meta: metacache::MetadataCache::new(),
             uploads: Mutex::new(HashMap::new()),
         }
     }

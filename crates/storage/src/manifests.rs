@@ -19,17 +19,28 @@ impl StorageRegistry {
     ) -> Result<Option<Digest>, Error> {
         let digest = match reference {
             Reference::Digest(d) => d.clone(),
-            Reference::Tag(t) => {
-                match self.read_link(StoragePath::TagCurrentLink(repo, t)).await? {
-                    Some(d) => d,
+            Reference::Tag(t) => match self.meta.tag(repo, t) {
+                Some(d) => d,
+                None => match self.read_link(StoragePath::TagCurrentLink(repo, t)).await? {
+                    Some(d) => {
+                        self.meta.set_tag(repo, t, &d);
+                        d
+                    }
                     None => return Ok(None),
-                }
-            }
+                },
+            },
         };
-        Ok(self
+        if self.meta.has_revision(repo, &digest) {
+            return Ok(Some(digest));
+        }
+        if !self
             .exists(StoragePath::RevisionLink(repo, &digest))
             .await?
-            .then_some(digest))
+        {
+            return Ok(None);
+        }
+        self.meta.set_revision(repo, &digest);
+        Ok(Some(digest))
     }
 
     /// The stored bytes of a manifest revision known to exist.
@@ -52,12 +63,17 @@ impl StorageRegistry {
     ) -> Result<StoredManifest, Error> {
         let unknown = || Error::ManifestUnknown(format!("{repo}:{reference}"));
         let digest = self.resolve(repo, reference).await?.ok_or_else(unknown)?;
+        if let Some(m) = self.meta.manifest(&digest) {
+            return Ok(m);
+        }
         let body = self.manifest_bytes(&digest).await?.ok_or_else(unknown)?;
-        Ok(StoredManifest {
+        let m = StoredManifest {
             media_type: sniff_media_type(&body),
             digest,
             body,
-        })
+        };
+        self.meta.set_manifest(&m);
+        Ok(m)
     }
 
     /// Checks that every blob and child manifest the manifest names is in the repository.
@@ -124,6 +140,7 @@ impl StorageRegistry {
         }
         self.write_link(StoragePath::RevisionLink(repo, &digest), &digest)
             .await?;
+        self.meta.set_revision(repo, &digest);
 
         let mut tags: Vec<Tag> = Vec::new();
         if let Reference::Tag(t) = reference {
@@ -161,7 +178,7 @@ impl StorageRegistry {
         }
         let digest = match reference {
             Reference::Tag(t) => {
-                return if self.remove(StoragePath::TagDir(repo, t)).await? {
+                return if self.untag(repo, t).await? {
                     Ok(())
                 } else {
                     Err(Error::ManifestUnknown(format!("{repo}:{t}")))
@@ -176,12 +193,13 @@ impl StorageRegistry {
             Some(body) => Manifest::parse(None, &body).ok().and_then(|m| m.subject),
             None => None,
         };
+        self.meta.forget_revision(repo, digest);
         self.remove(StoragePath::RevisionDir(repo, digest)).await?;
         if let Some(c) = &self.cache {
             c.unlink(repo, digest);
         }
         for tag in self.tags_pointing_at(repo, digest).await? {
-            self.remove(StoragePath::TagDir(repo, &tag)).await?;
+            self.untag(repo, &tag).await?;
         }
         if let Some(s) = subject {
             let link = StoragePath::ReferrerLink(repo, &s.digest, digest).path();

@@ -6,27 +6,6 @@ use berth_core::{Digest, Error, Page, RepositoryName, Tag};
 use crate::StorageRegistry;
 use crate::layout::StoragePath;
 
-/// Sorts names and cuts the page after `last`, at most `n` entries (`None`: all).
-pub(crate) fn paginate(
-    mut names: Vec<String>,
-    n: Option<usize>,
-    last: Option<&str>,
-    order: fn(&str, &str) -> std::cmp::Ordering,
-) -> Page {
-    names.sort_by(|a, b| order(a, b));
-    names.dedup();
-    let start = match last {
-        Some(l) => names.partition_point(|x| order(x, l) != std::cmp::Ordering::Greater),
-        None => 0,
-    };
-    let rest = names.len() - start;
-    let take = n.unwrap_or(rest).min(rest);
-    Page {
-        entries: names.drain(start..start + take).collect(),
-        more: take > 0 && take < rest,
-    }
-}
-
 impl StorageRegistry {
     /// Points `tag` at `digest`.
     pub(crate) async fn tag_manifest(
@@ -38,7 +17,22 @@ impl StorageRegistry {
         self.write_link(StoragePath::TagIndexLink(repo, tag, digest), digest)
             .await?;
         self.write_link(StoragePath::TagCurrentLink(repo, tag), digest)
-            .await
+            .await?;
+        self.meta.set_tag(repo, tag, digest);
+        if let Some(listing) = self.indexes.tags_if_present(repo) {
+            listing.insert(tag.as_str()).await;
+        }
+        Ok(())
+    }
+
+    /// Removes a tag; `Ok(false)` when it did not exist.
+    pub(crate) async fn untag(&self, repo: &RepositoryName, tag: &Tag) -> Result<bool, Error> {
+        self.meta.forget_tag(repo, tag);
+        let existed = self.remove(StoragePath::TagDir(repo, tag)).await?;
+        if let Some(listing) = self.indexes.tags_if_present(repo) {
+            listing.remove(tag.as_str()).await;
+        }
+        Ok(existed)
     }
 
     /// Every tag name stored for the repository.
@@ -79,38 +73,19 @@ impl StorageRegistry {
         n: Option<usize>,
         last: Option<&str>,
     ) -> Result<Page, Error> {
-        let names = self.tag_names(repo).await?;
-        if names.is_empty() && !self.repository_exists(repo).await? {
-            return Err(Error::NameUnknown(repo.to_string()));
-        }
-        let names = names
-            .into_iter()
-            .filter(|t| Tag::parse(t).is_ok())
-            .collect();
-        Ok(paginate(names, n, last, str::cmp))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::paginate;
-
-    fn names(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn pages() {
-        let all = names(&["c", "a", "b", "d"]);
-        let p = paginate(all.clone(), Some(2), None, str::cmp);
-        assert_eq!((p.entries, p.more), (names(&["a", "b"]), true));
-        let p = paginate(all.clone(), Some(2), Some("b"), str::cmp);
-        assert_eq!((p.entries, p.more), (names(&["c", "d"]), false));
-        let p = paginate(all.clone(), Some(0), None, str::cmp);
-        assert_eq!((p.entries, p.more), (vec![], false));
-        let p = paginate(all.clone(), None, Some("bb"), str::cmp);
-        assert_eq!((p.entries, p.more), (names(&["c", "d"]), false));
-        let p = paginate(all, Some(10), Some("z"), str::cmp);
-        assert_eq!((p.entries, p.more), (vec![], false));
+        let listing = match self.indexes.tags_if_present(repo) {
+            Some(l) => l,
+            None if self.repository_exists(repo).await? => self.indexes.tags(repo),
+            None => return Err(Error::NameUnknown(repo.to_string())),
+        };
+        let load = async {
+            let names = self.tag_names(repo).await?;
+            Ok(names
+                .into_iter()
+                .filter(|t| Tag::parse(t).is_ok())
+                .collect())
+        };
+        let (page, _) = listing.page(n, last, load).await?;
+        Ok(page)
     }
 }
