@@ -1,31 +1,57 @@
 //! The filesystem driver: paths map below a root directory. Small files are replaced by
 //! write-to-temporary-then-rename so a reader never sees a half-written link.
 
+use std::fs;
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures::TryStreamExt;
+use bytes::{Bytes, BytesMut};
 use rand::Rng;
-use std::io::Write;
-
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
-use tokio_util::io::ReaderStream;
 
 use crate::{DriverError, FileInfo, FileWriter, ReadStream, StorageDriver, check_path};
 
 /// Reads of blob content are this large: big reads keep per-call overhead off the hot path.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 512 * 1024;
+/// Chunks read ahead of the consumer.
+const READ_AHEAD: usize = 2;
 /// Chunks queued between a writer and its thread (hyper's frames are 8 to 400 KiB).
 const WRITE_QUEUE: usize = 8;
 /// Directory below the root for temporary files (outside distribution's `docker/` tree).
 const TMP_DIR: &str = ".berth-tmp";
 
-/// Stores files below a root directory.
+/// Stores files below a root directory. Every operation is one trip to a blocking thread
+/// doing all of its system calls, so a small request does not pay many thread hand-offs.
 #[derive(Debug, Clone)]
 pub struct FilesystemDriver {
     root: PathBuf,
+}
+
+/// Runs `f` on the blocking pool, mapping its I/O error to `path`.
+async fn blocking<T, F>(path: &str, f: F) -> Result<T, DriverError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> std::io::Result<T> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(|e| DriverError::io(path, e)),
+        Err(e) => Err(DriverError::io(path, std::io::Error::other(e))),
+    }
+}
+
+/// `op`, retried once after creating `target`'s parent directories when it reports that a
+/// directory is missing: the common case (parents exist) costs one system call.
+fn with_parent<T>(target: &Path, mut op: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    match op() {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            op()
+        }
+        other => other,
+    }
 }
 
 impl FilesystemDriver {
@@ -43,15 +69,6 @@ impl FilesystemDriver {
         check_path(path)?;
         Ok(self.root.join(path.trim_start_matches('/')))
     }
-
-    async fn create_parent(&self, full: &Path, path: &str) -> Result<(), DriverError> {
-        if let Some(parent) = full.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| DriverError::io(path, e))?;
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -62,28 +79,24 @@ impl StorageDriver for FilesystemDriver {
 
     async fn get_content(&self, path: &str) -> Result<Bytes, DriverError> {
         let full = self.full(path)?;
-        tokio::fs::read(&full)
-            .await
-            .map(Bytes::from)
-            .map_err(|e| DriverError::io(path, e))
+        blocking(path, move || fs::read(&full).map(Bytes::from)).await
     }
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
         let full = self.full(path)?;
-        let tmp_dir = self.root.join(TMP_DIR);
-        tokio::fs::create_dir_all(&tmp_dir)
-            .await
-            .map_err(|e| DriverError::io(path, e))?;
-        let tmp = tmp_dir.join(format!("{:016x}", rand::rng().random::<u64>()));
-        tokio::fs::write(&tmp, &content)
-            .await
-            .map_err(|e| DriverError::io(path, e))?;
-        self.create_parent(&full, path).await?;
-        if let Err(e) = tokio::fs::rename(&tmp, &full).await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(DriverError::io(path, e));
-        }
-        Ok(())
+        let tmp = self
+            .root
+            .join(TMP_DIR)
+            .join(format!("{:016x}", rand::rng().random::<u64>()));
+        blocking(path, move || {
+            with_parent(&tmp, || fs::write(&tmp, &content))?;
+            let moved = with_parent(&full, || fs::rename(&tmp, &full));
+            if moved.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            moved
+        })
+        .await
     }
 
     async fn reader(
@@ -93,107 +106,142 @@ impl StorageDriver for FilesystemDriver {
         len: Option<u64>,
     ) -> Result<ReadStream, DriverError> {
         let full = self.full(path)?;
-        let mut file = tokio::fs::File::open(&full)
-            .await
-            .map_err(|e| DriverError::io(path, e))?;
-        let size = file
-            .metadata()
-            .await
-            .map_err(|e| DriverError::io(path, e))?
-            .len();
+        let owned = path.to_owned();
+        let (file, size) = blocking(path, move || {
+            let mut file = fs::File::open(&full)?;
+            let size = file.metadata()?.len();
+            if offset <= size {
+                file.seek(SeekFrom::Start(offset))?;
+            }
+            Ok((file, size))
+        })
+        .await?;
         if offset > size {
             return Err(DriverError::InvalidOffset {
-                path: path.to_owned(),
+                path: owned,
                 offset,
             });
         }
-        file.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(|e| DriverError::io(path, e))?;
-        let limited = file.take(len.unwrap_or(u64::MAX));
-        Ok(Box::pin(
-            ReaderStream::with_capacity(limited, READ_CHUNK).map_ok(|b| b),
-        ))
+        let remaining = len.unwrap_or(u64::MAX).min(size - offset);
+        Ok(read_stream(file, remaining))
     }
 
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, DriverError> {
         let full = self.full(path)?;
-        self.create_parent(&full, path).await?;
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(append)
-            .truncate(!append)
-            .open(&full)
-            .await
-            .map_err(|e| DriverError::io(path, e))?;
-        let size = file
-            .metadata()
-            .await
-            .map_err(|e| DriverError::io(path, e))?
-            .len();
-        Ok(Box::new(FsWriter::spawn(
-            path.to_owned(),
-            file.into_std().await,
-            size,
-        )))
+        let (file, size) = blocking(path, move || {
+            let file = with_parent(&full, || {
+                fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .append(append)
+                    .truncate(!append)
+                    .open(&full)
+            })?;
+            let size = file.metadata()?.len();
+            Ok((file, size))
+        })
+        .await?;
+        Ok(Box::new(FsWriter::spawn(path.to_owned(), file, size)))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo, DriverError> {
         let full = self.full(path)?;
-        let meta = tokio::fs::metadata(&full)
-            .await
-            .map_err(|e| DriverError::io(path, e))?;
-        Ok(FileInfo {
-            size: if meta.is_dir() { 0 } else { meta.len() },
-            is_dir: meta.is_dir(),
-            modified: meta.modified().ok(),
+        blocking(path, move || {
+            let meta = fs::metadata(&full)?;
+            Ok(FileInfo {
+                size: if meta.is_dir() { 0 } else { meta.len() },
+                is_dir: meta.is_dir(),
+                modified: meta.modified().ok(),
+            })
         })
+        .await
     }
 
     async fn list(&self, path: &str) -> Result<Vec<String>, DriverError> {
         let full = self.full(path)?;
-        let mut dir = tokio::fs::read_dir(&full)
-            .await
-            .map_err(|e| DriverError::io(path, e))?;
-        let prefix = if path == "/" { "" } else { path };
-        let mut out = Vec::new();
-        while let Some(entry) = dir
-            .next_entry()
-            .await
-            .map_err(|e| DriverError::io(path, e))?
-        {
-            if let Some(name) = entry.file_name().to_str() {
-                if path == "/" && name == TMP_DIR {
-                    continue;
+        let prefix = if path == "/" {
+            String::new()
+        } else {
+            path.to_owned()
+        };
+        let at_root = path == "/";
+        blocking(path, move || {
+            let mut out = Vec::new();
+            for entry in fs::read_dir(&full)? {
+                if let Some(name) = entry?.file_name().to_str() {
+                    if at_root && name == TMP_DIR {
+                        continue;
+                    }
+                    out.push(format!("{prefix}/{name}"));
                 }
-                out.push(format!("{prefix}/{name}"));
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<(), DriverError> {
         let src = self.full(from)?;
         let dst = self.full(to)?;
-        self.create_parent(&dst, to).await?;
-        tokio::fs::rename(&src, &dst)
-            .await
-            .map_err(|e| DriverError::io(from, e))
+        blocking(from, move || {
+            // A missing source is an error of its own, not a reason to create directories.
+            fs::symlink_metadata(&src)?;
+            with_parent(&dst, || fs::rename(&src, &dst))
+        })
+        .await
     }
 
     async fn delete(&self, path: &str) -> Result<(), DriverError> {
         let full = self.full(path)?;
-        let meta = tokio::fs::symlink_metadata(&full)
-            .await
-            .map_err(|e| DriverError::io(path, e))?;
-        let result = if meta.is_dir() {
-            tokio::fs::remove_dir_all(&full).await
-        } else {
-            tokio::fs::remove_file(&full).await
-        };
-        result.map_err(|e| DriverError::io(path, e))
+        blocking(path, move || {
+            if fs::symlink_metadata(&full)?.is_dir() {
+                fs::remove_dir_all(&full)
+            } else {
+                fs::remove_file(&full)
+            }
+        })
+        .await
     }
+}
+
+/// Streams `remaining` bytes of `file`: one blocking read for a small file, else a
+/// reading thread that stays a couple of chunks ahead of the consumer.
+fn read_stream(mut file: fs::File, remaining: u64) -> ReadStream {
+    if remaining <= READ_CHUNK as u64 {
+        let fut = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; remaining as usize];
+            file.read_exact(&mut buf)?;
+            Ok(Bytes::from(buf))
+        });
+        let once = futures::stream::once(async move {
+            fut.await.map_err(std::io::Error::other).and_then(|r| r)
+        });
+        return Box::pin(once);
+    }
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut left = remaining;
+        while left > 0 {
+            let n = left.min(READ_CHUNK as u64) as usize;
+            let mut buf = BytesMut::zeroed(n);
+            let result = file.read_exact(&mut buf).map(|()| buf.freeze());
+            let failed = result.is_err();
+            if tx.blocking_send(result).is_err() || failed {
+                return;
+            }
+            left -= n as u64;
+        }
+    });
+    Box::pin(tokio_stream_from(rx))
+}
+
+/// A receiver as a stream.
+fn tokio_stream_from(
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
 }
 
 /// Writes on a blocking thread of its own, fed through a short queue: the caller (which

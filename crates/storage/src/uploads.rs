@@ -41,7 +41,8 @@ impl StorageRegistry {
             .remove(id);
     }
 
-    /// Bytes received so far; `BlobUploadUnknown` when the session does not exist.
+    /// Bytes received so far; `BlobUploadUnknown` when the session does not exist. (The
+    /// data file is created by the first chunk.)
     async fn upload_offset(&self, repo: &RepositoryName, id: &str) -> Result<u64, Error> {
         match self
             .driver
@@ -49,7 +50,13 @@ impl StorageRegistry {
             .await
         {
             Ok(info) => Ok(info.size),
-            Err(e) if e.is_not_found() => Err(Error::BlobUploadUnknown(id.to_owned())),
+            Err(e) if e.is_not_found() => {
+                if self.exists(StoragePath::UploadStartedAt(repo, id)).await? {
+                    Ok(0)
+                } else {
+                    Err(Error::BlobUploadUnknown(id.to_owned()))
+                }
+            }
             Err(e) => Err(internal(e)),
         }
     }
@@ -159,13 +166,11 @@ impl StorageRegistry {
             .await
             .map_err(internal)?;
         let h = Digester::new(algorithm);
-        self.save_hash(repo, &id, &h, 0, None).await?;
-        let w = self
-            .driver
-            .writer(&StoragePath::UploadData(repo, &id).path(), false)
-            .await
-            .map_err(internal)?;
-        w.commit().await.map_err(internal)?;
+        if algorithm != Algorithm::Sha256 {
+            // The saved state doubles as the record of the session's algorithm.
+            self.save_hash(repo, &id, &h, 0, None).await?;
+        }
+        *self.session_lock(&id).lock().await = Some((0, h));
         Ok(UploadState { id, offset: 0 })
     }
 
@@ -182,7 +187,9 @@ impl StorageRegistry {
         })
     }
 
-    /// Appends one chunk while the session lock is held; updates the hot state.
+    /// Appends one chunk while the session lock is held; updates the hot state, and saves
+    /// the hash state when `persist` (not needed when the upload finishes right after).
+    #[allow(clippy::too_many_arguments)]
     async fn append(
         &self,
         repo: &RepositoryName,
@@ -191,6 +198,7 @@ impl StorageRegistry {
         start: Option<u64>,
         length: Option<u64>,
         mut body: ByteStream,
+        persist: bool,
     ) -> Result<u64, Error> {
         let offset = self.upload_offset(repo, id).await?;
         if let Some(start) = start.filter(|s| *s != offset) {
@@ -230,7 +238,9 @@ impl StorageRegistry {
         // Whatever reached the file is part of the upload now: record its hash so the
         // session stays consistent, then report the first failure.
         if end == offset + received {
-            self.save_hash(repo, id, &h, end, Some(offset)).await?;
+            if persist {
+                self.save_hash(repo, id, &h, end, Some(offset)).await?;
+            }
             *hot = Some((end, h));
         } else {
             *hot = None;
@@ -258,7 +268,9 @@ impl StorageRegistry {
         check_id(id)?;
         let lock = self.session_lock(id);
         let mut hot = lock.lock().await;
-        let offset = self.append(repo, id, &mut hot, start, length, body).await?;
+        let offset = self
+            .append(repo, id, &mut hot, start, length, body, true)
+            .await?;
         Ok(UploadState {
             id: id.to_owned(),
             offset,
@@ -276,7 +288,10 @@ impl StorageRegistry {
         let lock = self.session_lock(id);
         let mut hot = lock.lock().await;
         let size = match last_chunk {
-            Some((start, body)) => self.append(repo, id, &mut hot, start, None, body).await?,
+            Some((start, body)) => {
+                self.append(repo, id, &mut hot, start, None, body, false)
+                    .await?
+            }
             None => self.upload_offset(repo, id).await?,
         };
         let h = self
