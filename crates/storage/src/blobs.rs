@@ -63,6 +63,7 @@ impl StorageRegistry {
         if let Some(c) = &self.cache {
             c.set_linked(repo, digest, size);
         }
+        self.indexes.repositories.insert(repo.as_str()).await;
         Ok(())
     }
 

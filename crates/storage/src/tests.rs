@@ -275,6 +275,15 @@ async fn catalog_mount_and_purge() {
             .unwrap();
         let page = r.catalog(10, None).await.unwrap();
         assert_eq!(page.entries, ["a/b", "a/b/c", "a-b", "b"]);
+        // Repositories created after the listing was loaded appear in it.
+        push_blob(&r, &repo("a/a"), b"late").await;
+        assert!(
+            r.mount_blob(&repo("z"), &Digest::of(Algorithm::Sha256, b"b"), None)
+                .await
+                .unwrap()
+        );
+        let page = r.catalog(10, None).await.unwrap();
+        assert_eq!(page.entries, ["a/a", "a/b", "a/b/c", "a-b", "b", "z"]);
         let page = r.catalog(2, Some("a/b")).await.unwrap();
         assert_eq!(
             (page.entries.as_slice(), page.more),

@@ -1,0 +1,240 @@
+//! `berth-bench report`: reads result lines from several rounds, takes the median of
+//! each metric per label, and renders a Markdown table with ratios and targets.
+
+mod rules;
+mod table;
+
+use std::collections::HashMap;
+
+use crate::line::Line;
+pub use rules::{Metric, SCALE_GROWTH_MAX, Target, rows_for};
+pub use table::render;
+
+/// Which labels are compared.
+#[derive(Debug, Clone)]
+pub struct Labels {
+    /// The registry being judged (ratios above 1 mean it is better).
+    pub candidate: String,
+    /// The registry it is compared with.
+    pub baseline: String,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Self {
+            candidate: "berth".into(),
+            baseline: "distribution".into(),
+        }
+    }
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Scenario name.
+    pub scenario: String,
+    /// Variant name.
+    pub variant: String,
+    /// What is compared (column text).
+    pub metric: String,
+    /// The candidate's median.
+    pub candidate: Option<f64>,
+    /// The baseline's median.
+    pub baseline: Option<f64>,
+    /// Better-is-above-1 ratio of the medians.
+    pub ratio: Option<f64>,
+    /// The goal (column text).
+    pub target: String,
+    /// Whether the goal is met (`None`: no goal, or no data).
+    pub met: Option<bool>,
+    /// Errors summed over rounds: candidate, baseline.
+    pub errors: (u64, u64),
+    /// Rounds seen: candidate, baseline.
+    pub rounds: (usize, usize),
+}
+
+/// Parses JSON lines; answers the lines and a warning for each one that is not a result.
+pub fn parse(text: &str) -> (Vec<Line>, Vec<String>) {
+    let mut lines = Vec::new();
+    let mut warnings = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Line>(raw) {
+            Ok(line) if !line.scenario.is_empty() => lines.push(line),
+            Ok(_) => warnings.push(format!("line {}: no scenario", n + 1)),
+            Err(e) => warnings.push(format!("line {}: {e}", n + 1)),
+        }
+    }
+    (lines, warnings)
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// The rows for `lines`, in the order scenarios first appear.
+pub fn rows(lines: &[Line], labels: &Labels) -> Vec<Row> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    let mut groups: HashMap<(String, String), Vec<&Line>> = HashMap::new();
+    for line in lines {
+        let key = (line.scenario.clone(), line.variant.clone());
+        if !groups.contains_key(&key) {
+            keys.push(key.clone());
+        }
+        groups.entry(key).or_default().push(line);
+    }
+    let mut out = Vec::new();
+    for key in &keys {
+        let group = &groups[key];
+        let of = |label: &str| -> Vec<&Line> {
+            group.iter().copied().filter(|l| l.label == label).collect()
+        };
+        let (cand, base) = (of(&labels.candidate), of(&labels.baseline));
+        let errors = (
+            cand.iter().map(|l| l.errors).sum(),
+            base.iter().map(|l| l.errors).sum(),
+        );
+        for (metric, target) in rows_for(&key.0, &key.1) {
+            let med = |ls: &[&Line]| median(ls.iter().filter_map(|l| metric.get(l)).collect());
+            let (c, b) = (med(&cand), med(&base));
+            let ratio = c.zip(b).and_then(|(c, b)| metric.ratio(c, b));
+            out.push(Row {
+                scenario: key.0.clone(),
+                variant: key.1.clone(),
+                metric: metric.name().into(),
+                candidate: c,
+                baseline: b,
+                ratio,
+                target: target.describe(metric),
+                met: target.met(c, ratio),
+                errors,
+                rounds: (cand.len(), base.len()),
+            });
+        }
+    }
+    if let Some(row) = scale_growth(lines, labels) {
+        out.push(row);
+    }
+    out
+}
+
+/// The catalog-scale growth row: page time at the largest registry over page time at
+/// the smallest, per label (medians of p50).
+fn scale_growth(lines: &[Line], labels: &Labels) -> Option<Row> {
+    let growth = |label: &str| -> Option<(f64, u64, u64)> {
+        let ours: Vec<&Line> = lines
+            .iter()
+            .filter(|l| l.scenario == "catalog-scale" && l.label == label)
+            .collect();
+        let sizes: Vec<u64> = ours.iter().filter_map(|l| l.repositories).collect();
+        let (small, large) = (*sizes.iter().min()?, *sizes.iter().max()?);
+        let at = |n: u64| {
+            median(
+                ours.iter()
+                    .filter(|l| l.repositories == Some(n))
+                    .filter_map(|l| l.p50_ms)
+                    .collect(),
+            )
+        };
+        (large > small).then_some(())?;
+        Some((at(large)? / at(small)?, small, large))
+    };
+    let errors = |label: &str| -> u64 {
+        lines
+            .iter()
+            .filter(|l| l.scenario == "catalog-scale" && l.label == label)
+            .map(|l| l.errors)
+            .sum()
+    };
+    let c = growth(&labels.candidate);
+    let b = growth(&labels.baseline);
+    let (_, small, large) = c.or(b)?;
+    let (cg, bg) = (c.map(|g| g.0), b.map(|g| g.0));
+    Some(Row {
+        scenario: "catalog-scale".into(),
+        variant: format!("growth {small}→{large}"),
+        metric: "p50 ratio".into(),
+        candidate: cg,
+        baseline: bg,
+        ratio: cg.zip(bg).and_then(|(c, b)| (c > 0.0).then(|| b / c)),
+        target: format!("≤ {SCALE_GROWTH_MAX}x"),
+        met: cg.map(|g| g <= SCALE_GROWTH_MAX),
+        errors: (errors(&labels.candidate), errors(&labels.baseline)),
+        rounds: (0, 0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(label: &str, scenario: &str, variant: &str, mib: f64) -> Line {
+        Line {
+            mib_per_s: Some(mib),
+            ..Line::new(label, scenario, variant)
+        }
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn rows_take_medians_and_ratios() {
+        let lines = vec![
+            line("berth", "push-large", "monolithic", 400.0),
+            line("berth", "push-large", "monolithic", 500.0),
+            line("berth", "push-large", "monolithic", 900.0),
+            line("distribution", "push-large", "monolithic", 100.0),
+        ];
+        let rows = rows(&lines, &Labels::default());
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].candidate, Some(500.0));
+        assert_eq!(rows[0].ratio, Some(5.0));
+        assert_eq!(rows[0].met, Some(true));
+        assert_eq!(rows[0].rounds, (3, 1));
+    }
+
+    #[test]
+    fn growth_row() {
+        let scale = |label: &str, n: u64, p50: f64| Line {
+            repositories: Some(n),
+            p50_ms: Some(p50),
+            ..Line::new(label, "catalog-scale", &format!("page-at-{n}"))
+        };
+        let lines = vec![
+            scale("berth", 2000, 1.0),
+            scale("berth", 20000, 1.5),
+            scale("distribution", 2000, 10.0),
+            scale("distribution", 20000, 100.0),
+        ];
+        let rows = rows(&lines, &Labels::default());
+        let growth = rows.last().unwrap();
+        assert_eq!(growth.candidate, Some(1.5));
+        assert_eq!(growth.baseline, Some(10.0));
+        assert_eq!(growth.met, Some(true));
+    }
+
+    #[test]
+    fn parse_skips_junk() {
+        let (lines, warnings) = parse("{\"label\":\"b\",\"scenario\":\"s\"}\n\nnot json\n");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(warnings.len(), 1);
+    }
+}

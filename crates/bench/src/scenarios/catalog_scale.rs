@@ -1,0 +1,57 @@
+//! catalog-scale: the time of one catalog page (`n`, starting in the middle via `last=`)
+//! in a registry of a small and of a large number of repositories. A catalog whose cost
+//! grows with the page and not with the registry answers both in about the same time.
+
+use crate::line::Line;
+use crate::paging;
+use crate::scenarios::Ctx;
+use crate::scenarios::populate::{self, catalog_repo};
+use crate::stats::Recorder;
+
+/// Scenario name.
+pub const NAME: &str = "catalog-scale";
+
+/// Populates to each size in turn and times the middle page there.
+pub async fn run(ctx: &Ctx) -> Vec<Line> {
+    let mut lines = Vec::new();
+    for repos in ctx.size.scale_repos {
+        let mut line = ctx.line(NAME, &format!("page-at-{repos}"));
+        line.repositories = Some(repos as u64);
+        let setup = populate::catalog_repos(ctx, repos).await;
+        if setup.errors > 0 {
+            setup.fill(&mut line, 0.0);
+            lines.push(line);
+            continue;
+        }
+        lines.push(middle_page(ctx, repos, line).await);
+    }
+    lines
+}
+
+async fn middle_page(ctx: &Ctx, repos: usize, mut line: Line) -> Line {
+    let n = ctx.size.scale_page;
+    let middle = repos / 2;
+    let target = format!("/v2/_catalog?n={n}&last={}", catalog_repo(middle));
+    let end = (middle + 1 + n).min(repos);
+    let want: Vec<String> = (middle + 1..end).map(catalog_repo).collect();
+    let mut rec = Recorder::new();
+    let started = std::time::Instant::now();
+    for _ in 0..ctx.size.scale_fetches {
+        let page = paging::page(&ctx.reg, &mut rec, &target, "repositories").await;
+        let Some((got, _)) = rec.check(page) else {
+            continue;
+        };
+        rec.ops += 1;
+        let ours = &got[..got.len().min(want.len())];
+        if ours != want.as_slice() {
+            rec.error(format!(
+                "{target}: page starts {:?}, want {:?}",
+                got.first(),
+                want.first()
+            ));
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    rec.fill(&mut line, seconds);
+    line
+}

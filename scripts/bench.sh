@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Benchmarks berth against CNCF distribution (Debian's docker-registry, 2.8.2) on this
+# machine: each round starts a fresh registry of each kind (new root directory, free
+# loopback port, the same config.yml), runs `berth-bench run` against it with its pid
+# for memory sampling, and stops it. Rounds alternate which registry goes first.
+# All result lines go to $OUT/results.jsonl; the Markdown table of medians is printed
+# at the end (and saved as $OUT/report.md).
+#
+# usage: scripts/bench.sh [--rounds N] [--size smoke|full] [--out DIR] [--no-scale]
+#   --rounds N   rounds (default 3)
+#   --size S     smoke (seconds) or full (default)
+#   --out DIR    where results go (default target/bench/<date>)
+#   --no-scale   skip catalog-scale (populating 20,000 repositories)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=3
+size=full
+out=""
+scenario=all
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds="$2"; shift 2 ;;
+    --size) size="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --no-scale) scenario=""; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+out="${out:-target/bench/$(date +%Y%m%d-%H%M%S)}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+
+if ! command -v docker-registry >/dev/null 2>&1; then
+  echo "bench.sh: installing docker-registry"
+  sudo_cmd=()
+  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends docker-registry
+fi
+
+cargo build --release -p berth-server -p berth-bench
+# What was built (the source may change while the rounds run).
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [ -n "$(git status --porcelain -- crates ':!crates/bench' 2>/dev/null)" ]; then
+  commit="$commit + uncommitted changes"
+fi
+target_dir="${CARGO_TARGET_DIR:-target}"
+berth="$target_dir/release/berth"
+bench="$target_dir/release/berth-bench"
+distribution="$(command -v docker-registry)"
+
+results="$out/results.jsonl"
+: >"$results"
+server_pid=""
+root=""
+
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+  fi
+  if [ -n "$root" ]; then
+    rm -rf "$root"
+    root=""
+    # Let the deletion and write-back of gigabytes finish before the next registry
+    # starts, so one run's disk work does not land in the next one's timings.
+    sync
+    sleep 2
+  fi
+}
+trap stop_server EXIT
+
+# run_one LABEL ROUND: fresh registry, one benchmark run, stop.
+run_one() {
+  local label="$1" round="$2"
+  local port cfg log
+  root="$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-$label.XXXXXX")"
+  port="$("$bench" free-port)"
+  cfg="$root/config.yml"
+  log="$out/$label-round$round.server.log"
+  cat >"$cfg" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $root/data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:$port
+EOF
+  case "$label" in
+    berth) "$berth" serve "$cfg" >"$log" 2>&1 & ;;
+    distribution) "$distribution" serve "$cfg" >"$log" 2>&1 & ;;
+  esac
+  server_pid=$!
+  "$bench" wait --url "http://127.0.0.1:$port" --timeout 30
+  echo "bench.sh: round $round: $label (pid $server_pid, port $port)" >&2
+  local args=(run --url "http://127.0.0.1:$port" --size "$size" --pid "$server_pid" --label "$label")
+  [ -n "$scenario" ] && args+=(--scenario "$scenario")
+  "$bench" "${args[@]}" | tee -a "$results" >/dev/null
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "bench.sh: $label exited during the run; see $log" >&2
+  fi
+  stop_server
+}
+
+# Other work on the machine (a compiler, say) skews the numbers: show the load.
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+started=$(date +%s)
+for round in $(seq 1 "$rounds"); do
+  if [ $((round % 2)) = 1 ]; then order=(berth distribution); else order=(distribution berth); fi
+  for label in "${order[@]}"; do
+    run_one "$label" "$round"
+  done
+done
+elapsed=$(($(date +%s) - started))
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+{
+  echo "berth $commit, $(date -u +%Y-%m-%d), size $size, $rounds round(s), ${elapsed}s"
+  echo "($(nproc) cores; load average before: $load_before, after: $load_after)"
+  echo
+  "$bench" report "$results"
+} | tee "$out/report.md"
+echo "bench.sh: results in $results" >&2
