@@ -18,8 +18,9 @@ const READ_CHUNK: usize = 512 * 1024;
 const READ_AHEAD: usize = 2;
 /// Slices of a mapped file handed to the HTTP layer.
 const MAP_CHUNK: usize = 1024 * 1024;
-/// Chunks queued between a writer and its thread (hyper's frames are 8 to 400 KiB).
-const WRITE_QUEUE: usize = 8;
+/// Chunks queued between a writer and its thread. Each may pin one of hyper's read
+/// buffers (up to about 400 KiB), so the queue is short: enough to overlap, no more.
+const WRITE_QUEUE: usize = 2;
 /// Directory below the root for temporary files (outside distribution's `docker/` tree).
 const TMP_DIR: &str = ".berth-tmp";
 

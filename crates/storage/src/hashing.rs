@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 /// Bytes hashed inline before hashing moves to its own thread.
 const INLINE_LIMIT: u64 = 1024 * 1024;
 /// Chunks queued for the hashing thread.
-const QUEUE: usize = 8;
+const QUEUE: usize = 2;
 
 /// A running hash that may be inline or on a thread. (One per request, on its stack:
 /// boxing the larger variant would only add an allocation.)
