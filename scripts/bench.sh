@@ -56,6 +56,8 @@ results="$out/results.jsonl"
 server_pid=""
 root=""
 
+roots=()
+
 stop_server() {
   if [ -n "$server_pid" ]; then
     kill "$server_pid" 2>/dev/null || true
@@ -63,15 +65,24 @@ stop_server() {
     server_pid=""
   fi
   if [ -n "$root" ]; then
-    rm -rf "$root"
+    # Roots are deleted only at the end: ext4 skips recently freed inodes when it
+    # allocates new ones (for about 30 s), so deleting a run's thousands of files would
+    # slow the next registry's small writes and bias whichever runs second. Let the
+    # write-back of gigabytes finish before the next registry starts.
+    roots+=("$root")
     root=""
-    # Let the deletion and write-back of gigabytes finish before the next registry
-    # starts, so one run's disk work does not land in the next one's timings.
     sync
     sleep 2
   fi
 }
-trap stop_server EXIT
+
+cleanup() {
+  stop_server
+  if [ ${#roots[@]} -gt 0 ]; then
+    rm -rf "${roots[@]}"
+  fi
+}
+trap cleanup EXIT
 
 # run_one LABEL ROUND: fresh registry, one benchmark run, stop.
 run_one() {

@@ -102,6 +102,34 @@ impl StorageDriver for FilesystemDriver {
         .await
     }
 
+    async fn put_new(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
+        let full = self.full(path)?;
+        let created = blocking(path, {
+            let (full, content) = (full.clone(), content.clone());
+            move || {
+                let open = || {
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&full)
+                };
+                match with_parent(&full, open) {
+                    Ok(mut file) => file.write_all(&content).map(|()| true),
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                        Ok(fs::metadata(&full)?.len() > 0)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .await?;
+        if created {
+            Ok(())
+        } else {
+            self.put_content(path, content).await
+        }
+    }
+
     async fn reader(
         &self,
         path: &str,

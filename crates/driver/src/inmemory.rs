@@ -68,6 +68,18 @@ impl StorageDriver for InMemoryDriver {
         Ok(())
     }
 
+    async fn put_new(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
+        check_path(path)?;
+        let mut files = self.files.write().await;
+        match files.get(path) {
+            Some((b, _)) if !b.is_empty() => {}
+            _ => {
+                files.insert(path.to_owned(), (content, SystemTime::now()));
+            }
+        }
+        Ok(())
+    }
+
     async fn reader(
         &self,
         path: &str,

@@ -9,6 +9,7 @@ use crate::{DriverError, StorageDriver};
 /// Runs every check against an empty driver; panics with a message on the first failure.
 pub async fn run_all(d: &dyn StorageDriver) {
     content_round_trip(d).await;
+    new_files(d).await;
     missing_paths(d).await;
     invalid_paths(d).await;
     streaming_reads(d).await;
@@ -38,6 +39,34 @@ async fn content_round_trip(d: &dyn StorageDriver) {
     assert!(d.stat("/rt").await.unwrap().is_dir);
     d.put_content("/rt/empty", Bytes::new()).await.unwrap();
     assert_eq!(d.get_content("/rt/empty").await.unwrap().len(), 0);
+}
+
+async fn new_files(d: &dyn StorageDriver) {
+    d.put_new("/new/deep/a", Bytes::from_static(b"first"))
+        .await
+        .unwrap();
+    assert_eq!(d.get_content("/new/deep/a").await.unwrap(), "first");
+    d.put_new("/new/deep/a", Bytes::from_static(b"second"))
+        .await
+        .unwrap();
+    assert_eq!(
+        d.get_content("/new/deep/a").await.unwrap(),
+        "first",
+        "an existing file is kept"
+    );
+    d.put_content("/new/empty", Bytes::new()).await.unwrap();
+    d.put_new("/new/empty", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        d.get_content("/new/empty").await.unwrap(),
+        "x",
+        "an empty file is replaced"
+    );
+    assert!(matches!(
+        d.put_new("/new/../x", Bytes::new()).await,
+        Err(DriverError::InvalidPath(_))
+    ));
 }
 
 async fn missing_paths(d: &dyn StorageDriver) {

@@ -11,6 +11,8 @@ pub const ROOT: &str = "/docker/registry/v2";
 pub enum StoragePath<'a> {
     /// `blobs/<alg>/<xx>/<hex>/data`: content shared by all repositories.
     BlobData(&'a Digest),
+    /// `blobs/<alg>/<xx>/<hex>`: the directory holding a blob's `data`.
+    BlobDir(&'a Digest),
     /// `repositories/`: where the catalog walk starts.
     Repositories,
     /// `repositories/<name>`.
@@ -65,6 +67,14 @@ impl StoragePath<'_> {
                 &d.hex()[..2],
                 d.hex()
             ),
+            BlobDir(d) => {
+                format!(
+                    "{ROOT}/blobs/{}/{}/{}",
+                    d.algorithm(),
+                    &d.hex()[..2],
+                    d.hex()
+                )
+            }
             Repositories => format!("{ROOT}/repositories"),
             Repository(n) => repo(n),
             LayersDir(n) => format!("{}/_layers", repo(n)),

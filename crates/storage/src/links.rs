@@ -18,6 +18,8 @@ impl StorageRegistry {
     pub(crate) async fn read_link(&self, at: StoragePath<'_>) -> Result<Option<Digest>, Error> {
         let path = at.path();
         match self.driver.get_content(&path).await {
+            // A link being created is briefly empty: not there yet.
+            Ok(b) if b.is_empty() => Ok(None),
             Ok(b) => {
                 let text = std::str::from_utf8(&b).unwrap_or("").trim();
                 Digest::parse(text)
@@ -29,14 +31,29 @@ impl StorageRegistry {
         }
     }
 
-    /// Writes a link file holding `digest`.
+    /// Writes a content-addressed link (its path names the digest it holds), creating it
+    /// only if absent.
     pub(crate) async fn write_link(
         &self,
         at: StoragePath<'_>,
         digest: &Digest,
     ) -> Result<(), Error> {
+        let content = Bytes::from(digest.to_string());
         self.driver
-            .put_content(&at.path(), Bytes::from(digest.to_string()))
+            .put_new(&at.path(), content)
+            .await
+            .map_err(internal)
+    }
+
+    /// Points a movable link (a tag's `current`) at `digest`, atomically.
+    pub(crate) async fn replace_link(
+        &self,
+        at: StoragePath<'_>,
+        digest: &Digest,
+    ) -> Result<(), Error> {
+        let content = Bytes::from(digest.to_string());
+        self.driver
+            .put_content(&at.path(), content)
             .await
             .map_err(internal)
     }

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use berth_core::{Algorithm, ByteStream, Digest, Digester, Error, RepositoryName, UploadState};
 use bytes::Bytes;
 use futures::StreamExt;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::StorageRegistry;
 use crate::hashing::StreamHasher;
@@ -41,8 +39,7 @@ impl StorageRegistry {
             .remove(id);
     }
 
-    /// Bytes received so far; `BlobUploadUnknown` when the session does not exist. (The
-    /// data file is created by the first chunk.)
+    /// Bytes received so far; `BlobUploadUnknown` when the session does not exist.
     async fn upload_offset(&self, repo: &RepositoryName, id: &str) -> Result<u64, Error> {
         match self
             .driver
@@ -50,13 +47,7 @@ impl StorageRegistry {
             .await
         {
             Ok(info) => Ok(info.size),
-            Err(e) if e.is_not_found() => {
-                if self.exists(StoragePath::UploadStartedAt(repo, id)).await? {
-                    Ok(0)
-                } else {
-                    Err(Error::BlobUploadUnknown(id.to_owned()))
-                }
-            }
+            Err(e) if e.is_not_found() => Err(Error::BlobUploadUnknown(id.to_owned())),
             Err(e) => Err(internal(e)),
         }
     }
@@ -155,14 +146,11 @@ impl StorageRegistry {
         algorithm: Algorithm,
     ) -> Result<UploadState, Error> {
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        let now = OffsetDateTime::now_utc()
-            .format(&Rfc3339)
-            .unwrap_or_default();
+        // The empty data file is the session. berth writes no `startedat`: purging goes
+        // by the data file's last change, and a session that holds nothing but its data
+        // can become the blob's directory on commit (see `publish`).
         self.driver
-            .put_content(
-                &StoragePath::UploadStartedAt(repo, &id).path(),
-                Bytes::from(now),
-            )
+            .put_new(&StoragePath::UploadData(repo, &id).path(), Bytes::new())
             .await
             .map_err(internal)?;
         let h = Digester::new(algorithm);
@@ -305,20 +293,39 @@ impl StorageRegistry {
                 "uploaded content has digest {actual}, not {digest}"
             )));
         }
-        // Verified: the rename publishes the blob whole. A concurrent upload of the same
-        // content may have got there first; renaming over identical bytes is harmless.
+        // Still holding the session lock: no chunk can land between verifying and publishing.
+        self.publish(repo, id, digest).await?;
+        drop(hot);
+        if let Some(c) = &self.cache {
+            c.set_global(digest, size);
+        }
+        self.link_blob(repo, digest, size).await?;
+        Ok(size)
+    }
+
+    /// Moves verified upload data into the blob store; the blob appears whole, by rename.
+    /// A session directory holding nothing but `data` becomes the blob's directory itself,
+    /// so a small push creates and deletes no extra files (inode churn is what limits
+    /// small pushes on ext4). Otherwise, or when the blob exists already (a concurrent push
+    /// of the same bytes), the data file is renamed over the blob and the session removed.
+    async fn publish(&self, repo: &RepositoryName, id: &str, digest: &Digest) -> Result<(), Error> {
+        let session = StoragePath::UploadDir(repo, id);
+        if self.children(session).await? == ["data"]
+            && self
+                .driver
+                .rename(&session.path(), &StoragePath::BlobDir(digest).path())
+                .await
+                .is_ok()
+        {
+            self.forget_session(id);
+            return Ok(());
+        }
         let data = StoragePath::UploadData(repo, id).path();
         self.driver
             .rename(&data, &StoragePath::BlobData(digest).path())
             .await
             .map_err(internal)?;
-        if let Some(c) = &self.cache {
-            c.set_global(digest, size);
-        }
-        self.link_blob(repo, digest, size).await?;
-        drop(hot);
-        self.discard_upload(repo, id).await?;
-        Ok(size)
+        self.discard_upload(repo, id).await
     }
 
     pub(crate) async fn cancel_upload_impl(
