@@ -21,6 +21,8 @@ const MAP_CHUNK: usize = 1024 * 1024;
 /// Chunks queued between a writer and its thread. Each may pin one of hyper's read
 /// buffers (up to about 400 KiB), so the queue is short: enough to overlap, no more.
 const WRITE_QUEUE: usize = 2;
+/// Bytes a writer gathers in memory before a thread of its own takes over.
+const INLINE_WRITE: usize = 256 * 1024;
 /// Directory below the root for temporary files (outside distribution's `docker/` tree).
 const TMP_DIR: &str = ".berth-tmp";
 
@@ -172,7 +174,7 @@ impl StorageDriver for FilesystemDriver {
             Ok((file, size))
         })
         .await?;
-        Ok(Box::new(FsWriter::spawn(path.to_owned(), file, size)))
+        Ok(Box::new(FsWriter::new(path.to_owned(), file, size)))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo, DriverError> {
@@ -301,39 +303,55 @@ fn tokio_stream_from(
     })
 }
 
-/// Writes on a blocking thread of its own, fed through a short queue: the caller (which
-/// hashes the same bytes) and the copy into the page cache run on different cores.
+/// A file being written. Small writes are gathered in memory and written by `commit` in
+/// one blocking call; once more than [`INLINE_WRITE`] bytes arrive, a blocking thread of
+/// its own takes over, fed through a short queue, so the caller (which hashes the same
+/// bytes) and the copy into the page cache run on different cores.
 struct FsWriter {
     path: String,
-    queue: Option<mpsc::Sender<Bytes>>,
-    done: tokio::task::JoinHandle<std::io::Result<()>>,
+    file: Option<fs::File>,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    thread: Option<(
+        mpsc::Sender<Bytes>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
     size: u64,
 }
 
 impl FsWriter {
-    fn spawn(path: String, mut file: std::fs::File, size: u64) -> Self {
+    fn new(path: String, file: fs::File, size: u64) -> Self {
+        FsWriter {
+            path,
+            file: Some(file),
+            pending: Vec::new(),
+            pending_len: 0,
+            thread: None,
+            size,
+        }
+    }
+
+    fn start_thread(&mut self) -> Result<(), DriverError> {
+        let Some(mut file) = self.file.take() else {
+            return Err(DriverError::io(
+                &self.path,
+                std::io::Error::other("writer closed"),
+            ));
+        };
         let (queue, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
         let done = tokio::task::spawn_blocking(move || {
+            for chunk in pending {
+                file.write_all(&chunk)?;
+            }
             while let Some(chunk) = rx.blocking_recv() {
                 file.write_all(&chunk)?;
             }
             file.flush()
         });
-        FsWriter {
-            path,
-            queue: Some(queue),
-            done,
-            size,
-        }
-    }
-
-    async fn finish(&mut self) -> Result<(), DriverError> {
-        drop(self.queue.take());
-        let result = (&mut self.done)
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r);
-        result.map_err(|e| DriverError::io(&self.path, e))
+        self.thread = Some((queue, done));
+        Ok(())
     }
 }
 
@@ -341,17 +359,27 @@ impl FsWriter {
 impl FileWriter for FsWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), DriverError> {
         let len = data.len() as u64;
-        let sent = match &self.queue {
-            Some(q) => q.send(data).await.is_ok(),
-            None => false,
-        };
-        if !sent {
-            // The writer thread stopped: its error says why.
-            self.finish().await?;
-            return Err(DriverError::io(
-                &self.path,
-                std::io::Error::other("writer closed"),
-            ));
+        match &self.thread {
+            None => {
+                self.pending_len += data.len();
+                self.pending.push(data);
+                if self.pending_len > INLINE_WRITE {
+                    self.start_thread()?;
+                }
+            }
+            Some((queue, _)) => {
+                if queue.send(data).await.is_err() {
+                    // The writer thread stopped: its error says why.
+                    if let Some((_, done)) = self.thread.take() {
+                        let why = done.await.map_err(std::io::Error::other).and_then(|r| r);
+                        why.map_err(|e| DriverError::io(&self.path, e))?;
+                    }
+                    return Err(DriverError::io(
+                        &self.path,
+                        std::io::Error::other("writer closed"),
+                    ));
+                }
+            }
         }
         self.size += len;
         Ok(())
@@ -364,7 +392,26 @@ impl FileWriter for FsWriter {
     async fn commit(mut self: Box<Self>) -> Result<(), DriverError> {
         // Written to the kernel, not fsynced: a crashed process loses nothing, and like
         // distribution berth does not pay a disk flush per upload.
-        self.finish().await
+        let result = match (self.thread.take(), self.file.take()) {
+            (Some((queue, done)), _) => {
+                drop(queue);
+                done.await.map_err(std::io::Error::other).and_then(|r| r)
+            }
+            (None, Some(mut file)) if !self.pending.is_empty() => {
+                let pending = std::mem::take(&mut self.pending);
+                tokio::task::spawn_blocking(move || {
+                    for chunk in pending {
+                        file.write_all(&chunk)?;
+                    }
+                    file.flush()
+                })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r)
+            }
+            _ => Ok(()),
+        };
+        result.map_err(|e| DriverError::io(&self.path, e))
     }
 }
 

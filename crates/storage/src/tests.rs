@@ -382,3 +382,32 @@ async fn concurrent_pushes_of_one_blob_and_one_tag() {
         );
     }
 }
+
+#[tokio::test]
+async fn unknown_sessions_leave_no_state() {
+    let r = StorageRegistry::new(Arc::new(InMemoryDriver::new()), opts());
+    let name = repo("x");
+    for _ in 0..100 {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let err = r
+            .upload_chunk(&name, &id, None, None, body(b"x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::BlobUploadUnknown(_)));
+        let d = Digest::of(Algorithm::Sha256, b"");
+        assert!(r.finish_upload(&name, &id, &d, None).await.is_err());
+    }
+    assert_eq!(r.uploads.lock().unwrap().len(), 0);
+    // A cancelled session is not resurrected by a chunk that was waiting for it.
+    let up = r.start_upload(&name, Algorithm::Sha256).await.unwrap();
+    r.cancel_upload(&name, &up.id).await.unwrap();
+    assert!(
+        r.upload_chunk(&name, &up.id, None, None, body(b"late"))
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        r.upload_status(&name, &up.id).await,
+        Err(Error::BlobUploadUnknown(_))
+    ));
+}

@@ -14,9 +14,20 @@ use crate::hashing::StreamHasher;
 use crate::layout::StoragePath;
 use crate::links::internal;
 
-/// The hash of an upload's bytes so far, kept in memory between requests so the common
-/// case needs no state file read. `None` until first used in this process.
-pub(crate) type HotState = Option<(u64, Digester)>;
+/// What this process knows of a session between requests, so the common case reads no
+/// state from storage. `None` until first used here (or after a failure): then storage is
+/// asked.
+pub(crate) type HotState = Option<Hot>;
+
+/// A session as last left by this process.
+pub(crate) struct Hot {
+    /// Bytes in the data file.
+    offset: u64,
+    /// Hash of those bytes.
+    hash: Digester,
+    /// The session directory holds nothing but `data` (created here, no hash state saved).
+    bare: bool,
+}
 
 /// Upload ids are UUIDs we issued; anything else is unknown (and never reaches a path).
 fn check_id(id: &str) -> Result<(), Error> {
@@ -30,6 +41,34 @@ impl StorageRegistry {
     fn session_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<HotState>> {
         let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// Whether `lock` is still the session's lock: a session discarded while a request
+    /// waited for its lock must not be trusted from memory.
+    fn is_current(&self, id: &str, lock: &Arc<tokio::sync::Mutex<HotState>>) -> bool {
+        let map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id).is_some_and(|l| Arc::ptr_eq(l, lock))
+    }
+
+    /// Locks a session, dropping what memory says of it if it was discarded meanwhile.
+    async fn lock_session<'a>(
+        &self,
+        lock: &'a Arc<tokio::sync::Mutex<HotState>>,
+        id: &str,
+    ) -> tokio::sync::MutexGuard<'a, HotState> {
+        let mut guard = lock.lock().await;
+        if !self.is_current(id, lock) {
+            *guard = None;
+        }
+        guard
+    }
+
+    /// Drops the in-memory entry of a session storage does not know, so requests naming
+    /// made-up sessions leave nothing behind.
+    fn forget_if_unknown(&self, id: &str, e: &Error) {
+        if matches!(e, Error::BlobUploadUnknown(_)) {
+            self.forget_session(id);
+        }
     }
 
     fn forget_session(&self, id: &str) {
@@ -71,11 +110,11 @@ impl StorageRegistry {
         algorithm: Algorithm,
         offset: u64,
     ) -> Result<Digester, Error> {
-        if let Some((at, h)) = hot
-            && *at == offset
-            && h.algorithm() == algorithm
+        if let Some(hot) = hot
+            && hot.offset == offset
+            && hot.hash.algorithm() == algorithm
         {
-            return Ok(h.clone());
+            return Ok(hot.hash.clone());
         }
         let saved = StoragePath::UploadHashState(repo, id, algorithm, offset).path();
         if let Ok(bytes) = self.driver.get_content(&saved).await
@@ -153,12 +192,17 @@ impl StorageRegistry {
             .put_new(&StoragePath::UploadData(repo, &id).path(), Bytes::new())
             .await
             .map_err(internal)?;
-        let h = Digester::new(algorithm);
-        if algorithm != Algorithm::Sha256 {
+        let hash = Digester::new(algorithm);
+        let bare = algorithm == Algorithm::Sha256;
+        if !bare {
             // The saved state doubles as the record of the session's algorithm.
-            self.save_hash(repo, &id, &h, 0, None).await?;
+            self.save_hash(repo, &id, &hash, 0, None).await?;
         }
-        *self.session_lock(&id).lock().await = Some((0, h));
+        *self.session_lock(&id).lock().await = Some(Hot {
+            offset: 0,
+            hash,
+            bare,
+        });
         Ok(UploadState { id, offset: 0 })
     }
 
@@ -188,13 +232,16 @@ impl StorageRegistry {
         mut body: ByteStream,
         persist: bool,
     ) -> Result<u64, Error> {
-        let offset = self.upload_offset(repo, id).await?;
+        let offset = match hot {
+            Some(h) => h.offset,
+            None => self.upload_offset(repo, id).await?,
+        };
         if let Some(start) = start.filter(|s| *s != offset) {
             return Err(Error::ChunkOutOfOrder { offset, start });
         }
-        let algorithm = match hot {
-            Some((_, h)) => h.algorithm(),
-            None => self.upload_algorithm(repo, id).await?,
+        let (algorithm, bare) = match hot {
+            Some(h) => (h.hash.algorithm(), h.bare),
+            None => (self.upload_algorithm(repo, id).await?, false),
         };
         let mut h = StreamHasher::new(self.resume_hash(repo, id, hot, algorithm, offset).await?);
         let path = StoragePath::UploadData(repo, id).path();
@@ -229,7 +276,11 @@ impl StorageRegistry {
             if persist {
                 self.save_hash(repo, id, &h, end, Some(offset)).await?;
             }
-            *hot = Some((end, h));
+            *hot = Some(Hot {
+                offset: end,
+                hash: h,
+                bare: bare && !persist,
+            });
         } else {
             *hot = None;
         }
@@ -255,10 +306,11 @@ impl StorageRegistry {
     ) -> Result<UploadState, Error> {
         check_id(id)?;
         let lock = self.session_lock(id);
-        let mut hot = lock.lock().await;
+        let mut hot = self.lock_session(&lock, id).await;
         let offset = self
             .append(repo, id, &mut hot, start, length, body, true)
-            .await?;
+            .await
+            .inspect_err(|e| self.forget_if_unknown(id, e))?;
         Ok(UploadState {
             id: id.to_owned(),
             offset,
@@ -274,13 +326,17 @@ impl StorageRegistry {
     ) -> Result<u64, Error> {
         check_id(id)?;
         let lock = self.session_lock(id);
-        let mut hot = lock.lock().await;
-        let size = match last_chunk {
-            Some((start, body)) => {
-                self.append(repo, id, &mut hot, start, None, body, false)
-                    .await?
-            }
-            None => self.upload_offset(repo, id).await?,
+        let mut hot = self.lock_session(&lock, id).await;
+        let size = match (last_chunk, hot.as_ref()) {
+            (Some((start, body)), _) => self
+                .append(repo, id, &mut hot, start, None, body, false)
+                .await
+                .inspect_err(|e| self.forget_if_unknown(id, e))?,
+            (None, Some(h)) => h.offset,
+            (None, None) => self
+                .upload_offset(repo, id)
+                .await
+                .inspect_err(|e| self.forget_if_unknown(id, e))?,
         };
         let h = self
             .resume_hash(repo, id, &hot, digest.algorithm(), size)
@@ -294,7 +350,8 @@ impl StorageRegistry {
             )));
         }
         // Still holding the session lock: no chunk can land between verifying and publishing.
-        self.publish(repo, id, digest).await?;
+        let bare = hot.as_ref().is_some_and(|h| h.bare);
+        self.publish(repo, id, digest, bare).await?;
         drop(hot);
         if let Some(c) = &self.cache {
             c.set_global(digest, size);
@@ -308,9 +365,16 @@ impl StorageRegistry {
     /// so a small push creates and deletes no extra files (inode churn is what limits
     /// small pushes on ext4). Otherwise, or when the blob exists already (a concurrent push
     /// of the same bytes), the data file is renamed over the blob and the session removed.
-    async fn publish(&self, repo: &RepositoryName, id: &str, digest: &Digest) -> Result<(), Error> {
+    /// `bare` says the directory is known to hold only `data`; otherwise it is listed.
+    async fn publish(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        bare: bool,
+    ) -> Result<(), Error> {
         let session = StoragePath::UploadDir(repo, id);
-        if self.children(session).await? == ["data"]
+        if (bare || self.children(session).await? == ["data"])
             && self
                 .driver
                 .rename(&session.path(), &StoragePath::BlobDir(digest).path())
