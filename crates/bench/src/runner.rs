@@ -47,6 +47,7 @@ pub async fn run(opts: &RunOptions, mut emit: impl FnMut(&Line)) -> Result<Vec<L
             continue;
         }
         eprintln!("berth-bench: {} {} ...", opts.label, scenario.name());
+        crate::scenarios::settle().await;
         let started = Instant::now();
         let lines = match scenario {
             Scenario::Memory => match ctx.pid {

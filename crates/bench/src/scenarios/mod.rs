@@ -185,3 +185,10 @@ where
     }
     total
 }
+
+/// Waits until the kernel has written dirty pages to disk, so the write-back of one
+/// step's data (gigabytes, for the large scenarios) does not land in the next step's
+/// timing. Applied the same way to every registry.
+pub async fn settle() {
+    let _ = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status()).await;
+}

@@ -22,6 +22,7 @@ pub async fn run(ctx: &Ctx) -> Vec<Line> {
     let blob = ctx.large_blob().await;
     let mut setup = Recorder::new();
     let ready = ops::ensure_blob(&ctx.reg, &mut setup, MONOLITHIC_REPO, blob).await;
+    super::settle().await;
     if let Err(e) = ready {
         setup.error(e);
         let mut line = ctx.line(NAME, "full");

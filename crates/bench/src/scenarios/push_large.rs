@@ -20,8 +20,10 @@ const CHUNKED_REPO: &str = "bench/large-chunked";
 pub async fn run(ctx: &Ctx) -> Vec<Line> {
     let monolithic = ctx.large_blob().await.clone();
     let chunked = ctx.random_blob("large-chunked", ctx.size.large_blob);
+    let first = variant(ctx, "monolithic", MONOLITHIC_REPO, &monolithic, None).await;
+    super::settle().await;
     vec![
-        variant(ctx, "monolithic", MONOLITHIC_REPO, &monolithic, None).await,
+        first,
         variant(ctx, "chunked", CHUNKED_REPO, &chunked, Some(ctx.size.chunk)).await,
     ]
 }
