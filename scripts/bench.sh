@@ -56,8 +56,6 @@ results="$out/results.jsonl"
 server_pid=""
 root=""
 
-roots=()
-
 stop_server() {
   if [ -n "$server_pid" ]; then
     kill "$server_pid" 2>/dev/null || true
@@ -65,24 +63,20 @@ stop_server() {
     server_pid=""
   fi
   if [ -n "$root" ]; then
-    # Roots are deleted only at the end: ext4 skips recently freed inodes when it
-    # allocates new ones (for about 30 s), so deleting a run's thousands of files would
-    # slow the next registry's small writes and bias whichever runs second. Let the
-    # write-back of gigabytes finish before the next registry starts.
-    roots+=("$root")
+    rm -rf "$root"
     root=""
+    # Start every registry on an equal footing: nothing left to write back, no page
+    # cache full of the previous run's gigabytes (dropped when this runs as root), and
+    # past the ~30 s during which ext4 skips freshly freed inodes when allocating new
+    # ones (which would slow the next registry's small-file writes).
     sync
-    sleep 2
+    if [ -w /proc/sys/vm/drop_caches ]; then
+      echo 1 >/proc/sys/vm/drop_caches || true
+    fi
+    if [ "$size" = full ]; then sleep "${BENCH_SETTLE_SECONDS:-35}"; fi
   fi
 }
-
-cleanup() {
-  stop_server
-  if [ ${#roots[@]} -gt 0 ]; then
-    rm -rf "${roots[@]}"
-  fi
-}
-trap cleanup EXIT
+trap stop_server EXIT
 
 # run_one LABEL ROUND: fresh registry, one benchmark run, stop.
 run_one() {
