@@ -411,3 +411,64 @@ async fn unknown_sessions_leave_no_state() {
         Err(Error::BlobUploadUnknown(_))
     ));
 }
+
+#[tokio::test]
+async fn referrers_include_the_tag_schema_index() {
+    let r = StorageRegistry::new(Arc::new(InMemoryDriver::new()), opts());
+    let name = repo("ts");
+    let cfg = push_blob(&r, &name, b"{}").await;
+    let layer = push_blob(&r, &name, b"layer").await;
+    let subject = r
+        .put_manifest(
+            &name,
+            &Reference::Tag(Tag::parse("v1").unwrap()),
+            None,
+            image(&cfg, &layer, None),
+            &[],
+        )
+        .await
+        .unwrap()
+        .digest;
+    // A signature pushed the way a client does for a registry without the referrers API:
+    // no `subject` index entry, listed in an index tagged sha256-<hex>.
+    let sig = String::from_utf8(image(&cfg, &layer, None).to_vec()).unwrap();
+    let sig = Bytes::from(sig.replace("\"k\":\"v\"", "\"k\":\"sig\""));
+    let sig_digest = Digest::of(Algorithm::Sha256, &sig);
+    r.put_manifest(
+        &name,
+        &Reference::Digest(sig_digest.clone()),
+        None,
+        sig.clone(),
+        &[],
+    )
+    .await
+    .unwrap();
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{sig_digest}","size":{},"artifactType":"application/x.sig","annotations":{{"a":"b"}}}}]}}"#,
+        sig.len()
+    );
+    let tag = Tag::parse(&format!("sha256-{}", subject.hex())).unwrap();
+    r.put_manifest(&name, &Reference::Tag(tag), None, Bytes::from(index), &[])
+        .await
+        .unwrap();
+
+    assert_ne!(sig_digest, subject);
+    let refs = r.referrers(&name, &subject, None).await.unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].digest, sig_digest);
+    assert_eq!(refs[0].artifact_type.as_deref(), Some("application/x.sig"));
+    assert!(refs[0].annotations.as_ref().is_some_and(|a| a["a"] == "b"));
+    assert_eq!(
+        r.referrers(&name, &subject, Some("application/x.sig"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        r.referrers(&name, &subject, Some("other"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
