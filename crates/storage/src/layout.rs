@@ -15,8 +15,6 @@ pub enum StoragePath<'a> {
     BlobDir(&'a Digest),
     /// `repositories/`: where the catalog walk starts.
     Repositories,
-    /// `repositories/<name>`.
-    Repository(&'a RepositoryName),
     /// `repositories/<name>/_layers`.
     LayersDir(&'a RepositoryName),
     /// `repositories/<name>/_layers/<alg>/<hex>/link`.
@@ -76,7 +74,6 @@ impl StoragePath<'_> {
                 )
             }
             Repositories => format!("{ROOT}/repositories"),
-            Repository(n) => repo(n),
             LayersDir(n) => format!("{}/_layers", repo(n)),
             LayerLink(n, d) => format!("{}/_layers/{}/link", repo(n), dg(d)),
             ManifestsDir(n) => format!("{}/_manifests", repo(n)),

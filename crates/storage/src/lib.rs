@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 
 use berth_driver::StorageDriver;
 
-pub use cache::{DEFAULT_CAPACITY as DEFAULT_CACHE_CAPACITY, DescriptorCache};
+pub use cache::DEFAULT_CAPACITY as DEFAULT_CACHE_CAPACITY;
+use cache::DescriptorCache;
 pub use purge::PurgeReport;
 
 /// Behaviour switches from the configuration.
@@ -65,11 +66,6 @@ impl StorageRegistry {
             meta: metacache::MetadataCache::new(),
             uploads: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// The driver underneath.
-    pub fn driver(&self) -> &Arc<dyn StorageDriver> {
-        &self.driver
     }
 }
 
