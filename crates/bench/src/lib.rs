@@ -12,6 +12,7 @@ pub mod data;
 pub mod line;
 pub mod ops;
 pub mod paging;
+pub mod rawget;
 pub mod report;
 pub mod rss;
 pub mod runner;

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use rand::Rng;
 use tokio::sync::mpsc;
 
-use crate::{DriverError, FileInfo, FileWriter, ReadStream, StorageDriver, check_path};
+use crate::{DriverError, FileInfo, FileWriter, ReadStream, StorageDriver, check_path, mapped};
 
 /// Reads of blob content are this large: big reads keep per-call overhead off the hot path.
 const READ_CHUNK: usize = 512 * 1024;
@@ -238,12 +238,13 @@ impl StorageDriver for FilesystemDriver {
 }
 
 /// Streams `remaining` bytes of `file` from its current position: one blocking read for a
-/// small file; for a large one a memory map, so the response is written to the socket
-/// straight from the page cache (one copy fewer than read-then-write); a reading thread
+/// small file; for a large one a registered memory map (see [`mapped`]), which a plain
+/// connection sends with `sendfile` and anything else reads as memory; a reading thread
 /// when mapping is refused.
-fn read_stream(mut file: fs::File, offset: u64, remaining: u64) -> ReadStream {
+fn read_stream(file: fs::File, offset: u64, remaining: u64) -> ReadStream {
     if remaining <= READ_CHUNK as u64 {
         let fut = tokio::task::spawn_blocking(move || {
+            let mut file = file;
             let mut buf = vec![0u8; remaining as usize];
             file.read_exact(&mut buf)?;
             Ok(Bytes::from(buf))
@@ -253,12 +254,15 @@ fn read_stream(mut file: fs::File, offset: u64, remaining: u64) -> ReadStream {
         });
         return Box::pin(once);
     }
-    if let Some(mapped) = map(&file, offset, remaining) {
-        let chunks = (0..mapped.len())
-            .step_by(MAP_CHUNK)
-            .map(move |i| Ok(mapped.slice(i..(i + MAP_CHUNK).min(mapped.len()))));
-        return Box::pin(futures::stream::iter(chunks));
-    }
+    let mut file = match mapped::map(file, offset, remaining) {
+        Ok(mapped) => {
+            let chunks = (0..mapped.len())
+                .step_by(MAP_CHUNK)
+                .map(move |i| Ok(mapped.slice(i..(i + MAP_CHUNK).min(mapped.len()))));
+            return Box::pin(futures::stream::iter(chunks));
+        }
+        Err(file) => file,
+    };
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
         let mut left = remaining;
@@ -274,24 +278,6 @@ fn read_stream(mut file: fs::File, offset: u64, remaining: u64) -> ReadStream {
         }
     });
     Box::pin(tokio_stream_from(rx))
-}
-
-/// Maps `len` bytes of `file` from `offset`, read-only.
-fn map(file: &fs::File, offset: u64, len: u64) -> Option<Bytes> {
-    let len = usize::try_from(len).ok()?;
-    // SAFETY: a mapping is only unsound if the file shrinks while mapped. Files read
-    // this way are content-addressed blobs and upload data: written once (or only
-    // appended under the session lock) and afterwards only renamed or unlinked, which
-    // leaves a mapping valid. Nothing in berth truncates a file that may be being read.
-    let mmap = unsafe {
-        memmap2::MmapOptions::new()
-            .offset(offset)
-            .len(len)
-            .map(file)
-    }
-    .ok()?;
-    let _ = mmap.advise(memmap2::Advice::Sequential);
-    Some(Bytes::from_owner(mmap))
 }
 
 /// A receiver as a stream.

@@ -5,6 +5,7 @@
 mod error;
 pub mod filesystem;
 pub mod inmemory;
+pub mod mapped;
 mod path;
 pub mod suite;
 

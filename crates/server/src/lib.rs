@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod lifecycle;
 pub mod logging;
+pub mod zerocopy;
 
 pub use app::{App, StartError};
 pub use config::Config;

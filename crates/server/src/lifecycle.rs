@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::app::{self, StartError};
 use crate::config::{Config, UploadPurging};
 use crate::logging;
+use crate::zerocopy::SendfileAcceptor;
 
 /// A bound, not yet serving, registry.
 pub struct Server {
@@ -144,6 +145,7 @@ impl Server {
             None => {
                 axum_server::from_tcp(self.listener)
                     .map_err(|e| listen_err(e.to_string()))?
+                    .acceptor(SendfileAcceptor)
                     .handle(handle)
                     .serve(service)
                     .await
