@@ -54,35 +54,39 @@ distribution="$(command -v docker-registry)"
 results="$out/results.jsonl"
 : >"$results"
 server_pid=""
-root=""
+roots=()
+
+# Roots are deleted only when the script ends: this VM's ext4 has no journal, and such
+# an ext4 skips inodes freed in the last 60 s (300 s once their inode-table block is
+# dirty again) each time it allocates one, rescanning them on every allocation; a run
+# started within minutes of deleting a previous root (tens of thousands of files) spent most of its
+# push-small time in that scan (perf: find_get_block_common, recently_deleted).
+remove_roots() {
+  stop_server
+  if [ ${#roots[@]} -gt 0 ]; then rm -rf "${roots[@]}"; fi
+}
 
 stop_server() {
   if [ -n "$server_pid" ]; then
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
     server_pid=""
-  fi
-  if [ -n "$root" ]; then
-    rm -rf "$root"
-    root=""
-    # Start every registry on an equal footing: nothing left to write back, no page
-    # cache full of the previous run's gigabytes (dropped when this runs as root), and
-    # past the ~30 s during which ext4 skips freshly freed inodes when allocating new
-    # ones (which would slow the next registry's small-file writes).
+    # Start every registry on an equal footing: nothing left to write back and no page
+    # cache full of the previous run's gigabytes (dropped when this runs as root).
     sync
     if [ -w /proc/sys/vm/drop_caches ]; then
       echo 1 >/proc/sys/vm/drop_caches || true
     fi
-    if [ "$size" = full ]; then sleep "${BENCH_SETTLE_SECONDS:-35}"; fi
   fi
 }
-trap stop_server EXIT
+trap remove_roots EXIT
 
 # run_one LABEL ROUND: fresh registry, one benchmark run, stop.
 run_one() {
   local label="$1" round="$2"
-  local port cfg log
+  local root port cfg log
   root="$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-$label.XXXXXX")"
+  roots+=("$root")
   port="$("$bench" free-port)"
   cfg="$root/config.yml"
   log="$out/$label-round$round.server.log"
