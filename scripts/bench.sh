@@ -56,11 +56,12 @@ results="$out/results.jsonl"
 server_pid=""
 roots=()
 
-# Roots are deleted only when the script ends: this VM's ext4 has no journal, and such
-# an ext4 skips inodes freed in the last 60 s (300 s once their inode-table block is
-# dirty again) each time it allocates one, rescanning them on every allocation; a run
-# started within minutes of deleting a previous root (tens of thousands of files) spent most of its
-# push-small time in that scan (perf: find_get_block_common, recently_deleted).
+# Roots are deleted only when the script ends. This VM's ext4 has no journal, and such
+# an ext4, when it allocates an inode, passes over every free inode deleted in the last
+# 60 s (360 s while its inode-table block is dirty, which the allocation itself makes it)
+# and does so again for the next allocation: a run started within minutes of deleting a
+# previous root (tens of thousands of files) spent most of its push-small time there
+# (perf: find_get_block_common, recently_deleted).
 remove_roots() {
   stop_server
   if [ ${#roots[@]} -gt 0 ]; then rm -rf "${roots[@]}"; fi

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use berth_server::config::Config;
 use berth_server::lifecycle::{Server, shutdown_signal};
-use berth_server::logging;
+use berth_server::{limits, logging};
 
 const USAGE: &str = "usage:
   berth serve [CONFIG]        run the registry (no CONFIG: embedded default, ./data on 127.0.0.1:5000)
@@ -71,6 +71,13 @@ fn serve(path: Option<&str>) -> ExitCode {
     logging::init(&config);
     for w in &warnings {
         tracing::warn!("{w}");
+    }
+    match limits::raise_open_files() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(?before, ?after, "raised the open-files limit");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("{e}"),
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -1,6 +1,7 @@
 //! The real `berth` binary: subcommands, the embedded default, graceful shutdown with an
 //! in-flight request, a chunked upload that continues across a restart, read-only mode,
-//! upload purging, JSON logs and TLS.
+//! upload purging, JSON logs, TLS, large blob GETs (the `sendfile` path) and the
+//! open-files limit.
 
 mod common;
 
@@ -420,5 +421,86 @@ fn serves_tls() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert!(process.stop().success());
+}
+
+/// A blob large enough to be served from a memory map (and so by `sendfile` on a plain
+/// connection) arrives whole, and so does a range of it; the server started with a low
+/// soft open-files limit has raised it to the hard limit.
+#[test]
+fn large_blobs_arrive_whole_and_the_open_files_limit_is_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = dir.path().join("log");
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let hard = std::fs::read_to_string("/proc/self/limits")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4).map(str::to_owned))
+        .unwrap();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 256 2>/dev/null; exec \"$0\" serve \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_berth"))
+        .arg(&config)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    common::wait_ready(&addr, &mut child, &log);
+    let pid = child.id();
+    let process = common::Process { child, addr, log };
+    let addr = process.addr.clone();
+
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        open_files[3], hard,
+        "soft limit raised to the hard one: {limits}"
+    );
+
+    let data: Vec<u8> = (0..5 * 1024 * 1024 + 4_321u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let d = digest(&data);
+    let (status, head) = raw(
+        &addr,
+        &request(
+            "POST",
+            &format!("/v2/big/blobs/uploads/?digest={d}"),
+            &addr,
+            "",
+            data.len(),
+        ),
+        &data,
+    );
+    assert_eq!(status, 201, "{head}");
+
+    let path = format!("/v2/big/blobs/{d}");
+    let (status, head, body) = raw_body(&addr, &request("GET", &path, &addr, "", 0), b"");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body.len(), data.len());
+    assert!(body == data, "the full body differs from the blob");
+
+    let (start, end) = (1_048_577usize, 4_500_000usize);
+    let range = format!("Range: bytes={start}-{end}\r\n");
+    let (status, head, body) = raw_body(&addr, &request("GET", &path, &addr, &range, 0), b"");
+    assert_eq!(status, 206, "{head}");
+    assert!(body == data[start..=end], "the range differs from the blob");
     assert!(process.stop().success());
 }
