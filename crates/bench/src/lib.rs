@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod cpu;
 pub mod data;
 pub mod line;
 pub mod ops;

@@ -35,6 +35,8 @@ pub struct Line {
     pub repositories: Option<u64>,
     /// Resident set size of the server in MiB (memory scenario).
     pub rss_mib: Option<f64>,
+    /// CPU seconds (user + system) the server used during the timed part (with `--pid`).
+    pub server_cpu_s: Option<f64>,
     /// Failed requests and wrong answers (a wrong digest, a missing tag, ...).
     pub errors: u64,
     /// The first error seen, for diagnosis.
@@ -49,6 +51,13 @@ impl Line {
             scenario: scenario.to_owned(),
             variant: variant.to_owned(),
             ..Self::default()
+        }
+    }
+
+    /// Records the server's CPU time over a timed part from readings before and after.
+    pub fn set_server_cpu(&mut self, before: Option<f64>, after: Option<f64>) {
+        if let (Some(b), Some(a)) = (before, after) {
+            self.server_cpu_s = Some((a - b).max(0.0));
         }
     }
 

@@ -86,6 +86,8 @@ async fn every_scenario_runs_without_errors() {
         .find(|l| l.scenario == "pull-small")
         .expect("pull-small line");
     assert!(pulls.requests.is_some_and(|n| n > 0) && pulls.p99_ms.is_some());
+    // pull-small runs a full second of load in this process: its CPU time is recorded.
+    assert!(pulls.server_cpu_s.is_some_and(|s| s > 0.0), "{pulls:?}");
 
     // Every line survives the JSON round trip, and the report renders them.
     let text: String = lines.iter().map(|l| l.to_json() + "\n").collect();

@@ -110,6 +110,11 @@ pub fn rows(lines: &[Line], labels: &Labels) -> Vec<Row> {
         for (metric, target) in rows_for(&key.0, &key.1) {
             let med = |ls: &[&Line]| median(ls.iter().filter_map(|l| metric.get(l)).collect());
             let (c, b) = (med(&cand), med(&base));
+            // An informative row without data (CPU times of a run without `--pid`)
+            // says nothing; a row with a goal stays, empty, to show what is missing.
+            if target == Target::None && c.is_none() && b.is_none() {
+                continue;
+            }
             let ratio = c.zip(b).and_then(|(c, b)| metric.ratio(c, b));
             out.push(Row {
                 scenario: key.0.clone(),
@@ -204,11 +209,31 @@ mod tests {
             line("distribution", "push-large", "monolithic", 100.0),
         ];
         let rows = rows(&lines, &Labels::default());
-        assert_eq!(rows.len(), 1);
+        assert_eq!(rows.len(), 1, "no CPU row without CPU times");
         assert_eq!(rows[0].candidate, Some(500.0));
         assert_eq!(rows[0].ratio, Some(5.0));
         assert_eq!(rows[0].met, Some(true));
         assert_eq!(rows[0].rounds, (3, 1));
+    }
+
+    #[test]
+    fn server_cpu_rows_are_per_unit_and_lower_is_better() {
+        let small = |label: &str, cpu: f64| Line {
+            ops: Some(2000),
+            ops_per_s: Some(1000.0),
+            server_cpu_s: Some(cpu),
+            ..Line::new(label, "push-small", "blob+manifest")
+        };
+        let lines = vec![small("berth", 1.0), small("distribution", 16.0)];
+        let rows = rows(&lines, &Labels::default());
+        let cpu = rows
+            .iter()
+            .find(|r| r.metric == "server CPU ms/op")
+            .unwrap();
+        assert_eq!(cpu.candidate, Some(0.5));
+        assert_eq!(cpu.baseline, Some(8.0));
+        assert_eq!(cpu.ratio, Some(16.0));
+        assert_eq!(cpu.met, None);
     }
 
     #[test]

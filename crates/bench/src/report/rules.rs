@@ -19,6 +19,12 @@ pub enum Metric {
     P99Ms,
     /// Resident memory (lower is better).
     RssMib,
+    /// Server CPU milliseconds per scenario operation (lower is better).
+    CpuMsPerOp,
+    /// Server CPU microseconds per HTTP request (lower is better).
+    CpuUsPerRequest,
+    /// Server CPU seconds per GiB of payload (lower is better).
+    CpuSPerGib,
 }
 
 impl Metric {
@@ -31,6 +37,9 @@ impl Metric {
             Metric::P50Ms => "p50 ms",
             Metric::P99Ms => "p99 ms",
             Metric::RssMib => "RSS MiB",
+            Metric::CpuMsPerOp => "server CPU ms/op",
+            Metric::CpuUsPerRequest => "server CPU µs/request",
+            Metric::CpuSPerGib => "server CPU s/GiB",
         }
     }
 
@@ -42,6 +51,9 @@ impl Metric {
             Metric::OpsPerS => "ops/s",
             Metric::P50Ms | Metric::P99Ms => "ms",
             Metric::RssMib => "MiB",
+            Metric::CpuMsPerOp => "ms",
+            Metric::CpuUsPerRequest => "µs",
+            Metric::CpuSPerGib => "s",
         }
     }
 
@@ -54,6 +66,9 @@ impl Metric {
             Metric::P50Ms => line.p50_ms,
             Metric::P99Ms => line.p99_ms,
             Metric::RssMib => line.rss_mib,
+            Metric::CpuMsPerOp => per(line.server_cpu_s? * 1e3, line.ops? as f64),
+            Metric::CpuUsPerRequest => per(line.server_cpu_s? * 1e6, line.requests? as f64),
+            Metric::CpuSPerGib => per(line.server_cpu_s?, line.bytes? as f64 / GIB),
         }
     }
 
@@ -71,6 +86,13 @@ impl Metric {
         };
         (den > 0.0).then(|| num / den)
     }
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// `amount / units`, when there are units.
+fn per(amount: f64, units: f64) -> Option<f64> {
+    (units > 0.0).then(|| amount / units)
 }
 
 /// The goal a row is judged against.
@@ -107,18 +129,31 @@ impl Target {
 /// The rows of the table for one scenario variant: which metrics, against which goal.
 pub fn rows_for(scenario: &str, variant: &str) -> Vec<(Metric, Target)> {
     match (scenario, variant) {
-        ("push-large", _) => vec![(Metric::MibPerS, Target::Ratio(4.0))],
-        ("pull-large", _) => vec![(Metric::MibPerS, Target::Ratio(1.3))],
-        ("push-small", _) => vec![(Metric::OpsPerS, Target::Ratio(20.0))],
+        ("push-large", _) => vec![
+            (Metric::MibPerS, Target::Ratio(4.0)),
+            (Metric::CpuSPerGib, Target::None),
+        ],
+        ("pull-large", _) => vec![
+            (Metric::MibPerS, Target::Ratio(1.3)),
+            (Metric::CpuSPerGib, Target::None),
+        ],
+        ("push-small", _) => vec![
+            (Metric::OpsPerS, Target::Ratio(20.0)),
+            (Metric::CpuMsPerOp, Target::None),
+        ],
         ("pull-small", _) => vec![
             (Metric::ReqPerS, Target::Ratio(15.0)),
             (Metric::P99Ms, Target::AtMost(5.0)),
+            (Metric::CpuUsPerRequest, Target::None),
         ],
         ("tags-list", _) => vec![(Metric::OpsPerS, Target::Ratio(2.0))],
         ("catalog", "paged-n100") => vec![(Metric::OpsPerS, Target::Ratio(20.0))],
         ("catalog", _) => vec![(Metric::OpsPerS, Target::None)],
         ("catalog-scale", _) => vec![(Metric::P50Ms, Target::Ratio(20.0))],
-        ("image-push", _) => vec![(Metric::MibPerS, Target::Ratio(3.0))],
+        ("image-push", _) => vec![
+            (Metric::MibPerS, Target::Ratio(3.0)),
+            (Metric::CpuSPerGib, Target::None),
+        ],
         ("memory", "peak-image-push") => vec![(Metric::RssMib, Target::AtMost(40.0))],
         ("memory", _) => vec![(Metric::RssMib, Target::None)],
         _ => vec![(Metric::ReqPerS, Target::None)],

@@ -59,6 +59,7 @@ pub async fn run(ctx: &Ctx, report_push: bool, sample_memory: bool) -> Vec<Line>
     };
     let reg = ctx.reg.clone();
     let work = Arc::clone(&images);
+    let cpu = ctx.server_cpu();
     let started = Instant::now();
     let mut rec = parallel(images.len(), Stop::After(images.len()), move |i| {
         let (reg, work) = (reg.clone(), Arc::clone(&work));
@@ -81,6 +82,7 @@ pub async fn run(ctx: &Ctx, report_push: bool, sample_memory: bool) -> Vec<Line>
     })
     .await;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_after = ctx.server_cpu();
     let peak = match sampler {
         Some(s) => Some(s.stop().await),
         None => None,
@@ -98,6 +100,7 @@ pub async fn run(ctx: &Ctx, report_push: bool, sample_memory: bool) -> Vec<Line>
     if report_push {
         let mut line = ctx.line(NAME, "docker-style");
         rec.fill(&mut line, seconds);
+        line.set_server_cpu(cpu, cpu_after);
         lines.push(line);
     }
     if let Some(peak) = peak {

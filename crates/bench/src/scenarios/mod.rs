@@ -65,6 +65,12 @@ impl Ctx {
             .await
     }
 
+    /// The server's CPU seconds so far, when its pid is known and readable; a timed part
+    /// reads it before and after (see [`Line::set_server_cpu`]).
+    pub fn server_cpu(&self) -> Option<f64> {
+        self.pid.and_then(|pid| crate::cpu::read_cpu_s(pid).ok())
+    }
+
     /// `len` random bytes from the named stream of this run's seed.
     pub fn random_blob(&self, stream: &str, len: usize) -> Blob {
         Blob::random(&mut rng(self.seed, stream), len)

@@ -53,6 +53,9 @@ async fn full(ctx: &Ctx, blob: &Blob) -> Line {
     // blob's bytes as it arrives, in a buffer that stays in the CPU's cache, so what is
     // timed is the registry sending and the kernel delivering, not client copies to
     // fresh memory (the client shares the two cores with the server).
+    // The server is idle while the client checks a body, so the CPU it uses over the
+    // whole loop is what the GETs cost it.
+    let cpu = ctx.server_cpu();
     for _ in 0..ctx.size.large_pulls {
         let started = Instant::now();
         let target = url.clone();
@@ -108,6 +111,7 @@ async fn full(ctx: &Ctx, blob: &Blob) -> Line {
         rec.bytes += answer.len as u64;
         rec.ops += 1;
     }
+    line.set_server_cpu(cpu, ctx.server_cpu());
     rec.fill(&mut line, timed.as_secs_f64());
     line
 }
@@ -119,6 +123,7 @@ async fn ranges(ctx: &Ctx, blob: &Blob) -> Line {
     let mut offsets = rng(ctx.seed, "range-offsets");
     let total = blob.data.len();
     let len = ctx.size.range_len.min(total).max(1);
+    let cpu = ctx.server_cpu();
     for _ in 0..ctx.size.range_requests {
         let start = offsets.random_range(0..=total - len);
         let end = start + len - 1;
@@ -156,6 +161,7 @@ async fn ranges(ctx: &Ctx, blob: &Blob) -> Line {
         rec.bytes += answer.body_len();
         rec.ops += 1;
     }
+    line.set_server_cpu(cpu, ctx.server_cpu());
     rec.fill(&mut line, timed.as_secs_f64());
     line
 }

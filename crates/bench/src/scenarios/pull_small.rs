@@ -51,6 +51,7 @@ pub async fn run(ctx: &Ctx) -> Vec<Line> {
 
     let images = Arc::new(images);
     let reg = ctx.reg.clone();
+    let cpu = ctx.server_cpu();
     let started = Instant::now();
     let stop = Stop::At(started + ctx.size.pull_duration);
     let rec = parallel(ctx.size.pull_connections, stop, move |i| {
@@ -83,6 +84,7 @@ pub async fn run(ctx: &Ctx) -> Vec<Line> {
     })
     .await;
     let seconds = started.elapsed().as_secs_f64();
+    line.set_server_cpu(cpu, ctx.server_cpu());
     rec.fill(&mut line, seconds);
     vec![line]
 }

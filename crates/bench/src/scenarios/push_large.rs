@@ -31,12 +31,14 @@ pub async fn run(ctx: &Ctx) -> Vec<Line> {
 async fn variant(ctx: &Ctx, name: &str, repo: &str, blob: &Blob, chunk: Option<usize>) -> Line {
     let mut line = ctx.line(NAME, name);
     let mut rec = Recorder::new();
+    let cpu = ctx.server_cpu();
     let started = Instant::now();
     let result = match chunk {
         None => ops::push_monolithic(&ctx.reg, &mut rec, repo, blob).await,
         Some(size) => ops::push_chunked(&ctx.reg, &mut rec, repo, blob, size).await,
     };
     let seconds = started.elapsed().as_secs_f64();
+    line.set_server_cpu(cpu, ctx.server_cpu());
     if rec.check(result).is_some() {
         rec.bytes = blob.len();
         rec.ops = 1;

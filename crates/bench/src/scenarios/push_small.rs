@@ -48,6 +48,7 @@ pub async fn run(ctx: &Ctx) -> Vec<Line> {
 
     let reg = ctx.reg.clone();
     let work = Arc::clone(&pushes);
+    let cpu = ctx.server_cpu();
     let started = Instant::now();
     let mut rec = parallel(ctx.size.push_workers, Stop::After(pushes.len()), move |i| {
         let (reg, work) = (reg.clone(), Arc::clone(&work));
@@ -68,6 +69,7 @@ pub async fn run(ctx: &Ctx) -> Vec<Line> {
     })
     .await;
     let seconds = started.elapsed().as_secs_f64();
+    line.set_server_cpu(cpu, ctx.server_cpu());
 
     let mut check = Recorder::new();
     for (i, push) in pushes.iter().enumerate().step_by(50) {
