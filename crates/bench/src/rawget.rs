@@ -14,8 +14,9 @@ use std::time::Duration;
 use url::Url;
 
 /// Bytes read per system call at most (and the longest response head accepted). Measured
-/// here on a 512 MiB pull from berth: 64 KiB 3.0-3.3, 256 KiB 3.7, 1 MiB 4.1-4.2,
-/// 4 MiB 4.3-4.6 GB/s; distribution, bound by its own copies, stayed at 2.9-3.1.
+/// here on 512 MiB pulls from berth (MiB/s): 64 KiB 3,024-3,286, 256 KiB 3,672-3,699,
+/// 1 MiB 4,088-4,212, 4 MiB 4,319-4,647; distribution, bound by its own copies, stayed
+/// at 2,871-3,145 whatever the size.
 const PIECE: usize = 4 * 1024 * 1024;
 
 /// A response read by [`get_with`]: status, response head as text (for error messages),
