@@ -88,7 +88,8 @@ impl Metric {
     }
 }
 
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+/// Bytes in a GiB.
+const GIB: f64 = crate::stats::MIB * 1024.0;
 
 /// `amount / units`, when there are units.
 fn per(amount: f64, units: f64) -> Option<f64> {

@@ -50,11 +50,10 @@ async fn full(ctx: &Ctx, blob: &Blob) -> Line {
         return line;
     };
     // The leanest client there is (see `rawget`): every piece is compared with the
-    // blob's bytes as it arrives, in a buffer that stays in the CPU's cache, so what is
-    // timed is the registry sending and the kernel delivering, not client copies to
-    // fresh memory (the client shares the two cores with the server).
-    // The server is idle while the client checks a body, so the CPU it uses over the
-    // whole loop is what the GETs cost it.
+    // blob's bytes as it arrives, in one reused buffer, so what is timed is the registry
+    // sending and the kernel delivering, not client copies to fresh memory (the client
+    // shares the two cores with the server). The server is idle while the client checks,
+    // so the CPU it uses over the whole loop is what the GETs cost it.
     let cpu = ctx.server_cpu();
     for _ in 0..ctx.size.large_pulls {
         let started = Instant::now();
