@@ -45,6 +45,22 @@ where
     }
 }
 
+/// The result of a blocking task, its panic or cancellation as an I/O error.
+async fn joined<T>(task: tokio::task::JoinHandle<std::io::Result<T>>) -> std::io::Result<T> {
+    task.await.map_err(std::io::Error::other).and_then(|r| r)
+}
+
+/// Writes `chunks` to `file` in order and flushes it.
+fn write_chunks(
+    file: &mut fs::File,
+    chunks: impl IntoIterator<Item = Bytes>,
+) -> std::io::Result<()> {
+    for chunk in chunks {
+        file.write_all(&chunk)?;
+    }
+    file.flush()
+}
+
 /// `op`, retried once after creating `target`'s parent directories when it reports that a
 /// directory is missing: the common case (parents exist) costs one system call.
 fn with_parent<T>(target: &Path, mut op: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
@@ -249,10 +265,7 @@ fn read_stream(file: fs::File, offset: u64, remaining: u64) -> ReadStream {
             file.read_exact(&mut buf)?;
             Ok(Bytes::from(buf))
         });
-        let once = futures::stream::once(async move {
-            fut.await.map_err(std::io::Error::other).and_then(|r| r)
-        });
-        return Box::pin(once);
+        return Box::pin(futures::stream::once(joined(fut)));
     }
     let mut file = match mapped::map(file, offset, remaining) {
         Ok(mapped) => {
@@ -328,13 +341,8 @@ impl FsWriter {
         let pending = std::mem::take(&mut self.pending);
         self.pending_len = 0;
         let done = tokio::task::spawn_blocking(move || {
-            for chunk in pending {
-                file.write_all(&chunk)?;
-            }
-            while let Some(chunk) = rx.blocking_recv() {
-                file.write_all(&chunk)?;
-            }
-            file.flush()
+            let queued = std::iter::from_fn(move || rx.blocking_recv());
+            write_chunks(&mut file, pending.into_iter().chain(queued))
         });
         self.thread = Some((queue, done));
         Ok(())
@@ -357,8 +365,9 @@ impl FileWriter for FsWriter {
                 if queue.send(data).await.is_err() {
                     // The writer thread stopped: its error says why.
                     if let Some((_, done)) = self.thread.take() {
-                        let why = done.await.map_err(std::io::Error::other).and_then(|r| r);
-                        why.map_err(|e| DriverError::io(&self.path, e))?;
+                        joined(done)
+                            .await
+                            .map_err(|e| DriverError::io(&self.path, e))?;
                     }
                     return Err(DriverError::io(
                         &self.path,
@@ -381,19 +390,14 @@ impl FileWriter for FsWriter {
         let result = match (self.thread.take(), self.file.take()) {
             (Some((queue, done)), _) => {
                 drop(queue);
-                done.await.map_err(std::io::Error::other).and_then(|r| r)
+                joined(done).await
             }
             (None, Some(mut file)) if !self.pending.is_empty() => {
                 let pending = std::mem::take(&mut self.pending);
-                tokio::task::spawn_blocking(move || {
-                    for chunk in pending {
-                        file.write_all(&chunk)?;
-                    }
-                    file.flush()
-                })
+                joined(tokio::task::spawn_blocking(move || {
+                    write_chunks(&mut file, pending)
+                }))
                 .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r)
             }
             _ => Ok(()),
         };

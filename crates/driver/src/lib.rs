@@ -48,7 +48,7 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// Replaces a file's content atomically: readers see the old or the new bytes.
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), DriverError>;
 
-    /// Creates a small file that is named after its content (a link, a start time), in
+    /// Creates a small file that is named after its content (a link, an empty upload), in
     /// one write and without a temporary file. An existing non-empty file is left as it is
     /// (it holds the same bytes); an empty one, left by a crash, is replaced. A reader
     /// racing the creation may see the file empty, never partly written.

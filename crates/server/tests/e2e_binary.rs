@@ -429,50 +429,19 @@ fn serves_tls() {
 /// soft open-files limit has raised it to the hard limit.
 #[test]
 fn large_blobs_arrive_whole_and_the_open_files_limit_is_raised() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let log = dir.path().join("log");
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let hard = std::fs::read_to_string("/proc/self/limits")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(4).map(str::to_owned))
-        .unwrap();
-    let mut child = Command::new("sh")
-        .arg("-c")
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (config, addr) = common::berth_config(root.path(), work.path(), "", "");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg("ulimit -Sn 256 2>/dev/null; exec \"$0\" serve \"$1\"")
         .arg(env!("CARGO_BIN_EXE_berth"))
-        .arg(&config)
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    common::wait_ready(&addr, &mut child, &log);
-    let pid = child.id();
-    let process = common::Process { child, addr, log };
-    let addr = process.addr.clone();
-
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let open_files: Vec<&str> = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    assert_eq!(
-        open_files[3], hard,
-        "soft limit raised to the hard one: {limits}"
-    );
+        .arg(&config);
+    let process = common::spawn(cmd, addr.clone(), work.path(), "berth");
+    let (soft, hard) = open_files_limits(process.child.id());
+    let (_, hard_here) = open_files_limits(std::process::id());
+    assert_eq!(hard, hard_here);
+    assert_eq!(soft, hard, "soft limit raised to the hard one");
 
     let data: Vec<u8> = (0..5 * 1024 * 1024 + 4_321u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
@@ -503,4 +472,15 @@ fn large_blobs_arrive_whole_and_the_open_files_limit_is_raised() {
     assert_eq!(status, 206, "{head}");
     assert!(body == data[start..=end], "the range differs from the blob");
     assert!(process.stop().success());
+}
+
+/// The soft and hard open-files limits of a process, as `/proc/<pid>/limits` writes them.
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("no open-files line in {limits}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_owned(), fields[4].to_owned())
 }

@@ -5,27 +5,48 @@ mod common;
 #[path = "support/oci_layout.rs"]
 mod oci_layout;
 
+use std::path::Path;
+
 use oci_layout::*;
 use serde_json::Value;
+use tempfile::TempDir;
 
-#[test]
-fn multi_layer_image_round_trip() {
+/// berth on fresh temporary directories (work, root), or `None` when skopeo is missing
+/// (the test is then skipped, or fails under `BERTH_E2E_REQUIRED`).
+fn start() -> Option<(TempDir, TempDir, common::Process)> {
     if !common::have_tool("skopeo") {
-        return;
+        return None;
     }
     let work = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
     let berth = common::berth(root.path(), work.path(), "");
+    Some((work, root, berth))
+}
+
+/// Writes `img` as an OCI layout at `<work>/src`, tagged `v1`; answers skopeo's reference.
+fn layout_of(work: &Path, img: &Image) -> String {
+    let src = work.join("src");
+    LayoutWriter::new(&src).add_image(img, "v1");
+    layout_str(&src, "v1")
+}
+
+#[test]
+fn multi_layer_image_round_trip() {
+    let Some((work, _root, berth)) = start() else {
+        return;
+    };
     let host = berth.host();
 
-    let mut rng = Rng::new("multi-layer");
-    let img = image(&mut rng, "amd64", &[1024 * 1024 + 13, 256 * 1024 + 1, 3000]);
-    let src = work.path().join("src");
-    LayoutWriter::new(&src).add_image(&img, "v1");
+    let img = image(
+        &mut Rng::new("multi-layer"),
+        "amd64",
+        &[1024 * 1024 + 13, 256 * 1024 + 1, 3000],
+    );
+    let src = layout_of(work.path(), &img);
 
     let pushed = skopeo_copy(
         &[],
-        &layout_str(&src, "v1"),
+        &src,
         &format!("docker://{host}/team/app:v1"),
         work.path(),
     );
@@ -84,12 +105,9 @@ fn multi_layer_image_round_trip() {
 
 #[test]
 fn multi_arch_index_round_trip() {
-    if !common::have_tool("skopeo") {
+    let Some((work, _root, berth)) = start() else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let berth = common::berth(root.path(), work.path(), "");
+    };
     let host = berth.host();
 
     let mut rng = Rng::new("multi-arch");
@@ -151,26 +169,20 @@ fn multi_arch_index_round_trip() {
 
 #[test]
 fn docker_schema2_conversion() {
-    if !common::have_tool("skopeo") {
+    let Some((work, _root, berth)) = start() else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let berth = common::berth(root.path(), work.path(), "");
+    };
     let host = berth.host();
 
-    let mut rng = Rng::new("schema2");
-    let img = image(&mut rng, "amd64", &[200 * 1024, 5000, 70_000]);
-    let src = work.path().join("src");
-    LayoutWriter::new(&src).add_image(&img, "v1");
+    let img = image(
+        &mut Rng::new("schema2"),
+        "amd64",
+        &[200 * 1024, 5000, 70_000],
+    );
+    let src = layout_of(work.path(), &img);
 
     let reference = format!("docker://{host}/team/conv:v1");
-    let pushed = skopeo_copy(
-        &["--format", "v2s2"],
-        &layout_str(&src, "v1"),
-        &reference,
-        work.path(),
-    );
+    let pushed = skopeo_copy(&["--format", "v2s2"], &src, &reference, work.path());
     assert_ne!(
         pushed, img.manifest.digest,
         "v2s2 must be a different manifest"
@@ -242,24 +254,14 @@ fn docker_schema2_conversion() {
 
 #[test]
 fn copy_between_repositories_mounts() {
-    if !common::have_tool("skopeo") {
+    let Some((work, root, berth)) = start() else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let berth = common::berth(root.path(), work.path(), "");
+    };
     let host = berth.host();
 
-    let mut rng = Rng::new("mount");
-    let img = image(&mut rng, "arm64", &[300 * 1024, 1000, 40_000]);
-    let src = work.path().join("src");
-    LayoutWriter::new(&src).add_image(&img, "v1");
-    let pushed = skopeo_copy(
-        &[],
-        &layout_str(&src, "v1"),
-        &format!("docker://{host}/a:v1"),
-        work.path(),
-    );
+    let img = image(&mut Rng::new("mount"), "arm64", &[300 * 1024, 1000, 40_000]);
+    let src = layout_of(work.path(), &img);
+    let pushed = skopeo_copy(&[], &src, &format!("docker://{host}/a:v1"), work.path());
     assert_eq!(pushed, img.manifest.digest);
 
     let copied = skopeo_copy(

@@ -49,8 +49,7 @@ impl StorageRegistry {
 
     pub(crate) async fn catalog_impl(&self, n: usize, last: Option<&str>) -> Result<Page, Error> {
         let load = self.repository_names(CATALOG_MARKERS);
-        let (page, _) = self.indexes.repositories.page(Some(n), last, load).await?;
-        Ok(page)
+        self.indexes.repositories.page(Some(n), last, load).await
     }
 }
 

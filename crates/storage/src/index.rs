@@ -37,37 +37,44 @@ impl<const CATALOG: bool> PartialOrd for Key<CATALOG> {
 
 /// One lazily loaded, ordered set of names.
 pub(crate) struct Listing<const CATALOG: bool> {
-    set: RwLock<Option<BTreeSet<Key<CATALOG>>>>,
+    state: RwLock<ListingState<CATALOG>>,
+}
+
+/// A listing's names; empty and ignoring updates until loaded from storage.
+struct ListingState<const CATALOG: bool> {
+    loaded: bool,
+    set: BTreeSet<Key<CATALOG>>,
 }
 
 impl<const CATALOG: bool> Default for Listing<CATALOG> {
     fn default() -> Self {
         Listing {
-            set: RwLock::new(None),
+            state: RwLock::new(ListingState {
+                loaded: false,
+                set: BTreeSet::new(),
+            }),
         }
     }
 }
 
 impl<const CATALOG: bool> Listing<CATALOG> {
     /// The loaded set, loading it with `load` first if needed.
-    async fn loaded<F>(
-        &self,
-        load: F,
-    ) -> Result<RwLockReadGuard<'_, Option<BTreeSet<Key<CATALOG>>>>, Error>
+    async fn loaded<F>(&self, load: F) -> Result<RwLockReadGuard<'_, BTreeSet<Key<CATALOG>>>, Error>
     where
         F: Future<Output = Result<Vec<String>, Error>>,
     {
-        {
-            let read = self.set.read().await;
-            if read.is_some() {
-                return Ok(read);
-            }
+        let read = self.state.read().await;
+        if read.loaded {
+            return Ok(RwLockReadGuard::map(read, |s| &s.set));
         }
-        let mut write = self.set.write().await;
-        if write.is_none() {
-            *write = Some(load.await?.into_iter().map(Key).collect());
+        drop(read);
+        let mut write = self.state.write().await;
+        // Another request may have loaded it while this one waited for the lock.
+        if !write.loaded {
+            write.set = load.await?.into_iter().map(Key).collect();
+            write.loaded = true;
         }
-        Ok(write.downgrade())
+        Ok(RwLockReadGuard::map(write.downgrade(), |s| &s.set))
     }
 
     /// One page after `last`, at most `n` (`None`: all), loading first if needed.
@@ -76,14 +83,11 @@ impl<const CATALOG: bool> Listing<CATALOG> {
         n: Option<usize>,
         last: Option<&str>,
         load: F,
-    ) -> Result<(Page, bool), Error>
+    ) -> Result<Page, Error>
     where
         F: Future<Output = Result<Vec<String>, Error>>,
     {
-        let guard = self.loaded(load).await?;
-        let set = guard
-            .as_ref()
-            .ok_or_else(|| Error::Internal("listing not loaded".into()))?;
+        let set = self.loaded(load).await?;
         let from = match last {
             Some(l) => Bound::Excluded(Key(l.to_owned())),
             None => Bound::Unbounded,
@@ -92,20 +96,22 @@ impl<const CATALOG: bool> Listing<CATALOG> {
         let take = n.unwrap_or(usize::MAX);
         let entries: Vec<String> = iter.by_ref().take(take).map(|k| k.0.clone()).collect();
         let more = take > 0 && iter.next().is_some();
-        Ok((Page { entries, more }, set.is_empty()))
+        Ok(Page { entries, more })
     }
 
     /// Adds a name if the listing is loaded (else the next load reads it from storage).
     pub(crate) async fn insert(&self, name: &str) {
-        if let Some(set) = self.set.write().await.as_mut() {
-            set.insert(Key(name.to_owned()));
+        let mut state = self.state.write().await;
+        if state.loaded {
+            state.set.insert(Key(name.to_owned()));
         }
     }
 
     /// Removes a name if the listing is loaded.
     pub(crate) async fn remove(&self, name: &str) {
-        if let Some(set) = self.set.write().await.as_mut() {
-            set.remove(&Key(name.to_owned()));
+        let mut state = self.state.write().await;
+        if state.loaded {
+            state.set.remove(&Key(name.to_owned()));
         }
     }
 }
@@ -147,7 +153,7 @@ mod tests {
     #[tokio::test]
     async fn pages_and_updates() {
         let l: Listing<true> = Listing::default();
-        let (p, _) = l
+        let p = l
             .page(Some(2), None, load(&["b", "a-b", "a/b", "c"]))
             .await
             .unwrap();
@@ -156,12 +162,12 @@ mod tests {
             (vec!["a/b".to_owned(), "a-b".to_owned()], true)
         );
         l.insert("a/c").await;
-        let (p, _) = l.page(Some(2), Some("a/b"), load(&[])).await.unwrap();
+        let p = l.page(Some(2), Some("a/b"), load(&[])).await.unwrap();
         assert_eq!(p.entries, ["a/c", "a-b"]);
         l.remove("c").await;
-        let (p, _) = l.page(None, Some("a-b"), load(&[])).await.unwrap();
+        let p = l.page(None, Some("a-b"), load(&[])).await.unwrap();
         assert_eq!((p.entries, p.more), (vec!["b".to_owned()], false));
-        let (p, _) = l.page(Some(0), None, load(&[])).await.unwrap();
+        let p = l.page(Some(0), None, load(&[])).await.unwrap();
         assert_eq!((p.entries.len(), p.more), (0, false));
     }
 
@@ -169,8 +175,7 @@ mod tests {
     async fn unloaded_updates_are_left_to_the_load() {
         let l: Listing<false> = Listing::default();
         l.insert("x").await;
-        let (p, empty) = l.page(None, None, load(&["y"])).await.unwrap();
+        let p = l.page(None, None, load(&["y"])).await.unwrap();
         assert_eq!(p.entries, ["y"]);
-        assert!(!empty);
     }
 }

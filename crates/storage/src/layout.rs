@@ -59,20 +59,13 @@ impl StoragePath<'_> {
         let repo = |n: &RepositoryName| format!("{ROOT}/repositories/{n}");
         let dg = |d: &Digest| format!("{}/{}", d.algorithm(), d.hex());
         match *self {
-            BlobData(d) => format!(
-                "{ROOT}/blobs/{}/{}/{}/data",
+            BlobData(d) => format!("{}/data", BlobDir(d).path()),
+            BlobDir(d) => format!(
+                "{ROOT}/blobs/{}/{}/{}",
                 d.algorithm(),
                 &d.hex()[..2],
                 d.hex()
             ),
-            BlobDir(d) => {
-                format!(
-                    "{ROOT}/blobs/{}/{}/{}",
-                    d.algorithm(),
-                    &d.hex()[..2],
-                    d.hex()
-                )
-            }
             Repositories => format!("{ROOT}/repositories"),
             LayersDir(n) => format!("{}/_layers", repo(n)),
             LayerLink(n, d) => format!("{}/_layers/{}/link", repo(n), dg(d)),

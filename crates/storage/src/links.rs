@@ -8,6 +8,11 @@ use bytes::Bytes;
 use crate::StorageRegistry;
 use crate::layout::StoragePath;
 
+/// What a link file holds: the digest as text.
+fn link_content(digest: &Digest) -> Bytes {
+    Bytes::from(digest.to_string())
+}
+
 /// A driver failure that is not the client's doing.
 pub(crate) fn internal(e: DriverError) -> Error {
     Error::Internal(e.to_string())
@@ -38,9 +43,9 @@ impl StorageRegistry {
         at: StoragePath<'_>,
         digest: &Digest,
     ) -> Result<(), Error> {
-        let content = Bytes::from(digest.to_string());
+        let path = at.path();
         self.driver
-            .put_new(&at.path(), content)
+            .put_new(&path, link_content(digest))
             .await
             .map_err(internal)
     }
@@ -51,9 +56,9 @@ impl StorageRegistry {
         at: StoragePath<'_>,
         digest: &Digest,
     ) -> Result<(), Error> {
-        let content = Bytes::from(digest.to_string());
+        let path = at.path();
         self.driver
-            .put_content(&at.path(), content)
+            .put_content(&path, link_content(digest))
             .await
             .map_err(internal)
     }

@@ -85,7 +85,6 @@ impl StorageRegistry {
                 .filter(|t| Tag::parse(t).is_ok())
                 .collect())
         };
-        let (page, _) = listing.page(n, last, load).await?;
-        Ok(page)
+        listing.page(n, last, load).await
     }
 }

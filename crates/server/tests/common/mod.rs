@@ -125,7 +125,9 @@ impl Drop for Process {
     }
 }
 
-fn spawn(mut cmd: Command, addr: String, dir: &Path, name: &str) -> Process {
+/// Starts `cmd` (a server that will listen on `addr`) with its output in a log file under
+/// `dir`, and waits until it answers.
+pub fn spawn(mut cmd: Command, addr: String, dir: &Path, name: &str) -> Process {
     let log = dir.join(format!("{name}-{}.log", free_port()));
     let out = std::fs::File::create(&log).expect("log file");
     let err = out.try_clone().expect("log file");
@@ -147,6 +149,20 @@ pub fn berth(root: &Path, work: &Path, extra: &str) -> Process {
 
 /// Like [`berth`], with `storage_extra` (indented two spaces) added to the storage section.
 pub fn berth_with(root: &Path, work: &Path, storage_extra: &str, extra: &str) -> Process {
+    let (config, addr) = berth_config(root, work, storage_extra, extra);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("serve").arg(&config);
+    spawn(cmd, addr, work, "berth")
+}
+
+/// Writes the config [`berth_with`] starts from (in `work`); answers its path and the
+/// address it listens on.
+pub fn berth_config(
+    root: &Path,
+    work: &Path,
+    storage_extra: &str,
+    extra: &str,
+) -> (PathBuf, String) {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let config = work.join(format!("berth-{port}.yml"));
@@ -155,9 +171,7 @@ pub fn berth_with(root: &Path, work: &Path, storage_extra: &str, extra: &str) ->
         root.display()
     );
     std::fs::write(&config, yaml).expect("write config");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-    cmd.arg("serve").arg(&config);
-    spawn(cmd, addr, work, "berth")
+    (config, addr)
 }
 
 /// Starts Debian's `docker-registry` (CNCF distribution 2.8.2) on `root`.
