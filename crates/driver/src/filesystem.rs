@@ -1,5 +1,6 @@
 //! The filesystem driver: paths map below a root directory. Small files are replaced by
-//! write-to-temporary-then-rename so a reader never sees a half-written link.
+//! write-to-temporary-then-rename so a reader never sees a half-written link, and every
+//! write is flushed to the disk before it is acknowledged (see [`crate::durable`]).
 
 use std::fs;
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
@@ -10,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use rand::Rng;
 use tokio::sync::mpsc;
 
+use crate::durable::Durability;
 use crate::{DriverError, FileInfo, FileWriter, ReadStream, StorageDriver, check_path, mapped};
 
 /// Reads of blob content are this large: big reads keep per-call overhead off the hot path.
@@ -31,6 +33,7 @@ const TMP_DIR: &str = ".berth-tmp";
 #[derive(Debug, Clone)]
 pub struct FilesystemDriver {
     root: PathBuf,
+    durability: Durability,
 }
 
 /// Runs `f` on the blocking pool, mapping its I/O error to `path`.
@@ -50,15 +53,19 @@ async fn joined<T>(task: tokio::task::JoinHandle<std::io::Result<T>>) -> std::io
     task.await.map_err(std::io::Error::other).and_then(|r| r)
 }
 
-/// Writes `chunks` to `file` in order and flushes it.
+/// Writes `chunks` to `file` in order and flushes them to the disk (when durable).
 fn write_chunks(
     file: &mut fs::File,
     chunks: impl IntoIterator<Item = Bytes>,
+    durability: Durability,
 ) -> std::io::Result<()> {
+    let mut writeback = durability.writeback();
     for chunk in chunks {
         file.write_all(&chunk)?;
+        writeback.wrote(file, chunk.len());
     }
-    file.flush()
+    file.flush()?;
+    durability.file(file)
 }
 
 /// `op`, retried once after creating `target`'s parent directories when it reports that a
@@ -76,9 +83,25 @@ fn with_parent<T>(target: &Path, mut op: impl FnMut() -> std::io::Result<T>) -> 
 }
 
 impl FilesystemDriver {
-    /// A driver rooted at `root` (created on first write).
+    /// A driver rooted at `root` (created on first write) that flushes every write to
+    /// the disk before acknowledging it.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FilesystemDriver { root: root.into() }
+        FilesystemDriver {
+            root: root.into(),
+            durability: Durability::new(true),
+        }
+    }
+
+    /// Turns flushing to the disk on or off (`storage.filesystem.fsync`). Off, an
+    /// acknowledged write survives a crash of berth but not of the machine.
+    pub fn with_fsync(mut self, on: bool) -> Self {
+        self.durability = Durability::new(on);
+        self
+    }
+
+    /// Whether writes are flushed to the disk before they are acknowledged.
+    pub fn fsync(&self) -> bool {
+        self.durability.is_on()
     }
 
     /// The root directory.
@@ -109,20 +132,27 @@ impl StorageDriver for FilesystemDriver {
             .root
             .join(TMP_DIR)
             .join(format!("{:016x}", rand::rng().random::<u64>()));
+        let durability = self.durability;
         blocking(path, move || {
-            with_parent(&tmp, || fs::write(&tmp, &content))?;
-            let moved = with_parent(&full, || fs::rename(&tmp, &full));
+            let mut file = with_parent(&tmp, || fs::File::create(&tmp))?;
+            let written = file
+                .write_all(&content)
+                .and_then(|()| durability.file(&file));
+            drop(file);
+            let moved = written.and_then(|()| with_parent(&full, || fs::rename(&tmp, &full)));
             if moved.is_err() {
                 let _ = fs::remove_file(&tmp);
             }
-            moved
+            moved?;
+            durability.parent_of(&full)
         })
         .await
     }
 
-    async fn put_new(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
+    async fn ensure_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
         let full = self.full(path)?;
-        let created = blocking(path, {
+        let durability = self.durability;
+        let done = blocking(path, {
             let (full, content) = (full.clone(), content.clone());
             move || {
                 let open = || {
@@ -132,16 +162,34 @@ impl StorageDriver for FilesystemDriver {
                         .open(&full)
                 };
                 match with_parent(&full, open) {
-                    Ok(mut file) => file.write_all(&content).map(|()| true),
+                    // A new file's name is flushed with it (ext4 and XFS see to that).
+                    // An empty file (a new upload session) holds nothing a crash could
+                    // lose that matters: the client starts its upload again.
+                    Ok(_) if content.is_empty() => Ok(true),
+                    Ok(mut file) => file
+                        .write_all(&content)
+                        .and_then(|()| durability.file(&file))
+                        .map(|()| true),
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                        Ok(fs::metadata(&full)?.len() > 0)
+                        let mut file = fs::File::open(&full)?;
+                        let mut held = Vec::with_capacity(content.len() + 1);
+                        // One byte more than expected tells a longer file apart.
+                        (&mut file)
+                            .take(content.len() as u64 + 1)
+                            .read_to_end(&mut held)?;
+                        if held != content {
+                            return Ok(false);
+                        }
+                        // Another writer may have put these bytes there and not yet
+                        // flushed them: what this call acknowledges must be on disk.
+                        durability.file(&file).map(|()| true)
                     }
                     Err(e) => Err(e),
                 }
             }
         })
         .await?;
-        if created {
+        if done {
             Ok(())
         } else {
             self.put_content(path, content).await
@@ -190,7 +238,12 @@ impl StorageDriver for FilesystemDriver {
             Ok((file, size))
         })
         .await?;
-        Ok(Box::new(FsWriter::new(path.to_owned(), file, size)))
+        Ok(Box::new(FsWriter::new(
+            path.to_owned(),
+            file,
+            size,
+            self.durability,
+        )))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo, DriverError> {
@@ -232,10 +285,12 @@ impl StorageDriver for FilesystemDriver {
     async fn rename(&self, from: &str, to: &str) -> Result<(), DriverError> {
         let src = self.full(from)?;
         let dst = self.full(to)?;
+        let durability = self.durability;
         blocking(from, move || {
             // A missing source is an error of its own, not a reason to create directories.
             fs::symlink_metadata(&src)?;
-            with_parent(&dst, || fs::rename(&src, &dst))
+            with_parent(&dst, || fs::rename(&src, &dst))?;
+            durability.parent_of(&dst)
         })
         .await
     }
@@ -316,10 +371,11 @@ struct FsWriter {
         tokio::task::JoinHandle<std::io::Result<()>>,
     )>,
     size: u64,
+    durability: Durability,
 }
 
 impl FsWriter {
-    fn new(path: String, file: fs::File, size: u64) -> Self {
+    fn new(path: String, file: fs::File, size: u64, durability: Durability) -> Self {
         FsWriter {
             path,
             file: Some(file),
@@ -327,6 +383,7 @@ impl FsWriter {
             pending_len: 0,
             thread: None,
             size,
+            durability,
         }
     }
 
@@ -340,9 +397,10 @@ impl FsWriter {
         let (queue, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
         let pending = std::mem::take(&mut self.pending);
         self.pending_len = 0;
+        let durability = self.durability;
         let done = tokio::task::spawn_blocking(move || {
             let queued = std::iter::from_fn(move || rx.blocking_recv());
-            write_chunks(&mut file, pending.into_iter().chain(queued))
+            write_chunks(&mut file, pending.into_iter().chain(queued), durability)
         });
         self.thread = Some((queue, done));
         Ok(())
@@ -385,8 +443,9 @@ impl FileWriter for FsWriter {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), DriverError> {
-        // Written to the kernel, not fsynced: a crashed process loses nothing, and like
-        // distribution berth does not pay a disk flush per upload.
+        // Flushed to the disk, as distribution flushes every file it commits: an upload
+        // acknowledged is an upload that survives a power cut.
+        let durability = self.durability;
         let result = match (self.thread.take(), self.file.take()) {
             (Some((queue, done)), _) => {
                 drop(queue);
@@ -395,7 +454,7 @@ impl FileWriter for FsWriter {
             (None, Some(mut file)) if !self.pending.is_empty() => {
                 let pending = std::mem::take(&mut self.pending);
                 joined(tokio::task::spawn_blocking(move || {
-                    write_chunks(&mut file, pending)
+                    write_chunks(&mut file, pending, durability)
                 }))
                 .await
             }

@@ -68,11 +68,11 @@ impl StorageDriver for InMemoryDriver {
         Ok(())
     }
 
-    async fn put_new(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
+    async fn ensure_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
         check_path(path)?;
         let mut files = self.files.write().await;
         match files.get(path) {
-            Some((b, _)) if !b.is_empty() => {}
+            Some((b, _)) if *b == content => {}
             _ => {
                 files.insert(path.to_owned(), (content, SystemTime::now()));
             }

@@ -2,6 +2,7 @@
 //! digests, repositories or HTTP), its filesystem and in-memory implementations, and the
 //! test suite every driver must pass.
 
+mod durable;
 mod error;
 pub mod filesystem;
 pub mod inmemory;
@@ -48,11 +49,13 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// Replaces a file's content atomically: readers see the old or the new bytes.
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), DriverError>;
 
-    /// Creates a small file that is named after its content (a link, an empty upload), in
-    /// one write and without a temporary file. An existing non-empty file is left as it is
-    /// (it holds the same bytes); an empty one, left by a crash, is replaced. A reader
-    /// racing the creation may see the file empty, never partly written.
-    async fn put_new(&self, path: &str, content: Bytes) -> Result<(), DriverError>;
+    /// Makes a small file hold `content`. An absent file is created in place, in one
+    /// write and without a temporary file (a reader racing the creation may see it empty,
+    /// never partly written, so callers use this where content is fixed by the path or
+    /// where the file is only read once something written after it exists). A file that
+    /// already holds exactly `content` is left alone; any other (a movable link, or what a
+    /// crash left) is replaced atomically, as by [`put_content`](Self::put_content).
+    async fn ensure_content(&self, path: &str, content: Bytes) -> Result<(), DriverError>;
 
     /// Streams a file from `offset`, at most `len` bytes when given.
     async fn reader(

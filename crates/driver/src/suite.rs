@@ -9,7 +9,7 @@ use crate::{DriverError, StorageDriver};
 /// Runs every check against an empty driver; panics with a message on the first failure.
 pub async fn run_all(d: &dyn StorageDriver) {
     content_round_trip(d).await;
-    new_files(d).await;
+    ensured_files(d).await;
     missing_paths(d).await;
     invalid_paths(d).await;
     streaming_reads(d).await;
@@ -41,30 +41,44 @@ async fn content_round_trip(d: &dyn StorageDriver) {
     assert_eq!(d.get_content("/rt/empty").await.unwrap().len(), 0);
 }
 
-async fn new_files(d: &dyn StorageDriver) {
-    d.put_new("/new/deep/a", Bytes::from_static(b"first"))
+async fn ensured_files(d: &dyn StorageDriver) {
+    d.ensure_content("/new/deep/a", Bytes::from_static(b"first"))
         .await
         .unwrap();
     assert_eq!(d.get_content("/new/deep/a").await.unwrap(), "first");
-    d.put_new("/new/deep/a", Bytes::from_static(b"second"))
+    d.ensure_content("/new/deep/a", Bytes::from_static(b"first"))
+        .await
+        .unwrap();
+    assert_eq!(d.get_content("/new/deep/a").await.unwrap(), "first");
+    d.ensure_content("/new/deep/a", Bytes::from_static(b"second"))
         .await
         .unwrap();
     assert_eq!(
         d.get_content("/new/deep/a").await.unwrap(),
-        "first",
-        "an existing file is kept"
+        "second",
+        "other bytes are replaced"
+    );
+    d.ensure_content("/new/deep/a", Bytes::from_static(b"sec"))
+        .await
+        .unwrap();
+    assert_eq!(
+        d.get_content("/new/deep/a").await.unwrap(),
+        "sec",
+        "a longer file is not taken for a shorter content"
     );
     d.put_content("/new/empty", Bytes::new()).await.unwrap();
-    d.put_new("/new/empty", Bytes::from_static(b"x"))
+    d.ensure_content("/new/empty", Bytes::from_static(b"x"))
         .await
         .unwrap();
     assert_eq!(
         d.get_content("/new/empty").await.unwrap(),
         "x",
-        "an empty file is replaced"
+        "an empty file (what a crash leaves) is replaced"
     );
+    d.ensure_content("/new/none", Bytes::new()).await.unwrap();
+    assert_eq!(d.get_content("/new/none").await.unwrap().len(), 0);
     assert!(matches!(
-        d.put_new("/new/../x", Bytes::new()).await,
+        d.ensure_content("/new/../x", Bytes::new()).await,
         Err(DriverError::InvalidPath(_))
     ));
 }

@@ -77,7 +77,7 @@ fn extra_headers(config: &Config) -> Result<Vec<(HeaderName, HeaderValue)>, Conf
 pub fn build(config: &Config) -> Result<App, StartError> {
     let (driver, storage_description): (Arc<dyn StorageDriver>, String) =
         match &config.storage.driver {
-            Driver::Filesystem(root) => {
+            Driver::Filesystem { root, fsync } => {
                 std::fs::create_dir_all(root).map_err(|source| StartError::Storage {
                     path: root.display().to_string(),
                     source,
@@ -86,8 +86,17 @@ pub fn build(config: &Config) -> Result<App, StartError> {
                     path: root.display().to_string(),
                     source,
                 })?;
-                let description = format!("filesystem storage at {}", root.display());
-                (Arc::new(FilesystemDriver::new(root)), description)
+                let description = if *fsync {
+                    format!("filesystem storage at {}", root.display())
+                } else {
+                    format!(
+                        "filesystem storage at {} (fsync off: a machine crash may lose \
+                         acknowledged pushes)",
+                        root.display()
+                    )
+                };
+                let driver = FilesystemDriver::new(root).with_fsync(*fsync);
+                (Arc::new(driver), description)
             }
             Driver::InMemory => (
                 Arc::new(InMemoryDriver::new()),

@@ -484,3 +484,87 @@ fn open_files_limits(pid: u32) -> (String, String) {
     let fields: Vec<&str> = line.split_whitespace().collect();
     (fields[3].to_owned(), fields[4].to_owned())
 }
+
+/// A blob push and a manifest push are flushed to the disk before they are acknowledged
+/// (`fdatasync` of every file written, `fsync` of the directories renames land in), and
+/// none of it happens with `storage.filesystem.fsync: false`. Watched with strace.
+#[test]
+fn pushes_are_flushed_to_disk_unless_fsync_is_off() {
+    if !common::have_tool("strace") {
+        return;
+    }
+    let on = flushes_during_a_push("");
+    assert!(on.0 >= 6, "fdatasync calls with fsync on: {on:?}");
+    assert!(on.1 >= 2, "directory fsync calls with fsync on: {on:?}");
+    assert_eq!(flushes_during_a_push("    fsync: false\n"), (0, 0));
+}
+
+/// Pushes one blob and a manifest naming it into a fresh berth run under strace (with
+/// `storage_extra` in its config); answers the (`fdatasync`, `fsync`) calls it made.
+fn flushes_during_a_push(filesystem_extra: &str) -> (usize, usize) {
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (config, addr) = common::berth_config(root.path(), work.path(), "", "");
+    // The filesystem section is the first storage entry: add to it in place.
+    let yaml = std::fs::read_to_string(&config).unwrap().replacen(
+        "    rootdirectory:",
+        &format!("{filesystem_extra}    rootdirectory:"),
+        1,
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let trace = work.path().join("strace.txt");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_berth"))
+        .arg("serve")
+        .arg(&config);
+    let mut process = common::spawn(cmd, addr.clone(), work.path(), "berth");
+
+    let layer = b"a layer that must survive a power cut".to_vec();
+    let config_blob = b"{}".to_vec();
+    for blob in [&layer, &config_blob] {
+        let path = format!("/v2/durable/blobs/uploads/?digest={}", digest(blob));
+        let (status, head) = raw(&addr, &request("POST", &path, &addr, "", blob.len()), blob);
+        assert_eq!(status, 201, "{head}");
+    }
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}}"#,
+        digest(&config_blob),
+        config_blob.len(),
+        digest(&layer),
+        layer.len()
+    );
+    let content_type = "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n";
+    let put = request(
+        "PUT",
+        "/v2/durable/manifests/v1",
+        &addr,
+        content_type,
+        manifest.len(),
+    );
+    let (status, head) = raw(&addr, &put, manifest.as_bytes());
+    assert_eq!(status, 201, "{head}");
+
+    // strace is the child; berth is strace's. Stop berth, then strace follows it out.
+    let strace_pid = process.child.id();
+    let children =
+        std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children")).unwrap();
+    let berth_pid = children
+        .split_whitespace()
+        .next()
+        .expect("berth under strace");
+    let _ = Command::new("kill").args(["-TERM", berth_pid]).status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while process.child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "berth did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let calls = |name: &str| {
+        text.lines()
+            .filter(|l| l.contains(&format!(" {name}(")) && !l.contains("resumed"))
+            .count()
+    };
+    (calls("fdatasync"), calls("fsync"))
+}

@@ -36,29 +36,16 @@ impl StorageRegistry {
         }
     }
 
-    /// Writes a content-addressed link (its path names the digest it holds), creating it
-    /// only if absent.
+    /// Points a link at `digest`. A new link is created in place (a racing reader sees
+    /// it empty, which [`read_link`](Self::read_link) takes as absent); one pointing
+    /// elsewhere (a tag's `current` that moves) is replaced atomically.
     pub(crate) async fn write_link(
         &self,
         at: StoragePath<'_>,
         digest: &Digest,
     ) -> Result<(), Error> {
-        let path = at.path();
         self.driver
-            .put_new(&path, link_content(digest))
-            .await
-            .map_err(internal)
-    }
-
-    /// Points a movable link (a tag's `current`) at `digest`, atomically.
-    pub(crate) async fn replace_link(
-        &self,
-        at: StoragePath<'_>,
-        digest: &Digest,
-    ) -> Result<(), Error> {
-        let path = at.path();
-        self.driver
-            .put_content(&path, link_content(digest))
+            .ensure_content(&at.path(), link_content(digest))
             .await
             .map_err(internal)
     }

@@ -128,13 +128,12 @@ impl StorageRegistry {
         };
         self.check_references(repo, &manifest).await?;
 
-        let blob = StoragePath::BlobData(&digest);
-        if !self.exists(blob).await? {
-            self.driver
-                .put_content(&blob.path(), body.clone())
-                .await
-                .map_err(internal)?;
-        }
+        // Created in place: nothing reads a manifest's bytes before a revision link to
+        // it exists, and that link is written after them.
+        self.driver
+            .ensure_content(&StoragePath::BlobData(&digest).path(), body.clone())
+            .await
+            .map_err(internal)?;
         if let Some(c) = &self.cache {
             c.set_global(&digest, body.len() as u64);
         }

@@ -16,7 +16,7 @@ impl StorageRegistry {
     ) -> Result<(), Error> {
         self.write_link(StoragePath::TagIndexLink(repo, tag, digest), digest)
             .await?;
-        self.replace_link(StoragePath::TagCurrentLink(repo, tag), digest)
+        self.write_link(StoragePath::TagCurrentLink(repo, tag), digest)
             .await?;
         self.meta.set_tag(repo, tag, digest);
         if let Some(listing) = self.indexes.tags_if_present(repo) {

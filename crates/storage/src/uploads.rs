@@ -189,7 +189,7 @@ impl StorageRegistry {
         // by the data file's last change, and a session that holds nothing but its data
         // can become the blob's directory on commit (see `publish`).
         self.driver
-            .put_new(&StoragePath::UploadData(repo, &id).path(), Bytes::new())
+            .ensure_content(&StoragePath::UploadData(repo, &id).path(), Bytes::new())
             .await
             .map_err(internal)?;
         let hash = Digester::new(algorithm);

@@ -133,8 +133,14 @@ pub struct Tls {
 /// Where data lives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Driver {
-    /// `storage.filesystem.rootdirectory`.
-    Filesystem(PathBuf),
+    /// `storage.filesystem`.
+    Filesystem {
+        /// `rootdirectory`.
+        root: PathBuf,
+        /// `fsync` (berth's own; default true): flush every write to the disk before
+        /// acknowledging it. distribution ignores the key, so a shared config stays valid.
+        fsync: bool,
+    },
     /// `storage.inmemory`.
     InMemory,
 }
@@ -157,7 +163,10 @@ pub struct Storage {
 impl Default for Storage {
     fn default() -> Self {
         Storage {
-            driver: Driver::Filesystem(PathBuf::from("/var/lib/registry")),
+            driver: Driver::Filesystem {
+                root: PathBuf::from("/var/lib/registry"),
+                fsync: true,
+            },
             delete_enabled: false,
             descriptor_cache: None,
             upload_purging: UploadPurging::default(),
@@ -298,7 +307,12 @@ fn parse_storage(v: Option<&Value>) -> Result<Storage, ConfigError> {
                     ));
                 }
             };
-            Driver::Filesystem(root)
+            let fsync = bool_at(
+                params.and_then(|p| p.get("fsync")),
+                "storage.filesystem.fsync",
+                true,
+            )?;
+            Driver::Filesystem { root, fsync }
         }
         ["inmemory"] => Driver::InMemory,
         [other] => {

@@ -15,6 +15,7 @@ const SUPPORTED: &[&str] = &[
     "log.fields",
     "log.accesslog.disabled",
     "storage.filesystem.rootdirectory",
+    "storage.filesystem.fsync",
     "storage.inmemory",
     "storage.delete.enabled",
     "storage.cache.blobdescriptor",

@@ -38,7 +38,10 @@ fn reads_the_debian_config() {
     let (c, warnings) = parse(DEBIAN).unwrap();
     assert_eq!(
         c.storage.driver,
-        Driver::Filesystem(PathBuf::from("/var/lib/docker-registry"))
+        Driver::Filesystem {
+            root: PathBuf::from("/var/lib/docker-registry"),
+            fsync: true
+        }
     );
     assert!(c.storage.delete_enabled);
     assert_eq!(
@@ -97,7 +100,13 @@ fn environment_overrides() {
         ],
     )
     .unwrap();
-    assert_eq!(c.storage.driver, Driver::Filesystem(PathBuf::from("/b")));
+    assert_eq!(
+        c.storage.driver,
+        Driver::Filesystem {
+            root: PathBuf::from("/b"),
+            fsync: true
+        }
+    );
     assert_eq!(c.http.addr.as_deref(), Some("127.0.0.1:1"));
     assert!(c.storage.delete_enabled);
 }
@@ -150,10 +159,42 @@ fn refuses_what_it_must_not_ignore() {
 }
 
 #[test]
+fn fsync_is_on_unless_turned_off() {
+    let fsync_of = |yaml: &str, env: Vec<(String, String)>| match Config::from_yaml(yaml, env) {
+        Ok((c, w)) => {
+            assert!(w.is_empty(), "{w:?}");
+            match c.storage.driver {
+                Driver::Filesystem { fsync, .. } => Ok(fsync),
+                other => panic!("not a filesystem driver: {other:?}"),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let base = "version: 0.1\nstorage: {filesystem: {rootdirectory: /a}}\n";
+    assert_eq!(fsync_of(base, Vec::new()), Ok(true));
+    let off = "version: 0.1\nstorage: {filesystem: {rootdirectory: /a, fsync: false}}\n";
+    assert_eq!(fsync_of(off, Vec::new()), Ok(false));
+    let env = vec![(
+        "REGISTRY_STORAGE_FILESYSTEM_FSYNC".to_owned(),
+        "false".to_owned(),
+    )];
+    assert_eq!(fsync_of(base, env), Ok(false));
+    let bad = "version: 0.1\nstorage: {filesystem: {rootdirectory: /a, fsync: sometimes}}\n";
+    let err = fsync_of(bad, Vec::new()).unwrap_err();
+    assert!(err.contains("storage.filesystem.fsync"), "{err}");
+}
+
+#[test]
 fn embedded_default_takes_overrides() {
     let (c, w) = Config::embedded(Vec::new()).unwrap();
     assert!(w.is_empty());
-    assert_eq!(c.storage.driver, Driver::Filesystem(PathBuf::from("data")));
+    assert_eq!(
+        c.storage.driver,
+        Driver::Filesystem {
+            root: PathBuf::from("data"),
+            fsync: true
+        }
+    );
     assert_eq!(c.http.addr.as_deref(), Some("127.0.0.1:5000"));
     let (c, _) = Config::embedded(vec![(
         "REGISTRY_HTTP_ADDR".to_owned(),
