@@ -6,11 +6,16 @@
 # All result lines go to $OUT/results.jsonl; the Markdown table of medians is printed
 # at the end (and saved as $OUT/report.md).
 #
-# usage: scripts/bench.sh [--rounds N] [--size smoke|full] [--out DIR] [--no-scale]
+# Both registries flush every acknowledged write to the disk (distribution always does;
+# berth by default). --nofsync adds a third registry, berth with
+# `storage.filesystem.fsync: false`, and a second table comparing it with distribution.
+#
+# usage: scripts/bench.sh [--rounds N] [--size smoke|full] [--out DIR] [--no-scale] [--nofsync]
 #   --rounds N   rounds (default 3)
 #   --size S     smoke (seconds) or full (default)
 #   --out DIR    where results go (default target/bench/<date>)
 #   --no-scale   skip catalog-scale (populating 20,000 repositories)
+#   --nofsync    also run berth without flushing to the disk (label berth-nofsync)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,13 +23,15 @@ rounds=3
 size=full
 out=""
 scenario=all
+labels=(berth distribution)
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
     --size) size="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --no-scale) scenario=""; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --nofsync) labels+=(berth-nofsync); shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -91,6 +98,8 @@ run_one() {
   port="$("$bench" free-port)"
   cfg="$root/config.yml"
   log="$out/$label-round$round.server.log"
+  local fsync=true
+  [ "$label" = berth-nofsync ] && fsync=false
   cat >"$cfg" <<EOF
 version: 0.1
 log:
@@ -100,6 +109,7 @@ log:
 storage:
   filesystem:
     rootdirectory: $root/data
+    fsync: $fsync
   delete:
     enabled: true
   cache:
@@ -111,7 +121,7 @@ http:
   addr: 127.0.0.1:$port
 EOF
   case "$label" in
-    berth) "$berth" serve "$cfg" >"$log" 2>&1 & ;;
+    berth|berth-nofsync) "$berth" serve "$cfg" >"$log" 2>&1 & ;;
     distribution) "$distribution" serve "$cfg" >"$log" 2>&1 & ;;
   esac
   server_pid=$!
@@ -130,9 +140,10 @@ EOF
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 started=$(date +%s)
 for round in $(seq 1 "$rounds"); do
-  if [ $((round % 2)) = 1 ]; then order=(berth distribution); else order=(distribution berth); fi
-  for label in "${order[@]}"; do
-    run_one "$label" "$round"
+  # Each round starts with the next registry in turn.
+  n=${#labels[@]}
+  for i in $(seq 0 $((n - 1))); do
+    run_one "${labels[$(((round - 1 + i) % n))]}" "$round"
   done
 done
 elapsed=$(($(date +%s) - started))
@@ -143,5 +154,12 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "($(nproc) cores; load average before: $load_before, after: $load_after)"
   echo
   "$bench" report "$results"
+  if [ ${#labels[@]} -gt 2 ]; then
+    echo
+    echo "berth with storage.filesystem.fsync: false (acknowledged writes may be lost in a"
+    echo "machine crash) against distribution, which flushes every file:"
+    echo
+    "$bench" report --candidate berth-nofsync "$results"
+  fi
 } | tee "$out/report.md"
 echo "bench.sh: results in $results" >&2
