@@ -113,26 +113,19 @@ impl FilesystemDriver {
         check_path(path)?;
         Ok(self.root.join(path.trim_start_matches('/')))
     }
-}
 
-#[async_trait]
-impl StorageDriver for FilesystemDriver {
-    fn name(&self) -> &'static str {
-        "filesystem"
-    }
-
-    async fn get_content(&self, path: &str) -> Result<Bytes, DriverError> {
-        let full = self.full(path)?;
-        blocking(path, move || fs::read(&full).map(Bytes::from)).await
-    }
-
-    async fn put_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
+    /// [`StorageDriver::put_content`], flushed as `durability` says.
+    async fn put_with(
+        &self,
+        path: &str,
+        content: Bytes,
+        durability: Durability,
+    ) -> Result<(), DriverError> {
         let full = self.full(path)?;
         let tmp = self
             .root
             .join(TMP_DIR)
             .join(format!("{:016x}", rand::rng().random::<u64>()));
-        let durability = self.durability;
         blocking(path, move || {
             let mut file = with_parent(&tmp, || fs::File::create(&tmp))?;
             let written = file
@@ -149,9 +142,14 @@ impl StorageDriver for FilesystemDriver {
         .await
     }
 
-    async fn ensure_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
+    /// [`StorageDriver::ensure_content`], flushed as `durability` says.
+    async fn ensure_with(
+        &self,
+        path: &str,
+        content: Bytes,
+        durability: Durability,
+    ) -> Result<(), DriverError> {
         let full = self.full(path)?;
-        let durability = self.durability;
         let done = blocking(path, {
             let (full, content) = (full.clone(), content.clone());
             move || {
@@ -163,9 +161,6 @@ impl StorageDriver for FilesystemDriver {
                 };
                 match with_parent(&full, open) {
                     // A new file's name is flushed with it (ext4 and XFS see to that).
-                    // An empty file (a new upload session) holds nothing a crash could
-                    // lose that matters: the client starts its upload again.
-                    Ok(_) if content.is_empty() => Ok(true),
                     Ok(mut file) => file
                         .write_all(&content)
                         .and_then(|()| durability.file(&file))
@@ -192,8 +187,37 @@ impl StorageDriver for FilesystemDriver {
         if done {
             Ok(())
         } else {
-            self.put_content(path, content).await
+            self.put_with(path, content, durability).await
         }
+    }
+}
+
+#[async_trait]
+impl StorageDriver for FilesystemDriver {
+    fn name(&self) -> &'static str {
+        "filesystem"
+    }
+
+    async fn get_content(&self, path: &str) -> Result<Bytes, DriverError> {
+        let full = self.full(path)?;
+        blocking(path, move || fs::read(&full).map(Bytes::from)).await
+    }
+
+    async fn put_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
+        self.put_with(path, content, self.durability).await
+    }
+
+    async fn ensure_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
+        self.ensure_with(path, content, self.durability).await
+    }
+
+    async fn ensure_content_unflushed(
+        &self,
+        path: &str,
+        content: Bytes,
+    ) -> Result<(), DriverError> {
+        self.ensure_with(path, content, Durability::new(false))
+            .await
     }
 
     async fn reader(

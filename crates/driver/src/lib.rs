@@ -57,6 +57,18 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// crash left) is replaced atomically, as by [`put_content`](Self::put_content).
     async fn ensure_content(&self, path: &str, content: Bytes) -> Result<(), DriverError>;
 
+    /// [`ensure_content`](Self::ensure_content) for files whose loss in a machine crash
+    /// costs nothing (the empty file of a new upload session, which the client starts
+    /// again; a saved hash state, which can be recomputed): not flushed to the disk,
+    /// where a driver would otherwise flush.
+    async fn ensure_content_unflushed(
+        &self,
+        path: &str,
+        content: Bytes,
+    ) -> Result<(), DriverError> {
+        self.ensure_content(path, content).await
+    }
+
     /// Streams a file from `offset`, at most `len` bytes when given.
     async fn reader(
         &self,

@@ -77,6 +77,18 @@ async fn ensured_files(d: &dyn StorageDriver) {
     );
     d.ensure_content("/new/none", Bytes::new()).await.unwrap();
     assert_eq!(d.get_content("/new/none").await.unwrap().len(), 0);
+    d.ensure_content_unflushed("/new/lazy/b", Bytes::from_static(b"one"))
+        .await
+        .unwrap();
+    assert_eq!(d.get_content("/new/lazy/b").await.unwrap(), "one");
+    d.ensure_content_unflushed("/new/lazy/b", Bytes::from_static(b"two"))
+        .await
+        .unwrap();
+    assert_eq!(
+        d.get_content("/new/lazy/b").await.unwrap(),
+        "two",
+        "unflushed writes replace other bytes too"
+    );
     assert!(matches!(
         d.ensure_content("/new/../x", Bytes::new()).await,
         Err(DriverError::InvalidPath(_))

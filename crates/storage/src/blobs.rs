@@ -60,11 +60,17 @@ impl StorageRegistry {
     ) -> Result<(), Error> {
         self.write_link(StoragePath::LayerLink(repo, digest), digest)
             .await?;
+        self.note_linked(repo, digest, size).await;
+        Ok(())
+    }
+
+    /// Records in memory that `repo` links a blob of `size` bytes, once both the link
+    /// and the blob are in storage.
+    pub(crate) async fn note_linked(&self, repo: &RepositoryName, digest: &Digest, size: u64) {
         if let Some(c) = &self.cache {
             c.set_linked(repo, digest, size);
         }
         self.indexes.repositories.insert(repo.as_str()).await;
-        Ok(())
     }
 
     pub(crate) async fn stat_blob_impl(

@@ -150,14 +150,20 @@ impl StorageRegistry {
                 tags.push(t.clone());
             }
         }
-        for t in &tags {
-            self.tag_manifest(repo, t, &digest).await?;
-        }
+        // Tags and the referrer link only name the revision written above, so they go to
+        // the disk together.
         let subject = manifest.subject.map(|s| s.digest);
-        if let Some(s) = &subject {
-            self.write_link(StoragePath::ReferrerLink(repo, s, &digest), &digest)
-                .await?;
-        }
+        let referrer = async {
+            match &subject {
+                Some(s) => {
+                    self.write_link(StoragePath::ReferrerLink(repo, s, &digest), &digest)
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        let tagged = try_join_all(tags.iter().map(|t| self.tag_manifest(repo, t, &digest)));
+        futures::try_join!(tagged, referrer)?;
         Ok(PutManifest {
             digest,
             subject,

@@ -7,17 +7,19 @@ use crate::StorageRegistry;
 use crate::layout::StoragePath;
 
 impl StorageRegistry {
-    /// Points `tag` at `digest`.
+    /// Points `tag` at `digest`, whose revision link must already be on disk. The index
+    /// entry and the `current` link are independent, so they are written (and flushed)
+    /// at the same time.
     pub(crate) async fn tag_manifest(
         &self,
         repo: &RepositoryName,
         tag: &Tag,
         digest: &Digest,
     ) -> Result<(), Error> {
-        self.write_link(StoragePath::TagIndexLink(repo, tag, digest), digest)
-            .await?;
-        self.write_link(StoragePath::TagCurrentLink(repo, tag), digest)
-            .await?;
+        futures::try_join!(
+            self.write_link(StoragePath::TagIndexLink(repo, tag, digest), digest),
+            self.write_link(StoragePath::TagCurrentLink(repo, tag), digest),
+        )?;
         self.meta.set_tag(repo, tag, digest);
         if let Some(listing) = self.indexes.tags_if_present(repo) {
             listing.insert(tag.as_str()).await;

@@ -167,7 +167,7 @@ impl StorageRegistry {
         let alg = h.algorithm();
         let path = StoragePath::UploadHashState(repo, id, alg, offset).path();
         self.driver
-            .put_content(&path, Bytes::from(h.save()))
+            .ensure_content_unflushed(&path, Bytes::from(h.save()))
             .await
             .map_err(internal)?;
         if let Some(prev) = previous.filter(|p| *p != offset) {
@@ -189,7 +189,7 @@ impl StorageRegistry {
         // by the data file's last change, and a session that holds nothing but its data
         // can become the blob's directory on commit (see `publish`).
         self.driver
-            .ensure_content(&StoragePath::UploadData(repo, &id).path(), Bytes::new())
+            .ensure_content_unflushed(&StoragePath::UploadData(repo, &id).path(), Bytes::new())
             .await
             .map_err(internal)?;
         let hash = Digester::new(algorithm);
@@ -350,13 +350,19 @@ impl StorageRegistry {
             )));
         }
         // Still holding the session lock: no chunk can land between verifying and publishing.
+        // The repository link goes to the disk while the blob is published: a reader that
+        // finds the link first still finds no blob and answers "unknown", as before the
+        // push; memory learns of the blob once both are in place.
         let bare = hot.as_ref().is_some_and(|h| h.bare);
-        self.publish(repo, id, digest, bare).await?;
+        futures::try_join!(
+            self.publish(repo, id, digest, bare),
+            self.write_link(StoragePath::LayerLink(repo, digest), digest),
+        )?;
         drop(hot);
         if let Some(c) = &self.cache {
             c.set_global(digest, size);
         }
-        self.link_blob(repo, digest, size).await?;
+        self.note_linked(repo, digest, size).await;
         Ok(size)
     }
 
