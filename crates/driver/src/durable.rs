@@ -25,10 +25,6 @@ impl Durability {
         Durability { on }
     }
 
-    pub(crate) fn is_on(self) -> bool {
-        self.on
-    }
-
     /// Flushes a file's data (and the size needed to read it back) to the disk.
     pub(crate) fn file(self, file: &File) -> io::Result<()> {
         if self.on { file.sync_data() } else { Ok(()) }

@@ -99,11 +99,6 @@ impl FilesystemDriver {
         self
     }
 
-    /// Whether writes are flushed to the disk before they are acknowledged.
-    pub fn fsync(&self) -> bool {
-        self.durability.is_on()
-    }
-
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
