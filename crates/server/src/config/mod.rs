@@ -255,10 +255,13 @@ fn bool_at(v: Option<&Value>, key: &str, default: bool) -> Result<bool, ConfigEr
         Some(Value::Bool(b)) => Ok(*b),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
-        Some(other) => Err(invalid(
-            key,
-            format!("expected true or false, found {other:?}"),
-        )),
+        Some(other) => {
+            let found = serde_yaml::to_string(other).unwrap_or_default();
+            Err(invalid(
+                key,
+                format!("expected true or false, found {}", found.trim()),
+            ))
+        }
     }
 }
 

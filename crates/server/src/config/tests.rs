@@ -182,6 +182,10 @@ fn fsync_is_on_unless_turned_off() {
     let bad = "version: 0.1\nstorage: {filesystem: {rootdirectory: /a, fsync: sometimes}}\n";
     let err = fsync_of(bad, Vec::new()).unwrap_err();
     assert!(err.contains("storage.filesystem.fsync"), "{err}");
+    assert!(
+        err.ends_with("expected true or false, found sometimes"),
+        "{err}"
+    );
 }
 
 #[test]
