@@ -42,53 +42,44 @@ async fn content_round_trip(d: &dyn StorageDriver) {
 }
 
 async fn ensured_files(d: &dyn StorageDriver) {
-    d.ensure_content("/new/deep/a", Bytes::from_static(b"first"))
-        .await
-        .unwrap();
-    assert_eq!(d.get_content("/new/deep/a").await.unwrap(), "first");
-    d.ensure_content("/new/deep/a", Bytes::from_static(b"first"))
-        .await
-        .unwrap();
-    assert_eq!(d.get_content("/new/deep/a").await.unwrap(), "first");
-    d.ensure_content("/new/deep/a", Bytes::from_static(b"second"))
-        .await
-        .unwrap();
-    assert_eq!(
-        d.get_content("/new/deep/a").await.unwrap(),
-        "second",
-        "other bytes are replaced"
-    );
-    d.ensure_content("/new/deep/a", Bytes::from_static(b"sec"))
-        .await
-        .unwrap();
-    assert_eq!(
-        d.get_content("/new/deep/a").await.unwrap(),
-        "sec",
-        "a longer file is not taken for a shorter content"
-    );
     d.put_content("/new/empty", Bytes::new()).await.unwrap();
-    d.ensure_content("/new/empty", Bytes::from_static(b"x"))
-        .await
+    // (path, content, unflushed, what the step shows); each step must leave `content`.
+    let steps: [(&str, &'static [u8], bool, &str); 7] = [
+        ("/new/deep/a", b"first", false, "created with its parents"),
+        ("/new/deep/a", b"first", false, "the same bytes are kept"),
+        ("/new/deep/a", b"second", false, "other bytes are replaced"),
+        (
+            "/new/deep/a",
+            b"sec",
+            false,
+            "a longer file is not taken for a prefix",
+        ),
+        (
+            "/new/empty",
+            b"x",
+            false,
+            "an empty file (what a crash leaves) is replaced",
+        ),
+        ("/new/lazy/b", b"one", true, "unflushed files are created"),
+        (
+            "/new/lazy/b",
+            b"two",
+            true,
+            "unflushed writes replace other bytes too",
+        ),
+    ];
+    for (path, content, unflushed, why) in steps {
+        let content = Bytes::from_static(content);
+        if unflushed {
+            d.ensure_content_unflushed(path, content.clone()).await
+        } else {
+            d.ensure_content(path, content.clone()).await
+        }
         .unwrap();
-    assert_eq!(
-        d.get_content("/new/empty").await.unwrap(),
-        "x",
-        "an empty file (what a crash leaves) is replaced"
-    );
+        assert_eq!(d.get_content(path).await.unwrap(), content, "{why}");
+    }
     d.ensure_content("/new/none", Bytes::new()).await.unwrap();
     assert_eq!(d.get_content("/new/none").await.unwrap().len(), 0);
-    d.ensure_content_unflushed("/new/lazy/b", Bytes::from_static(b"one"))
-        .await
-        .unwrap();
-    assert_eq!(d.get_content("/new/lazy/b").await.unwrap(), "one");
-    d.ensure_content_unflushed("/new/lazy/b", Bytes::from_static(b"two"))
-        .await
-        .unwrap();
-    assert_eq!(
-        d.get_content("/new/lazy/b").await.unwrap(),
-        "two",
-        "unflushed writes replace other bytes too"
-    );
     assert!(matches!(
         d.ensure_content("/new/../x", Bytes::new()).await,
         Err(DriverError::InvalidPath(_))
