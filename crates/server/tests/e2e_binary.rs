@@ -1,7 +1,7 @@
 //! The real `berth` binary: subcommands, the embedded default, graceful shutdown with an
 //! in-flight request, a chunked upload that continues across a restart, read-only mode,
-//! upload purging, JSON logs, TLS, large blob GETs (the `sendfile` path) and the
-//! open-files limit.
+//! upload purging, JSON logs, TLS, large blob GETs (the `sendfile` path), the open-files
+//! limit, and pushes flushed to the disk (or not, with `fsync: false`).
 
 mod common;
 
