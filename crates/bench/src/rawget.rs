@@ -31,7 +31,7 @@ pub struct RawAnswer {
 }
 
 /// `GET url` on a new connection; the body is handed to `sink` piece by piece, in order,
-/// through one reused buffer of [`PIECE`] bytes (small enough to stay in the CPU's cache).
+/// through one reused buffer of [`PIECE`] bytes.
 pub fn get_with(
     url: &Url,
     timeout: Duration,

@@ -109,35 +109,8 @@ impl FilesystemDriver {
         Ok(self.root.join(path.trim_start_matches('/')))
     }
 
-    /// [`StorageDriver::put_content`], flushed as `durability` says.
-    async fn put_with(
-        &self,
-        path: &str,
-        content: Bytes,
-        durability: Durability,
-    ) -> Result<(), DriverError> {
-        let full = self.full(path)?;
-        let tmp = self
-            .root
-            .join(TMP_DIR)
-            .join(format!("{:016x}", rand::rng().random::<u64>()));
-        blocking(path, move || {
-            let mut file = with_parent(&tmp, || fs::File::create(&tmp))?;
-            let written = file
-                .write_all(&content)
-                .and_then(|()| durability.file(&file));
-            drop(file);
-            let moved = written.and_then(|()| with_parent(&full, || fs::rename(&tmp, &full)));
-            if moved.is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-            moved?;
-            durability.parent_of(&full)
-        })
-        .await
-    }
-
-    /// [`StorageDriver::ensure_content`], flushed as `durability` says.
+    /// [`StorageDriver::ensure_content`], flushed as `durability` says; one trip to the
+    /// blocking pool whatever it finds.
     async fn ensure_with(
         &self,
         path: &str,
@@ -145,46 +118,60 @@ impl FilesystemDriver {
         durability: Durability,
     ) -> Result<(), DriverError> {
         let full = self.full(path)?;
-        let done = blocking(path, {
-            let (full, content) = (full.clone(), content.clone());
-            move || {
-                let open = || {
-                    fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&full)
-                };
-                match with_parent(&full, open) {
-                    // A new file's name is flushed with it (ext4 and XFS see to that).
-                    Ok(mut file) => file
-                        .write_all(&content)
-                        .and_then(|()| durability.file(&file))
-                        .map(|()| true),
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                        let mut file = fs::File::open(&full)?;
-                        let mut held = Vec::with_capacity(content.len() + 1);
-                        // One byte more than expected tells a longer file apart.
-                        (&mut file)
-                            .take(content.len() as u64 + 1)
-                            .read_to_end(&mut held)?;
-                        if held != content {
-                            return Ok(false);
-                        }
-                        // Another writer may have put these bytes there and not yet
-                        // flushed them: what this call acknowledges must be on disk.
-                        durability.file(&file).map(|()| true)
+        let tmp_dir = self.root.join(TMP_DIR);
+        blocking(path, move || {
+            let open = || {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&full)
+            };
+            match with_parent(&full, open) {
+                // A new file's name is flushed with it (ext4 and XFS see to that).
+                Ok(mut file) => file
+                    .write_all(&content)
+                    .and_then(|()| durability.file(&file)),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    let mut file = fs::File::open(&full)?;
+                    let mut held = Vec::with_capacity(content.len() + 1);
+                    // One byte more than expected tells a longer file apart.
+                    (&mut file)
+                        .take(content.len() as u64 + 1)
+                        .read_to_end(&mut held)?;
+                    if held != content {
+                        return replace(&tmp_dir, &full, &content, durability);
                     }
-                    Err(e) => Err(e),
+                    // Another writer may have put these bytes there and not yet
+                    // flushed them: what this call acknowledges must be on disk.
+                    durability.file(&file)
                 }
+                Err(e) => Err(e),
             }
         })
-        .await?;
-        if done {
-            Ok(())
-        } else {
-            self.put_with(path, content, durability).await
-        }
+        .await
     }
+}
+
+/// Replaces `full` with `content` atomically: a temporary file in `tmp_dir` is written,
+/// flushed, and renamed over `full`, whose directory is then flushed.
+fn replace(
+    tmp_dir: &Path,
+    full: &Path,
+    content: &[u8],
+    durability: Durability,
+) -> std::io::Result<()> {
+    let tmp = tmp_dir.join(format!("{:016x}", rand::rng().random::<u64>()));
+    let mut file = with_parent(&tmp, || fs::File::create(&tmp))?;
+    let written = file
+        .write_all(content)
+        .and_then(|()| durability.file(&file));
+    drop(file);
+    let moved = written.and_then(|()| with_parent(full, || fs::rename(&tmp, full)));
+    if moved.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    moved?;
+    durability.parent_of(full)
 }
 
 #[async_trait]
@@ -199,7 +186,10 @@ impl StorageDriver for FilesystemDriver {
     }
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
-        self.put_with(path, content, self.durability).await
+        let full = self.full(path)?;
+        let tmp_dir = self.root.join(TMP_DIR);
+        let durability = self.durability;
+        blocking(path, move || replace(&tmp_dir, &full, &content, durability)).await
     }
 
     async fn ensure_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {

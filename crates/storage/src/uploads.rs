@@ -359,9 +359,6 @@ impl StorageRegistry {
             self.write_link(StoragePath::LayerLink(repo, digest), digest),
         )?;
         drop(hot);
-        if let Some(c) = &self.cache {
-            c.set_global(digest, size);
-        }
         self.note_linked(repo, digest, size).await;
         Ok(size)
     }
