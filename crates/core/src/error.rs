@@ -70,8 +70,38 @@ pub enum Error {
     Unsupported(String),
     /// The client's request body ended early or could not be read.
     #[error("request body: {0}")]
-    BodyRead(String),
+    BodyRead(#[source] std::io::Error),
     /// A storage or internal failure: not the client's fault.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {message}")]
+    Internal {
+        /// What failed, for the log and the response.
+        message: String,
+        /// The underlying failure, kept for logs.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+/// Any error, as kept in [`Error::Internal`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Error {
+    /// An internal failure described by `message` alone.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An internal failure caused by `source`; the message names both.
+    pub fn internal_from(
+        context: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Internal {
+            message: format!("{context}: {source}"),
+            source: Some(Box::new(source)),
+        }
+    }
 }

@@ -1,5 +1,8 @@
-//! The `Registry` trait: every use case the HTTP API needs, expressed in domain types.
-//! `berth-storage` implements it over a storage driver; `berth-http` only calls it.
+//! The service traits: every use case the HTTP API needs, in domain types. `Registry`
+//! holds what spans repositories (the catalog) and hands out a `Repository` per name,
+//! which holds the rest. `berth-storage` implements both over a storage driver;
+//! `berth-http` only calls them, and a wrapper (a pull-through cache, access rules) can
+//! implement them around another implementation.
 
 use std::pin::Pin;
 
@@ -11,7 +14,9 @@ use crate::descriptor::Descriptor;
 use crate::digest::{Algorithm, Digest};
 use crate::error::Result;
 use crate::name::{RepositoryName, Tag};
+use crate::range::RangeRequest;
 use crate::reference::Reference;
+use crate::upload::{Chunk, UploadId};
 
 /// A stream of body bytes; errors are I/O errors of the producer (socket or disk).
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -50,48 +55,57 @@ pub struct PutManifest {
 /// Where an upload session stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadState {
-    /// The session id (a UUID).
-    pub id: String,
+    /// The session id.
+    pub id: UploadId,
     /// Bytes received so far.
     pub offset: u64,
 }
 
-/// A blob's bytes (or a range of them) ready to stream.
-pub struct BlobContent {
-    /// The blob's descriptor (size is the whole blob's).
-    pub size: u64,
-    /// The blob's digest.
-    pub digest: Digest,
-    /// The requested bytes.
-    pub stream: ByteStream,
+/// What a blob read asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlobRead {
+    /// A byte range, resolved against the blob's size; `None` for the whole blob.
+    pub range: Option<RangeRequest>,
+    /// Whether to open the bytes (GET) or only describe them (HEAD, a `304`).
+    pub body: bool,
 }
 
-/// The registry's use cases. Names, tags and digests arrive validated.
+/// A blob found in a repository: its size, the bytes served, and their stream.
+pub struct BlobContent {
+    /// The whole blob's size.
+    pub size: u64,
+    /// The inclusive bytes served, when a range was asked for.
+    pub range: Option<(u64, u64)>,
+    /// The served bytes, when [`BlobRead::body`] asked for them.
+    pub stream: Option<ByteStream>,
+}
+
+/// The registry's use cases that span repositories, and the door to each repository.
 #[async_trait]
 pub trait Registry: Send + Sync + 'static {
     /// One page of repository names after `last`, at most `n`.
     async fn catalog(&self, n: usize, last: Option<&str>) -> Result<Page>;
 
-    /// One page of tags of a repository after `last` (`None` for `n`: all). Unknown
-    /// repository: `NameUnknown`.
-    async fn tags(
-        &self,
-        repo: &RepositoryName,
-        n: Option<usize>,
-        last: Option<&str>,
-    ) -> Result<Page>;
+    /// The use cases of one repository (nothing is read or created until one is called).
+    fn repository(&self, name: RepositoryName) -> Box<dyn Repository>;
+}
+
+/// The use cases of one repository. Tags and digests arrive validated.
+#[async_trait]
+pub trait Repository: Send + Sync {
+    /// The repository's name.
+    fn name(&self) -> &RepositoryName;
+
+    /// One page of tags after `last` (`None` for `n`: all). Unknown repository:
+    /// `NameUnknown`.
+    async fn tags(&self, n: Option<usize>, last: Option<&str>) -> Result<Page>;
 
     /// The manifest a tag or digest names.
-    async fn get_manifest(
-        &self,
-        repo: &RepositoryName,
-        reference: &Reference,
-    ) -> Result<StoredManifest>;
+    async fn get_manifest(&self, reference: &Reference) -> Result<StoredManifest>;
 
     /// Stores a manifest under `reference` and tags it with `extra_tags` too.
     async fn put_manifest(
         &self,
-        repo: &RepositoryName,
         reference: &Reference,
         content_type: Option<&str>,
         body: Bytes,
@@ -99,70 +113,44 @@ pub trait Registry: Send + Sync + 'static {
     ) -> Result<PutManifest>;
 
     /// Removes a tag (tag reference) or a manifest and every tag pointing at it (digest).
-    async fn delete_manifest(&self, repo: &RepositoryName, reference: &Reference) -> Result<()>;
+    async fn delete_manifest(&self, reference: &Reference) -> Result<()>;
 
-    /// Size of a blob linked into the repository.
-    async fn stat_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<u64>;
-
-    /// A blob's bytes; `range` is an inclusive `(first, last)` byte range already
-    /// clamped to the size the caller learnt from `stat_blob`.
-    async fn open_blob(
-        &self,
-        repo: &RepositoryName,
-        digest: &Digest,
-        range: Option<(u64, u64)>,
-    ) -> Result<BlobContent>;
+    /// A blob linked into the repository: its size and, when asked, its bytes (or a
+    /// range of them), found and opened in one step.
+    async fn blob(&self, digest: &Digest, read: BlobRead) -> Result<BlobContent>;
 
     /// Unlinks a blob from the repository.
-    async fn delete_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<()>;
+    async fn delete_blob(&self, digest: &Digest) -> Result<()>;
 
-    /// Links an existing blob into `repo`: from `from` when given, else from anywhere it
-    /// exists. `Ok(false)` when it cannot be mounted.
-    async fn mount_blob(
-        &self,
-        repo: &RepositoryName,
-        digest: &Digest,
-        from: Option<&RepositoryName>,
-    ) -> Result<bool>;
+    /// Links an existing blob into the repository: from `from` when given, else from
+    /// anywhere it exists. `Ok(false)` when it cannot be mounted.
+    async fn mount_blob(&self, digest: &Digest, from: Option<&RepositoryName>) -> Result<bool>;
 
     /// Opens an upload session; `algorithm` is the digest it will be verified with.
-    async fn start_upload(
-        &self,
-        repo: &RepositoryName,
-        algorithm: Algorithm,
-    ) -> Result<UploadState>;
+    async fn start_upload(&self, algorithm: Algorithm) -> Result<UploadState>;
 
-    /// Where an upload session stands.
-    async fn upload_status(&self, repo: &RepositoryName, id: &str) -> Result<UploadState>;
+    /// Where an upload session of this repository stands.
+    async fn upload_status(&self, id: &UploadId) -> Result<UploadState>;
 
-    /// Appends a chunk. `start` is the first byte's offset from `Content-Range` (checked
-    /// against the current offset), `length` the declared length when known.
-    async fn upload_chunk(
-        &self,
-        repo: &RepositoryName,
-        id: &str,
-        start: Option<u64>,
-        length: Option<u64>,
-        body: ByteStream,
-    ) -> Result<UploadState>;
+    /// Appends a chunk to a session of this repository.
+    async fn upload_chunk(&self, id: &UploadId, chunk: Chunk) -> Result<UploadState>;
 
-    /// Appends an optional last chunk, verifies `digest`, and commits the blob.
+    /// Appends an optional last chunk, verifies `digest`, and commits the blob; the
+    /// blob's size.
     async fn finish_upload(
         &self,
-        repo: &RepositoryName,
-        id: &str,
+        id: &UploadId,
         digest: &Digest,
-        last_chunk: Option<(Option<u64>, ByteStream)>,
+        last_chunk: Option<Chunk>,
     ) -> Result<u64>;
 
-    /// Abandons an upload session.
-    async fn cancel_upload(&self, repo: &RepositoryName, id: &str) -> Result<()>;
+    /// Abandons an upload session of this repository.
+    async fn cancel_upload(&self, id: &UploadId) -> Result<()>;
 
     /// Manifests whose subject is `digest`, optionally filtered by artifact type.
     async fn referrers(
         &self,
-        repo: &RepositoryName,
-        digest: &Digest,
+        subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>>;
 }

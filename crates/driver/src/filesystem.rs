@@ -12,7 +12,9 @@ use rand::Rng;
 use tokio::sync::mpsc;
 
 use crate::durable::Durability;
-use crate::{DriverError, FileInfo, FileWriter, ReadStream, StorageDriver, check_path, mapped};
+use crate::{
+    DriverError, FileInfo, FileWriter, Persist, ReadStream, StorageDriver, check_path, mapped,
+};
 
 /// Reads of blob content are this large: big reads keep per-call overhead off the hot path.
 const READ_CHUNK: usize = 512 * 1024;
@@ -192,17 +194,17 @@ impl StorageDriver for FilesystemDriver {
         blocking(path, move || replace(&tmp_dir, &full, &content, durability)).await
     }
 
-    async fn ensure_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
-        self.ensure_with(path, content, self.durability).await
-    }
-
-    async fn ensure_content_unflushed(
+    async fn ensure_content(
         &self,
         path: &str,
         content: Bytes,
+        persist: Persist,
     ) -> Result<(), DriverError> {
-        self.ensure_with(path, content, Durability::new(false))
-            .await
+        let durability = match persist {
+            Persist::Durable => self.durability,
+            Persist::Volatile => Durability::new(false),
+        };
+        self.ensure_with(path, content, durability).await
     }
 
     async fn reader(

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::RwLock;
 
-use crate::{DriverError, FileInfo, FileWriter, ReadStream, StorageDriver, check_path};
+use crate::{DriverError, FileInfo, FileWriter, Persist, ReadStream, StorageDriver, check_path};
 
 /// Slices handed out by `reader`.
 const READ_CHUNK: usize = 256 * 1024;
@@ -68,7 +68,12 @@ impl StorageDriver for InMemoryDriver {
         Ok(())
     }
 
-    async fn ensure_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
+    async fn ensure_content(
+        &self,
+        path: &str,
+        content: Bytes,
+        _persist: Persist,
+    ) -> Result<(), DriverError> {
         check_path(path)?;
         let mut files = self.files.write().await;
         match files.get(path) {

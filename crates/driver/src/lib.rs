@@ -55,19 +55,13 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// where the file is only read once something written after it exists). A file that
     /// already holds exactly `content` is left alone; any other (a movable link, or what a
     /// crash left) is replaced atomically, as by [`put_content`](Self::put_content).
-    async fn ensure_content(&self, path: &str, content: Bytes) -> Result<(), DriverError>;
-
-    /// [`ensure_content`](Self::ensure_content) for files whose loss in a machine crash
-    /// costs nothing (the empty file of a new upload session, which the client starts
-    /// again; a saved hash state, which can be recomputed): not flushed to the disk,
-    /// where a driver would otherwise flush.
-    async fn ensure_content_unflushed(
+    /// `persist` says whether the file must survive a machine crash once this returns.
+    async fn ensure_content(
         &self,
         path: &str,
         content: Bytes,
-    ) -> Result<(), DriverError> {
-        self.ensure_content(path, content).await
-    }
+        persist: Persist,
+    ) -> Result<(), DriverError>;
 
     /// Streams a file from `offset`, at most `len` bytes when given.
     async fn reader(
@@ -92,6 +86,17 @@ pub trait StorageDriver: Send + Sync + 'static {
 
     /// Deletes a file or a whole directory tree.
     async fn delete(&self, path: &str) -> Result<(), DriverError>;
+}
+
+/// Whether a small write must reach the disk before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// Flushed to the disk (where the driver flushes at all) before the call returns.
+    Durable,
+    /// Files whose loss in a machine crash costs nothing (the empty file of a new upload
+    /// session, which the client starts again; a saved hash state, which is recomputed
+    /// from the data): not flushed.
+    Volatile,
 }
 
 /// A file being written.

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use futures::TryStreamExt;
 
-use crate::{DriverError, StorageDriver};
+use crate::{DriverError, Persist, StorageDriver};
 
 /// Runs every check against an empty driver; panics with a message on the first failure.
 pub async fn run_all(d: &dyn StorageDriver) {
@@ -70,18 +70,23 @@ async fn ensured_files(d: &dyn StorageDriver) {
     ];
     for (path, content, unflushed, why) in steps {
         let content = Bytes::from_static(content);
-        if unflushed {
-            d.ensure_content_unflushed(path, content.clone()).await
+        let persist = if unflushed {
+            Persist::Volatile
         } else {
-            d.ensure_content(path, content.clone()).await
-        }
-        .unwrap();
+            Persist::Durable
+        };
+        d.ensure_content(path, content.clone(), persist)
+            .await
+            .unwrap();
         assert_eq!(d.get_content(path).await.unwrap(), content, "{why}");
     }
-    d.ensure_content("/new/none", Bytes::new()).await.unwrap();
+    d.ensure_content("/new/none", Bytes::new(), Persist::Durable)
+        .await
+        .unwrap();
     assert_eq!(d.get_content("/new/none").await.unwrap().len(), 0);
     assert!(matches!(
-        d.ensure_content("/new/../x", Bytes::new()).await,
+        d.ensure_content("/new/../x", Bytes::new(), Persist::Durable)
+            .await,
         Err(DriverError::InvalidPath(_))
     ));
 }

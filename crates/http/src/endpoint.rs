@@ -1,7 +1,8 @@
 //! `Endpoint::parse`: a request path below `/v2/` to the endpoint it names. Repository
 //! names may contain any number of `/`, so the fixed suffix is matched from the right.
 
-use berth_core::{Error, RepositoryName};
+use berth_core::{Digest, Error, Reference, RepositoryName, UploadId};
+use http::Method;
 
 /// A parsed request target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,15 +20,15 @@ pub enum Endpoint {
     Manifest {
         /// Repository.
         name: RepositoryName,
-        /// Tag or digest, unparsed (the handler reports which is malformed).
-        reference: String,
+        /// Tag or digest.
+        reference: Reference,
     },
     /// `/v2/<name>/blobs/<digest>`.
     Blob {
         /// Repository.
         name: RepositoryName,
-        /// Digest, unparsed.
-        digest: String,
+        /// The blob.
+        digest: Digest,
     },
     /// `/v2/<name>/blobs/uploads/`.
     Uploads {
@@ -39,20 +40,23 @@ pub enum Endpoint {
         /// Repository.
         name: RepositoryName,
         /// Session id.
-        id: String,
+        id: UploadId,
     },
     /// `/v2/<name>/referrers/<digest>`.
     Referrers {
         /// Repository.
         name: RepositoryName,
-        /// Subject digest, unparsed.
-        digest: String,
+        /// Subject digest.
+        digest: Digest,
     },
 }
 
 impl Endpoint {
-    /// Parses the part of the path after `/v2/`. `Ok(None)`: no such endpoint.
-    pub fn parse(rest: &str) -> Result<Option<Endpoint>, Error> {
+    /// Parses the part of the path after `/v2/` for a request with `method`. `Ok(None)`:
+    /// no such endpoint. A manifest reference that is neither a tag nor a digest names
+    /// no manifest, so reading or deleting it is `ManifestUnknown` (the spec's 404),
+    /// while pushing to it is the reference's own error.
+    pub fn parse(method: &Method, rest: &str) -> Result<Option<Endpoint>, Error> {
         if rest.is_empty() {
             return Ok(Some(Endpoint::Base));
         }
@@ -63,6 +67,7 @@ impl Endpoint {
         let n = segs.len();
         let name = |k: usize| RepositoryName::parse(&segs[..n - k].join("/"));
         let tail = |k: usize| segs[n - k..].to_vec();
+        let last = segs[n - 1];
         let ep = if n >= 3 && tail(2) == ["tags", "list"] {
             Endpoint::Tags { name: name(2)? }
         } else if n >= 4 && tail(3) == ["blobs", "uploads", ""] {
@@ -70,24 +75,34 @@ impl Endpoint {
         } else if n >= 3 && tail(2) == ["blobs", "uploads"] {
             Endpoint::Uploads { name: name(2)? }
         } else if n >= 4 && segs[n - 3] == "blobs" && segs[n - 2] == "uploads" {
+            let name = name(3)?;
             Endpoint::Upload {
-                name: name(3)?,
-                id: segs[n - 1].to_owned(),
+                name,
+                id: UploadId::parse(last)?,
             }
-        } else if n >= 3 && segs[n - 2] == "blobs" && !segs[n - 1].is_empty() {
+        } else if n >= 3 && segs[n - 2] == "blobs" && !last.is_empty() {
+            let name = name(2)?;
             Endpoint::Blob {
-                name: name(2)?,
-                digest: segs[n - 1].to_owned(),
+                name,
+                digest: Digest::parse(last)?,
             }
-        } else if n >= 3 && segs[n - 2] == "manifests" && !segs[n - 1].is_empty() {
-            Endpoint::Manifest {
-                name: name(2)?,
-                reference: segs[n - 1].to_owned(),
-            }
-        } else if n >= 3 && segs[n - 2] == "referrers" && !segs[n - 1].is_empty() {
+        } else if n >= 3 && segs[n - 2] == "manifests" && !last.is_empty() {
+            let name = name(2)?;
+            let reference = match Reference::parse(last) {
+                Ok(r) => r,
+                Err(_) if *method != Method::PUT => {
+                    return Err(Error::ManifestUnknown(format!(
+                        "{name}:{last}: not a valid tag or digest"
+                    )));
+                }
+                Err(e) => return Err(e),
+            };
+            Endpoint::Manifest { name, reference }
+        } else if n >= 3 && segs[n - 2] == "referrers" && !last.is_empty() {
+            let name = name(2)?;
             Endpoint::Referrers {
-                name: name(2)?,
-                digest: segs[n - 1].to_owned(),
+                name,
+                digest: Digest::parse(last)?,
             }
         } else {
             return Ok(None);
@@ -99,76 +114,111 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_core::{Algorithm, Tag};
 
     fn n(s: &str) -> RepositoryName {
         RepositoryName::parse(s).unwrap()
     }
 
+    fn get(rest: &str) -> Result<Option<Endpoint>, Error> {
+        Endpoint::parse(&Method::GET, rest)
+    }
+
     #[test]
     fn parses_from_the_right() {
-        assert_eq!(Endpoint::parse("").unwrap(), Some(Endpoint::Base));
+        let d = Digest::of(Algorithm::Sha256, b"");
+        let id = UploadId::random();
+        let tag = |t: &str| Reference::Tag(Tag::parse(t).unwrap());
+        assert_eq!(get("").unwrap(), Some(Endpoint::Base));
+        assert_eq!(get("_catalog").unwrap(), Some(Endpoint::Catalog));
         assert_eq!(
-            Endpoint::parse("_catalog").unwrap(),
-            Some(Endpoint::Catalog)
-        );
-        assert_eq!(
-            Endpoint::parse("a/b/c/d/e/f/g/h/manifests/latest").unwrap(),
+            get("a/b/c/d/e/f/g/h/manifests/latest").unwrap(),
             Some(Endpoint::Manifest {
                 name: n("a/b/c/d/e/f/g/h"),
-                reference: "latest".into()
+                reference: tag("latest")
             })
         );
         assert_eq!(
-            Endpoint::parse("x/blobs/manifests/v1").unwrap(),
+            get("x/blobs/manifests/v1").unwrap(),
             Some(Endpoint::Manifest {
                 name: n("x/blobs"),
-                reference: "v1".into()
+                reference: tag("v1")
             })
         );
         assert_eq!(
-            Endpoint::parse("tags/list/tags/list").unwrap(),
+            get(&format!("x/manifests/{d}")).unwrap(),
+            Some(Endpoint::Manifest {
+                name: n("x"),
+                reference: Reference::Digest(d.clone())
+            })
+        );
+        assert_eq!(
+            get("tags/list/tags/list").unwrap(),
             Some(Endpoint::Tags {
                 name: n("tags/list")
             })
         );
         assert_eq!(
-            Endpoint::parse("a/blobs/uploads/").unwrap(),
+            get("a/blobs/uploads/").unwrap(),
             Some(Endpoint::Uploads { name: n("a") })
         );
         assert_eq!(
-            Endpoint::parse("a/blobs/uploads").unwrap(),
+            get("a/blobs/uploads").unwrap(),
             Some(Endpoint::Uploads { name: n("a") })
         );
         assert_eq!(
-            Endpoint::parse("a/blobs/uploads/123").unwrap(),
+            get(&format!("a/blobs/uploads/{id}")).unwrap(),
             Some(Endpoint::Upload {
                 name: n("a"),
-                id: "123".into()
+                id: id.clone()
             })
         );
         assert_eq!(
-            Endpoint::parse("a/blobs/sha256:00").unwrap(),
+            get(&format!("a/blobs/{d}")).unwrap(),
             Some(Endpoint::Blob {
                 name: n("a"),
-                digest: "sha256:00".into()
+                digest: d.clone()
             })
         );
         assert_eq!(
-            Endpoint::parse("a/referrers/sha256:00").unwrap(),
+            get(&format!("a/referrers/{d}")).unwrap(),
             Some(Endpoint::Referrers {
                 name: n("a"),
-                digest: "sha256:00".into()
+                digest: d.clone()
             })
         );
-        assert_eq!(Endpoint::parse("a/nothing").unwrap(), None);
-        assert_eq!(Endpoint::parse("manifests/x").unwrap(), None);
+        assert_eq!(get("a/nothing").unwrap(), None);
+        assert_eq!(get("manifests/x").unwrap(), None);
+    }
+
+    #[test]
+    fn bad_parts_have_their_own_errors() {
+        for bad in [
+            "A/manifests/x",
+            "../../etc/manifests/x",
+            "/a/manifests/x",
+            "a//b/tags/list",
+        ] {
+            assert!(matches!(get(bad), Err(Error::NameInvalid(_))), "{bad}");
+        }
         assert!(matches!(
-            Endpoint::parse("A/manifests/x"),
-            Err(Error::NameInvalid(_))
+            get("a/blobs/uploads/123"),
+            Err(Error::BlobUploadUnknown(_))
         ));
         assert!(matches!(
-            Endpoint::parse("../../etc/manifests/x"),
-            Err(Error::NameInvalid(_))
+            get("a/blobs/sha256:00"),
+            Err(Error::DigestInvalid(_))
+        ));
+        // Reading a reference that cannot exist is "unknown"; pushing to it is invalid.
+        for method in [Method::GET, Method::HEAD, Method::DELETE] {
+            assert!(matches!(
+                Endpoint::parse(&method, "a/manifests/.INVALID_MANIFEST_NAME"),
+                Err(Error::ManifestUnknown(_))
+            ));
+        }
+        assert!(matches!(
+            Endpoint::parse(&Method::PUT, "a/manifests/.INVALID_MANIFEST_NAME"),
+            Err(Error::TagInvalid(_))
         ));
     }
 }

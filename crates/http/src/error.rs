@@ -69,7 +69,7 @@ impl ApiError {
             Error::SizeInvalid(_) => (S::BAD_REQUEST, "SIZE_INVALID"),
             Error::PaginationInvalid(_) => (S::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
             Error::Unsupported(_) => (S::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
-            Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+            Error::Internal { .. } => (S::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         };
         (status, code, e.to_string())
     }
@@ -139,7 +139,7 @@ mod tests {
             Error::SizeInvalid(String::new()),
             Error::PaginationInvalid(String::new()),
             Error::Unsupported(String::new()),
-            Error::BodyRead(String::new()),
+            Error::BodyRead(std::io::Error::other("eof")),
         ];
         for e in errors {
             let (status, code, _) = ApiError::Domain(e).parts();

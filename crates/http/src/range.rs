@@ -1,53 +1,28 @@
 //! Byte ranges: `Range` on blob GETs (RFC 9110 single ranges) and `Content-Range` on
 //! upload PATCHes (`<start>-<end>`, inclusive).
 
-/// A `Range: bytes=...` request against a blob of `size` bytes.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum BlobRange {
-    /// Serve the whole blob (no header, or a form we ignore as RFC 9110 allows).
-    Full,
-    /// Serve these inclusive bytes with 206.
-    Partial(u64, u64),
-    /// Nothing of the blob lies in the range: 416.
-    Unsatisfiable,
-}
+use berth_core::RangeRequest;
 
-/// Interprets a `Range` header. Multiple ranges and malformed headers are ignored.
-pub(crate) fn blob_range(header: Option<&str>, size: u64) -> BlobRange {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
-        return BlobRange::Full;
-    };
+/// Interprets a `Range` header of a blob GET; `None` serves the whole blob. Multiple
+/// ranges and malformed headers are ignored, as RFC 9110 allows; whether the range lies
+/// in the blob is decided against its size by the registry.
+pub(crate) fn blob_range(header: Option<&str>) -> Option<RangeRequest> {
+    let spec = header?.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
-        return BlobRange::Full;
+        return None;
     }
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return BlobRange::Full;
-    };
+    let (a, b) = spec.trim().split_once('-')?;
     let (a, b) = (a.trim(), b.trim());
     if a.is_empty() {
-        let Ok(n) = b.parse::<u64>() else {
-            return BlobRange::Full;
-        };
-        if n == 0 || size == 0 {
-            return BlobRange::Unsatisfiable;
-        }
-        return BlobRange::Partial(size.saturating_sub(n), size - 1);
+        return b.parse::<u64>().ok().map(RangeRequest::Suffix);
     }
-    let Ok(first) = a.parse::<u64>() else {
-        return BlobRange::Full;
-    };
+    let first = a.parse::<u64>().ok()?;
     let last = if b.is_empty() {
-        u64::MAX
+        None
     } else {
-        match b.parse::<u64>() {
-            Ok(l) if l >= first => l,
-            _ => return BlobRange::Full,
-        }
+        Some(b.parse::<u64>().ok().filter(|l| *l >= first)?)
     };
-    if first >= size {
-        return BlobRange::Unsatisfiable;
-    }
-    BlobRange::Partial(first, last.min(size - 1))
+    Some(RangeRequest::From { first, last })
 }
 
 /// Parses an upload `Content-Range` (`a-b`, also `bytes a-b/*` and `bytes=a-b`) into
@@ -70,19 +45,22 @@ mod tests {
 
     #[test]
     fn ranges() {
-        use BlobRange::*;
-        assert_eq!(blob_range(None, 10), Full);
-        assert_eq!(blob_range(Some("bytes=0-4"), 10), Partial(0, 4));
-        assert_eq!(blob_range(Some("bytes=5-"), 10), Partial(5, 9));
-        assert_eq!(blob_range(Some("bytes=5-100"), 10), Partial(5, 9));
-        assert_eq!(blob_range(Some("bytes=-3"), 10), Partial(7, 9));
-        assert_eq!(blob_range(Some("bytes=-30"), 10), Partial(0, 9));
-        assert_eq!(blob_range(Some("bytes=10-"), 10), Unsatisfiable);
-        assert_eq!(blob_range(Some("bytes=-0"), 10), Unsatisfiable);
-        assert_eq!(blob_range(Some("bytes=4-2"), 10), Full);
-        assert_eq!(blob_range(Some("bytes=0-1,3-4"), 10), Full);
-        assert_eq!(blob_range(Some("items=0-1"), 10), Full);
-        assert_eq!(blob_range(Some("bytes=x-1"), 10), Full);
+        use RangeRequest::*;
+        let from = |first, last| Some(From { first, last });
+        assert_eq!(blob_range(None), None);
+        assert_eq!(blob_range(Some("bytes=0-4")), from(0, Some(4)));
+        assert_eq!(blob_range(Some("bytes=5-")), from(5, None));
+        assert_eq!(blob_range(Some("bytes=-3")), Some(Suffix(3)));
+        assert_eq!(blob_range(Some("bytes=-0")), Some(Suffix(0)));
+        for ignored in [
+            "bytes=4-2",
+            "bytes=0-1,3-4",
+            "items=0-1",
+            "bytes=x-1",
+            "bytes=-x",
+        ] {
+            assert_eq!(blob_range(Some(ignored)), None, "{ignored}");
+        }
     }
 
     #[test]

@@ -1,37 +1,55 @@
 //! Blobs: the global content store and the repository-scoped links that make a blob
-//! visible in a repository (the linked blob store of distribution's design).
+//! visible in a repository (the linked blob store of distribution's design), with the
+//! blob-descriptor cache in front. A link and its cache entry change together under the
+//! link's lock, so the cache never claims a link that storage no longer has.
 
-use berth_core::{BlobContent, Digest, Error, RepositoryName};
+use std::future::Future;
 
-use crate::StorageRegistry;
+use berth_core::{BlobContent, BlobRead, Digest, Error, RepositoryName};
+
+use crate::access::{Access, DriverResult};
+use crate::cache::DescriptorCache;
 use crate::layout::StoragePath;
-use crate::links::internal;
+use crate::locks::KeyedLocks;
 
-impl StorageRegistry {
+/// Global blobs and repository links.
+pub(crate) struct BlobStore {
+    access: Access,
+    cache: Option<DescriptorCache>,
+    links: KeyedLocks<(RepositoryName, Digest)>,
+}
+
+impl BlobStore {
+    pub(crate) fn new(access: Access, cache: Option<DescriptorCache>) -> Self {
+        BlobStore {
+            access,
+            cache,
+            links: KeyedLocks::default(),
+        }
+    }
+
     /// Size of a blob in the global store; `None` when absent.
-    pub(crate) async fn global_blob_size(&self, digest: &Digest) -> Result<Option<u64>, Error> {
+    pub(crate) async fn size(&self, digest: &Digest) -> Result<Option<u64>, Error> {
         if let Some(size) = self.cache.as_ref().and_then(|c| c.global(digest)) {
             return Ok(Some(size));
         }
-        match self
-            .driver
-            .stat(&StoragePath::BlobData(digest).path())
-            .await
-        {
-            Ok(info) => {
-                if let Some(c) = &self.cache {
-                    c.set_global(digest, info.size);
-                }
-                Ok(Some(info.size))
-            }
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(internal(e)),
+        let size = self.access.size(StoragePath::BlobData(digest)).await?;
+        if let (Some(size), Some(c)) = (size, &self.cache) {
+            c.set_global(digest, size);
+        }
+        Ok(size)
+    }
+
+    /// Records the size of a blob just written to the global store.
+    pub(crate) fn note_global(&self, digest: &Digest, size: u64) {
+        if let Some(c) = &self.cache {
+            c.set_global(digest, size);
         }
     }
 
     /// Size of a blob visible in `repo`: linked as a layer, or (as registries commonly
     /// allow) a manifest revision of the repository.
-    pub(crate) async fn linked_blob_size(
+    pub(crate) async fn linked_size(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
@@ -39,119 +57,111 @@ impl StorageRegistry {
         if let Some(size) = self.cache.as_ref().and_then(|c| c.linked(repo, digest)) {
             return Ok(Some(size));
         }
-        let linked = self.exists(StoragePath::LayerLink(repo, digest)).await?
-            || self.exists(StoragePath::RevisionLink(repo, digest)).await?;
+        // Filled under the link's lock: an unlink cannot slip between what storage said
+        // and what the cache is told.
+        let _held = self.links.lock((repo.clone(), digest.clone())).await;
+        if let Some(size) = self.cache.as_ref().and_then(|c| c.linked(repo, digest)) {
+            return Ok(Some(size));
+        }
+        let linked = self
+            .access
+            .exists(StoragePath::LayerLink(repo, digest))
+            .await?
+            || self
+                .access
+                .exists(StoragePath::RevisionLink(repo, digest))
+                .await?;
         if !linked {
             return Ok(None);
         }
-        let size = self.global_blob_size(digest).await?;
+        let size = self.size(digest).await?;
         if let (Some(size), Some(c)) = (size, &self.cache) {
             c.set_linked(repo, digest, size);
         }
         Ok(size)
     }
 
-    /// Links a blob of `size` bytes into `repo`.
-    pub(crate) async fn link_blob(
+    /// A linked blob's size and, when asked, its bytes: one lookup (a cache hit, or the
+    /// link and the blob's size), then one open.
+    pub(crate) async fn open(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
-        size: u64,
-    ) -> Result<(), Error> {
-        self.write_link(StoragePath::LayerLink(repo, digest), digest)
-            .await?;
-        self.note_linked(repo, digest, size).await;
-        Ok(())
-    }
-
-    /// Records in memory that `repo` links a blob of `size` bytes, once both the link
-    /// and the blob are in storage.
-    pub(crate) async fn note_linked(&self, repo: &RepositoryName, digest: &Digest, size: u64) {
-        if let Some(c) = &self.cache {
-            c.set_linked(repo, digest, size);
-        }
-        self.indexes.repositories.insert(repo.as_str()).await;
-    }
-
-    pub(crate) async fn stat_blob_impl(
-        &self,
-        repo: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<u64, Error> {
-        self.linked_blob_size(repo, digest)
-            .await?
-            .ok_or_else(|| Error::BlobUnknown(digest.to_string()))
-    }
-
-    pub(crate) async fn open_blob_impl(
-        &self,
-        repo: &RepositoryName,
-        digest: &Digest,
-        range: Option<(u64, u64)>,
+        read: BlobRead,
     ) -> Result<BlobContent, Error> {
-        let size = self.stat_blob_impl(repo, digest).await?;
-        let (offset, len) = match range {
-            Some((first, last)) if first <= last && last < size => (first, Some(last - first + 1)),
-            Some(_) => return Err(Error::RangeNotSatisfiable { size }),
-            None => (0, None),
+        let unknown = || Error::BlobUnknown(digest.to_string());
+        let size = self.linked_size(repo, digest).await?.ok_or_else(unknown)?;
+        let range = read.range.map(|r| r.resolve(size)).transpose()?;
+        let stream = if read.body {
+            let (offset, len) = match range {
+                Some((first, last)) => (first, Some(last - first + 1)),
+                None => (0, None),
+            };
+            let path = StoragePath::BlobData(digest).path();
+            let opened = self.access.driver().reader(&path, offset, len).await;
+            Some(opened.or_absent()?.ok_or_else(unknown)?)
+        } else {
+            None
         };
-        let stream = self
-            .driver
-            .reader(&StoragePath::BlobData(digest).path(), offset, len)
-            .await
-            .map_err(|e| {
-                if e.is_not_found() {
-                    Error::BlobUnknown(digest.to_string())
-                } else {
-                    internal(e)
-                }
-            })?;
         Ok(BlobContent {
             size,
-            digest: digest.clone(),
+            range,
             stream,
         })
     }
 
-    pub(crate) async fn delete_blob_impl(
+    /// Links a blob of `size` bytes into `repo`, writing the link while `alongside` runs
+    /// (the blob being published by an upload: a reader that finds the link first finds
+    /// no blob and answers "unknown", as before the push). The cache learns of the link
+    /// once both are in place.
+    pub(crate) async fn link(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
+        size: u64,
+        alongside: impl Future<Output = Result<(), Error>>,
     ) -> Result<(), Error> {
-        if !self.delete_enabled {
-            return Err(Error::Unsupported(
-                "blob deletion is disabled (storage.delete.enabled)".into(),
-            ));
-        }
+        let _held = self.links.lock((repo.clone(), digest.clone())).await;
+        let link = self
+            .access
+            .write_link(StoragePath::LayerLink(repo, digest), digest);
+        futures::try_join!(link, alongside)?;
         if let Some(c) = &self.cache {
-            c.unlink(repo, digest);
+            c.set_linked(repo, digest, size);
         }
-        let link = StoragePath::LayerLink(repo, digest);
-        if !self.exists(link).await? {
-            return Err(Error::BlobUnknown(digest.to_string()));
-        }
-        // Remove the link's directory, as distribution does, so no empty `<hex>` stays behind.
-        let dir = link.path();
-        let dir = dir.trim_end_matches("/link");
-        self.driver.delete(dir).await.map_err(internal)
+        Ok(())
     }
 
-    pub(crate) async fn mount_blob_impl(
+    /// Removes a layer link; `Ok(false)` when there was none. The link's directory goes
+    /// with it, as distribution does, so no empty `<hex>` stays behind.
+    pub(crate) async fn unlink(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
-        from: Option<&RepositoryName>,
     ) -> Result<bool, Error> {
-        let size = match from {
-            Some(source) => self.linked_blob_size(source, digest).await?,
-            None => self.global_blob_size(digest).await?,
-        };
-        match size {
-            Some(size) => {
-                self.link_blob(repo, digest, size).await?;
-                Ok(true)
-            }
-            None => Ok(false),
+        let _held = self.links.lock((repo.clone(), digest.clone())).await;
+        self.forget_locked(repo, digest);
+        if !self
+            .access
+            .exists(StoragePath::LayerLink(repo, digest))
+            .await?
+        {
+            return Ok(false);
+        }
+        self.access
+            .remove(StoragePath::LayerDir(repo, digest))
+            .await
+    }
+
+    /// Forgets what the cache knows of `digest` in `repo` (a manifest revision removed).
+    pub(crate) async fn forget(&self, repo: &RepositoryName, digest: &Digest) {
+        let _held = self.links.lock((repo.clone(), digest.clone())).await;
+        self.forget_locked(repo, digest);
+    }
+
+    fn forget_locked(&self, repo: &RepositoryName, digest: &Digest) {
+        if let Some(c) = &self.cache {
+            c.unlink(repo, digest);
         }
     }
 }

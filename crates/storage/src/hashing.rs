@@ -55,7 +55,7 @@ impl StreamHasher {
         {
             return Ok(());
         }
-        Err(Error::Internal("hashing thread stopped".into()))
+        Err(Error::internal("hashing thread stopped"))
     }
 
     /// The hash of everything fed.
@@ -66,9 +66,9 @@ impl StreamHasher {
                 drop(tx);
                 handle
                     .await
-                    .map_err(|e| Error::Internal(format!("hashing thread: {e}")))
+                    .map_err(|e| Error::internal_from("hashing thread", e))
             }
-            StreamHasher::Empty => Err(Error::Internal("hash state lost".into())),
+            StreamHasher::Empty => Err(Error::internal("hash state lost")),
         }
     }
 }

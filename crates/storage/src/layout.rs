@@ -1,7 +1,7 @@
 //! distribution's storage layout, as one closed enum of paths and one infallible mapping.
 //! Every value is built from validated identifiers, so every path is safe.
 
-use berth_core::{Algorithm, Digest, RepositoryName, Tag};
+use berth_core::{Algorithm, Digest, RepositoryName, Tag, UploadId};
 
 /// The root of everything distribution (and berth) stores.
 pub const ROOT: &str = "/docker/registry/v2";
@@ -15,8 +15,13 @@ pub enum StoragePath<'a> {
     BlobDir(&'a Digest),
     /// `repositories/`: where the catalog walk starts.
     Repositories,
+    /// `repositories/<prefix>`: a directory met on the catalog walk, named by the
+    /// segments listed on the way down (so made of names the driver returned).
+    RepositoryTree(&'a str),
     /// `repositories/<name>/_layers`.
     LayersDir(&'a RepositoryName),
+    /// `repositories/<name>/_layers/<alg>/<hex>`: what unlinking a blob removes.
+    LayerDir(&'a RepositoryName, &'a Digest),
     /// `repositories/<name>/_layers/<alg>/<hex>/link`.
     LayerLink(&'a RepositoryName, &'a Digest),
     /// `repositories/<name>/_manifests`.
@@ -36,18 +41,22 @@ pub enum StoragePath<'a> {
     /// `repositories/<name>/_uploads`.
     UploadsDir(&'a RepositoryName),
     /// `repositories/<name>/_uploads/<id>`.
-    UploadDir(&'a RepositoryName, &'a str),
+    UploadDir(&'a RepositoryName, &'a UploadId),
     /// `repositories/<name>/_uploads/<id>/data`.
-    UploadData(&'a RepositoryName, &'a str),
+    UploadData(&'a RepositoryName, &'a UploadId),
     /// `repositories/<name>/_uploads/<id>/startedat`.
-    UploadStartedAt(&'a RepositoryName, &'a str),
+    UploadStartedAt(&'a RepositoryName, &'a UploadId),
     /// `repositories/<name>/_uploads/<id>/hashstates/<alg>`.
-    UploadHashStates(&'a RepositoryName, &'a str, Algorithm),
+    UploadHashStates(&'a RepositoryName, &'a UploadId, Algorithm),
     /// `repositories/<name>/_uploads/<id>/hashstates/<alg>/<offset>`.
-    UploadHashState(&'a RepositoryName, &'a str, Algorithm, u64),
+    UploadHashState(&'a RepositoryName, &'a UploadId, Algorithm, u64),
     /// berth's referrers index (distribution ignores `_`-directories it does not know):
     /// `repositories/<name>/_berth/referrers/<alg>/<hex>`.
     ReferrersDir(&'a RepositoryName, &'a Digest),
+    /// `repositories/<name>/_berth/referrers/<alg>/<hex>/<alg>`: referrers of one algorithm.
+    ReferrersOfAlgorithm(&'a RepositoryName, &'a Digest, Algorithm),
+    /// `repositories/<name>/_berth/referrers/<alg>/<hex>/<alg>/<hex>`: one referrer.
+    ReferrerDir(&'a RepositoryName, &'a Digest, &'a Digest),
     /// `repositories/<name>/_berth/referrers/<alg>/<hex>/<alg>/<hex>/link`.
     ReferrerLink(&'a RepositoryName, &'a Digest, &'a Digest),
 }
@@ -67,8 +76,10 @@ impl StoragePath<'_> {
                 d.hex()
             ),
             Repositories => format!("{ROOT}/repositories"),
+            RepositoryTree(prefix) => format!("{ROOT}/repositories/{prefix}"),
             LayersDir(n) => format!("{}/_layers", repo(n)),
-            LayerLink(n, d) => format!("{}/_layers/{}/link", repo(n), dg(d)),
+            LayerDir(n, d) => format!("{}/_layers/{}", repo(n), dg(d)),
+            LayerLink(n, d) => format!("{}/link", LayerDir(n, d).path()),
             ManifestsDir(n) => format!("{}/_manifests", repo(n)),
             RevisionDir(n, d) => format!("{}/_manifests/revisions/{}", repo(n), dg(d)),
             RevisionLink(n, d) => format!("{}/_manifests/revisions/{}/link", repo(n), dg(d)),
@@ -87,9 +98,9 @@ impl StoragePath<'_> {
                 format!("{}/_uploads/{id}/hashstates/{a}/{off}", repo(n))
             }
             ReferrersDir(n, s) => format!("{}/_berth/referrers/{}", repo(n), dg(s)),
-            ReferrerLink(n, s, r) => {
-                format!("{}/_berth/referrers/{}/{}/link", repo(n), dg(s), dg(r))
-            }
+            ReferrersOfAlgorithm(n, s, alg) => format!("{}/{alg}", ReferrersDir(n, s).path()),
+            ReferrerDir(n, s, r) => format!("{}/{}", ReferrersDir(n, s).path(), dg(r)),
+            ReferrerLink(n, s, r) => format!("{}/link", ReferrerDir(n, s, r).path()),
         }
     }
 }
@@ -104,6 +115,7 @@ mod tests {
         let t = Tag::parse("v1").unwrap();
         let d = Digest::of(Algorithm::Sha256, b"");
         let h = d.hex();
+        let u = UploadId::random();
         assert_eq!(
             StoragePath::BlobData(&d).path(),
             format!("/docker/registry/v2/blobs/sha256/e3/{h}/data")
@@ -129,8 +141,8 @@ mod tests {
             )
         );
         assert_eq!(
-            StoragePath::UploadHashState(&n, "u", Algorithm::Sha256, 42).path(),
-            "/docker/registry/v2/repositories/team/app/_uploads/u/hashstates/sha256/42"
+            StoragePath::UploadHashState(&n, &u, Algorithm::Sha256, 42).path(),
+            format!("/docker/registry/v2/repositories/team/app/_uploads/{u}/hashstates/sha256/42")
         );
     }
 }

@@ -1,215 +1,155 @@
-//! Manifests: the exact pushed bytes stored as a blob, a revision link in the repository,
-//! validation that everything a manifest references is present, and deletion.
+//! Manifests: the exact pushed bytes stored as a blob, a revision link per repository,
+//! and the caches of the manifest read path (which revisions a repository has; bodies by
+//! digest). A revision link and its cache entry change under the revision's lock, which
+//! the use cases also hold across everything a manifest write or delete touches.
 
-use berth_core::manifest::{Manifest, sniff_media_type};
-use berth_core::{Digest, Error, PutManifest, Reference, RepositoryName, StoredManifest, Tag};
+use berth_core::manifest::sniff_media_type;
+use berth_core::{Digest, Error, RepositoryName, StoredManifest};
+use berth_driver::Persist;
 use bytes::Bytes;
-use futures::future::try_join_all;
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
 
-use crate::StorageRegistry;
+use crate::access::Access;
 use crate::layout::StoragePath;
-use crate::links::internal;
+use crate::locks::{KeyGuard, KeyedLocks};
 
-impl StorageRegistry {
-    /// The digest a reference resolves to, if the manifest exists in the repository.
-    pub(crate) async fn resolve(
+/// Revision entries kept.
+const REVISIONS: usize = 100_000;
+/// Bytes of manifest bodies kept.
+const BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A revision's key.
+type RevisionKey = (RepositoryName, Digest);
+
+#[derive(Clone)]
+struct BodyWeight;
+
+impl Weighter<Digest, StoredManifest> for BodyWeight {
+    fn weight(&self, _: &Digest, m: &StoredManifest) -> u64 {
+        m.body.len() as u64 + 256
+    }
+}
+
+/// Manifest bytes and revision links.
+pub(crate) struct ManifestStore {
+    access: Access,
+    revisions: Cache<RevisionKey, ()>,
+    bodies: Cache<Digest, StoredManifest, BodyWeight>,
+    locks: KeyedLocks<RevisionKey>,
+}
+
+/// A held revision lock.
+pub(crate) type RevisionGuard<'a> = KeyGuard<'a, RevisionKey>;
+
+impl ManifestStore {
+    pub(crate) fn new(access: Access) -> Self {
+        ManifestStore {
+            access,
+            revisions: Cache::new(REVISIONS),
+            bodies: Cache::with_weighter(REVISIONS, BODY_BYTES, BodyWeight),
+            locks: KeyedLocks::default(),
+        }
+    }
+
+    /// Takes the lock of one revision: whoever writes or deletes it holds this, and so
+    /// does a reader filling the cache.
+    pub(crate) async fn lock(&self, repo: &RepositoryName, digest: &Digest) -> RevisionGuard<'_> {
+        self.locks.lock((repo.clone(), digest.clone())).await
+    }
+
+    /// Whether the repository has the revision (filling the cache under its lock).
+    pub(crate) async fn has(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool, Error> {
+        let key = (repo.clone(), digest.clone());
+        if self.revisions.get(&key).is_some() {
+            return Ok(true);
+        }
+        let _held = self.locks.lock(key.clone()).await;
+        self.has_locked(key).await
+    }
+
+    /// [`has`](Self::has) for a caller that holds the revision's lock.
+    pub(crate) async fn has_locked(&self, key: RevisionKey) -> Result<bool, Error> {
+        if self.revisions.get(&key).is_some() {
+            return Ok(true);
+        }
+        let found = self
+            .access
+            .exists(StoragePath::RevisionLink(&key.0, &key.1))
+            .await?;
+        if found {
+            self.revisions.insert(key, ());
+        }
+        Ok(found)
+    }
+
+    /// A revision of the repository, with its bytes; `None` when the repository does not
+    /// have it. Bytes that do not hash to the digest (a damaged or half-written file) are
+    /// refused with `ManifestUnknown`, never served.
+    pub(crate) async fn get(
         &self,
         repo: &RepositoryName,
-        reference: &Reference,
-    ) -> Result<Option<Digest>, Error> {
-        let digest = match reference {
-            Reference::Digest(d) => d.clone(),
-            Reference::Tag(t) => match self.meta.tag(repo, t) {
-                Some(d) => d,
-                None => match self.read_link(StoragePath::TagCurrentLink(repo, t)).await? {
-                    Some(d) => {
-                        self.meta.set_tag(repo, t, &d);
-                        d
-                    }
-                    None => return Ok(None),
-                },
-            },
-        };
-        if self.meta.has_revision(repo, &digest) {
-            return Ok(Some(digest));
-        }
-        if !self
-            .exists(StoragePath::RevisionLink(repo, &digest))
-            .await?
-        {
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>, Error> {
+        if !self.has(repo, digest).await? {
             return Ok(None);
         }
-        self.meta.set_revision(repo, &digest);
-        Ok(Some(digest))
-    }
-
-    /// The stored bytes of a manifest revision known to exist.
-    pub(crate) async fn manifest_bytes(&self, digest: &Digest) -> Result<Option<Bytes>, Error> {
-        match self
-            .driver
-            .get_content(&StoragePath::BlobData(digest).path())
-            .await
-        {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(internal(e)),
+        if let Some(m) = self.bodies.get(digest) {
+            return Ok(Some(m));
         }
-    }
-
-    pub(crate) async fn get_manifest_impl(
-        &self,
-        repo: &RepositoryName,
-        reference: &Reference,
-    ) -> Result<StoredManifest, Error> {
-        let unknown = || Error::ManifestUnknown(format!("{repo}:{reference}"));
-        let digest = self.resolve(repo, reference).await?.ok_or_else(unknown)?;
-        if let Some(m) = self.meta.manifest(&digest) {
-            return Ok(m);
+        let Some(body) = self.bytes(digest).await? else {
+            return Ok(None);
+        };
+        if Digest::of(digest.algorithm(), &body) != *digest {
+            tracing::warn!(%repo, %digest, bytes = body.len(), "stored manifest bytes do not match their digest");
+            return Err(Error::ManifestUnknown(format!(
+                "{repo}@{digest}: the stored bytes are damaged; push the manifest again"
+            )));
         }
-        let body = self.manifest_bytes(&digest).await?.ok_or_else(unknown)?;
         let m = StoredManifest {
             media_type: sniff_media_type(&body),
-            digest,
+            digest: digest.clone(),
             body,
         };
-        self.meta.set_manifest(&m);
-        Ok(m)
+        self.bodies.insert(digest.clone(), m.clone());
+        Ok(Some(m))
     }
 
-    /// Checks that every blob and child manifest the manifest names is in the repository.
-    /// The subject is exempt: referrers may be pushed before what they refer to.
-    async fn check_references(&self, repo: &RepositoryName, m: &Manifest) -> Result<(), Error> {
-        let blobs = m
-            .config
-            .iter()
-            .chain(&m.layers)
-            .filter(|d| d.urls.is_empty());
-        let blob_checks = blobs.map(|d| async move {
-            match self.linked_blob_size(repo, &d.digest).await? {
-                Some(_) => Ok(()),
-                None => Err(Error::ManifestBlobUnknown(d.digest.to_string())),
-            }
-        });
-        try_join_all(blob_checks).await?;
-        let child_checks = m.manifests.iter().map(|d| async move {
-            if self
-                .exists(StoragePath::RevisionLink(repo, &d.digest))
-                .await?
-            {
-                Ok(())
-            } else {
-                Err(Error::ManifestBlobUnknown(d.digest.to_string()))
-            }
-        });
-        try_join_all(child_checks).await?;
-        Ok(())
+    /// The stored bytes of a manifest, unchecked; `None` when absent.
+    pub(crate) async fn bytes(&self, digest: &Digest) -> Result<Option<Bytes>, Error> {
+        self.access.get(StoragePath::BlobData(digest)).await
     }
 
-    pub(crate) async fn put_manifest_impl(
+    /// Stores a manifest's bytes and links the revision; the caller holds its lock.
+    /// The bytes are created in place: nothing reads them before a revision link to
+    /// them exists, and that link is written after them.
+    pub(crate) async fn put_locked(
         &self,
         repo: &RepositoryName,
-        reference: &Reference,
-        content_type: Option<&str>,
+        digest: &Digest,
         body: Bytes,
-        extra_tags: &[Tag],
-    ) -> Result<PutManifest, Error> {
-        let manifest = Manifest::parse(content_type, &body)?;
-        let digest = match reference {
-            Reference::Digest(expected) => {
-                let actual = Digest::of(expected.algorithm(), &body);
-                if actual != *expected {
-                    return Err(Error::DigestInvalid(format!(
-                        "manifest body has digest {actual}, not {expected}"
-                    )));
-                }
-                actual
-            }
-            Reference::Tag(_) => Digest::of(berth_core::Algorithm::Sha256, &body),
-        };
-        self.check_references(repo, &manifest).await?;
-
-        // Created in place: nothing reads a manifest's bytes before a revision link to
-        // it exists, and that link is written after them.
-        self.driver
-            .ensure_content(&StoragePath::BlobData(&digest).path(), body.clone())
-            .await
-            .map_err(internal)?;
-        if let Some(c) = &self.cache {
-            c.set_global(&digest, body.len() as u64);
-        }
-        self.write_link(StoragePath::RevisionLink(repo, &digest), &digest)
+    ) -> Result<(), Error> {
+        self.access
+            .ensure(StoragePath::BlobData(digest), body, Persist::Durable)
             .await?;
-        self.meta.set_revision(repo, &digest);
-
-        let mut tags: Vec<Tag> = Vec::new();
-        if let Reference::Tag(t) = reference {
-            tags.push(t.clone());
-        }
-        for t in extra_tags {
-            if !tags.contains(t) {
-                tags.push(t.clone());
-            }
-        }
-        // Tags and the referrer link only name the revision written above, so they go to
-        // the disk together.
-        let subject = manifest.subject.map(|s| s.digest);
-        let referrer = async {
-            match &subject {
-                Some(s) => {
-                    self.write_link(StoragePath::ReferrerLink(repo, s, &digest), &digest)
-                        .await
-                }
-                None => Ok(()),
-            }
-        };
-        let tagged = try_join_all(tags.iter().map(|t| self.tag_manifest(repo, t, &digest)));
-        futures::try_join!(tagged, referrer)?;
-        Ok(PutManifest {
-            digest,
-            subject,
-            tags,
-        })
+        self.access
+            .write_link(StoragePath::RevisionLink(repo, digest), digest)
+            .await?;
+        self.revisions.insert((repo.clone(), digest.clone()), ());
+        Ok(())
     }
 
-    pub(crate) async fn delete_manifest_impl(
+    /// Removes a revision link; the caller holds its lock.
+    pub(crate) async fn remove_locked(
         &self,
         repo: &RepositoryName,
-        reference: &Reference,
-    ) -> Result<(), Error> {
-        if !self.delete_enabled {
-            return Err(Error::Unsupported(
-                "manifest deletion is disabled (storage.delete.enabled)".into(),
-            ));
-        }
-        let digest = match reference {
-            Reference::Tag(t) => {
-                return if self.untag(repo, t).await? {
-                    Ok(())
-                } else {
-                    Err(Error::ManifestUnknown(format!("{repo}:{t}")))
-                };
-            }
-            Reference::Digest(d) => d,
-        };
-        if !self.exists(StoragePath::RevisionLink(repo, digest)).await? {
-            return Err(Error::ManifestUnknown(format!("{repo}@{digest}")));
-        }
-        let subject = match self.manifest_bytes(digest).await? {
-            Some(body) => Manifest::parse(None, &body).ok().and_then(|m| m.subject),
-            None => None,
-        };
-        self.meta.forget_revision(repo, digest);
-        self.remove(StoragePath::RevisionDir(repo, digest)).await?;
-        if let Some(c) = &self.cache {
-            c.unlink(repo, digest);
-        }
-        for tag in self.tags_pointing_at(repo, digest).await? {
-            self.untag(repo, &tag).await?;
-        }
-        if let Some(s) = subject {
-            let link = StoragePath::ReferrerLink(repo, &s.digest, digest).path();
-            let _ = self.driver.delete(link.trim_end_matches("/link")).await;
-        }
-        Ok(())
+        digest: &Digest,
+    ) -> Result<bool, Error> {
+        let removed = self
+            .access
+            .remove(StoragePath::RevisionDir(repo, digest))
+            .await;
+        self.revisions.remove(&(repo.clone(), digest.clone()));
+        removed
     }
 }

@@ -3,11 +3,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use berth_core::{Error, RepositoryName};
+use berth_core::{Error, RepositoryName, UploadId};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::StorageRegistry;
+use crate::access::DriverResult;
 use crate::catalog::ANY_DATA_MARKERS;
 use crate::layout::StoragePath;
 
@@ -29,20 +30,22 @@ impl StorageRegistry {
         older_than: Duration,
         dry_run: bool,
     ) -> Result<PurgeReport, Error> {
+        let stores = &self.stores;
         let cutoff = SystemTime::now()
             .checked_sub(older_than)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut report = PurgeReport::default();
-        for name in self.repository_names(ANY_DATA_MARKERS).await? {
-            let Ok(repo) = RepositoryName::parse(&name) else {
-                continue;
-            };
-            for id in self.children(StoragePath::UploadsDir(&repo)).await? {
+        for repo in stores.catalog.walk(ANY_DATA_MARKERS).await? {
+            let sessions = stores
+                .access
+                .children(StoragePath::UploadsDir(&repo))
+                .await?;
+            for id in sessions.iter().filter_map(|s| UploadId::parse(s).ok()) {
                 let started = self.upload_started(&repo, &id).await;
                 if started.is_some_and(|t| t < cutoff) {
                     report.purged += 1;
                     if !dry_run {
-                        self.discard_upload(&repo, &id).await?;
+                        stores.uploads.discard(&repo, &id).await?;
                     }
                 } else {
                     report.kept += 1;
@@ -52,15 +55,16 @@ impl StorageRegistry {
         Ok(report)
     }
 
-    async fn upload_started(&self, repo: &RepositoryName, id: &str) -> Option<SystemTime> {
-        let at = StoragePath::UploadStartedAt(repo, id).path();
-        if let Ok(b) = self.driver.get_content(&at).await {
+    async fn upload_started(&self, repo: &RepositoryName, id: &UploadId) -> Option<SystemTime> {
+        let access = &self.stores.access;
+        if let Ok(Some(b)) = access.get(StoragePath::UploadStartedAt(repo, id)).await {
             let text = String::from_utf8_lossy(&b);
             if let Ok(t) = OffsetDateTime::parse(text.trim(), &Rfc3339) {
                 return Some(t.into());
             }
         }
         let data = StoragePath::UploadData(repo, id).path();
-        self.driver.stat(&data).await.ok().and_then(|i| i.modified)
+        let info = access.driver().stat(&data).await.or_absent().ok()??;
+        info.modified
     }
 }

@@ -1,92 +1,191 @@
-//! Tags: `_manifests/tags/<tag>/current/link` names the manifest, and an index of every
-//! digest the tag has pointed at, as distribution keeps it.
+//! Tags: `_manifests/tags/<tag>/current/link` names the manifest, beside an index of
+//! every digest the tag has pointed at, as distribution keeps it; a cache of tag targets;
+//! and each repository's ordered tag listing. A tag's link, its cache entry and its
+//! listing entry change under the tag's lock, and a reader fills the cache under the same
+//! lock, so the cache never holds a target storage no longer has.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use berth_core::{Digest, Error, Page, RepositoryName, Tag};
+use quick_cache::sync::Cache;
 
-use crate::StorageRegistry;
+use crate::access::Access;
 use crate::layout::StoragePath;
+use crate::listing::Listing;
+use crate::locks::KeyedLocks;
 
-impl StorageRegistry {
-    /// Points `tag` at `digest`, whose revision link must already be on disk. The index
-    /// entry and the `current` link are independent, so they are written (and flushed)
-    /// at the same time.
-    pub(crate) async fn tag_manifest(
+/// Tag targets kept.
+const TARGETS: usize = 100_000;
+
+/// A tag's key.
+type TagKey = (RepositoryName, Tag);
+
+/// Tags over the driver.
+pub(crate) struct TagStore {
+    access: Access,
+    targets: Cache<TagKey, Digest>,
+    locks: KeyedLocks<TagKey>,
+    listings: Mutex<HashMap<RepositoryName, Arc<Listing<false>>>>,
+}
+
+impl TagStore {
+    pub(crate) fn new(access: Access) -> Self {
+        TagStore {
+            access,
+            targets: Cache::new(TARGETS),
+            locks: KeyedLocks::default(),
+            listings: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The digest a tag names; `None` when the tag does not exist.
+    pub(crate) async fn target(
+        &self,
+        repo: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Option<Digest>, Error> {
+        let key = (repo.clone(), tag.clone());
+        if let Some(d) = self.targets.get(&key) {
+            return Ok(Some(d));
+        }
+        let _held = self.locks.lock(key.clone()).await;
+        if let Some(d) = self.targets.get(&key) {
+            return Ok(Some(d));
+        }
+        let found = self
+            .access
+            .read_link(StoragePath::TagCurrentLink(repo, tag))
+            .await?;
+        if let Some(d) = &found {
+            self.targets.insert(key, d.clone());
+        }
+        Ok(found)
+    }
+
+    /// Points `tag` at `digest`, whose revision link must already be on storage. The
+    /// index entry and the `current` link are independent, so they are written (and
+    /// flushed) at the same time. A tag this call was creating is removed again when a
+    /// write fails, so a refused write leaves no tag behind.
+    pub(crate) async fn set(
         &self,
         repo: &RepositoryName,
         tag: &Tag,
         digest: &Digest,
     ) -> Result<(), Error> {
-        futures::try_join!(
-            self.write_link(StoragePath::TagIndexLink(repo, tag, digest), digest),
-            self.write_link(StoragePath::TagCurrentLink(repo, tag), digest),
-        )?;
-        self.meta.set_tag(repo, tag, digest);
-        if let Some(listing) = self.indexes.tags_if_present(repo) {
+        let key = (repo.clone(), tag.clone());
+        let _held = self.locks.lock(key.clone()).await;
+        let written = futures::try_join!(
+            self.access
+                .write_link(StoragePath::TagIndexLink(repo, tag, digest), digest),
+            self.access
+                .write_link(StoragePath::TagCurrentLink(repo, tag), digest),
+        );
+        if let Err(e) = written {
+            self.targets.remove(&key);
+            if matches!(
+                self.access
+                    .read_link(StoragePath::TagCurrentLink(repo, tag))
+                    .await,
+                Ok(None)
+            ) {
+                let _ = self.access.remove(StoragePath::TagDir(repo, tag)).await;
+            }
+            return Err(e);
+        }
+        self.targets.insert(key, digest.clone());
+        if let Some(listing) = self.listing_if_loaded(repo) {
             listing.insert(tag.as_str()).await;
         }
         Ok(())
     }
 
-    /// Removes a tag; `Ok(false)` when it did not exist.
-    pub(crate) async fn untag(&self, repo: &RepositoryName, tag: &Tag) -> Result<bool, Error> {
-        self.meta.forget_tag(repo, tag);
-        let existed = self.remove(StoragePath::TagDir(repo, tag)).await?;
-        if let Some(listing) = self.indexes.tags_if_present(repo) {
+    /// Removes a tag, but only while it still names `only_if` when given (a manifest
+    /// delete must not remove a tag that has meanwhile moved on). `Ok(false)` when
+    /// nothing was removed.
+    pub(crate) async fn remove(
+        &self,
+        repo: &RepositoryName,
+        tag: &Tag,
+        only_if: Option<&Digest>,
+    ) -> Result<bool, Error> {
+        let key = (repo.clone(), tag.clone());
+        let _held = self.locks.lock(key.clone()).await;
+        if let Some(expected) = only_if {
+            let current = self
+                .access
+                .read_link(StoragePath::TagCurrentLink(repo, tag))
+                .await?;
+            if current.as_ref() != Some(expected) {
+                return Ok(false);
+            }
+        }
+        let existed = self.access.remove(StoragePath::TagDir(repo, tag)).await;
+        self.targets.remove(&key);
+        if let Some(listing) = self.listing_if_loaded(repo) {
             listing.remove(tag.as_str()).await;
         }
-        Ok(existed)
+        existed
     }
 
-    /// Every tag name stored for the repository.
-    async fn tag_names(&self, repo: &RepositoryName) -> Result<Vec<String>, Error> {
-        self.children(StoragePath::TagsDir(repo)).await
+    /// Every valid tag name stored for the repository.
+    async fn names(&self, repo: &RepositoryName) -> Result<Vec<Tag>, Error> {
+        let names = self.access.children(StoragePath::TagsDir(repo)).await?;
+        Ok(names.iter().filter_map(|t| Tag::parse(t).ok()).collect())
     }
 
     /// Tags whose current link is `digest`.
-    pub(crate) async fn tags_pointing_at(
+    pub(crate) async fn pointing_at(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<Vec<Tag>, Error> {
         let mut out = Vec::new();
-        for name in self.tag_names(repo).await? {
-            let Ok(tag) = Tag::parse(&name) else { continue };
-            if self
+        for tag in self.names(repo).await? {
+            let current = self
+                .access
                 .read_link(StoragePath::TagCurrentLink(repo, &tag))
-                .await?
-                .as_ref()
-                == Some(digest)
-            {
+                .await?;
+            if current.as_ref() == Some(digest) {
                 out.push(tag);
             }
         }
         Ok(out)
     }
 
-    /// Whether the repository exists (has links or manifests).
-    pub(crate) async fn repository_exists(&self, repo: &RepositoryName) -> Result<bool, Error> {
-        Ok(self.exists(StoragePath::ManifestsDir(repo)).await?
-            || self.exists(StoragePath::LayersDir(repo)).await?)
-    }
-
-    pub(crate) async fn tags_impl(
+    /// One page of the repository's tags; `None` when the repository does not exist
+    /// (the caller decides what makes one).
+    pub(crate) async fn page(
         &self,
         repo: &RepositoryName,
+        exists: bool,
         n: Option<usize>,
         last: Option<&str>,
-    ) -> Result<Page, Error> {
-        let listing = match self.indexes.tags_if_present(repo) {
+    ) -> Result<Option<Page>, Error> {
+        let listing = match self.listing_if_loaded(repo) {
             Some(l) => l,
-            None if self.repository_exists(repo).await? => self.indexes.tags(repo),
-            None => return Err(Error::NameUnknown(repo.to_string())),
+            None if exists => self.listing(repo),
+            None => return Ok(None),
         };
         let load = async {
-            let names = self.tag_names(repo).await?;
-            Ok(names
-                .into_iter()
-                .filter(|t| Tag::parse(t).is_ok())
-                .collect())
+            let names = self.names(repo).await?;
+            Ok(names.into_iter().map(|t| t.as_str().to_owned()).collect())
         };
-        listing.page(n, last, load).await
+        listing.page(n, last, load).await.map(Some)
+    }
+
+    /// The tag listing of a repository known to exist (created unloaded on first use).
+    fn listing(&self, repo: &RepositoryName) -> Arc<Listing<false>> {
+        let mut map = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(repo.clone()).or_default().clone()
+    }
+
+    /// The tag listing of a repository, if one was ever used (writers update only those).
+    fn listing_if_loaded(&self, repo: &RepositoryName) -> Option<Arc<Listing<false>>> {
+        self.listings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(repo)
+            .cloned()
     }
 }

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::{Algorithm, ByteStream, Digest, Error, Reference, Registry, RepositoryName, Tag};
+use berth_core::{
+    Algorithm, BlobRead, ByteStream, Chunk, Digest, Error, RangeRequest, Reference, Registry,
+    RepositoryName, Tag, UploadId,
+};
 use berth_driver::{FilesystemDriver, InMemoryDriver, StorageDriver};
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -32,17 +35,44 @@ fn opts() -> Options {
 
 async fn push_blob(r: &StorageRegistry, name: &RepositoryName, data: &[u8]) -> Digest {
     let d = Digest::of(Algorithm::Sha256, data);
-    let up = r.start_upload(name, Algorithm::Sha256).await.unwrap();
-    r.finish_upload(name, &up.id, &d, Some((None, body(data))))
+    let up = r
+        .repository(name.clone())
+        .start_upload(Algorithm::Sha256)
+        .await
+        .unwrap();
+    r.repository(name.clone())
+        .finish_upload(
+            &up.id,
+            &d,
+            Some(Chunk {
+                start: None,
+                length: None,
+                body: body(data),
+            }),
+        )
         .await
         .unwrap();
     d
 }
 
 async fn read_blob(r: &StorageRegistry, name: &RepositoryName, d: &Digest) -> Vec<u8> {
-    let c = r.open_blob(name, d, None).await.unwrap();
-    let parts: Vec<Bytes> = c.stream.try_collect().await.unwrap();
+    let read = BlobRead {
+        range: None,
+        body: true,
+    };
+    let c = r.repository(name.clone()).blob(d, read).await.unwrap();
+    let parts: Vec<Bytes> = c.stream.unwrap().try_collect().await.unwrap();
     parts.concat()
+}
+
+/// A blob's size as the repository sees it.
+async fn stat(r: &StorageRegistry, name: &RepositoryName, d: &Digest) -> Result<u64, Error> {
+    let c = r
+        .repository(name.clone())
+        .blob(d, BlobRead::default())
+        .await?;
+    assert!(c.stream.is_none());
+    Ok(c.size)
 }
 
 fn image(config: &Digest, layer: &Digest, subject: Option<&Digest>) -> Bytes {
@@ -73,9 +103,21 @@ async fn chunked_upload_resumes_after_restart() {
         let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 256) as u8).collect();
         let d = Digest::of(Algorithm::Sha256, &data);
         let first = StorageRegistry::new(driver.clone(), opts());
-        let up = first.start_upload(&name, Algorithm::Sha256).await.unwrap();
+        let up = first
+            .repository(name.clone())
+            .start_upload(Algorithm::Sha256)
+            .await
+            .unwrap();
         let st = first
-            .upload_chunk(&name, &up.id, Some(0), Some(20_000), body(&data[..20_000]))
+            .repository(name.clone())
+            .upload_chunk(
+                &up.id,
+                Chunk {
+                    start: Some(0),
+                    length: Some(20_000),
+                    body: body(&data[..20_000]),
+                },
+            )
             .await
             .unwrap();
         assert_eq!(st.offset, 20_000);
@@ -83,11 +125,24 @@ async fn chunked_upload_resumes_after_restart() {
         // A new process: no hot state, the saved hash state is used.
         let second = StorageRegistry::new(driver.clone(), opts());
         assert_eq!(
-            second.upload_status(&name, &up.id).await.unwrap().offset,
+            second
+                .repository(name.clone())
+                .upload_status(&up.id)
+                .await
+                .unwrap()
+                .offset,
             20_000
         );
         let err = second
-            .upload_chunk(&name, &up.id, Some(10), None, body(b"x"))
+            .repository(name.clone())
+            .upload_chunk(
+                &up.id,
+                Chunk {
+                    start: Some(10),
+                    length: None,
+                    body: body(b"x"),
+                },
+            )
             .await
             .unwrap_err();
         assert!(matches!(
@@ -98,28 +153,34 @@ async fn chunked_upload_resumes_after_restart() {
             }
         ));
         second
+            .repository(name.clone())
             .upload_chunk(
-                &name,
                 &up.id,
-                Some(20_000),
-                None,
-                body(&data[20_000..40_000]),
+                Chunk {
+                    start: Some(20_000),
+                    length: None,
+                    body: body(&data[20_000..40_000]),
+                },
             )
             .await
             .unwrap();
         let size = second
+            .repository(name.clone())
             .finish_upload(
-                &name,
                 &up.id,
                 &d,
-                Some((Some(40_000), body(&data[40_000..]))),
+                Some(Chunk {
+                    start: Some(40_000),
+                    length: None,
+                    body: body(&data[40_000..]),
+                }),
             )
             .await
             .unwrap();
         assert_eq!(size, 50_000);
         assert_eq!(read_blob(&second, &name, &d).await, data);
         assert!(matches!(
-            second.upload_status(&name, &up.id).await,
+            second.repository(name.clone()).upload_status(&up.id).await,
             Err(Error::BlobUploadUnknown(_))
         ));
     }
@@ -131,19 +192,32 @@ async fn digest_mismatch_commits_nothing() {
         let r = StorageRegistry::new(driver, opts());
         let name = repo("x");
         let wrong = Digest::of(Algorithm::Sha256, b"something else");
-        let up = r.start_upload(&name, Algorithm::Sha256).await.unwrap();
+        let up = r
+            .repository(name.clone())
+            .start_upload(Algorithm::Sha256)
+            .await
+            .unwrap();
         let err = r
-            .finish_upload(&name, &up.id, &wrong, Some((None, body(b"data"))))
+            .repository(name.clone())
+            .finish_upload(
+                &up.id,
+                &wrong,
+                Some(Chunk {
+                    start: None,
+                    length: None,
+                    body: body(b"data"),
+                }),
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, Error::DigestInvalid(_)));
         assert!(matches!(
-            r.stat_blob(&name, &wrong).await,
+            stat(&r, &name, &wrong).await,
             Err(Error::BlobUnknown(_))
         ));
         let right = Digest::of(Algorithm::Sha256, b"data");
         assert!(matches!(
-            r.stat_blob(&name, &right).await,
+            stat(&r, &name, &right).await,
             Err(Error::BlobUnknown(_))
         ));
     }
@@ -155,15 +229,49 @@ async fn sha512_and_ranges() {
         let r = StorageRegistry::new(driver, opts());
         let name = repo("x");
         let d = Digest::of(Algorithm::Sha512, b"0123456789");
-        let up = r.start_upload(&name, Algorithm::Sha256).await.unwrap();
-        r.finish_upload(&name, &up.id, &d, Some((None, body(b"0123456789"))))
+        let up = r
+            .repository(name.clone())
+            .start_upload(Algorithm::Sha256)
             .await
             .unwrap();
-        let c = r.open_blob(&name, &d, Some((2, 4))).await.unwrap();
-        let parts: Vec<Bytes> = c.stream.try_collect().await.unwrap();
+        r.repository(name.clone())
+            .finish_upload(
+                &up.id,
+                &d,
+                Some(Chunk {
+                    start: None,
+                    length: None,
+                    body: body(b"0123456789"),
+                }),
+            )
+            .await
+            .unwrap();
+        let range = |first, last| BlobRead {
+            range: Some(RangeRequest::From {
+                first,
+                last: Some(last),
+            }),
+            body: true,
+        };
+        let c = r
+            .repository(name.clone())
+            .blob(&d, range(2, 4))
+            .await
+            .unwrap();
+        assert_eq!(c.range, Some((2, 4)));
+        let parts: Vec<Bytes> = c.stream.unwrap().try_collect().await.unwrap();
         assert_eq!(parts.concat(), b"234");
+        let c = r
+            .repository(name.clone())
+            .blob(&d, range(5, 10))
+            .await
+            .unwrap();
+        assert_eq!((c.range, c.size), (Some((5, 9)), 10));
         assert!(matches!(
-            r.open_blob(&name, &d, Some((5, 10))).await.err(),
+            r.repository(name.clone())
+                .blob(&d, range(10, 12))
+                .await
+                .err(),
             Some(Error::RangeNotSatisfiable { size: 10 })
         ));
     }
@@ -179,28 +287,28 @@ async fn manifests_tags_referrers_and_deletes() {
         let m = image(&cfg, &layer, None);
         let v1 = Reference::Tag(Tag::parse("v1").unwrap());
         let put = r
-            .put_manifest(
-                &name,
-                &v1,
-                None,
-                m.clone(),
-                &[Tag::parse("latest").unwrap()],
-            )
+            .repository(name.clone())
+            .put_manifest(&v1, None, m.clone(), &[Tag::parse("latest").unwrap()])
             .await
             .unwrap();
         assert_eq!(put.digest, Digest::of(Algorithm::Sha256, &m));
-        let got = r.get_manifest(&name, &v1).await.unwrap();
+        let got = r.repository(name.clone()).get_manifest(&v1).await.unwrap();
         assert_eq!(got.body, m);
         assert_eq!(got.media_type, "application/vnd.oci.image.manifest.v1+json");
         assert_eq!(
-            r.tags(&name, None, None).await.unwrap().entries,
+            r.repository(name.clone())
+                .tags(None, None)
+                .await
+                .unwrap()
+                .entries,
             ["latest", "v1"]
         );
 
         // A manifest naming a blob the repository does not have.
         let other = repo("other");
         let err = r
-            .put_manifest(&other, &v1, None, m.clone(), &[])
+            .repository(other.clone())
+            .put_manifest(&v1, None, m.clone(), &[])
             .await
             .unwrap_err();
         assert!(matches!(err, Error::ManifestBlobUnknown(_)));
@@ -208,8 +316,8 @@ async fn manifests_tags_referrers_and_deletes() {
         // Referrers, including one whose subject is not pushed.
         let sig = image(&cfg, &layer, Some(&put.digest));
         let sig_put = r
+            .repository(name.clone())
             .put_manifest(
-                &name,
                 &Reference::Digest(Digest::of(Algorithm::Sha256, &sig)),
                 None,
                 sig,
@@ -218,46 +326,72 @@ async fn manifests_tags_referrers_and_deletes() {
             .await
             .unwrap();
         assert_eq!(sig_put.subject.as_ref(), Some(&put.digest));
-        let refs = r.referrers(&name, &put.digest, None).await.unwrap();
+        let refs = r
+            .repository(name.clone())
+            .referrers(&put.digest, None)
+            .await
+            .unwrap();
         assert_eq!(refs.len(), 1);
         assert_eq!(refs[0].artifact_type.as_deref(), Some("application/x.cfg"));
         assert!(
-            r.referrers(&name, &put.digest, Some("nope"))
+            r.repository(name.clone())
+                .referrers(&put.digest, Some("nope"))
                 .await
                 .unwrap()
                 .is_empty()
         );
 
         // Tag delete keeps the manifest; digest delete removes it and its tags.
-        r.delete_manifest(&name, &Reference::Tag(Tag::parse("latest").unwrap()))
+        r.repository(name.clone())
+            .delete_manifest(&Reference::Tag(Tag::parse("latest").unwrap()))
             .await
             .unwrap();
-        assert_eq!(r.tags(&name, None, None).await.unwrap().entries, ["v1"]);
-        r.delete_manifest(&name, &Reference::Digest(put.digest.clone()))
+        assert_eq!(
+            r.repository(name.clone())
+                .tags(None, None)
+                .await
+                .unwrap()
+                .entries,
+            ["v1"]
+        );
+        r.repository(name.clone())
+            .delete_manifest(&Reference::Digest(put.digest.clone()))
             .await
             .unwrap();
         assert!(matches!(
-            r.get_manifest(&name, &v1).await,
+            r.repository(name.clone()).get_manifest(&v1).await,
             Err(Error::ManifestUnknown(_))
         ));
-        assert!(r.tags(&name, None, None).await.unwrap().entries.is_empty());
-        r.delete_manifest(&name, &Reference::Digest(sig_put.digest.clone()))
+        assert!(
+            r.repository(name.clone())
+                .tags(None, None)
+                .await
+                .unwrap()
+                .entries
+                .is_empty()
+        );
+        r.repository(name.clone())
+            .delete_manifest(&Reference::Digest(sig_put.digest.clone()))
             .await
             .unwrap();
         assert!(
-            r.referrers(&name, &put.digest, None)
+            r.repository(name.clone())
+                .referrers(&put.digest, None)
                 .await
                 .unwrap()
                 .is_empty()
         );
 
-        r.delete_blob(&name, &layer).await.unwrap();
+        r.repository(name.clone())
+            .delete_blob(&layer)
+            .await
+            .unwrap();
         assert!(matches!(
-            r.stat_blob(&name, &layer).await,
+            stat(&r, &name, &layer).await,
             Err(Error::BlobUnknown(_))
         ));
         assert!(matches!(
-            r.tags(&repo("nothing"), None, None).await,
+            r.repository(repo("nothing")).tags(None, None).await,
             Err(Error::NameUnknown(_))
         ));
     }
@@ -270,7 +404,8 @@ async fn catalog_mount_and_purge() {
         for n in ["b", "a/b", "a-b", "a/b/c"] {
             push_blob(&r, &repo(n), n.as_bytes()).await;
         }
-        r.start_upload(&repo("only/uploading"), Algorithm::Sha256)
+        r.repository(repo("only/uploading"))
+            .start_upload(Algorithm::Sha256)
             .await
             .unwrap();
         let page = r.catalog(10, None).await.unwrap();
@@ -278,7 +413,8 @@ async fn catalog_mount_and_purge() {
         // Repositories created after the listing was loaded appear in it.
         push_blob(&r, &repo("a/a"), b"late").await;
         assert!(
-            r.mount_blob(&repo("z"), &Digest::of(Algorithm::Sha256, b"b"), None)
+            r.repository(repo("z"))
+                .mount_blob(&Digest::of(Algorithm::Sha256, b"b"), None)
                 .await
                 .unwrap()
         );
@@ -292,19 +428,25 @@ async fn catalog_mount_and_purge() {
 
         let d = Digest::of(Algorithm::Sha256, b"b");
         assert!(
-            r.mount_blob(&repo("m"), &d, Some(&repo("b")))
+            r.repository(repo("m"))
+                .mount_blob(&d, Some(&repo("b")))
                 .await
                 .unwrap()
         );
         assert!(
-            !r.mount_blob(&repo("m2"), &d, Some(&repo("a-b")))
+            !r.repository(repo("m2"))
+                .mount_blob(&d, Some(&repo("a-b")))
                 .await
                 .unwrap()
         );
-        assert!(r.mount_blob(&repo("m3"), &d, None).await.unwrap());
-        assert_eq!(r.stat_blob(&repo("m3"), &d).await.unwrap(), 1);
+        assert!(r.repository(repo("m3")).mount_blob(&d, None).await.unwrap());
+        assert_eq!(stat(&r, &repo("m3"), &d).await.unwrap(), 1);
 
-        let up = r.start_upload(&repo("p"), Algorithm::Sha256).await.unwrap();
+        let up = r
+            .repository(repo("p"))
+            .start_upload(Algorithm::Sha256)
+            .await
+            .unwrap();
         let report = r
             .purge_uploads(Duration::from_secs(3600), false)
             .await
@@ -312,7 +454,7 @@ async fn catalog_mount_and_purge() {
         assert_eq!((report.purged, report.kept), (0, 2));
         let report = r.purge_uploads(Duration::ZERO, false).await.unwrap();
         assert_eq!(report.purged, 2);
-        assert!(r.upload_status(&repo("p"), &up.id).await.is_err());
+        assert!(r.repository(repo("p")).upload_status(&up.id).await.is_err());
     }
 }
 
@@ -322,11 +464,13 @@ async fn deletes_can_be_disabled() {
     let name = repo("x");
     let d = push_blob(&r, &name, b"x").await;
     assert!(matches!(
-        r.delete_blob(&name, &d).await,
+        r.repository(name.clone()).delete_blob(&d).await,
         Err(Error::Unsupported(_))
     ));
     assert!(matches!(
-        r.delete_manifest(&name, &Reference::Digest(d)).await,
+        r.repository(name.clone())
+            .delete_manifest(&Reference::Digest(d))
+            .await,
         Err(Error::Unsupported(_))
     ));
 }
@@ -344,8 +488,21 @@ async fn concurrent_pushes_of_one_blob_and_one_tag() {
     let pushes = (0..8).map(|_| {
         let (r, name, data, d) = (r.clone(), name.clone(), data.clone(), d.clone());
         tokio::spawn(async move {
-            let up = r.start_upload(&name, Algorithm::Sha256).await.unwrap();
-            r.finish_upload(&name, &up.id, &d, Some((None, body(&data))))
+            let up = r
+                .repository(name.clone())
+                .start_upload(Algorithm::Sha256)
+                .await
+                .unwrap();
+            r.repository(name.clone())
+                .finish_upload(
+                    &up.id,
+                    &d,
+                    Some(Chunk {
+                        start: None,
+                        length: None,
+                        body: body(&data),
+                    }),
+                )
                 .await
         })
     });
@@ -362,7 +519,8 @@ async fn concurrent_pushes_of_one_blob_and_one_tag() {
         let m = String::from_utf8(image(&cfg, &d, None).to_vec()).unwrap();
         let m = Bytes::from(m.replace("\"k\":\"v\"", &format!("\"k\":\"{i}\"")));
         tokio::spawn(async move {
-            r.put_manifest(&name, &tag, None, m, &[])
+            r.repository(name.clone())
+                .put_manifest(&tag, None, m, &[])
                 .await
                 .map(|p| p.digest)
         })
@@ -371,12 +529,13 @@ async fn concurrent_pushes_of_one_blob_and_one_tag() {
     for p in futures::future::join_all(puts).await {
         digests.push(p.unwrap().unwrap());
     }
-    let got = r.get_manifest(&name, &tag).await.unwrap();
+    let got = r.repository(name.clone()).get_manifest(&tag).await.unwrap();
     assert!(digests.contains(&got.digest));
     assert_eq!(Digest::of(Algorithm::Sha256, &got.body), got.digest);
     for d in &digests {
         assert!(
-            r.get_manifest(&name, &Reference::Digest(d.clone()))
+            r.repository(name.clone())
+                .get_manifest(&Reference::Digest(d.clone()))
                 .await
                 .is_ok()
         );
@@ -388,26 +547,54 @@ async fn unknown_sessions_leave_no_state() {
     let r = StorageRegistry::new(Arc::new(InMemoryDriver::new()), opts());
     let name = repo("x");
     for _ in 0..100 {
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let id = UploadId::random();
         let err = r
-            .upload_chunk(&name, &id, None, None, body(b"x"))
+            .repository(name.clone())
+            .upload_chunk(
+                &id,
+                Chunk {
+                    start: None,
+                    length: None,
+                    body: body(b"x"),
+                },
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, Error::BlobUploadUnknown(_)));
         let d = Digest::of(Algorithm::Sha256, b"");
-        assert!(r.finish_upload(&name, &id, &d, None).await.is_err());
+        assert!(
+            r.repository(name.clone())
+                .finish_upload(&id, &d, None)
+                .await
+                .is_err()
+        );
     }
-    assert_eq!(r.uploads.lock().unwrap().len(), 0);
+    assert_eq!(r.stores.uploads.live_sessions(), 0);
     // A cancelled session is not resurrected by a chunk that was waiting for it.
-    let up = r.start_upload(&name, Algorithm::Sha256).await.unwrap();
-    r.cancel_upload(&name, &up.id).await.unwrap();
+    let up = r
+        .repository(name.clone())
+        .start_upload(Algorithm::Sha256)
+        .await
+        .unwrap();
+    r.repository(name.clone())
+        .cancel_upload(&up.id)
+        .await
+        .unwrap();
     assert!(
-        r.upload_chunk(&name, &up.id, None, None, body(b"late"))
+        r.repository(name.clone())
+            .upload_chunk(
+                &up.id,
+                Chunk {
+                    start: None,
+                    length: None,
+                    body: body(b"late")
+                }
+            )
             .await
             .is_err()
     );
     assert!(matches!(
-        r.upload_status(&name, &up.id).await,
+        r.repository(name.clone()).upload_status(&up.id).await,
         Err(Error::BlobUploadUnknown(_))
     ));
 }
@@ -419,8 +606,8 @@ async fn referrers_include_the_tag_schema_index() {
     let cfg = push_blob(&r, &name, b"{}").await;
     let layer = push_blob(&r, &name, b"layer").await;
     let subject = r
+        .repository(name.clone())
         .put_manifest(
-            &name,
             &Reference::Tag(Tag::parse("v1").unwrap()),
             None,
             image(&cfg, &layer, None),
@@ -434,39 +621,46 @@ async fn referrers_include_the_tag_schema_index() {
     let sig = String::from_utf8(image(&cfg, &layer, None).to_vec()).unwrap();
     let sig = Bytes::from(sig.replace("\"k\":\"v\"", "\"k\":\"sig\""));
     let sig_digest = Digest::of(Algorithm::Sha256, &sig);
-    r.put_manifest(
-        &name,
-        &Reference::Digest(sig_digest.clone()),
-        None,
-        sig.clone(),
-        &[],
-    )
-    .await
-    .unwrap();
+    r.repository(name.clone())
+        .put_manifest(
+            &Reference::Digest(sig_digest.clone()),
+            None,
+            sig.clone(),
+            &[],
+        )
+        .await
+        .unwrap();
     let index = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{sig_digest}","size":{},"artifactType":"application/x.sig","annotations":{{"a":"b"}}}}]}}"#,
         sig.len()
     );
     let tag = Tag::parse(&format!("sha256-{}", subject.hex())).unwrap();
-    r.put_manifest(&name, &Reference::Tag(tag), None, Bytes::from(index), &[])
+    r.repository(name.clone())
+        .put_manifest(&Reference::Tag(tag), None, Bytes::from(index), &[])
         .await
         .unwrap();
 
     assert_ne!(sig_digest, subject);
-    let refs = r.referrers(&name, &subject, None).await.unwrap();
+    let refs = r
+        .repository(name.clone())
+        .referrers(&subject, None)
+        .await
+        .unwrap();
     assert_eq!(refs.len(), 1);
     assert_eq!(refs[0].digest, sig_digest);
     assert_eq!(refs[0].artifact_type.as_deref(), Some("application/x.sig"));
     assert!(refs[0].annotations.as_ref().is_some_and(|a| a["a"] == "b"));
     assert_eq!(
-        r.referrers(&name, &subject, Some("application/x.sig"))
+        r.repository(name.clone())
+            .referrers(&subject, Some("application/x.sig"))
             .await
             .unwrap()
             .len(),
         1
     );
     assert!(
-        r.referrers(&name, &subject, Some("other"))
+        r.repository(name.clone())
+            .referrers(&subject, Some("other"))
             .await
             .unwrap()
             .is_empty()

@@ -1,63 +1,120 @@
 //! Upload sessions: bytes stream to `_uploads/<id>/data` while they are hashed; the running
 //! hash state is saved after every chunk (so a chunked upload survives a restart), and a
 //! finished upload is verified and then renamed into the blob store: nobody ever reads an
-//! unverified blob.
+//! unverified blob. A session belongs to the repository that opened it: every step names
+//! it by repository and id, so another repository's request finds no session.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use berth_core::{Algorithm, ByteStream, Digest, Digester, Error, RepositoryName, UploadState};
+use berth_core::{
+    Algorithm, Chunk, Digest, Digester, Error, RepositoryName, UploadId, UploadState,
+};
+use berth_driver::Persist;
 use bytes::Bytes;
 use futures::StreamExt;
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use crate::StorageRegistry;
+use crate::access::{Access, DriverResult};
 use crate::hashing::StreamHasher;
 use crate::layout::StoragePath;
-use crate::links::internal;
 
-/// What this process knows of a session between requests, so the common case reads no
-/// state from storage. `None` until first used here (or after a failure): then storage is
-/// asked.
-pub(crate) type HotState = Option<Hot>;
-
-/// A session as last left by this process.
-pub(crate) struct Hot {
+/// A session as this process last left it, so the common case reads no state from
+/// storage. `None` until first used here (or after a failure): then storage is asked.
+struct LiveSession {
     /// Bytes in the data file.
     offset: u64,
     /// Hash of those bytes.
     hash: Digester,
     /// The session directory holds nothing but `data` (created here, no hash state saved).
-    bare: bool,
+    only_data: bool,
 }
 
-/// Upload ids are UUIDs we issued; anything else is unknown (and never reaches a path).
-fn check_id(id: &str) -> Result<(), Error> {
-    match uuid::Uuid::try_parse(id) {
-        Ok(u) if u.hyphenated().to_string() == id => Ok(()),
-        _ => Err(Error::BlobUploadUnknown(id.to_owned())),
+/// A session's key: sessions are per repository.
+type SessionKey = (RepositoryName, UploadId);
+/// A session's lock and what memory knows of it.
+type SessionSlot = Arc<AsyncMutex<Option<LiveSession>>>;
+
+/// Upload sessions over the driver.
+pub(crate) struct UploadStore {
+    access: Access,
+    sessions: Mutex<HashMap<SessionKey, SessionSlot>>,
+}
+
+/// A finished upload whose bytes matched the digest, still holding its session, ready to
+/// be published into the blob store.
+pub(crate) struct Verified<'a> {
+    store: &'a UploadStore,
+    key: SessionKey,
+    digest: Digest,
+    size: u64,
+    only_data: bool,
+    _session: OwnedMutexGuard<Option<LiveSession>>,
+}
+
+impl Verified<'_> {
+    /// The blob's size.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Moves the verified data into the blob store; the blob appears whole, by rename.
+    /// A session directory holding nothing but `data` becomes the blob's directory
+    /// itself, so a small push creates and deletes no extra files (inode churn is what
+    /// limits small pushes on ext4). Otherwise, or when the blob exists already (a
+    /// concurrent push of the same bytes), the data file is renamed over the blob and the
+    /// session removed.
+    pub(crate) async fn publish(&self) -> Result<(), Error> {
+        let (repo, id) = (&self.key.0, &self.key.1);
+        let store = self.store;
+        let session = StoragePath::UploadDir(repo, id);
+        let only_data = self.only_data || store.access.children(session).await? == ["data"];
+        let driver = store.access.driver();
+        if only_data
+            && driver
+                .rename(&session.path(), &StoragePath::BlobDir(&self.digest).path())
+                .await
+                .is_ok()
+        {
+            store.forget(&self.key);
+            return Ok(());
+        }
+        driver
+            .rename(
+                &StoragePath::UploadData(repo, id).path(),
+                &StoragePath::BlobData(&self.digest).path(),
+            )
+            .await
+            .or_internal()?;
+        store.discard(repo, id).await
     }
 }
 
-impl StorageRegistry {
-    fn session_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<HotState>> {
-        let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id.to_owned()).or_default().clone()
+impl UploadStore {
+    pub(crate) fn new(access: Access) -> Self {
+        UploadStore {
+            access,
+            sessions: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// Whether `lock` is still the session's lock: a session discarded while a request
+    fn slot(&self, key: &SessionKey) -> SessionSlot {
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.clone()).or_default().clone()
+    }
+
+    /// Whether `slot` is still the session's: a session discarded while a request
     /// waited for its lock must not be trusted from memory.
-    fn is_current(&self, id: &str, lock: &Arc<tokio::sync::Mutex<HotState>>) -> bool {
-        let map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(id).is_some_and(|l| Arc::ptr_eq(l, lock))
+    fn is_current(&self, key: &SessionKey, slot: &SessionSlot) -> bool {
+        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).is_some_and(|l| Arc::ptr_eq(l, slot))
     }
 
     /// Locks a session, dropping what memory says of it if it was discarded meanwhile.
-    async fn lock_session<'a>(
-        &self,
-        lock: &'a Arc<tokio::sync::Mutex<HotState>>,
-        id: &str,
-    ) -> tokio::sync::MutexGuard<'a, HotState> {
-        let mut guard = lock.lock().await;
-        if !self.is_current(id, lock) {
+    async fn lock(&self, key: &SessionKey) -> OwnedMutexGuard<Option<LiveSession>> {
+        let slot = self.slot(key);
+        let mut guard = slot.clone().lock_owned().await;
+        if !self.is_current(key, &slot) {
             *guard = None;
         }
         guard
@@ -65,36 +122,31 @@ impl StorageRegistry {
 
     /// Drops the in-memory entry of a session storage does not know, so requests naming
     /// made-up sessions leave nothing behind.
-    fn forget_if_unknown(&self, id: &str, e: &Error) {
+    fn forget_if_unknown(&self, key: &SessionKey, e: &Error) {
         if matches!(e, Error::BlobUploadUnknown(_)) {
-            self.forget_session(id);
+            self.forget(key);
         }
     }
 
-    fn forget_session(&self, id: &str) {
-        self.uploads
+    fn forget(&self, key: &SessionKey) {
+        self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+            .remove(key);
     }
 
     /// Bytes received so far; `BlobUploadUnknown` when the session does not exist.
-    async fn upload_offset(&self, repo: &RepositoryName, id: &str) -> Result<u64, Error> {
-        match self
-            .driver
-            .stat(&StoragePath::UploadData(repo, id).path())
-            .await
-        {
-            Ok(info) => Ok(info.size),
-            Err(e) if e.is_not_found() => Err(Error::BlobUploadUnknown(id.to_owned())),
-            Err(e) => Err(internal(e)),
-        }
+    async fn offset(&self, repo: &RepositoryName, id: &UploadId) -> Result<u64, Error> {
+        self.access
+            .size(StoragePath::UploadData(repo, id))
+            .await?
+            .ok_or_else(|| Error::BlobUploadUnknown(id.to_string()))
     }
 
     /// The algorithm chosen when the session started (recorded by its hash-state directory).
-    async fn upload_algorithm(&self, repo: &RepositoryName, id: &str) -> Result<Algorithm, Error> {
+    async fn algorithm(&self, repo: &RepositoryName, id: &UploadId) -> Result<Algorithm, Error> {
         let p = StoragePath::UploadHashStates(repo, id, Algorithm::Sha512);
-        Ok(if self.exists(p).await? {
+        Ok(if self.access.exists(p).await? {
             Algorithm::Sha512
         } else {
             Algorithm::Sha256
@@ -105,19 +157,19 @@ impl StorageRegistry {
     async fn resume_hash(
         &self,
         repo: &RepositoryName,
-        id: &str,
-        hot: &HotState,
+        id: &UploadId,
+        live: &Option<LiveSession>,
         algorithm: Algorithm,
         offset: u64,
     ) -> Result<Digester, Error> {
-        if let Some(hot) = hot
-            && hot.offset == offset
-            && hot.hash.algorithm() == algorithm
+        if let Some(live) = live
+            && live.offset == offset
+            && live.hash.algorithm() == algorithm
         {
-            return Ok(hot.hash.clone());
+            return Ok(live.hash.clone());
         }
-        let saved = StoragePath::UploadHashState(repo, id, algorithm, offset).path();
-        if let Ok(bytes) = self.driver.get_content(&saved).await
+        let saved = StoragePath::UploadHashState(repo, id, algorithm, offset);
+        if let Ok(Some(bytes)) = self.access.get(saved).await
             && let Some(h) = Digester::restore(algorithm, &bytes)
         {
             return Ok(h);
@@ -128,7 +180,7 @@ impl StorageRegistry {
     async fn rehash(
         &self,
         repo: &RepositoryName,
-        id: &str,
+        id: &UploadId,
         algorithm: Algorithm,
         offset: u64,
     ) -> Result<Digester, Error> {
@@ -138,18 +190,19 @@ impl StorageRegistry {
         }
         let path = StoragePath::UploadData(repo, id).path();
         let mut stream = self
-            .driver
+            .access
+            .driver()
             .reader(&path, 0, Some(offset))
             .await
-            .map_err(internal)?;
+            .or_internal()?;
         let mut seen = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::Internal(format!("re-reading {path}: {e}")))?;
+            let chunk = chunk.map_err(|e| Error::internal_from(format!("re-reading {path}"), e))?;
             seen += chunk.len() as u64;
             h.update(&chunk);
         }
         if seen != offset {
-            return Err(Error::Internal(format!(
+            return Err(Error::internal(format!(
                 "{path} holds {seen} bytes, expected {offset}"
             )));
         }
@@ -159,116 +212,126 @@ impl StorageRegistry {
     async fn save_hash(
         &self,
         repo: &RepositoryName,
-        id: &str,
+        id: &UploadId,
         h: &Digester,
         offset: u64,
         previous: Option<u64>,
     ) -> Result<(), Error> {
         let alg = h.algorithm();
-        let path = StoragePath::UploadHashState(repo, id, alg, offset).path();
-        self.driver
-            .ensure_content_unflushed(&path, Bytes::from(h.save()))
-            .await
-            .map_err(internal)?;
+        let at = StoragePath::UploadHashState(repo, id, alg, offset);
+        self.access
+            .ensure(at, Bytes::from(h.save()), Persist::Volatile)
+            .await?;
         if let Some(prev) = previous.filter(|p| *p != offset) {
+            // A stale state left behind is only read if its offset comes back, and then
+            // it is checked against the data's hash.
             let _ = self
-                .driver
-                .delete(&StoragePath::UploadHashState(repo, id, alg, prev).path())
+                .access
+                .remove(StoragePath::UploadHashState(repo, id, alg, prev))
                 .await;
         }
         Ok(())
     }
 
-    pub(crate) async fn start_upload_impl(
+    /// Opens a session.
+    pub(crate) async fn start(
         &self,
         repo: &RepositoryName,
         algorithm: Algorithm,
     ) -> Result<UploadState, Error> {
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let id = UploadId::random();
         // The empty data file is the session. berth writes no `startedat`: purging goes
         // by the data file's last change, and a session that holds nothing but its data
-        // can become the blob's directory on commit (see `publish`).
-        self.driver
-            .ensure_content_unflushed(&StoragePath::UploadData(repo, &id).path(), Bytes::new())
-            .await
-            .map_err(internal)?;
+        // can become the blob's directory on commit (see `Verified::publish`).
+        self.access
+            .ensure(
+                StoragePath::UploadData(repo, &id),
+                Bytes::new(),
+                Persist::Volatile,
+            )
+            .await?;
         let hash = Digester::new(algorithm);
-        let bare = algorithm == Algorithm::Sha256;
-        if !bare {
+        let only_data = algorithm == Algorithm::Sha256;
+        if !only_data {
             // The saved state doubles as the record of the session's algorithm.
             self.save_hash(repo, &id, &hash, 0, None).await?;
         }
-        *self.session_lock(&id).lock().await = Some(Hot {
+        let key = (repo.clone(), id.clone());
+        *self.slot(&key).lock().await = Some(LiveSession {
             offset: 0,
             hash,
-            bare,
+            only_data,
         });
         Ok(UploadState { id, offset: 0 })
     }
 
-    pub(crate) async fn upload_status_impl(
+    /// Where a session stands.
+    pub(crate) async fn status(
         &self,
         repo: &RepositoryName,
-        id: &str,
+        id: &UploadId,
     ) -> Result<UploadState, Error> {
-        check_id(id)?;
-        let offset = self.upload_offset(repo, id).await?;
+        let offset = self.offset(repo, id).await?;
         Ok(UploadState {
-            id: id.to_owned(),
+            id: id.clone(),
             offset,
         })
     }
 
-    /// Appends one chunk while the session lock is held; updates the hot state, and saves
-    /// the hash state when `persist` (not needed when the upload finishes right after).
-    #[allow(clippy::too_many_arguments)]
+    /// Appends one chunk while the session lock is held; updates the live state, and
+    /// saves the hash state when `persist` (not needed when the upload finishes right
+    /// after).
     async fn append(
         &self,
-        repo: &RepositoryName,
-        id: &str,
-        hot: &mut HotState,
-        start: Option<u64>,
-        length: Option<u64>,
-        mut body: ByteStream,
+        key: &SessionKey,
+        live: &mut Option<LiveSession>,
+        chunk: Chunk,
         persist: bool,
     ) -> Result<u64, Error> {
-        let offset = match hot {
-            Some(h) => h.offset,
-            None => self.upload_offset(repo, id).await?,
+        let (repo, id) = (&key.0, &key.1);
+        let offset = match live {
+            Some(l) => l.offset,
+            None => self.offset(repo, id).await?,
         };
-        if let Some(start) = start.filter(|s| *s != offset) {
+        if let Some(start) = chunk.start.filter(|s| *s != offset) {
             return Err(Error::ChunkOutOfOrder { offset, start });
         }
-        let (algorithm, bare) = match hot {
-            Some(h) => (h.hash.algorithm(), h.bare),
-            None => (self.upload_algorithm(repo, id).await?, false),
+        let (algorithm, only_data) = match live {
+            Some(l) => (l.hash.algorithm(), l.only_data),
+            None => (self.algorithm(repo, id).await?, false),
         };
-        let mut h = StreamHasher::new(self.resume_hash(repo, id, hot, algorithm, offset).await?);
+        let mut h = StreamHasher::new(self.resume_hash(repo, id, live, algorithm, offset).await?);
         let path = StoragePath::UploadData(repo, id).path();
-        let mut w = self.driver.writer(&path, true).await.map_err(internal)?;
+        let mut w = self
+            .access
+            .driver()
+            .writer(&path, true)
+            .await
+            .or_internal()?;
+        let mut body = chunk.body;
         let mut received = 0u64;
         let mut failure = None;
-        while let Some(chunk) = body.next().await {
-            match chunk {
+        while let Some(next) = body.next().await {
+            match next {
                 Ok(bytes) => {
                     if let Err(e) = h.update(&bytes).await {
                         failure = Some(e);
                         break;
                     }
                     received += bytes.len() as u64;
-                    if let Err(e) = w.write(bytes).await {
-                        failure = Some(internal(e));
+                    if let Err(e) = w.write(bytes).await.or_internal() {
+                        failure = Some(e);
                         break;
                     }
                 }
                 Err(e) => {
-                    failure = Some(Error::BodyRead(e.to_string()));
+                    failure = Some(Error::BodyRead(e));
                     break;
                 }
             }
         }
         let end = w.size();
-        let committed = w.commit().await.map_err(internal);
+        let committed = w.commit().await.or_internal();
         let h = h.finish().await?;
         // Whatever reached the file is part of the upload now: record its hash so the
         // session stays consistent, then report the first failure.
@@ -276,19 +339,19 @@ impl StorageRegistry {
             if persist {
                 self.save_hash(repo, id, &h, end, Some(offset)).await?;
             }
-            *hot = Some(Hot {
+            *live = Some(LiveSession {
                 offset: end,
                 hash: h,
-                bare: bare && !persist,
+                only_data: only_data && !persist,
             });
         } else {
-            *hot = None;
+            *live = None;
         }
         committed?;
         if let Some(e) = failure {
             return Err(e);
         }
-        if let Some(len) = length.filter(|l| *l != received) {
+        if let Some(len) = chunk.length.filter(|l| *l != received) {
             return Err(Error::SizeInvalid(format!(
                 "chunk declared {len} bytes but {received} arrived"
             )));
@@ -296,130 +359,95 @@ impl StorageRegistry {
         Ok(end)
     }
 
-    pub(crate) async fn upload_chunk_impl(
+    /// Appends a chunk to a session.
+    pub(crate) async fn append_chunk(
         &self,
         repo: &RepositoryName,
-        id: &str,
-        start: Option<u64>,
-        length: Option<u64>,
-        body: ByteStream,
+        id: &UploadId,
+        chunk: Chunk,
     ) -> Result<UploadState, Error> {
-        check_id(id)?;
-        let lock = self.session_lock(id);
-        let mut hot = self.lock_session(&lock, id).await;
+        let key = (repo.clone(), id.clone());
+        let mut live = self.lock(&key).await;
         let offset = self
-            .append(repo, id, &mut hot, start, length, body, true)
+            .append(&key, &mut live, chunk, true)
             .await
-            .inspect_err(|e| self.forget_if_unknown(id, e))?;
+            .inspect_err(|e| self.forget_if_unknown(&key, e))?;
         Ok(UploadState {
-            id: id.to_owned(),
+            id: id.clone(),
             offset,
         })
     }
 
-    pub(crate) async fn finish_upload_impl(
+    /// Appends an optional last chunk and checks the session's bytes against `digest`;
+    /// on a mismatch the session is discarded. The result keeps the session locked until
+    /// it is published or dropped.
+    pub(crate) async fn verify(
         &self,
         repo: &RepositoryName,
-        id: &str,
+        id: &UploadId,
         digest: &Digest,
-        last_chunk: Option<(Option<u64>, ByteStream)>,
-    ) -> Result<u64, Error> {
-        check_id(id)?;
-        let lock = self.session_lock(id);
-        let mut hot = self.lock_session(&lock, id).await;
-        let size = match (last_chunk, hot.as_ref()) {
-            (Some((start, body)), _) => self
-                .append(repo, id, &mut hot, start, None, body, false)
-                .await
-                .inspect_err(|e| self.forget_if_unknown(id, e))?,
-            (None, Some(h)) => h.offset,
-            (None, None) => self
-                .upload_offset(repo, id)
-                .await
-                .inspect_err(|e| self.forget_if_unknown(id, e))?,
-        };
+        last_chunk: Option<Chunk>,
+    ) -> Result<Verified<'_>, Error> {
+        let key = (repo.clone(), id.clone());
+        let mut live = self.lock(&key).await;
+        let size = match (last_chunk, live.as_ref()) {
+            (Some(chunk), _) => self.append(&key, &mut live, chunk, false).await,
+            (None, Some(l)) => Ok(l.offset),
+            (None, None) => self.offset(repo, id).await,
+        }
+        .inspect_err(|e| self.forget_if_unknown(&key, e))?;
         let h = self
-            .resume_hash(repo, id, &hot, digest.algorithm(), size)
+            .resume_hash(repo, id, &live, digest.algorithm(), size)
             .await?;
         let actual = h.finish();
         if actual != *digest {
-            drop(hot);
-            self.discard_upload(repo, id).await?;
+            drop(live);
+            self.discard(repo, id).await?;
             return Err(Error::DigestInvalid(format!(
                 "uploaded content has digest {actual}, not {digest}"
             )));
         }
-        // Still holding the session lock: no chunk can land between verifying and publishing.
-        // The repository link goes to the disk while the blob is published: a reader that
-        // finds the link first still finds no blob and answers "unknown", as before the
-        // push; memory learns of the blob once both are in place.
-        let bare = hot.as_ref().is_some_and(|h| h.bare);
-        futures::try_join!(
-            self.publish(repo, id, digest, bare),
-            self.write_link(StoragePath::LayerLink(repo, digest), digest),
-        )?;
-        drop(hot);
-        self.note_linked(repo, digest, size).await;
-        Ok(size)
+        let only_data = live.as_ref().is_some_and(|l| l.only_data);
+        Ok(Verified {
+            store: self,
+            key,
+            digest: digest.clone(),
+            size,
+            only_data,
+            _session: live,
+        })
     }
 
-    /// Moves verified upload data into the blob store; the blob appears whole, by rename.
-    /// A session directory holding nothing but `data` becomes the blob's directory itself,
-    /// so a small push creates and deletes no extra files (inode churn is what limits
-    /// small pushes on ext4). Otherwise, or when the blob exists already (a concurrent push
-    /// of the same bytes), the data file is renamed over the blob and the session removed.
-    /// `bare` says the directory is known to hold only `data`; otherwise it is listed.
-    async fn publish(
-        &self,
-        repo: &RepositoryName,
-        id: &str,
-        digest: &Digest,
-        bare: bool,
-    ) -> Result<(), Error> {
-        let session = StoragePath::UploadDir(repo, id);
-        if (bare || self.children(session).await? == ["data"])
-            && self
-                .driver
-                .rename(&session.path(), &StoragePath::BlobDir(digest).path())
-                .await
-                .is_ok()
-        {
-            self.forget_session(id);
-            return Ok(());
+    /// Abandons a session; `BlobUploadUnknown` when the repository has no such session.
+    pub(crate) async fn cancel(&self, repo: &RepositoryName, id: &UploadId) -> Result<(), Error> {
+        let key = (repo.clone(), id.clone());
+        let slot = self.slot(&key);
+        let guard = slot.lock().await;
+        if !self.access.exists(StoragePath::UploadDir(repo, id)).await? {
+            self.forget(&key);
+            return Err(Error::BlobUploadUnknown(id.to_string()));
         }
-        let data = StoragePath::UploadData(repo, id).path();
-        self.driver
-            .rename(&data, &StoragePath::BlobData(digest).path())
-            .await
-            .map_err(internal)?;
-        self.discard_upload(repo, id).await
-    }
-
-    pub(crate) async fn cancel_upload_impl(
-        &self,
-        repo: &RepositoryName,
-        id: &str,
-    ) -> Result<(), Error> {
-        check_id(id)?;
-        let lock = self.session_lock(id);
-        let _guard = lock.lock().await;
-        if !self.exists(StoragePath::UploadDir(repo, id)).await? {
-            self.forget_session(id);
-            return Err(Error::BlobUploadUnknown(id.to_owned()));
-        }
-        drop(_guard);
-        self.discard_upload(repo, id).await
+        drop(guard);
+        self.discard(repo, id).await
     }
 
     /// Deletes a session's files and its in-memory state.
-    pub(crate) async fn discard_upload(
-        &self,
-        repo: &RepositoryName,
-        id: &str,
-    ) -> Result<(), Error> {
-        self.forget_session(id);
-        self.remove(StoragePath::UploadDir(repo, id))
+    pub(crate) async fn discard(&self, repo: &RepositoryName, id: &UploadId) -> Result<(), Error> {
+        self.forget(&(repo.clone(), id.clone()));
+        self.access
+            .remove(StoragePath::UploadDir(repo, id))
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+impl UploadStore {
+    /// Sessions memory holds an entry for.
+    pub(crate) fn live_sessions(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 }

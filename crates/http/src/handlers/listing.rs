@@ -55,9 +55,8 @@ pub(crate) async fn catalog(ctx: Ctx) -> Result<Response, ApiError> {
 pub(crate) async fn tags(ctx: Ctx, name: RepositoryName) -> Result<Response, ApiError> {
     let n = ctx.query.page_size()?;
     let page = ctx
-        .state
-        .registry
-        .tags(&name, n, ctx.query.get("last"))
+        .repository(name.clone())
+        .tags(n, ctx.query.get("last"))
         .await?;
     let body = serde_json::json!({ "name": name.as_str(), "tags": page.entries });
     Ok(with_link(

@@ -42,10 +42,12 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
 pub(crate) async fn get(
     ctx: Ctx,
     name: RepositoryName,
-    reference: String,
+    reference: Reference,
 ) -> Result<Response, ApiError> {
-    let reference = Reference::parse(&reference)?;
-    let m = ctx.state.registry.get_manifest(&name, &reference).await?;
+    let m = ctx
+        .repository(name.clone())
+        .get_manifest(&reference)
+        .await?;
     if matches!(reference, Reference::Tag(_)) && !accepts(&ctx.headers, &m.media_type) {
         return Err(Error::ManifestUnknown(format!(
             "{name}:{reference} is a {} and the request's Accept header does not allow it",
@@ -93,7 +95,7 @@ async fn read_limited(ctx: &mut Ctx) -> Result<Bytes, ApiError> {
     let mut buf = BytesMut::new();
     let mut seen = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::BodyRead(e.to_string()))?;
+        let chunk = chunk.map_err(Error::BodyRead)?;
         seen += chunk.len() as u64;
         if seen > drain_limit {
             return Err(too_large(seen));
@@ -111,9 +113,8 @@ async fn read_limited(ctx: &mut Ctx) -> Result<Bytes, ApiError> {
 pub(crate) async fn put(
     mut ctx: Ctx,
     name: RepositoryName,
-    reference: String,
+    reference: Reference,
 ) -> Result<Response, ApiError> {
-    let reference = Reference::parse(&reference)?;
     let extra_tags = ctx
         .query
         .all("tag")
@@ -122,15 +123,8 @@ pub(crate) async fn put(
     let body = read_limited(&mut ctx).await?;
     let content_type = ctx.header(header::CONTENT_TYPE).map(str::to_owned);
     let put = ctx
-        .state
-        .registry
-        .put_manifest(
-            &name,
-            &reference,
-            content_type.as_deref(),
-            body,
-            &extra_tags,
-        )
+        .repository(name.clone())
+        .put_manifest(&reference, content_type.as_deref(), body, &extra_tags)
         .await?;
     let location = ctx.state.url(&format!("{name}/manifests/{}", put.digest));
     let mut resp = (
@@ -157,13 +151,9 @@ pub(crate) async fn put(
 pub(crate) async fn delete(
     ctx: Ctx,
     name: RepositoryName,
-    reference: String,
+    reference: Reference,
 ) -> Result<Response, ApiError> {
-    let reference = Reference::parse(&reference)?;
-    ctx.state
-        .registry
-        .delete_manifest(&name, &reference)
-        .await?;
+    ctx.repository(name).delete_manifest(&reference).await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 

@@ -10,7 +10,7 @@ mod uploads;
 use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use berth_core::{ByteStream, Digest};
+use berth_core::{ByteStream, Digest, Repository, RepositoryName};
 use futures::TryStreamExt;
 use http::{HeaderMap, Method, StatusCode, header};
 
@@ -44,6 +44,11 @@ impl Ctx {
     pub fn has_body(&self) -> bool {
         self.body.size_hint().exact() != Some(0)
     }
+
+    /// The use cases of one repository.
+    pub fn repository(&self, name: RepositoryName) -> Box<dyn Repository> {
+        self.state.registry.repository(name)
+    }
 }
 
 /// Parses a digest from the path or query.
@@ -54,12 +59,14 @@ pub(crate) fn digest(s: &str) -> Result<Digest, ApiError> {
 /// The catch-all route: parse the endpoint, check the method, run the handler.
 pub(crate) async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let rest = parts.uri.path().trim_start_matches('/');
-    let rest = rest
-        .strip_prefix("v2")
-        .unwrap_or(rest)
-        .trim_start_matches('/');
-    let endpoint = match Endpoint::parse(rest) {
+    // Exactly one slash after `v2`: an empty path segment is not ignored, so
+    // `/v2//team/app/...` names no repository rather than `team/app`.
+    let path = parts.uri.path();
+    let rest = path
+        .strip_prefix("/v2")
+        .map(|r| r.strip_prefix('/').unwrap_or(r))
+        .unwrap_or(path);
+    let endpoint = match Endpoint::parse(&parts.method, rest) {
         Ok(Some(ep)) => ep,
         Ok(None) => return ApiError::NoSuchEndpoint.into_response(),
         Err(e) => return ApiError::from(e).into_response(),

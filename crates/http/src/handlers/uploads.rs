@@ -2,7 +2,7 @@
 //! (chunked and streamed), PUT (finish, with or without a last chunk), DELETE (cancel).
 
 use axum::response::{IntoResponse, Response};
-use berth_core::{Algorithm, Digest, Error, RepositoryName, UploadState};
+use berth_core::{Algorithm, Chunk, Digest, Error, RepositoryName, UploadId, UploadState};
 use http::{HeaderName, HeaderValue, StatusCode, header};
 
 use super::{Ctx, digest};
@@ -20,7 +20,7 @@ fn session_response(
     let headers: [(HeaderName, HeaderValue); 4] = [
         (header::LOCATION, value(&location)),
         (header::RANGE, range_value(st.offset)),
-        (UPLOAD_UUID, value(&st.id)),
+        (UPLOAD_UUID, value(st.id.as_str())),
         (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
     ];
     (status, headers).into_response()
@@ -36,30 +36,38 @@ fn blob_created(ctx: &Ctx, name: &RepositoryName, dg: &Digest) -> Response {
     (StatusCode::CREATED, headers).into_response()
 }
 
-/// The `Content-Range` start and length of a chunk, checked against `Content-Length`.
-fn chunk_range(ctx: &Ctx) -> Result<(Option<u64>, Option<u64>), ApiError> {
+/// The request body as a chunk: its `Content-Range` start and length, checked against
+/// `Content-Length`.
+fn chunk(ctx: &mut Ctx) -> Result<Chunk, ApiError> {
     let declared = ctx
         .header(header::CONTENT_LENGTH)
         .and_then(|v| v.parse::<u64>().ok());
-    let Some(raw) = ctx.header(header::CONTENT_RANGE) else {
-        return Ok((None, declared));
+    let (start, length) = match ctx.header(header::CONTENT_RANGE) {
+        None => (None, declared),
+        Some(raw) => {
+            let (start, len) = content_range(raw).ok_or_else(|| {
+                Error::BlobUploadInvalid(format!(
+                    "malformed Content-Range {raw:?} (expected <start>-<end>)"
+                ))
+            })?;
+            if let Some(cl) = declared.filter(|cl| *cl != len) {
+                return Err(Error::SizeInvalid(format!(
+                    "Content-Range {raw:?} covers {len} bytes but Content-Length is {cl}"
+                ))
+                .into());
+            }
+            (Some(start), Some(len))
+        }
     };
-    let (start, len) = content_range(raw).ok_or_else(|| {
-        Error::BlobUploadInvalid(format!(
-            "malformed Content-Range {raw:?} (expected <start>-<end>)"
-        ))
-    })?;
-    if let Some(cl) = declared.filter(|cl| *cl != len) {
-        return Err(Error::SizeInvalid(format!(
-            "Content-Range {raw:?} covers {len} bytes but Content-Length is {cl}"
-        ))
-        .into());
-    }
-    Ok((Some(start), Some(len)))
+    Ok(Chunk {
+        start,
+        length,
+        body: ctx.take_body(),
+    })
 }
 
 pub(crate) async fn start(mut ctx: Ctx, name: RepositoryName) -> Result<Response, ApiError> {
-    let registry = ctx.state.registry.clone();
+    let repo = ctx.repository(name.clone());
     if let Some(mount) = ctx.query.get("mount") {
         let dg = digest(mount)?;
         let from = ctx
@@ -67,43 +75,43 @@ pub(crate) async fn start(mut ctx: Ctx, name: RepositoryName) -> Result<Response
             .get("from")
             .map(RepositoryName::parse)
             .transpose()?;
-        if registry.mount_blob(&name, &dg, from.as_ref()).await? {
+        if repo.mount_blob(&dg, from.as_ref()).await? {
             return Ok(blob_created(&ctx, &name, &dg));
         }
     }
     if let Some(raw) = ctx.query.get("digest") {
         let dg = digest(raw)?;
-        let st = registry.start_upload(&name, dg.algorithm()).await?;
-        let chunk = ctx.has_body().then(|| (None, ctx.take_body()));
-        registry.finish_upload(&name, &st.id, &dg, chunk).await?;
+        let st = repo.start_upload(dg.algorithm()).await?;
+        let last = ctx.has_body().then(|| Chunk::stream(ctx.take_body()));
+        repo.finish_upload(&st.id, &dg, last).await?;
         return Ok(blob_created(&ctx, &name, &dg));
     }
     let algorithm = match ctx.query.get("digest-algorithm") {
         Some(a) => Algorithm::parse(a)?,
         None => Algorithm::Sha256,
     };
-    let st = registry.start_upload(&name, algorithm).await?;
+    let st = repo.start_upload(algorithm).await?;
     Ok(session_response(&ctx, &name, &st, StatusCode::ACCEPTED))
 }
 
 pub(crate) async fn status(
     ctx: Ctx,
     name: RepositoryName,
-    id: String,
+    id: UploadId,
 ) -> Result<Response, ApiError> {
-    let st = ctx.state.registry.upload_status(&name, &id).await?;
+    let st = ctx.repository(name.clone()).upload_status(&id).await?;
     Ok(session_response(&ctx, &name, &st, StatusCode::NO_CONTENT))
 }
 
 pub(crate) async fn patch(
     mut ctx: Ctx,
     name: RepositoryName,
-    id: String,
+    id: UploadId,
 ) -> Result<Response, ApiError> {
-    let (start, len) = chunk_range(&ctx)?;
-    let registry = ctx.state.registry.clone();
-    let st = registry
-        .upload_chunk(&name, &id, start, len, ctx.take_body())
+    let chunk = chunk(&mut ctx)?;
+    let st = ctx
+        .repository(name.clone())
+        .upload_chunk(&id, chunk)
         .await?;
     Ok(session_response(&ctx, &name, &st, StatusCode::ACCEPTED))
 }
@@ -111,25 +119,33 @@ pub(crate) async fn patch(
 pub(crate) async fn finish(
     mut ctx: Ctx,
     name: RepositoryName,
-    id: String,
+    id: UploadId,
 ) -> Result<Response, ApiError> {
     let raw = ctx
         .query
         .get("digest")
         .ok_or_else(|| Error::DigestInvalid("the digest query parameter is required".into()))?;
     let dg = digest(raw)?;
-    let (start, _) = chunk_range(&ctx)?;
-    let registry = ctx.state.registry.clone();
-    let chunk = ctx.has_body().then(|| (start, ctx.take_body()));
-    registry.finish_upload(&name, &id, &dg, chunk).await?;
+    // The last chunk's declared length is not checked: a PUT's Content-Length covers
+    // only what it carries, and the digest check covers the whole blob.
+    let last = if ctx.has_body() {
+        let mut last = chunk(&mut ctx)?;
+        last.length = None;
+        Some(last)
+    } else {
+        None
+    };
+    ctx.repository(name.clone())
+        .finish_upload(&id, &dg, last)
+        .await?;
     Ok(blob_created(&ctx, &name, &dg))
 }
 
 pub(crate) async fn cancel(
     ctx: Ctx,
     name: RepositoryName,
-    id: String,
+    id: UploadId,
 ) -> Result<Response, ApiError> {
-    ctx.state.registry.cancel_upload(&name, &id).await?;
+    ctx.repository(name).cancel_upload(&id).await?;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

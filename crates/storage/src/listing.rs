@@ -4,15 +4,14 @@
 //!
 //! A listing is loaded while its write lock is held; writers update it after their
 //! storage write under the same lock, so a write racing a load is never lost.
-// TODO(#3): with several nodes over shared storage these need invalidation (Redis).
+// TODO(#12): with several nodes over shared storage these need invalidation (Redis).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::ops::Bound;
-use std::sync::{Arc, Mutex};
 
-use berth_core::{Error, Page, RepositoryName};
+use berth_core::{Error, Page};
 use tokio::sync::{RwLock, RwLockReadGuard};
 
 /// A name ordered by `order`, as a set key.
@@ -113,31 +112,6 @@ impl<const CATALOG: bool> Listing<CATALOG> {
         if state.loaded {
             state.set.remove(&Key(name.to_owned()));
         }
-    }
-}
-
-/// The registry's listings.
-#[derive(Default)]
-pub(crate) struct Indexes {
-    /// Repository names in catalog order.
-    pub repositories: Listing<true>,
-    tags: Mutex<HashMap<RepositoryName, Arc<Listing<false>>>>,
-}
-
-impl Indexes {
-    /// The tag listing of a repository known to exist (created unloaded on first use).
-    pub(crate) fn tags(&self, repo: &RepositoryName) -> Arc<Listing<false>> {
-        let mut map = self.tags.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(repo.clone()).or_default().clone()
-    }
-
-    /// The tag listing of a repository, if one was ever used (writers update only those).
-    pub(crate) fn tags_if_present(&self, repo: &RepositoryName) -> Option<Arc<Listing<false>>> {
-        self.tags
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(repo)
-            .cloned()
     }
 }
 
