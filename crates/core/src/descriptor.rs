@@ -24,4 +24,16 @@ pub struct Descriptor {
     /// External URLs: content that need not be in the registry.
     #[serde(skip)]
     pub urls: Vec<String>,
+    /// The platform an index entry is for, when it says.
+    #[serde(skip)]
+    pub platform: Option<Platform>,
+}
+
+/// The platform of an index entry (only what choosing a child needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// `os`, e.g. `linux`.
+    pub os: String,
+    /// `architecture`, e.g. `amd64`.
+    pub architecture: String,
 }

@@ -14,7 +14,7 @@ pub mod reference;
 pub mod service;
 pub mod upload;
 
-pub use descriptor::Descriptor;
+pub use descriptor::{Descriptor, Platform};
 pub use digest::{Algorithm, Digest, Digester};
 pub use error::{BoxError, Error, Result};
 pub use manifest::Manifest;

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::descriptor::Descriptor;
+use crate::descriptor::{Descriptor, Platform};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::media;
@@ -125,6 +125,7 @@ impl Manifest {
             artifact_type,
             annotations: self.annotations.clone(),
             urls: Vec::new(),
+            platform: None,
         }
     }
 }
@@ -270,6 +271,17 @@ fn parse_descriptor(v: &Value, at: &str) -> Result<Descriptor, Error> {
         annotations: optional_object(obj, "annotations")
             .map_err(|_| invalid("annotations must be an object"))?,
         urls,
+        platform: platform(obj),
+    })
+}
+
+/// An entry's platform, when it names both an OS and an architecture (anything else
+/// is left for clients to judge, as distribution does).
+fn platform(obj: &Map<String, Value>) -> Option<Platform> {
+    let p = obj.get("platform")?.as_object()?;
+    Some(Platform {
+        os: p.get("os")?.as_str()?.to_owned(),
+        architecture: p.get("architecture")?.as_str()?.to_owned(),
     })
 }
 

@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use berth_core::{Error, Reference, RepositoryName, Tag, media};
+use berth_core::{Digest, Error, Manifest, Reference, RepositoryName, StoredManifest, Tag, media};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -39,21 +39,43 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
     listed.iter().any(|t| *t == media_type || *t == "*/*")
 }
 
+/// The child a client that cannot take a list gets instead of it, as distribution
+/// chooses: the `linux/amd64` entry, when the client accepts that entry's type.
+fn default_platform_child(headers: &HeaderMap, list: &StoredManifest) -> Option<Digest> {
+    if list.media_type != media::DOCKER_LIST && list.media_type != media::OCI_INDEX {
+        return None;
+    }
+    let parsed = Manifest::parse(Some(&list.media_type), &list.body).ok()?;
+    parsed
+        .manifests
+        .into_iter()
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
+                && accepts(headers, &d.media_type)
+        })
+        .map(|d| d.digest)
+}
+
 pub(crate) async fn get(
     ctx: Ctx,
     name: RepositoryName,
     reference: Reference,
 ) -> Result<Response, ApiError> {
-    let m = ctx
-        .repository(name.clone())
-        .get_manifest(&reference)
-        .await?;
+    let repo = ctx.repository(name.clone());
+    let mut m = repo.get_manifest(&reference).await?;
+    // A manifest asked for by digest is served whatever the Accept header says: the
+    // client named exactly these bytes.
     if matches!(reference, Reference::Tag(_)) && !accepts(&ctx.headers, &m.media_type) {
-        return Err(Error::ManifestUnknown(format!(
-            "{name}:{reference} is a {} and the request's Accept header does not allow it",
-            m.media_type
-        ))
-        .into());
+        let Some(child) = default_platform_child(&ctx.headers, &m) else {
+            return Err(Error::ManifestUnknown(format!(
+                "{name}:{reference} is a {} and the request's Accept header does not allow it",
+                m.media_type
+            ))
+            .into());
+        };
+        m = repo.get_manifest(&Reference::Digest(child)).await?;
     }
     let etag = format!("\"{}\"", m.digest);
     let headers: [(HeaderName, HeaderValue); 4] = [

@@ -14,7 +14,9 @@ use futures::TryStreamExt;
 
 use crate::{Options, StorageRegistry};
 
-fn body(data: &[u8]) -> ByteStream {
+mod races;
+
+pub(super) fn body(data: &[u8]) -> ByteStream {
     let chunks: Vec<std::io::Result<Bytes>> = data
         .chunks(1000)
         .map(|c| Ok(Bytes::copy_from_slice(c)))
@@ -22,18 +24,18 @@ fn body(data: &[u8]) -> ByteStream {
     Box::pin(futures::stream::iter(chunks))
 }
 
-fn repo(s: &str) -> RepositoryName {
+pub(super) fn repo(s: &str) -> RepositoryName {
     RepositoryName::parse(s).unwrap()
 }
 
-fn opts() -> Options {
+pub(super) fn opts() -> Options {
     Options {
         delete_enabled: true,
         ..Options::default()
     }
 }
 
-async fn push_blob(r: &StorageRegistry, name: &RepositoryName, data: &[u8]) -> Digest {
+pub(super) async fn push_blob(r: &StorageRegistry, name: &RepositoryName, data: &[u8]) -> Digest {
     let d = Digest::of(Algorithm::Sha256, data);
     let up = r
         .repository(name.clone())
@@ -75,7 +77,7 @@ async fn stat(r: &StorageRegistry, name: &RepositoryName, d: &Digest) -> Result<
     Ok(c.size)
 }
 
-fn image(config: &Digest, layer: &Digest, subject: Option<&Digest>) -> Bytes {
+pub(super) fn image(config: &Digest, layer: &Digest, subject: Option<&Digest>) -> Bytes {
     let subject = subject
         .map(|s| {
             format!(
@@ -88,7 +90,7 @@ fn image(config: &Digest, layer: &Digest, subject: Option<&Digest>) -> Bytes {
     ))
 }
 
-async fn drivers() -> Vec<(Arc<dyn StorageDriver>, Option<tempfile::TempDir>)> {
+pub(super) async fn drivers() -> Vec<(Arc<dyn StorageDriver>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     vec![
         (Arc::new(InMemoryDriver::new()), None),

@@ -14,7 +14,10 @@ use tower::ServiceExt;
 
 use crate::{Options, router};
 
-fn app(options: Options) -> Router {
+mod deviations;
+mod sessions;
+
+pub(super) fn app(options: Options) -> Router {
     let store = StorageRegistry::new(
         Arc::new(InMemoryDriver::new()),
         StoreOptions {
@@ -25,26 +28,26 @@ fn app(options: Options) -> Router {
     router(Arc::new(store), options)
 }
 
-struct Resp {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Vec<u8>,
+pub(super) struct Resp {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
 }
 
 impl Resp {
-    fn header(&self, name: &str) -> &str {
+    pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     }
-    fn code(&self) -> String {
+    pub fn code(&self) -> String {
         let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
         v["errors"][0]["code"].as_str().unwrap_or("").to_owned()
     }
 }
 
-async fn call(
+pub(super) async fn call(
     app: &Router,
     method: &str,
     uri: &str,
@@ -76,7 +79,7 @@ async fn call(
     }
 }
 
-async fn push(app: &Router, repo: &str, data: &[u8]) -> Digest {
+pub(super) async fn push(app: &Router, repo: &str, data: &[u8]) -> Digest {
     let d = Digest::of(Algorithm::Sha256, data);
     let r = call(
         app,
