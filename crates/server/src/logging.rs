@@ -54,8 +54,8 @@ pub fn static_fields(config: &Config) -> Option<String> {
         .iter()
         .map(|(k, v)| {
             let v = match v {
-                serde_yaml::Value::String(s) => s.clone(),
-                other => serde_yaml::to_string(other)
+                yaml_serde::Value::String(s) => s.clone(),
+                other => yaml_serde::to_string(other)
                     .unwrap_or_default()
                     .trim()
                     .to_owned(),

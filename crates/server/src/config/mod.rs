@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 pub use support::unsupported_options;
 
@@ -216,7 +216,7 @@ impl Config {
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(Config, Vec<String>), ConfigError> {
         let mut root: Value =
-            serde_yaml::from_str(text).map_err(|e| invalid("(document)", e.to_string()))?;
+            yaml_serde::from_str(text).map_err(|e| invalid("(document)", e.to_string()))?;
         if root.is_null() {
             root = Value::Mapping(Default::default());
         }
@@ -256,7 +256,7 @@ fn bool_at(v: Option<&Value>, key: &str, default: bool) -> Result<bool, ConfigEr
         Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
         Some(other) => {
-            let found = serde_yaml::to_string(other).unwrap_or_default();
+            let found = yaml_serde::to_string(other).unwrap_or_default();
             Err(invalid(
                 key,
                 format!("expected true or false, found {}", found.trim()),

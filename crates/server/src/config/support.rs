@@ -2,7 +2,7 @@
 //! configuration is named in a start-up warning; options whose silent omission would be
 //! unsafe (authentication) stop start-up instead.
 
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::ConfigError;
 
@@ -50,7 +50,7 @@ fn leaves(prefix: &str, v: &Value, out: &mut Vec<String>) {
             for (k, child) in m {
                 let key = match k {
                     Value::String(s) => s.clone(),
-                    other => serde_yaml::to_string(other)
+                    other => yaml_serde::to_string(other)
                         .unwrap_or_default()
                         .trim()
                         .to_owned(),
