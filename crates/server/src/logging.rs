@@ -10,7 +10,6 @@ pub fn init(config: &Config) {
         .log
         .level
         .as_deref()
-        .or(config.loglevel.as_deref())
         .unwrap_or("info")
         .to_ascii_lowercase();
     let level = match level.as_str() {
@@ -20,7 +19,7 @@ pub fn init(config: &Config) {
         _ => "info".to_owned(),
     };
     let mut directives = level;
-    if config.log.accesslog.disabled {
+    if !config.log.access_log {
         directives.push_str(",berth::access=off");
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));

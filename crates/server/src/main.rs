@@ -34,7 +34,8 @@ enum Command {
         /// variables override either.
         config: Option<PathBuf>,
     },
-    /// Validate a configuration, print its warnings, and exit.
+    /// Validate a configuration exactly as `serve` would (before it binds), print its
+    /// warnings, and exit.
     CheckConfig {
         /// A distribution-style config.yml (REGISTRY_* environment variables apply).
         config: PathBuf,
