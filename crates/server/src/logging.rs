@@ -1,5 +1,7 @@
 //! Log set-up from `log.level`, `log.formatter`, `log.fields` and `log.accesslog`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
@@ -27,8 +29,10 @@ pub fn init(config: &Config) {
         config.log.formatter.as_deref(),
         Some("json") | Some("logstash")
     );
+    // Colour codes help a person at a terminal and corrupt a file or a pipe.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder

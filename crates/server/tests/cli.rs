@@ -1,7 +1,10 @@
 //! The `berth` command line on the real binary: subcommands, help, version, exit codes,
 //! and a table of bad configurations that `check-config` and `serve` must both refuse
-//! with the same message, `serve` before it binds its port.
+//! with the same message, `serve` before it binds its port; text logs written to a pipe.
 
+mod common;
+
+use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -301,4 +304,54 @@ fn check_config_and_serve_refuse_the_same_bad_configurations() {
         "a supported configuration has no warnings"
     );
     drop(held);
+}
+
+#[test]
+fn text_logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.path().join("text.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: info, formatter: text}}\nstorage: {{inmemory: {{}}}}\n\
+             http: {{addr: \"{addr}\"}}\n"
+        ),
+    )
+    .expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("serve")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut pipe = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while common::http_status(&addr, "/v2/") != 200 {
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            panic!(
+                "berth never answered: {}",
+                reader.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    let text = reader.join().expect("reader");
+    assert!(status.success(), "{status}: {text}");
+    assert!(text.contains("listening on http://"), "{text}");
+    assert!(text.contains("path=/v2/"), "no access line in: {text}");
+    assert!(!text.contains("\x1b["), "colour codes in a pipe: {text:?}");
 }
