@@ -1,34 +1,270 @@
-//! One structured log line per request: method, path, status, response bytes, duration.
-//! The line is written when the response head is ready; a streamed body's transfer time
-//! is not included.
+//! One structured log line per request: method, path, status, the bytes of body actually
+//! sent, and the time from the request's arrival to the end of its response body. The
+//! response body is wrapped so that the line is written when the body ends, fails, or is
+//! dropped unfinished (a client that went away, a HEAD response).
 
-use std::time::Instant;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use http::header;
+use http::{Method, StatusCode};
+use http_body::{Frame, SizeHint};
 
-/// Logs the request once its response is ready.
+/// Logs the request once its response body is finished.
 pub(crate) async fn log_request(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let resp = next.run(req).await;
-    let bytes = resp
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    tracing::info!(
-        target: "berth::access",
-        method = %method,
-        path = %path,
-        status = resp.status().as_u16(),
-        bytes,
-        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
-    resp
+    let (parts, body) = resp.into_parts();
+    let line = Line {
+        method,
+        path,
+        status: parts.status,
+        start,
+        // The body is polled by the connection task, outside the request's span; the
+        // line keeps the span so its fields (`log.fields`) still come with it.
+        span: tracing::Span::current(),
+    };
+    let body = LoggedBody {
+        inner: body,
+        bytes: 0,
+        line: Some(line),
+    };
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// What the access line says besides the byte count.
+struct Line {
+    method: Method,
+    path: String,
+    status: StatusCode,
+    start: Instant,
+    span: tracing::Span,
+}
+
+impl Line {
+    fn write(self, bytes: u64) {
+        let _entered = self.span.enter();
+        tracing::info!(
+            target: "berth::access",
+            method = %self.method,
+            path = %self.path,
+            status = self.status.as_u16(),
+            bytes,
+            duration_ms = duration_ms(self.start.elapsed()),
+            "request"
+        );
+    }
+}
+
+/// Milliseconds with at most three decimals (whole microseconds, rounded). Dividing an
+/// integer count of microseconds by 1000 gives the double nearest to that decimal, which
+/// prints as that decimal; scaling seconds by 1000 would print binary noise
+/// (`0.014192000000000001`).
+fn duration_ms(elapsed: Duration) -> f64 {
+    let micros = (elapsed.as_nanos() + 500) / 1000;
+    // u64 microseconds last 584,000 years; the cast below is exact below 2^53 (285 years).
+    let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+    micros as f64 / 1000.0
+}
+
+/// A response body that counts the data it yields and writes the access line once.
+struct LoggedBody {
+    inner: Body,
+    bytes: u64,
+    line: Option<Line>,
+}
+
+impl LoggedBody {
+    fn finish(&mut self) {
+        if let Some(line) = self.line.take() {
+            line.write(self.bytes);
+        }
+    }
+}
+
+impl HttpBody for LoggedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
+            }
+            Poll::Ready(Some(Err(_)) | None) => this.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::routing::get;
+    use futures::stream;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    /// Log output captured in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl MakeWriter<'_> for Captured {
+        type Writer = Captured;
+        fn make_writer(&self) -> Captured {
+            self.clone()
+        }
+    }
+
+    impl Captured {
+        fn access_lines(&self) -> Vec<serde_json::Value> {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .filter(|v| v["target"] == "berth::access")
+                .collect()
+        }
+
+        fn raw(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(captured.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    const CHUNKS: [&str; 3] = ["first chunk,", "second,", "and the last one"];
+
+    fn app() -> Router {
+        Router::new()
+            .route(
+                "/stream",
+                get(|| async {
+                    let chunks = CHUNKS.map(|c| Ok::<_, std::io::Error>(Bytes::from(c)));
+                    Body::from_stream(stream::iter(chunks))
+                }),
+            )
+            .layer(axum::middleware::from_fn(log_request))
+    }
+
+    fn get_request(path: &str) -> Request {
+        Request::builder().uri(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_is_logged_when_it_ends_with_its_length() {
+        let (captured, _guard) = capture();
+        let resp = app().oneshot(get_request("/stream")).await.unwrap();
+        assert!(resp.headers().get(http::header::CONTENT_LENGTH).is_none());
+        assert!(
+            captured.access_lines().is_empty(),
+            "the line waits for the body"
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let expected: usize = CHUNKS.iter().map(|c| c.len()).sum();
+        assert_eq!(body.len(), expected);
+        let lines = captured.access_lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["bytes"], expected as u64);
+        assert_eq!(lines[0]["status"], 200);
+        assert_eq!(lines[0]["path"], "/stream");
+        // The number as written: at most three decimals, whatever the elapsed time was.
+        let raw = captured.raw();
+        let written = raw
+            .split("\"duration_ms\":")
+            .nth(1)
+            .and_then(|rest| rest.split([',', '}']).next())
+            .unwrap_or_else(|| panic!("no duration_ms in {raw}"));
+        let decimals = written.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(decimals <= 3, "duration_ms written as {written}");
+    }
+
+    #[tokio::test]
+    async fn an_unread_body_is_logged_when_dropped() {
+        let (captured, _guard) = capture();
+        let resp = app().oneshot(get_request("/stream")).await.unwrap();
+        drop(resp);
+        let lines = captured.access_lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["bytes"], 0);
+    }
+
+    #[test]
+    fn durations_have_no_float_noise() {
+        assert_eq!(duration_ms(Duration::from_nanos(14_192_000)), 14.192);
+        assert_eq!(duration_ms(Duration::from_nanos(14_192_499)), 14.192);
+        assert_eq!(duration_ms(Duration::from_nanos(14_192_500)), 14.193);
+        assert_eq!(
+            format!("{:?}", duration_ms(Duration::from_micros(14))),
+            "0.014"
+        );
+        // Every microsecond count up to a second prints as its exact decimal.
+        for micros in 0..1_000_000u64 {
+            let printed = format!("{:?}", duration_ms(Duration::from_micros(micros)));
+            let (whole, frac) = printed.split_once('.').unwrap();
+            let frac = format!("{frac:0<3}");
+            assert_eq!(
+                (whole.parse::<u64>().unwrap(), frac.parse::<u64>().unwrap()),
+                (micros / 1000, micros % 1000),
+                "{micros}us printed as {printed}"
+            );
+        }
+    }
 }

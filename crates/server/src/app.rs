@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::Router;
 use berth_driver::{FilesystemDriver, InMemoryDriver, StorageDriver};
 use berth_storage::{Options as StoreOptions, StorageRegistry};
-use http::{HeaderName, HeaderValue};
 
 use crate::config::{Config, ConfigError, Driver};
 
@@ -54,25 +53,6 @@ fn normalize_prefix(p: Option<&str>) -> String {
     }
 }
 
-fn extra_headers(config: &Config) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
-    let mut out = Vec::new();
-    for (name, values) in &config.http.headers {
-        let key = format!("http.headers.{name}");
-        let invalid = |m: &str| ConfigError::Invalid {
-            key: key.clone(),
-            message: m.to_owned(),
-        };
-        let header =
-            HeaderName::try_from(name.as_str()).map_err(|_| invalid("not a valid header name"))?;
-        for v in values {
-            let value = HeaderValue::try_from(v.as_str())
-                .map_err(|_| invalid("not a valid header value"))?;
-            out.push((header.clone(), value));
-        }
-    }
-    Ok(out)
-}
-
 /// Builds the registry and router a configuration describes.
 pub fn build(config: &Config) -> Result<App, StartError> {
     let (driver, storage_description): (Arc<dyn StorageDriver>, String) =
@@ -118,7 +98,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             .as_deref()
             .map(|h| h.trim_end_matches('/').to_owned()),
         read_only: config.storage.read_only,
-        extra_headers: extra_headers(config)?,
+        extra_headers: config.http.headers.clone(),
     };
     let router = berth_http::router(registry.clone(), options);
     Ok(App {

@@ -25,7 +25,7 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     registry: Arc<StorageRegistry>,
-    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    tls: Option<RustlsConfig>,
     drain: Duration,
     purging: Option<UploadPurging>,
     /// One line saying where data lives.
@@ -44,11 +44,6 @@ fn listen_addr(addr: &str) -> String {
 impl Server {
     /// Wires the registry and binds its address (port 0 picks a free one).
     pub fn bind(config: &Config) -> Result<Server, StartError> {
-        if config.http.net.as_deref().is_some_and(|n| n != "tcp") {
-            return Err(StartError::Config(crate::config::ConfigError::Refused(
-                "http.net: only tcp is supported yet".into(),
-            )));
-        }
         let app = app::build(config)?;
         let mut router = app.router;
         if let Some(fields) = logging::static_fields(config) {
@@ -60,7 +55,7 @@ impl Server {
                 },
             ));
         }
-        let raw = config.http.addr.as_deref().unwrap_or(":5000");
+        let raw = config.http.addr.as_str();
         let listen_err = |message: String| StartError::Listen {
             addr: raw.to_owned(),
             message,
@@ -73,16 +68,11 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(|e| listen_err(e.to_string()))?;
-        let tls = match (&config.http.tls.certificate, &config.http.tls.key) {
-            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
-            (None, None) => None,
-            _ => {
-                return Err(StartError::Config(crate::config::ConfigError::Invalid {
-                    key: "http.tls".into(),
-                    message: "certificate and key must be given together".into(),
-                }));
-            }
-        };
+        let tls = config
+            .http
+            .tls
+            .as_ref()
+            .map(|t| RustlsConfig::from_config(t.server.clone()));
         let purging = config.storage.upload_purging.clone();
         let purging = (purging.enabled && !config.storage.read_only).then_some(purging);
         Ok(Server {
@@ -90,7 +80,7 @@ impl Server {
             router,
             registry: app.registry,
             tls,
-            drain: config.drain_timeout()?,
+            drain: config.http.drain_timeout,
             purging,
             storage_description: app.storage_description,
         })
@@ -132,10 +122,7 @@ impl Server {
             .map(|p| tokio::spawn(purge_loop(self.registry.clone(), p)));
         let service = self.router.into_make_service();
         let result = match self.tls {
-            Some((cert, key)) => {
-                let tls = RustlsConfig::from_pem_file(&cert, &key)
-                    .await
-                    .map_err(|e| listen_err(format!("loading TLS certificate/key: {e}")))?;
+            Some(tls) => {
                 axum_server::from_tcp_rustls(self.listener, tls)
                     .map_err(|e| listen_err(e.to_string()))?
                     .handle(handle)

@@ -1,5 +1,7 @@
 //! Log set-up from `log.level`, `log.formatter`, `log.fields` and `log.accesslog`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
@@ -10,7 +12,6 @@ pub fn init(config: &Config) {
         .log
         .level
         .as_deref()
-        .or(config.loglevel.as_deref())
         .unwrap_or("info")
         .to_ascii_lowercase();
     let level = match level.as_str() {
@@ -20,7 +21,7 @@ pub fn init(config: &Config) {
         _ => "info".to_owned(),
     };
     let mut directives = level;
-    if config.log.accesslog.disabled {
+    if !config.log.access_log {
         directives.push_str(",berth::access=off");
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
@@ -28,8 +29,10 @@ pub fn init(config: &Config) {
         config.log.formatter.as_deref(),
         Some("json") | Some("logstash")
     );
+    // Colour codes help a person at a terminal and corrupt a file or a pipe.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder
@@ -54,8 +57,8 @@ pub fn static_fields(config: &Config) -> Option<String> {
         .iter()
         .map(|(k, v)| {
             let v = match v {
-                serde_yaml::Value::String(s) => s.clone(),
-                other => serde_yaml::to_string(other)
+                yaml_serde::Value::String(s) => s.clone(),
+                other => yaml_serde::to_string(other)
                     .unwrap_or_default()
                     .trim()
                     .to_owned(),

@@ -1,60 +1,85 @@
-//! The `berth` command: `serve [CONFIG]`, `check-config CONFIG`, `version`.
+//! The `berth` command line: parses arguments (clap) and runs one subcommand. Each
+//! subcommand is a variant of [`Command`], so a new one (garbage collection, a storage
+//! check) is a new variant and a new match arm.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use berth_server::config::Config;
 use berth_server::lifecycle::{Server, shutdown_signal};
 use berth_server::{limits, logging};
+use clap::{Parser, Subcommand};
 
-const USAGE: &str = "usage:
-  berth serve [CONFIG]        run the registry (no CONFIG: embedded default, ./data on 127.0.0.1:5000)
-  berth check-config CONFIG   validate a distribution-style config.yml and exit
-  berth version               print the version";
+/// Shown after `berth --help`; the README's "Using it" section says the same.
+const EXIT_STATUS: &str = "Exit status:
+  0  success
+  1  the configuration is invalid, or the registry failed while starting or running
+  2  usage error (unknown subcommand, missing or extra argument)";
 
-fn load(path: &str) -> Result<(Config, Vec<String>), String> {
-    Config::load(&PathBuf::from(path))
-        .map_err(|e| format!("berth: invalid configuration {path}: {e}"))
+/// A container image registry, a drop-in replacement for CNCF distribution.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, after_help = EXIT_STATUS)]
+#[command(subcommand_required = true, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the registry.
+    Serve {
+        /// A distribution-style config.yml. Without it, the embedded default: filesystem
+        /// storage in ./data, listening on 127.0.0.1:5000. REGISTRY_* environment
+        /// variables override either.
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration exactly as `serve` would (before it binds), print its
+    /// warnings, and exit.
+    CheckConfig {
+        /// A distribution-style config.yml (REGISTRY_* environment variables apply).
+        config: PathBuf,
+    },
+    /// Print the version.
+    Version,
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args.as_slice() {
-        ["serve"] => serve(None),
-        ["serve", path] => serve(Some(path)),
-        ["check-config", path] => match load(path) {
-            Ok((_, warnings)) => {
-                for w in &warnings {
-                    eprintln!("warning: {w}");
-                }
-                println!("{path}: configuration is valid");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
-        ["version"] | ["--version"] | ["-v"] => {
+    // clap exits with 2 on a usage error and 0 after printing help or the version.
+    match Cli::parse().command {
+        Command::Serve { config } => serve(config.as_deref()),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Version => {
             println!("berth {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
-        }
-        ["help"] | ["--help"] | ["-h"] => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
         }
     }
 }
 
-fn serve(path: Option<&str>) -> ExitCode {
+fn load(path: &Path) -> Result<(Config, Vec<String>), String> {
+    Config::load(path).map_err(|e| format!("berth: invalid configuration {}: {e}", path.display()))
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok((_, warnings)) => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("{}: configuration is valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(path: Option<&Path>) -> ExitCode {
     let (config, warnings, source) = match path {
         Some(p) => match load(p) {
-            Ok((c, w)) => (c, w, p.to_owned()),
+            Ok((c, w)) => (c, w, p.display().to_string()),
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
@@ -109,4 +134,16 @@ fn serve(path: Option<&str>) -> ExitCode {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 }

@@ -2,7 +2,7 @@
 //! distribution applies them: `REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=/x` sets
 //! `storage.filesystem.rootdirectory`, and `REGISTRY_STORAGE=inmemory` picks the driver.
 
-use serde_yaml::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 /// Keys of the `storage` section that are settings rather than a driver name.
 pub const STORAGE_SETTINGS: [&str; 4] = ["delete", "cache", "maintenance", "redirect"];
@@ -23,7 +23,7 @@ pub fn apply(root: &mut Value, vars: impl IntoIterator<Item = (String, String)>)
         if path.iter().any(String::is_empty) {
             continue;
         }
-        let value = serde_yaml::from_str::<Value>(&raw).unwrap_or(Value::String(raw.clone()));
+        let value = yaml_serde::from_str::<Value>(&raw).unwrap_or(Value::String(raw.clone()));
         if path == ["storage"] {
             select_driver(root, &raw);
         } else {
@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn overrides() {
-        let mut root: Value = serde_yaml::from_str(
+        let mut root: Value = yaml_serde::from_str(
             "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /a\nhttp:\n  addr: :5000\n",
         )
         .unwrap();
@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn picks_the_driver() {
-        let mut root: Value = serde_yaml::from_str(
+        let mut root: Value = yaml_serde::from_str(
             "storage:\n  filesystem: {rootdirectory: /a}\n  delete: {enabled: true}\n",
         )
         .unwrap();

@@ -48,8 +48,14 @@ fn reads_the_debian_config() {
         c.storage.descriptor_cache,
         Some(berth_storage::DEFAULT_CACHE_CAPACITY)
     );
-    assert_eq!(c.http.addr.as_deref(), Some(":5000"));
-    assert_eq!(c.http.headers["X-Content-Type-Options"], ["nosniff"]);
+    assert_eq!(c.http.addr, ":5000");
+    assert_eq!(
+        c.http.headers,
+        [(
+            http::HeaderName::from_static("x-content-type-options"),
+            http::HeaderValue::from_static("nosniff")
+        )]
+    );
     assert_eq!(c.log.fields["service"], Value::from("registry"));
     assert!(
         warnings
@@ -107,7 +113,7 @@ fn environment_overrides() {
             fsync: true
         }
     );
-    assert_eq!(c.http.addr.as_deref(), Some("127.0.0.1:1"));
+    assert_eq!(c.http.addr, "127.0.0.1:1");
     assert!(c.storage.delete_enabled);
 }
 
@@ -137,12 +143,59 @@ fn errors_name_the_key() {
             "http.draintimeout",
         ),
         ("version: [\n", "(document)"),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nhttp: {addr: localhost}\n",
+            "http.addr",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nhttp: {tls: {certificate: /c.pem}}\n",
+            "http.tls.key",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nhttp: {tls: {key: /k.pem}}\n",
+            "http.tls.certificate",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\n\
+             http: {tls: {certificate: /nonexistent/c.pem, key: /nonexistent/k.pem}}\n",
+            "http.tls.certificate",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nhttp: {headers: {X-A: [\"a\\nb\"]}}\n",
+            "http.headers.X-A",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nhttp: {headers: {\"X A\": [b]}}\n",
+            "http.headers.X A",
+        ),
+        (
+            "version: 0.1\nstorage: {filesystem: {maxthreads: lots}}\n",
+            "storage.filesystem.maxthreads",
+        ),
+        (
+            "version: 0.1\nstorage: {filesystem: {rootdirectory: \"\"}}\n",
+            "storage.filesystem.rootdirectory",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}, cache: {blobdescriptor: disk}}\n",
+            "storage.cache.blobdescriptor",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}, cache: {blobdescriptor: inmemory, \
+             blobdescriptorsize: 0}}\n",
+            "storage.cache.blobdescriptorsize",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}, maintenance: {uploadpurging: {interval: 0s}}}\n",
+            "storage.maintenance.uploadpurging.interval",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}, redirect: {disable: sometimes}}\n",
+            "storage.redirect.disable",
+        ),
     ];
     for (text, key) in cases {
-        let err = match parse(text) {
-            Ok((c, _)) => c.drain_timeout().map(|_| ()).unwrap_err(),
-            Err(e) => e,
-        };
+        let err = parse(text).unwrap_err();
         assert!(
             matches!(&err, ConfigError::Invalid { key: k, .. } if k == key),
             "{text}: {err}"
@@ -156,6 +209,44 @@ fn refuses_what_it_must_not_ignore() {
     assert!(matches!(parse(auth), Err(ConfigError::Refused(_))));
     let s3 = "version: 0.1\nstorage: {s3: {region: x}}\n";
     assert!(matches!(parse(s3), Err(ConfigError::Refused(m)) if m.contains("s3")));
+    let unix = "version: 0.1\nstorage: {inmemory: {}}\nhttp: {net: unix, addr: /run/r.sock}\n";
+    assert!(matches!(parse(unix), Err(ConfigError::Refused(m)) if m.contains("http.net")));
+}
+
+#[test]
+fn maxthreads_is_checked_and_still_warned_about() {
+    let (_, w) = parse("version: 0.1\nstorage: {filesystem: {maxthreads: 100}}\n").unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("`storage.filesystem.maxthreads`") && w[0].contains("still checked"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn defaults_fill_what_is_absent() {
+    let (c, _) = parse("version: 0.1\nloglevel: debug\nstorage: {filesystem: }\n").unwrap();
+    assert_eq!(
+        c.storage.driver,
+        Driver::Filesystem {
+            root: PathBuf::from("/var/lib/registry"),
+            fsync: true
+        }
+    );
+    assert_eq!(c.http.addr, ":5000");
+    assert_eq!(c.http.drain_timeout, Duration::from_secs(30));
+    assert!(c.http.tls.is_none());
+    assert!(c.log.access_log);
+    assert_eq!(c.log.level.as_deref(), Some("debug"));
+    assert_eq!(c.storage.upload_purging, UploadPurging::default());
+    let (c, _) = parse(
+        "version: 0.1\nstorage: {inmemory: }\nlog: {accesslog: {disabled: true}}\n\
+         http: {draintimeout: 1500ms}\n",
+    )
+    .unwrap();
+    assert_eq!(c.storage.driver, Driver::InMemory);
+    assert!(!c.log.access_log);
+    assert_eq!(c.http.drain_timeout, Duration::from_millis(1500));
 }
 
 #[test]
@@ -199,11 +290,11 @@ fn embedded_default_takes_overrides() {
             fsync: true
         }
     );
-    assert_eq!(c.http.addr.as_deref(), Some("127.0.0.1:5000"));
+    assert_eq!(c.http.addr, "127.0.0.1:5000");
     let (c, _) = Config::embedded(vec![(
         "REGISTRY_HTTP_ADDR".to_owned(),
         "127.0.0.1:0".to_owned(),
     )])
     .unwrap();
-    assert_eq!(c.http.addr.as_deref(), Some("127.0.0.1:0"));
+    assert_eq!(c.http.addr, "127.0.0.1:0");
 }

@@ -1,0 +1,246 @@
+//! The typed configuration document: one serde struct per section of distribution's
+//! `config.yml` that berth reads, with every key berth reads and nothing else. Typing
+//! checks the shape and the types of values (a type error names its key); the checks that
+//! need more than one key, or the file system, are in `validate`. Keys not typed here are
+//! ignored by serde and reported by `support` as warnings.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use yaml_serde::Value;
+
+use super::duration::GoDuration;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Document {
+    /// Configuration format version (`0.1`); required.
+    pub version: Option<Value>,
+    /// Deprecated top-level log level.
+    pub loglevel: Option<String>,
+    /// `log`.
+    pub log: LogSection,
+    /// `http`.
+    pub http: HttpSection,
+    /// `storage`; required.
+    pub storage: Option<StorageSection>,
+}
+
+/// `log`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LogSection {
+    /// error, warn, info, debug (trace too).
+    pub level: Option<String>,
+    /// text, json (logstash is written as json).
+    pub formatter: Option<String>,
+    /// Static fields added to every request's line.
+    pub fields: BTreeMap<String, Value>,
+    /// `log.accesslog`.
+    pub accesslog: AccessLogSection,
+}
+
+/// `log.accesslog`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AccessLogSection {
+    /// Turns off the per-request line.
+    pub disabled: Option<Flag>,
+}
+
+/// `http`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct HttpSection {
+    /// Listen address (`:5000`, `127.0.0.1:5000`).
+    pub addr: Option<String>,
+    /// `tcp` (unix sockets are not supported yet).
+    pub net: Option<String>,
+    /// URL prefix.
+    pub prefix: Option<String>,
+    /// Externally visible base URL, for absolute `Location` headers.
+    pub host: Option<String>,
+    /// Upload-state signing secret (berth keeps no client-visible state; accepted).
+    pub secret: Option<String>,
+    /// Relative `Location` URLs (berth's default; accepted).
+    pub relativeurls: Option<Flag>,
+    /// How long shutdown waits for in-flight requests.
+    pub draintimeout: Option<GoDuration>,
+    /// Headers added to every response.
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// `http.tls`.
+    pub tls: TlsSection,
+}
+
+/// `http.tls`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TlsSection {
+    /// PEM certificate chain.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+/// `storage`: one driver section (named by its key) and the shared settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct StorageSection {
+    /// `storage.filesystem`.
+    pub filesystem: Option<FilesystemSection>,
+    /// `storage.inmemory`.
+    pub inmemory: Option<InMemorySection>,
+    /// `storage.delete`.
+    pub delete: DeleteSection,
+    /// `storage.cache`.
+    pub cache: CacheSection,
+    /// `storage.maintenance`.
+    pub maintenance: MaintenanceSection,
+    /// `storage.redirect`.
+    pub redirect: RedirectSection,
+    /// Every key of the section that is not a shared setting, i.e. the driver names
+    /// written (`filesystem`, `s3`, ...). A driver is chosen by key name, and a `null`
+    /// section (`inmemory:`) still names one, so these come from the YAML tree's keys.
+    #[serde(skip)]
+    pub drivers: Vec<String>,
+}
+
+/// `storage.filesystem`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct FilesystemSection {
+    /// Where the data lives.
+    pub rootdirectory: Option<String>,
+    /// distribution's limit on concurrent file operations (typed, not acted on yet).
+    pub maxthreads: Option<u64>,
+    /// berth's own: flush every write to the disk before acknowledging it.
+    pub fsync: Option<Flag>,
+}
+
+/// `storage.inmemory` (no settings).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InMemorySection {}
+
+/// `storage.delete`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct DeleteSection {
+    /// Allow deleting blobs and manifests.
+    pub enabled: Option<Flag>,
+}
+
+/// `storage.cache`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CacheSection {
+    /// `inmemory` or `redis`.
+    pub blobdescriptor: Option<String>,
+    /// Older name of `blobdescriptor`.
+    pub layerinfo: Option<String>,
+    /// Entries of the in-memory descriptor cache.
+    pub blobdescriptorsize: Option<u64>,
+}
+
+/// `storage.maintenance`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct MaintenanceSection {
+    /// `storage.maintenance.uploadpurging`.
+    pub uploadpurging: UploadPurgingSection,
+    /// `storage.maintenance.readonly`.
+    pub readonly: ReadOnlySection,
+}
+
+/// `storage.maintenance.uploadpurging`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct UploadPurgingSection {
+    /// Run the purger.
+    pub enabled: Option<Flag>,
+    /// Remove sessions older than this.
+    pub age: Option<GoDuration>,
+    /// Time between passes.
+    pub interval: Option<GoDuration>,
+    /// Only report.
+    pub dryrun: Option<Flag>,
+}
+
+/// `storage.maintenance.readonly`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ReadOnlySection {
+    /// Refuse writes.
+    pub enabled: Option<Flag>,
+}
+
+/// `storage.redirect`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RedirectSection {
+    /// Accepted: the filesystem driver never redirects.
+    pub disable: Option<Flag>,
+}
+
+/// A boolean key. distribution's configs (and `REGISTRY_*` values) also write booleans
+/// as strings, so `"true"`/`"false"` in any case are accepted too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+impl Flag {
+    /// The value, or `default` when the key is absent.
+    pub fn or(flag: Option<Flag>, default: bool) -> bool {
+        flag.map_or(default, |Flag(b)| b)
+    }
+}
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FlagVisitor)
+    }
+}
+
+struct FlagVisitor;
+
+impl FlagVisitor {
+    fn found<E: de::Error>(found: impl fmt::Display) -> E {
+        E::custom(format!("expected true or false, found {found}"))
+    }
+}
+
+impl Visitor<'_> for FlagVisitor {
+    type Value = Flag;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("true or false")
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Flag, E> {
+        Ok(Flag(b))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Flag, E> {
+        if s.eq_ignore_ascii_case("true") {
+            Ok(Flag(true))
+        } else if s.eq_ignore_ascii_case("false") {
+            Ok(Flag(false))
+        } else {
+            Err(Self::found(s))
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Flag, E> {
+        Err(Self::found(n))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Flag, E> {
+        Err(Self::found(n))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Flag, E> {
+        Err(Self::found(n))
+    }
+}

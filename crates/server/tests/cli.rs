@@ -1,0 +1,357 @@
+//! The `berth` command line on the real binary: subcommands, help, version, exit codes,
+//! and a table of bad configurations that `check-config` and `serve` must both refuse
+//! with the same message, `serve` before it binds its port; text logs written to a pipe.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn berth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .output()
+        .expect("run berth")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn version_is_one_line_with_a_newline() {
+    let expected = format!("berth {}\n", env!("CARGO_PKG_VERSION"));
+    for args in [&["version"][..], &["--version"][..]] {
+        let out = berth(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert_eq!(stdout(&out), expected, "{args:?}");
+    }
+}
+
+#[test]
+fn help_names_every_subcommand_and_the_exit_codes() {
+    let out = berth(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    for word in [
+        "serve",
+        "check-config",
+        "version",
+        "Exit status:",
+        "2  usage error",
+    ] {
+        assert!(text.contains(word), "{word} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn each_subcommand_has_help() {
+    for args in [
+        &["help", "serve"][..],
+        &["serve", "--help"][..],
+        &["help", "check-config"][..],
+        &["check-config", "--help"][..],
+    ] {
+        let out = berth(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let text = stdout(&out);
+        assert!(text.contains("Usage: berth"), "{args:?}: {text}");
+        assert!(
+            text.contains("[CONFIG]") || text.contains("<CONFIG>"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    for args in [
+        &[][..],
+        &["nonsense"][..],
+        &["check-config"][..],
+        &["serve", "a.yml", "b.yml"][..],
+        &["version", "extra"][..],
+    ] {
+        let out = berth(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("Usage:"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn a_missing_file_is_a_failure_not_a_usage_error() {
+    let out = berth(&["check-config", "/nonexistent/berth.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("/nonexistent/berth.yml"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Runs berth, killing it (and failing) if it is still running after 20 seconds: a bad
+/// configuration that `serve` accepted would otherwise hang the test.
+fn berth_bounded(args: &[&Path], env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run berth");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("berth {args:?} kept running:\n{}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// One row of the table: what is wrong, the YAML, `REGISTRY_*` variables, and what the
+/// message must name.
+type BadConfig<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
+
+/// The line that names the configuration problem.
+fn config_error(out: &Output) -> String {
+    stderr(out)
+        .lines()
+        .find(|l| l.contains("invalid configuration"))
+        .unwrap_or_else(|| panic!("no configuration error in:\n{}", stderr(out)))
+        .to_owned()
+}
+
+#[test]
+fn check_config_and_serve_refuse_the_same_bad_configurations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The port is held for the whole test: if serve got as far as binding it, its error
+    // would be about the address in use rather than the configuration.
+    let held = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = held.local_addr().expect("addr").to_string();
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "this is not a certificate\n").expect("write");
+    let not_pem = not_pem.display().to_string();
+    let storage = "storage: {inmemory: {}}";
+    let http = format!("http: {{addr: \"{addr}\"}}");
+    let base = format!("version: 0.1\n{storage}\n{http}\n");
+    let table: Vec<BadConfig> = vec![
+        (
+            "unix socket",
+            format!("version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", net: unix}}\n"),
+            vec![],
+            "http.net",
+        ),
+        (
+            "address without a port",
+            format!("version: 0.1\n{storage}\nhttp: {{addr: localhost}}\n"),
+            vec![],
+            "http.addr",
+        ),
+        (
+            "certificate without its key",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{certificate: {not_pem}}}}}\n"
+            ),
+            vec![],
+            "http.tls.key",
+        ),
+        (
+            "certificate that is not PEM",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{certificate: {not_pem}, key: {not_pem}}}}}\n"
+            ),
+            vec![],
+            "http.tls.certificate",
+        ),
+        (
+            "missing certificate file",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{certificate: /nonexistent/c.pem, key: /nonexistent/k.pem}}}}\n"
+            ),
+            vec![],
+            "http.tls.certificate",
+        ),
+        (
+            "bad draintimeout",
+            format!("version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", draintimeout: soon}}\n"),
+            vec![],
+            "http.draintimeout",
+        ),
+        (
+            "bad draintimeout from the environment",
+            base.clone(),
+            vec![("REGISTRY_HTTP_DRAINTIMEOUT", "soon")],
+            "http.draintimeout",
+        ),
+        (
+            "bad header value",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", headers: {{X-Bad: [\"a\\nb\"]}}}}\n"
+            ),
+            vec![],
+            "http.headers.X-Bad",
+        ),
+        (
+            "bad header name",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", headers: {{\"X Bad\": [b]}}}}\n"
+            ),
+            vec![],
+            "http.headers.X Bad",
+        ),
+        (
+            "bad boolean",
+            format!(
+                "version: 0.1\nstorage: {{inmemory: {{}}, delete: {{enabled: perhaps}}}}\n{http}\n"
+            ),
+            vec![],
+            "storage.delete.enabled",
+        ),
+        (
+            "maxthreads not a number",
+            format!(
+                "version: 0.1\nstorage: {{filesystem: {{rootdirectory: {}, maxthreads: lots}}}}\n{http}\n",
+                dir.path().join("root").display()
+            ),
+            vec![],
+            "storage.filesystem.maxthreads",
+        ),
+        (
+            "zero purge interval",
+            format!(
+                "version: 0.1\nstorage: {{inmemory: {{}}, maintenance: {{uploadpurging: {{interval: 0s}}}}}}\n{http}\n"
+            ),
+            vec![],
+            "storage.maintenance.uploadpurging.interval",
+        ),
+        (
+            "unsupported driver",
+            format!("version: 0.1\nstorage: {{s3: {{region: x}}}}\n{http}\n"),
+            vec![],
+            "storage driver `s3`",
+        ),
+        (
+            "auth",
+            format!("{base}auth: {{htpasswd: {{realm: r, path: /p}}}}\n"),
+            vec![],
+            "authentication (auth)",
+        ),
+        (
+            "no version",
+            format!("{storage}\n{http}\n"),
+            vec![],
+            "version",
+        ),
+    ];
+    for (i, (name, yaml, env, key)) in table.iter().enumerate() {
+        let path = dir.path().join(format!("bad-{i}.yml"));
+        std::fs::write(&path, yaml).expect("write");
+        let check = berth_bounded(&[Path::new("check-config"), &path], env);
+        let serve = berth_bounded(&[Path::new("serve"), &path], env);
+        assert_eq!(
+            check.status.code(),
+            Some(1),
+            "{name}: check-config: {}",
+            stderr(&check)
+        );
+        assert_eq!(
+            serve.status.code(),
+            Some(1),
+            "{name}: serve: {}",
+            stderr(&serve)
+        );
+        let message = config_error(&check);
+        assert!(message.contains(key), "{name}: {message}");
+        assert_eq!(
+            config_error(&serve),
+            message,
+            "{name}: serve said something else"
+        );
+        assert!(
+            !stderr(&serve).contains("listening"),
+            "{name}: {}",
+            stderr(&serve)
+        );
+    }
+
+    let good = dir.path().join("good.yml");
+    std::fs::write(&good, &base).expect("write");
+    let out = berth_bounded(&[Path::new("check-config"), &good], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("configuration is valid"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        stderr(&out),
+        "",
+        "a supported configuration has no warnings"
+    );
+    drop(held);
+}
+
+#[test]
+fn text_logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.path().join("text.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: info, formatter: text}}\nstorage: {{inmemory: {{}}}}\n\
+             http: {{addr: \"{addr}\"}}\n"
+        ),
+    )
+    .expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("serve")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut pipe = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while common::http_status(&addr, "/v2/") != 200 {
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            panic!(
+                "berth never answered: {}",
+                reader.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    let text = reader.join().expect("reader");
+    assert!(status.success(), "{status}: {text}");
+    assert!(text.contains("listening on http://"), "{text}");
+    assert!(text.contains("path=/v2/"), "no access line in: {text}");
+    assert!(!text.contains("\x1b["), "colour codes in a pipe: {text:?}");
+}
