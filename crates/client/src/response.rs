@@ -120,6 +120,18 @@ impl Response {
         }
     }
 
+    /// Fails unless the status is `want` and the body is the spec's error body with
+    /// `code` among its errors.
+    pub fn require_error(&self, want: u16, code: &str) -> Result<(), Error> {
+        self.require_status(want)?;
+        let codes = self.error_codes()?;
+        if codes.iter().any(|c| c == code) {
+            Ok(())
+        } else {
+            Err(self.body_error(format!("expected error code {code}, got {codes:?}")))
+        }
+    }
+
     /// The body as lossy text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -382,6 +394,9 @@ mod tests {
             r#"{"errors":[{"code":"NAME_UNKNOWN","message":"x"}]}"#,
         );
         assert_eq!(r.error_codes().unwrap(), ["NAME_UNKNOWN"]);
+        assert!(r.require_error(404, "NAME_UNKNOWN").is_ok());
+        let e = r.require_error(404, "BLOB_UNKNOWN").unwrap_err().to_string();
+        assert!(e.starts_with(r#"expected error code BLOB_UNKNOWN, got ["NAME_UNKNOWN"]; GET"#), "{e}");
         assert_eq!(r.content_type(), Some("application/json"));
         let e = r.require_status(200).unwrap_err().to_string();
         assert!(
