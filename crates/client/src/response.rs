@@ -173,8 +173,9 @@ impl Response {
         self.names("repositories")
     }
 
-    /// The string array under `field` of a JSON body.
-    fn names(&self, field: &str) -> Result<Vec<String>, Error> {
+    /// The string array under `field` of a JSON body (`null` or missing counts as
+    /// none).
+    pub fn names(&self, field: &str) -> Result<Vec<String>, Error> {
         match self.json()?.get(field) {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::Array(items)) => items
@@ -395,8 +396,14 @@ mod tests {
         );
         assert_eq!(r.error_codes().unwrap(), ["NAME_UNKNOWN"]);
         assert!(r.require_error(404, "NAME_UNKNOWN").is_ok());
-        let e = r.require_error(404, "BLOB_UNKNOWN").unwrap_err().to_string();
-        assert!(e.starts_with(r#"expected error code BLOB_UNKNOWN, got ["NAME_UNKNOWN"]; GET"#), "{e}");
+        let e = r
+            .require_error(404, "BLOB_UNKNOWN")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(r#"expected error code BLOB_UNKNOWN, got ["NAME_UNKNOWN"]; GET"#),
+            "{e}"
+        );
         assert_eq!(r.content_type(), Some("application/json"));
         let e = r.require_status(200).unwrap_err().to_string();
         assert!(
