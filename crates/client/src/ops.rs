@@ -254,7 +254,7 @@ impl Client {
             .expect_status(201)
     }
 
-    /// The URL of `/v2/<repo>/manifests/<reference>`.
+    /// A request to `/v2/<repo>/manifests/<reference>`.
     fn manifest_request(
         &self,
         method: Method,
