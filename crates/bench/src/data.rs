@@ -29,15 +29,6 @@ pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
-/// `sha256:<hex>` of a body that arrived in pieces.
-pub fn sha256_chunks(chunks: &[Bytes]) -> String {
-    let mut h = Sha256::new();
-    for c in chunks {
-        h.update(c);
-    }
-    format!("sha256:{}", hex::encode(h.finalize()))
-}
-
 /// Content with its digest.
 #[derive(Clone, Debug)]
 pub struct Blob {
@@ -154,13 +145,6 @@ mod tests {
         let c = Blob::random(&mut rng(1, "y"), 64);
         assert_eq!(a.digest, b.digest);
         assert_ne!(a.digest, c.digest);
-    }
-
-    #[test]
-    fn chunked_digest_matches() {
-        let blob = Blob::random(&mut rng(2, "z"), 1000);
-        let chunks = vec![blob.data.slice(..300), blob.data.slice(300..)];
-        assert_eq!(sha256_chunks(&chunks), blob.digest);
     }
 
     #[test]

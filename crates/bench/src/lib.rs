@@ -7,13 +7,11 @@
 //! each timed part; every answer is checked, and a wrong one counts as an error.
 
 pub mod cli;
-pub mod client;
 pub mod cpu;
 pub mod data;
 pub mod line;
 pub mod ops;
 pub mod paging;
-pub mod rawget;
 pub mod report;
 pub mod rss;
 pub mod runner;

@@ -1,67 +1,92 @@
 //! Registry operations built from timed requests: the push styles (monolithic, chunked,
-//! docker-style), mounts, manifest put/get. Each checks the answer and returns an error
-//! string for a wrong one; every request is recorded in the caller's [`Recorder`].
+//! docker-style), mounts, manifest put/get. Requests are built and sent by
+//! `berth-client`; [`timed`] records each one in the caller's [`Recorder`] (its time
+//! from sending to the last body byte). Each operation checks the answer and returns an
+//! error string for a wrong one.
 
+use std::future::Future;
+use std::time::Duration;
+
+use berth_client::{Body, Client, Error, Response};
 use bytes::Bytes;
-use reqwest::Method;
-use url::Url;
 
-use crate::client::{Answer, Registry};
-use crate::data::{Blob, Manifest, sha256_chunks};
+use crate::data::{Blob, Manifest, sha256};
 use crate::stats::Recorder;
 
 /// Size of the pieces a docker-style streamed `PATCH` body is sent in.
 const STREAM_PIECE: usize = 1 << 20;
 
-/// `url` with `digest=<digest>` appended to its query (kept if it already has one).
-pub fn with_digest(mut url: Url, digest: &str) -> Url {
-    url.query_pairs_mut().append_pair("digest", digest);
-    url
+/// How long one request may take (a 512 MiB blob over a slow registry included).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The client for the registry under test: HTTP/1.1 keep-alive connections, up to
+/// `connections` of them idle, redirects not followed (a redirect is a wrong answer).
+pub fn connect(base_url: &str, connections: usize) -> Result<Client, String> {
+    Ok(Client::builder(base_url)
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(10))
+        .max_idle_connections(connections)
+        .http1_only()
+        .follow_redirects(false)
+        .build()?)
 }
 
-/// The upload URL an answer's `Location` names.
-fn location(reg: &Registry, answer: &Answer) -> Result<Url, String> {
-    reg.url(answer.require_header("Location")?)
+/// Awaits one request and records it: answered (with its time) or not. A body that
+/// broke off counts as no answer.
+pub async fn timed(
+    rec: &mut Recorder,
+    sent: impl Future<Output = Result<Response, Error>>,
+) -> Result<Response, String> {
+    match sent.await {
+        Ok(answer) => match &answer.body_error {
+            None => {
+                rec.request(answer.elapsed);
+                Ok(answer)
+            }
+            Some(e) => {
+                rec.unanswered();
+                Err(format!("{}: {e}", answer.what()))
+            }
+        },
+        Err(e) => {
+            rec.unanswered();
+            Err(e.to_string())
+        }
+    }
 }
 
 /// `POST /v2/<repo>/blobs/uploads/`: opens an upload session, answers its URL.
-pub async fn start_upload(reg: &Registry, rec: &mut Recorder, repo: &str) -> Result<Url, String> {
-    let url = reg.url(&format!("/v2/{repo}/blobs/uploads/"))?;
-    let answer = reg
-        .send(
-            rec,
-            reg.request(Method::POST, url).header("Content-Length", "0"),
-        )
+pub async fn start_upload(
+    reg: &Client,
+    rec: &mut Recorder,
+    repo: &str,
+) -> Result<berth_client::Url, String> {
+    let answer = timed(rec, reg.start_upload(repo))
         .await?
-        .expect(202)?;
-    location(reg, &answer)
+        .expect_status(202)?;
+    Ok(answer.location()?)
 }
 
 /// The closing `PUT <upload>?digest=` (with the whole content, or none after PATCHes).
 async fn finish_upload(
-    reg: &Registry,
+    reg: &Client,
     rec: &mut Recorder,
-    upload: Url,
+    upload: berth_client::Url,
     blob: &Blob,
-    body: Option<Bytes>,
+    body: Bytes,
 ) -> Result<(), String> {
-    let request = reg
-        .request(Method::PUT, with_digest(upload, &blob.digest))
-        .header("Content-Type", "application/octet-stream");
-    let request = match body {
-        Some(b) => request.header("Content-Length", b.len()).body(b),
-        None => request.header("Content-Length", "0"),
-    };
-    let answer = reg.send(rec, request).await?.expect(201)?;
+    let answer = timed(rec, reg.finish_upload(&upload, &blob.digest, body))
+        .await?
+        .expect_status(201)?;
     check_digest_header(&answer, &blob.digest)
 }
 
 /// A `Docker-Content-Digest` header, when present, must name `digest`.
-fn check_digest_header(answer: &Answer, digest: &str) -> Result<(), String> {
-    match answer.header("Docker-Content-Digest") {
+fn check_digest_header(answer: &Response, digest: &str) -> Result<(), String> {
+    match answer.digest() {
         Some(d) if d != digest => Err(format!(
             "{}: Docker-Content-Digest {d}, want {digest}",
-            answer.what
+            answer.what()
         )),
         _ => Ok(()),
     }
@@ -69,19 +94,19 @@ fn check_digest_header(answer: &Answer, digest: &str) -> Result<(), String> {
 
 /// Monolithic push: `POST` then one `PUT ?digest=` carrying the whole blob.
 pub async fn push_monolithic(
-    reg: &Registry,
+    reg: &Client,
     rec: &mut Recorder,
     repo: &str,
     blob: &Blob,
 ) -> Result<(), String> {
     let upload = start_upload(reg, rec, repo).await?;
-    finish_upload(reg, rec, upload, blob, Some(blob.data.clone())).await
+    finish_upload(reg, rec, upload, blob, blob.data.clone()).await
 }
 
 /// Chunked push: `POST`, one `PATCH` with `Content-Range` per `chunk` bytes, then an
 /// empty `PUT ?digest=`.
 pub async fn push_chunked(
-    reg: &Registry,
+    reg: &Client,
     rec: &mut Recorder,
     repo: &str,
     blob: &Blob,
@@ -92,29 +117,25 @@ pub async fn push_chunked(
     while start < blob.data.len() {
         let end = (start + chunk.max(1)).min(blob.data.len());
         let piece = blob.data.slice(start..end);
-        let request = reg
-            .request(Method::PATCH, upload.clone())
-            .header("Content-Type", "application/octet-stream")
-            .header("Content-Range", format!("{start}-{}", end - 1))
-            .header("Content-Length", piece.len())
-            .body(piece);
-        let answer = reg.send(rec, request).await?.expect(202)?;
+        let answer = timed(rec, reg.patch_chunk(&upload, start as u64, piece))
+            .await?
+            .expect_status(202)?;
         if let Some(range) = answer.header("Range") {
             let want = format!("0-{}", end - 1);
             if range != want {
-                return Err(format!("{}: Range {range}, want {want}", answer.what));
+                return Err(format!("{}: Range {range}, want {want}", answer.what()));
             }
         }
-        upload = location(reg, &answer)?;
+        upload = answer.location()?;
         start = end;
     }
-    finish_upload(reg, rec, upload, blob, None).await
+    finish_upload(reg, rec, upload, blob, Bytes::new()).await
 }
 
 /// Docker-style push: `HEAD` the blob (skip if present), `POST`, one streamed `PATCH`
 /// (chunked transfer encoding, no `Content-Range`), then an empty `PUT ?digest=`.
 pub async fn push_docker_style(
-    reg: &Registry,
+    reg: &Client,
     rec: &mut Recorder,
     repo: &str,
     blob: &Blob,
@@ -126,43 +147,43 @@ pub async fn push_docker_style(
     let data = blob.data.clone();
     let pieces = (0..data.len().div_ceil(STREAM_PIECE)).map(move |i| {
         let end = ((i + 1) * STREAM_PIECE).min(data.len());
-        Ok::<Bytes, std::io::Error>(data.slice(i * STREAM_PIECE..end))
+        data.slice(i * STREAM_PIECE..end)
     });
-    let request = reg
-        .request(Method::PATCH, upload)
-        .header("Content-Type", "application/octet-stream")
-        .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)));
-    let answer = reg.send(rec, request).await?.expect(202)?;
-    let upload = location(reg, &answer)?;
-    finish_upload(reg, rec, upload, blob, None).await
+    let answer = timed(rec, reg.patch_stream(&upload, Body::pieces(pieces)))
+        .await?
+        .expect_status(202)?;
+    let upload = answer.location()?;
+    finish_upload(reg, rec, upload, blob, Bytes::new()).await
 }
 
 /// `HEAD /v2/<repo>/blobs/<digest>`: `Some(length)` if present, `None` on 404.
 pub async fn head_blob(
-    reg: &Registry,
+    reg: &Client,
     rec: &mut Recorder,
     repo: &str,
     digest: &str,
 ) -> Result<Option<u64>, String> {
-    let url = reg.url(&format!("/v2/{repo}/blobs/{digest}"))?;
-    let answer = reg.send(rec, reg.request(Method::HEAD, url)).await?;
+    let answer = timed(rec, reg.head_blob(repo, digest)).await?;
     match answer.status {
         404 => Ok(None),
         200 => {
             let len = answer
                 .require_header("Content-Length")?
                 .parse::<u64>()
-                .map_err(|e| format!("{}: bad Content-Length: {e}", answer.what))?;
+                .map_err(|e| format!("{}: bad Content-Length: {e}", answer.what()))?;
             check_digest_header(&answer, digest)?;
             Ok(Some(len))
         }
-        _ => answer.expect(200).map(|_| None),
+        _ => answer
+            .expect_status(200)
+            .map(|_| None)
+            .map_err(String::from),
     }
 }
 
 /// Pushes `blob` monolithically unless the repository already has it (set-up helper).
 pub async fn ensure_blob(
-    reg: &Registry,
+    reg: &Client,
     rec: &mut Recorder,
     repo: &str,
     blob: &Blob,
@@ -175,56 +196,54 @@ pub async fn ensure_blob(
 
 /// `POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<from>`, which must answer 201.
 pub async fn mount(
-    reg: &Registry,
+    reg: &Client,
     rec: &mut Recorder,
     repo: &str,
     from: &str,
     digest: &str,
 ) -> Result<(), String> {
-    let mut url = reg.url(&format!("/v2/{repo}/blobs/uploads/"))?;
-    url.query_pairs_mut()
-        .append_pair("mount", digest)
-        .append_pair("from", from);
-    let request = reg.request(Method::POST, url).header("Content-Length", "0");
-    reg.send(rec, request).await?.expect(201).map(|_| ())
+    timed(rec, reg.mount_blob(repo, digest, Some(from)))
+        .await?
+        .expect_status(201)?;
+    Ok(())
 }
 
 /// `PUT /v2/<repo>/manifests/<reference>`, which must answer 201 with the digest.
 pub async fn put_manifest(
-    reg: &Registry,
+    reg: &Client,
     rec: &mut Recorder,
     repo: &str,
     reference: &str,
     manifest: &Manifest,
 ) -> Result<(), String> {
-    let url = reg.url(&format!("/v2/{repo}/manifests/{reference}"))?;
-    let request = reg
-        .request(Method::PUT, url)
-        .header("Content-Type", manifest.media_type)
-        .header("Content-Length", manifest.body.len())
-        .body(manifest.body.clone());
-    let answer = reg.send(rec, request).await?.expect(201)?;
+    let sent = reg.put_manifest(
+        repo,
+        reference,
+        manifest.media_type,
+        manifest.body.clone(),
+        &[],
+    );
+    let answer = timed(rec, sent).await?.expect_status(201)?;
     check_digest_header(&answer, &manifest.digest)
 }
 
 /// `GET /v2/<repo>/manifests/<reference>`; the body must be exactly `manifest`.
 pub async fn get_manifest(
-    reg: &Registry,
+    reg: &Client,
     rec: &mut Recorder,
     repo: &str,
     reference: &str,
     manifest: &Manifest,
 ) -> Result<(), String> {
-    let url = reg.url(&format!("/v2/{repo}/manifests/{reference}"))?;
-    let request = reg
-        .request(Method::GET, url)
-        .header("Accept", manifest.media_type);
-    let answer = reg.send(rec, request).await?.expect(200)?;
-    let got = sha256_chunks(&answer.chunks);
+    let answer = timed(rec, reg.get_manifest(repo, reference, manifest.media_type))
+        .await?
+        .expect_status(200)?;
+    let got = sha256(&answer.body);
     if got != manifest.digest {
         return Err(format!(
             "{}: body hashes to {got}, want {}",
-            answer.what, manifest.digest
+            answer.what(),
+            manifest.digest
         ));
     }
     check_digest_header(&answer, &manifest.digest)

@@ -4,63 +4,29 @@
 
 use std::collections::HashSet;
 
-use reqwest::Method;
+use berth_client::Client;
 
-use crate::client::{Answer, Registry};
+use crate::ops::timed;
 use crate::stats::Recorder;
 
 /// At most this many pages are followed (a registry whose links loop is an error).
 const MAX_PAGES: usize = 100_000;
 
-/// The target of a `Link: <target>; rel="next"` header, if the answer has one.
-pub fn next_link(answer: &Answer) -> Option<String> {
-    answer
-        .headers
-        .get_all("Link")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find(|part| part.contains("rel=\"next\"") || part.contains("rel=next"))
-        .and_then(|part| {
-            let start = part.find('<')? + 1;
-            let end = part[start..].find('>')? + start;
-            Some(part[start..end].to_owned())
-        })
-}
-
 /// Fetches one page at `target` and answers its names (`field` is `tags` or
 /// `repositories`) and the next page's target.
 pub async fn page(
-    reg: &Registry,
+    reg: &Client,
     rec: &mut Recorder,
     target: &str,
     field: &str,
 ) -> Result<(Vec<String>, Option<String>), String> {
-    let url = reg.url(target)?;
-    let answer = reg
-        .send(rec, reg.request(Method::GET, url))
-        .await?
-        .expect(200)?;
-    let value: serde_json::Value = serde_json::from_slice(&answer.body())
-        .map_err(|e| format!("{}: body is not JSON: {e}", answer.what))?;
-    let names = match value.get(field) {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| format!("{}: {field} holds a non-string", answer.what))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(format!("{}: {field} is not a list", answer.what)),
-    };
-    Ok((names, next_link(&answer)))
+    let answer = timed(rec, reg.get(target)).await?.expect_status(200)?;
+    Ok((answer.names(field)?, answer.next_link()))
 }
 
 /// Follows every page from `first`, answering all names in the order received.
 pub async fn walk(
-    reg: &Registry,
+    reg: &Client,
     rec: &mut Recorder,
     first: &str,
     field: &str,

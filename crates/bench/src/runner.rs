@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-use crate::client::Registry;
 use crate::line::Line;
 use crate::scenarios::{
     Ctx, Scenario, catalog, catalog_scale, image_push, memory, pull_large, pull_small, push_large,
@@ -36,7 +35,7 @@ pub async fn run(opts: &RunOptions, mut emit: impl FnMut(&Line)) -> Result<Vec<L
         .max(size.push_workers)
         .max(size.populate_workers)
         .max(size.images);
-    let reg = Registry::new(&opts.url, connections)?;
+    let reg = crate::ops::connect(&opts.url, connections)?;
     let ctx = Ctx::new(reg, size.clone(), opts.seed, &opts.label, opts.pid);
     let chosen = |s: Scenario| opts.scenarios.contains(&s);
     let mut all = Vec::new();

@@ -3,19 +3,19 @@
 
 use std::time::{Duration, Instant};
 
+use berth_client::Client;
+
 /// Waits until `GET <url>/v2/` answers with any status, or `timeout` passes.
 pub async fn until_up(url: &str, timeout: Duration) -> Result<(), String> {
-    let client = reqwest::Client::builder()
+    let client = Client::builder(url)
         .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-    let target = format!("{}/v2/", url.trim_end_matches('/'));
+        .build()?;
     let deadline = Instant::now() + timeout;
     loop {
-        match client.get(&target).send().await {
+        match client.ping().await {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
-                return Err(format!("{target} did not answer within {timeout:?}: {e}"));
+                return Err(format!("no answer within {timeout:?}: {e}"));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }

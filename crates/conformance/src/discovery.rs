@@ -3,10 +3,9 @@
 //! listing with artifactType and annotations, `artifactType` filter, unknown digest,
 //! missing subject).
 
-use reqwest::Method;
+use berth_client::{Error, Response};
 use serde_json::{Value, json};
 
-use crate::client::Response;
 use crate::data::{self, Content, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST};
 use crate::ops::{push_blobs, push_manifest, put_manifest};
 use crate::{Ctx, Recorder};
@@ -102,27 +101,32 @@ fn sorted_tags() -> Vec<String> {
     tags
 }
 
-/// GETs a tags/list (or catalog) URL, expects 200 and returns the answer and the string
-/// array under `field` (`null` or missing counts as empty).
-async fn list(ctx: &Ctx, target: &str, field: &str) -> Result<(Response, Vec<String>), String> {
-    let resp = ctx.client.fetch(Method::GET, target, &[]).await?;
-    resp.expect(200)?;
-    let body = resp.json()?;
-    let items = match body.get(field) {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| format!("{field} holds a non-string; {}", resp.describe()))?,
-        Some(_) => return Err(format!("{field} is not an array; {}", resp.describe())),
-    };
+/// Reads a listing page (`tags/list` or `_catalog`, by `names`): expects 200 and
+/// returns the answer and its names (`null` or missing counts as empty).
+fn listed(
+    resp: Response,
+    names: fn(&Response) -> Result<Vec<String>, Error>,
+) -> Result<(Response, Vec<String>), String> {
+    resp.require_status(200)?;
+    let items = names(&resp)?;
     Ok((resp, items))
+}
+
+/// Follows a `Link` target to the next listing page.
+async fn next_page(
+    ctx: &Ctx,
+    link: &str,
+    names: fn(&Response) -> Result<Vec<String>, Error>,
+) -> Result<(Response, Vec<String>), String> {
+    listed(ctx.client.get(link).await?, names)
 }
 
 async fn tags_complete(ctx: &Ctx, repo: Result<&str, String>) -> Result<(), String> {
     let repo = repo?;
-    let (resp, mut tags) = list(ctx, &format!("/v2/{repo}/tags/list"), "tags").await?;
+    let (resp, mut tags) = listed(
+        ctx.client.tags_list(repo, None, None).await?,
+        Response::tag_names,
+    )?;
     let body = resp.json()?;
     ensure!(
         body.get("name").and_then(Value::as_str) == Some(repo),
@@ -140,7 +144,10 @@ async fn tags_complete(ctx: &Ctx, repo: Result<&str, String>) -> Result<(), Stri
 
 async fn tags_sorted(ctx: &Ctx, repo: Result<&str, String>) -> Result<(), String> {
     let repo = repo?;
-    let (_, tags) = list(ctx, &format!("/v2/{repo}/tags/list"), "tags").await?;
+    let (_, tags) = listed(
+        ctx.client.tags_list(repo, None, None).await?,
+        Response::tag_names,
+    )?;
     ensure!(tags.is_sorted(), "tags are not in lexical order: {tags:?}");
     Ok(())
 }
@@ -148,10 +155,16 @@ async fn tags_sorted(ctx: &Ctx, repo: Result<&str, String>) -> Result<(), String
 async fn tags_paged(ctx: &Ctx, repo: Result<&str, String>) -> Result<(), String> {
     let repo = repo?;
     let want = sorted_tags();
-    let mut target = format!("/v2/{repo}/tags/list?n=2");
+    let mut link: Option<String> = None;
     let mut all = Vec::new();
     for page in 0..MAX_PAGES {
-        let (resp, tags) = list(ctx, &target, "tags").await?;
+        let (resp, tags) = match &link {
+            None => listed(
+                ctx.client.tags_list(repo, Some(2), None).await?,
+                Response::tag_names,
+            )?,
+            Some(l) => next_page(ctx, l, Response::tag_names).await?,
+        };
         ensure!(
             tags.len() <= 2,
             "page {page} has {} tags: {tags:?}",
@@ -166,7 +179,7 @@ async fn tags_paged(ctx: &Ctx, repo: Result<&str, String>) -> Result<(), String>
         }
         all.extend(tags);
         match resp.next_link() {
-            Some(link) => target = link,
+            Some(next) => link = Some(next),
             None if page == 0 => {
                 return Err(format!(
                     "no Link rel=next on the first page; {}",
@@ -185,7 +198,10 @@ async fn tags_paged(ctx: &Ctx, repo: Result<&str, String>) -> Result<(), String>
 
 async fn tags_last(ctx: &Ctx, repo: Result<&str, String>) -> Result<(), String> {
     let repo = repo?;
-    let (_, tags) = list(ctx, &format!("/v2/{repo}/tags/list?n=10&last=v1"), "tags").await?;
+    let (_, tags) = listed(
+        ctx.client.tags_list(repo, Some(10), Some("v1")).await?,
+        Response::tag_names,
+    )?;
     ensure!(
         tags == ["v10", "v2"],
         "tags after v1 are {tags:?}, expected [\"v10\", \"v2\"]"
@@ -195,7 +211,10 @@ async fn tags_last(ctx: &Ctx, repo: Result<&str, String>) -> Result<(), String> 
 
 async fn tags_zero(ctx: &Ctx, repo: Result<&str, String>) -> Result<(), String> {
     let repo = repo?;
-    let (resp, tags) = list(ctx, &format!("/v2/{repo}/tags/list?n=0"), "tags").await?;
+    let (resp, tags) = listed(
+        ctx.client.tags_list(repo, Some(0), None).await?,
+        Response::tag_names,
+    )?;
     ensure!(tags.is_empty(), "n=0 gave {tags:?}; {}", resp.describe());
     ensure!(
         resp.next_link().is_none(),
@@ -207,11 +226,8 @@ async fn tags_zero(ctx: &Ctx, repo: Result<&str, String>) -> Result<(), String> 
 
 async fn tags_unknown(ctx: &Ctx) -> Result<(), String> {
     let repo = ctx.repo("never-pushed");
-    let resp = ctx
-        .client
-        .fetch(Method::GET, &format!("/v2/{repo}/tags/list"), &[])
-        .await?;
-    resp.expect_error(404, "NAME_UNKNOWN")
+    let resp = ctx.client.tags_list(&repo, None, None).await?;
+    Ok(resp.require_error(404, "NAME_UNKNOWN")?)
 }
 
 /// The referrers fixture: the subject image and the two artifacts' PUT answers.
@@ -274,17 +290,10 @@ async fn referrers(
     ctx: &Ctx,
     repo: &str,
     digest: &str,
-    query: &str,
+    artifact_type: Option<&str>,
 ) -> Result<(Response, Vec<Value>), String> {
-    let resp = ctx
-        .client
-        .fetch(
-            Method::GET,
-            &format!("/v2/{repo}/referrers/{digest}{query}"),
-            &[],
-        )
-        .await?;
-    resp.expect(200)?;
+    let resp = ctx.client.referrers(repo, digest, artifact_type).await?;
+    resp.require_status(200)?;
     ensure!(
         resp.content_type() == Some(OCI_INDEX),
         "Content-Type is not {OCI_INDEX}; {}",
@@ -341,7 +350,7 @@ fn check_entries(entries: &[Value], want: &[(&Content, &str, &str)]) -> Result<(
 
 async fn referrers_list(ctx: &Ctx, fx: Result<&Referrers, String>) -> Result<(), String> {
     let fx = fx?;
-    let (_, entries) = referrers(ctx, &fx.repo, &fx.subject.digest, "").await?;
+    let (_, entries) = referrers(ctx, &fx.repo, &fx.subject.digest, None).await?;
     check_entries(
         &entries,
         &[
@@ -353,8 +362,7 @@ async fn referrers_list(ctx: &Ctx, fx: Result<&Referrers, String>) -> Result<(),
 
 async fn referrers_filter(ctx: &Ctx, fx: Result<&Referrers, String>) -> Result<(), String> {
     let fx = fx?;
-    let query = format!("?artifactType={SBOM_TYPE}");
-    let (resp, entries) = referrers(ctx, &fx.repo, &fx.subject.digest, &query).await?;
+    let (resp, entries) = referrers(ctx, &fx.repo, &fx.subject.digest, Some(SBOM_TYPE)).await?;
     let applied = resp.require_header("OCI-Filters-Applied")?;
     ensure!(
         applied.split(',').any(|f| f.trim() == "artifactType"),
@@ -367,7 +375,7 @@ async fn referrers_filter(ctx: &Ctx, fx: Result<&Referrers, String>) -> Result<(
 async fn referrers_unknown(ctx: &Ctx, fx: Result<&Referrers, String>) -> Result<(), String> {
     let fx = fx?;
     let digest = ctx.with_gen(|g| g.unknown_digest());
-    let (resp, entries) = referrers(ctx, &fx.repo, &digest, "").await?;
+    let (resp, entries) = referrers(ctx, &fx.repo, &digest, None).await?;
     ensure!(
         entries.is_empty(),
         "expected no referrers; {}",
@@ -380,9 +388,8 @@ async fn missing_subject(ctx: &Ctx, fx: Result<&Referrers, String>) -> Result<()
     let fx = fx?;
     let ghost = ctx.with_gen(|g| Content::new(g.bytes(64), OCI_MANIFEST));
     let m = annotated(SIG_TYPE, "orphan", &ghost);
-    put_manifest(ctx, &fx.repo, &m.digest, &m)
-        .await?
-        .expect(201)
+    let resp = put_manifest(ctx, &fx.repo, &m.digest, &m).await?;
+    Ok(resp.require_status(201)?)
 }
 
 /// `<namespace>/<run id>`: every repository of this run starts with it plus `/`.
@@ -398,16 +405,22 @@ async fn catalog(ctx: &Ctx) -> Result<(), String> {
     );
     let prefix = run_prefix(ctx);
     let under = format!("{prefix}/");
-    let mut target = format!("/v2/_catalog?n=100&last={prefix}");
+    let mut link: Option<String> = None;
     let mut found = Vec::new();
     for _ in 0..MAX_PAGES {
-        let (resp, repos) = list(ctx, &target, "repositories").await?;
+        let (resp, repos) = match &link {
+            None => listed(
+                ctx.client.catalog(Some(100), Some(&prefix)).await?,
+                Response::repository_names,
+            )?,
+            Some(l) => next_page(ctx, l, Response::repository_names).await?,
+        };
         let past = repos
             .iter()
             .any(|r| r.as_str() > under.as_str() && !r.starts_with(&under));
         found.extend(repos.into_iter().filter(|r| r.starts_with(&under)));
         match resp.next_link() {
-            Some(link) if !past => target = link,
+            Some(next) if !past => link = Some(next),
             _ => break,
         }
     }
@@ -422,17 +435,15 @@ async fn catalog(ctx: &Ctx) -> Result<(), String> {
 
 async fn catalog_paged(ctx: &Ctx) -> Result<(), String> {
     let prefix = run_prefix(ctx);
-    let (resp, first) = list(
-        ctx,
-        &format!("/v2/_catalog?n=1&last={prefix}"),
-        "repositories",
-    )
-    .await?;
+    let (resp, first) = listed(
+        ctx.client.catalog(Some(1), Some(&prefix)).await?,
+        Response::repository_names,
+    )?;
     ensure!(first.len() == 1, "n=1 gave {first:?}; {}", resp.describe());
     let link = resp
         .next_link()
         .ok_or_else(|| format!("no Link rel=next; {}", resp.describe()))?;
-    let (resp, second) = list(ctx, &link, "repositories").await?;
+    let (resp, second) = next_page(ctx, &link, Response::repository_names).await?;
     ensure!(
         second.len() == 1,
         "next page gave {second:?}; {}",

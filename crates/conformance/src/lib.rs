@@ -26,7 +26,6 @@ macro_rules! ensure {
     };
 }
 
-pub mod client;
 pub mod data;
 mod discovery;
 mod management;
@@ -40,9 +39,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use berth_client::Client;
 use futures::FutureExt;
 
-use crate::client::Client;
 use crate::data::Gen;
 
 /// What to test and how.
@@ -148,7 +147,7 @@ pub async fn run(opts: &Options) -> Vec<Outcome> {
                 category: "pull",
                 out: &mut out,
             }
-            .record("client setup", Err(e));
+            .record("client setup", Err(e.to_string()));
             return out;
         }
     };

@@ -1,11 +1,10 @@
 //! Management category: deleting tags, manifests and blobs when the registry allows
 //! deletes; otherwise, that a manifest DELETE is refused with 405 UNSUPPORTED.
 
-use reqwest::Method;
+use berth_client::Method;
 
-use crate::client::{Body, Response};
 use crate::data::{self, Content, OCI_CONFIG, OCI_LAYER};
-use crate::ops::{fetch_blob, fetch_manifest, push_blob, push_blobs, push_manifest, v2_url};
+use crate::ops::{fetch_manifest, get_blob, push_blob, push_blobs, push_manifest};
 use crate::{Ctx, Recorder};
 
 /// Runs the management checks.
@@ -49,12 +48,6 @@ async fn image(ctx: &Ctx, repo: &str, tags: &[&str]) -> Result<Content, String> 
     Ok(m)
 }
 
-/// `DELETE /v2/<repo>/<rest>`.
-async fn delete(ctx: &Ctx, repo: &str, rest: &str) -> Result<Response, String> {
-    let url = v2_url(ctx, repo, rest)?;
-    ctx.client.send(Method::DELETE, url, &[], Body::None).await
-}
-
 /// Fails unless GET of the manifest answers `status`.
 async fn manifest_status(
     ctx: &Ctx,
@@ -63,20 +56,20 @@ async fn manifest_status(
     status: u16,
 ) -> Result<(), String> {
     let resp = fetch_manifest(ctx, Method::GET, repo, reference).await?;
-    resp.expect(status)
+    resp.require_status(status)
         .map_err(|e| format!("GET manifest {reference}: {e}"))
 }
 
 async fn disabled(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let m = image(ctx, repo, &[]).await?;
-    delete(ctx, repo, &format!("manifests/{}", m.digest))
-        .await?
-        .expect_error(405, "UNSUPPORTED")
+    let resp = ctx.client.delete_manifest(repo, &m.digest).await?;
+    Ok(resp.require_error(405, "UNSUPPORTED")?)
 }
 
 async fn delete_tag(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let m = image(ctx, repo, &["doomed"]).await?;
-    delete(ctx, repo, "manifests/doomed").await?.expect(202)?;
+    let resp = ctx.client.delete_manifest(repo, "doomed").await?;
+    resp.require_status(202)?;
     manifest_status(ctx, repo, "doomed", 404).await?;
     manifest_status(ctx, repo, &m.digest, 200).await
 }
@@ -84,9 +77,8 @@ async fn delete_tag(ctx: &Ctx, repo: &str) -> Result<(), String> {
 async fn delete_manifest(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let tags = ["gone-a", "gone-b"];
     let m = image(ctx, repo, &tags).await?;
-    delete(ctx, repo, &format!("manifests/{}", m.digest))
-        .await?
-        .expect(202)?;
+    let resp = ctx.client.delete_manifest(repo, &m.digest).await?;
+    resp.require_status(202)?;
     manifest_status(ctx, repo, &m.digest, 404).await?;
     for tag in tags {
         manifest_status(ctx, repo, tag, 404).await?;
@@ -97,17 +89,15 @@ async fn delete_manifest(ctx: &Ctx, repo: &str) -> Result<(), String> {
 async fn delete_blob(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let b = ctx.with_gen(|g| data::layer(g, 400, OCI_LAYER));
     push_blob(ctx, repo, &b).await?;
-    delete(ctx, repo, &format!("blobs/{}", b.digest))
-        .await?
-        .expect(202)?;
-    let resp = fetch_blob(ctx, Method::GET, repo, &b.digest, &[]).await?;
-    resp.expect(404)
+    let resp = ctx.client.delete_blob(repo, &b.digest).await?;
+    resp.require_status(202)?;
+    let resp = get_blob(ctx, repo, &b.digest, None).await?;
+    resp.require_status(404)
         .map_err(|e| format!("GET after delete: {e}"))
 }
 
 async fn delete_unknown_blob(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let digest = ctx.with_gen(|g| g.unknown_digest());
-    delete(ctx, repo, &format!("blobs/{digest}"))
-        .await?
-        .expect(404)
+    let resp = ctx.client.delete_blob(repo, &digest).await?;
+    Ok(resp.require_status(404)?)
 }

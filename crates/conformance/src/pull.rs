@@ -2,11 +2,11 @@
 //! by tag and by digest, and the errors for unknown content, invalid digests and
 //! invalid repository names.
 
-use reqwest::Method;
+use berth_client::{ByteRange, Method};
 
 use crate::data::{self, Content, OCI_CONFIG, OCI_LAYER};
 use crate::ops::{
-    check_content_length, check_digest_header, check_manifest_body, fetch_blob, fetch_manifest,
+    check_content_length, check_digest_header, check_manifest_body, fetch_manifest, get_blob,
     push_blobs, push_manifest,
 };
 use crate::{Ctx, Recorder};
@@ -75,10 +75,7 @@ pub async fn run(ctx: &Ctx, rec: &mut Recorder<'_>) {
 }
 
 async fn api_version(ctx: &Ctx) -> Result<(), String> {
-    ctx.client
-        .fetch(Method::GET, "/v2/", &[])
-        .await?
-        .expect(200)
+    Ok(ctx.client.ping().await?.require_status(200)?)
 }
 
 async fn setup(ctx: &Ctx) -> Result<Fixture, String> {
@@ -99,8 +96,8 @@ async fn setup(ctx: &Ctx) -> Result<Fixture, String> {
 
 async fn blob_get(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String> {
     let fx = fx?;
-    let resp = fetch_blob(ctx, Method::GET, &fx.repo, &fx.layer.digest, &[]).await?;
-    resp.expect(200)?;
+    let resp = get_blob(ctx, &fx.repo, &fx.layer.digest, None).await?;
+    resp.require_status(200)?;
     ensure!(
         data::sha256(&resp.body) == fx.layer.digest,
         "body does not hash to {}; {}",
@@ -113,8 +110,8 @@ async fn blob_get(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String>
 
 async fn blob_head(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String> {
     let fx = fx?;
-    let resp = fetch_blob(ctx, Method::HEAD, &fx.repo, &fx.layer.digest, &[]).await?;
-    resp.expect(200)?;
+    let resp = ctx.client.head_blob(&fx.repo, &fx.layer.digest).await?;
+    resp.require_status(200)?;
     ensure!(
         resp.body.is_empty(),
         "HEAD answered a body; {}",
@@ -128,20 +125,13 @@ async fn blob_head(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String
 async fn expect_range(
     ctx: &Ctx,
     fx: &Fixture,
-    range: &str,
+    range: ByteRange,
     start: usize,
     end: usize,
 ) -> Result<(), String> {
     let size = fx.layer.bytes.len();
-    let resp = fetch_blob(
-        ctx,
-        Method::GET,
-        &fx.repo,
-        &fx.layer.digest,
-        &[("Range", range)],
-    )
-    .await?;
-    resp.expect(206)?;
+    let resp = get_blob(ctx, &fx.repo, &fx.layer.digest, Some(range)).await?;
+    resp.require_status(206)?;
     let want = format!("bytes {start}-{end}/{size}");
     let got = resp.require_header("Content-Range")?;
     ensure!(
@@ -158,37 +148,30 @@ async fn expect_range(
 }
 
 async fn blob_range(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String> {
-    expect_range(ctx, fx?, "bytes=0-9", 0, 9).await
+    expect_range(ctx, fx?, ByteRange::Span(0, 9), 0, 9).await
 }
 
 async fn blob_suffix_range(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String> {
     let fx = fx?;
     let size = fx.layer.bytes.len();
-    expect_range(ctx, fx, "bytes=-5", size - 5, size - 1).await
+    expect_range(ctx, fx, ByteRange::Suffix(5), size - 5, size - 1).await
 }
 
 async fn blob_bad_range(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String> {
     let fx = fx?;
     let size = fx.layer.bytes.len();
-    let range = format!("bytes={}-{}", size + 10, size + 20);
-    let resp = fetch_blob(
-        ctx,
-        Method::GET,
-        &fx.repo,
-        &fx.layer.digest,
-        &[("Range", &range)],
-    )
-    .await?;
-    resp.expect(416)
+    let range = ByteRange::Span(size as u64 + 10, size as u64 + 20);
+    let resp = get_blob(ctx, &fx.repo, &fx.layer.digest, Some(range)).await?;
+    Ok(resp.require_status(416)?)
 }
 
 async fn unknown_blob(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String> {
     let fx = fx?;
     let digest = ctx.with_gen(|g| g.unknown_digest());
-    let resp = fetch_blob(ctx, Method::GET, &fx.repo, &digest, &[]).await?;
-    resp.expect_error(404, "BLOB_UNKNOWN")?;
-    let resp = fetch_blob(ctx, Method::HEAD, &fx.repo, &digest, &[]).await?;
-    resp.expect(404)
+    let resp = get_blob(ctx, &fx.repo, &digest, None).await?;
+    resp.require_error(404, "BLOB_UNKNOWN")?;
+    let resp = ctx.client.head_blob(&fx.repo, &digest).await?;
+    Ok(resp.require_status(404)?)
 }
 
 async fn manifest(
@@ -207,7 +190,7 @@ async fn manifest(
     if method == Method::GET {
         return check_manifest_body(&resp, &fx.manifest);
     }
-    resp.expect(200)?;
+    resp.require_status(200)?;
     ensure!(
         resp.body.is_empty(),
         "HEAD answered a body; {}",
@@ -235,23 +218,20 @@ async fn unknown_manifest(
         ctx.with_gen(|g| g.unknown_digest())
     };
     let resp = fetch_manifest(ctx, Method::GET, &fx.repo, &reference).await?;
-    resp.expect_error(404, "MANIFEST_UNKNOWN")?;
+    resp.require_error(404, "MANIFEST_UNKNOWN")?;
     let resp = fetch_manifest(ctx, Method::HEAD, &fx.repo, &reference).await?;
-    resp.expect(404)
+    Ok(resp.require_status(404)?)
 }
 
 async fn invalid_digest(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String> {
     let fx = fx?;
     // A sha256 digest whose hex part has the wrong length (62 instead of 64).
     let digest = format!("sha256:{}", ctx.with_gen(|g| g.token(62)));
-    let resp = fetch_blob(ctx, Method::GET, &fx.repo, &digest, &[]).await?;
-    resp.expect_error(400, "DIGEST_INVALID")
+    let resp = get_blob(ctx, &fx.repo, &digest, None).await?;
+    Ok(resp.require_error(400, "DIGEST_INVALID")?)
 }
 
 async fn invalid_name(ctx: &Ctx) -> Result<(), String> {
-    let resp = ctx
-        .client
-        .fetch(Method::GET, "/v2/Upper/Case/tags/list", &[])
-        .await?;
-    resp.expect_error(400, "NAME_INVALID")
+    let resp = ctx.client.tags_list("Upper/Case", None, None).await?;
+    Ok(resp.require_error(400, "NAME_INVALID")?)
 }

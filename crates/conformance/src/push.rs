@@ -3,15 +3,11 @@
 //! a last chunk), streamed PATCH, digest mismatch, cancel, cross-repository mount and
 //! sha512 content.
 
-use reqwest::Method;
-use url::Url;
+use berth_client::{Body, Response, Url};
+use bytes::Bytes;
 
-use crate::client::{Body, Response};
 use crate::data::{self, Content, OCI_LAYER};
-use crate::ops::{
-    OCTET_STREAM, check_digest_header, fetch_blob, location, push_blob, start_upload, v2_url,
-    with_query,
-};
+use crate::ops::{check_digest_header, get_blob, push_blob, start_upload};
 use crate::{Ctx, Recorder};
 
 /// Chunk size used when the registry does not ask for a larger one.
@@ -81,8 +77,8 @@ fn blob(ctx: &Ctx) -> Content {
 
 /// Fails unless GET of the blob in `repo` answers 200 with exactly its bytes.
 async fn readable(ctx: &Ctx, repo: &str, blob: &Content) -> Result<(), String> {
-    let resp = fetch_blob(ctx, Method::GET, repo, &blob.digest, &[]).await?;
-    resp.expect(200)?;
+    let resp = get_blob(ctx, repo, &blob.digest, None).await?;
+    resp.require_status(200)?;
     ensure!(
         resp.body == blob.bytes,
         "blob {} read back differs ({} bytes); {}",
@@ -95,9 +91,9 @@ async fn readable(ctx: &Ctx, repo: &str, blob: &Content) -> Result<(), String> {
 
 /// Fails unless a completed upload answered 201 with a resolvable `Location` and
 /// `Docker-Content-Digest` equal to `digest`.
-fn check_created(ctx: &Ctx, resp: &Response, digest: &str) -> Result<(), String> {
-    resp.expect(201)?;
-    location(ctx, resp)?;
+fn check_created(resp: &Response, digest: &str) -> Result<(), String> {
+    resp.require_status(201)?;
+    resp.location()?;
     check_digest_header(resp, digest)
 }
 
@@ -116,41 +112,26 @@ fn check_range(resp: &Response, end: usize) -> Result<(), String> {
 async fn monolithic(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let b = blob(ctx);
     let resp = push_blob(ctx, repo, &b).await?;
-    check_created(ctx, &resp, &b.digest)?;
+    check_created(&resp, &b.digest)?;
     readable(ctx, repo, &b).await
 }
 
 async fn single_post(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let b = blob(ctx);
-    let url = with_query(
-        &v2_url(ctx, repo, "blobs/uploads/")?,
-        &[("digest", &b.digest)],
-    );
     let resp = ctx
         .client
-        .send(
-            Method::POST,
-            url,
-            &[OCTET_STREAM],
-            Body::Bytes(b.bytes.clone()),
-        )
+        .post_blob(repo, &b.digest, b.bytes.clone())
         .await?;
     if resp.status == 202 {
         // The spec lets a registry without single-POST support open an upload instead;
         // the client then finishes it with a monolithic PUT.
-        let url = with_query(&location(ctx, &resp)?, &[("digest", &b.digest)]);
         let put = ctx
             .client
-            .send(
-                Method::PUT,
-                url,
-                &[OCTET_STREAM],
-                Body::Bytes(b.bytes.clone()),
-            )
+            .finish_upload(&resp.location()?, &b.digest, b.bytes.clone())
             .await?;
-        check_created(ctx, &put, &b.digest).map_err(|e| format!("after a 202 fallback: {e}"))?;
+        check_created(&put, &b.digest).map_err(|e| format!("after a 202 fallback: {e}"))?;
     } else {
-        check_created(ctx, &resp, &b.digest)?;
+        check_created(&resp, &b.digest)?;
     }
     readable(ctx, repo, &b).await
 }
@@ -168,24 +149,19 @@ async fn open(ctx: &Ctx, repo: &str) -> Result<(Response, Url, usize), String> {
 
 /// PATCHes `chunk` at offset `start` with `Content-Range`; returns the answer.
 async fn patch(ctx: &Ctx, loc: &Url, chunk: &[u8], start: usize) -> Result<Response, String> {
-    let range = format!("{start}-{}", start + chunk.len() - 1);
-    ctx.client
-        .send(
-            Method::PATCH,
-            loc.clone(),
-            &[OCTET_STREAM, ("Content-Range", &range)],
-            Body::Bytes(chunk.to_vec()),
-        )
-        .await
+    Ok(ctx
+        .client
+        .patch_chunk(loc, start as u64, chunk.to_vec())
+        .await?)
 }
 
 /// PATCHes `chunk` at `start`, expects 202 with `Range: 0-<end>`, returns the next
 /// Location.
 async fn patch_ok(ctx: &Ctx, loc: &Url, chunk: &[u8], start: usize) -> Result<Url, String> {
     let resp = patch(ctx, loc, chunk, start).await?;
-    resp.expect(202)?;
+    resp.require_status(202)?;
     check_range(&resp, start + chunk.len() - 1)?;
-    location(ctx, &resp)
+    Ok(resp.location()?)
 }
 
 /// A blob of `n` chunks of `chunk` bytes plus a shorter tail.
@@ -199,7 +175,7 @@ async fn chunked_open(ctx: &Ctx, repo: &str) -> Result<(), String> {
     check_range(&resp, 0)?;
     resp.require_header("Docker-Upload-UUID")?;
     // Leave nothing behind; the answer is judged by the cancel check.
-    let _ = ctx.client.send(Method::DELETE, loc, &[], Body::None).await;
+    let _ = ctx.client.cancel_upload(&loc).await;
     Ok(())
 }
 
@@ -218,24 +194,18 @@ async fn chunked(ctx: &Ctx, repo: &str, last_on_put: bool) -> Result<(), String>
         offset += piece.len();
     }
     let rest = b.bytes[offset..].to_vec();
-    let url = with_query(&loc, &[("digest", &b.digest)]);
-    let resp = ctx
-        .client
-        .send(Method::PUT, url, &[OCTET_STREAM], Body::Bytes(rest))
-        .await?;
-    check_created(ctx, &resp, &b.digest)?;
+    let resp = ctx.client.finish_upload(&loc, &b.digest, rest).await?;
+    check_created(&resp, &b.digest)?;
     readable(ctx, repo, &b).await
 }
 
 /// GETs the upload status and expects 204 with `Range: 0-<end>`.
 async fn expect_status(ctx: &Ctx, loc: &Url, end: usize) -> Result<(), String> {
-    let resp = ctx
-        .client
-        .send(Method::GET, loc.clone(), &[], Body::None)
-        .await?;
-    resp.expect(204)?;
+    let resp = ctx.client.upload_status(loc).await?;
+    resp.require_status(204)?;
     check_range(&resp, end)?;
-    location(ctx, &resp).map(|_| ())
+    resp.location()?;
+    Ok(())
 }
 
 async fn status(ctx: &Ctx, repo: &str) -> Result<(), String> {
@@ -243,7 +213,7 @@ async fn status(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let b = chunked_blob(ctx, chunk, 1);
     let loc = patch_ok(ctx, &loc, &b.bytes[..chunk], 0).await?;
     expect_status(ctx, &loc, chunk - 1).await?;
-    let _ = ctx.client.send(Method::DELETE, loc, &[], Body::None).await;
+    let _ = ctx.client.cancel_upload(&loc).await;
     Ok(())
 }
 
@@ -253,31 +223,27 @@ async fn out_of_order(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let loc = patch_ok(ctx, &loc, &b.bytes[..chunk], 0).await?;
     // Skip the second chunk: send the third one at its own offset.
     let resp = patch(ctx, &loc, &b.bytes[2 * chunk..3 * chunk], 2 * chunk).await?;
-    resp.expect(416)?;
+    resp.require_status(416)?;
     if resp.header("Range").is_some() {
         check_range(&resp, chunk - 1)?;
     }
     expect_status(ctx, &loc, chunk - 1).await?;
-    let _ = ctx.client.send(Method::DELETE, loc, &[], Body::None).await;
+    let _ = ctx.client.cancel_upload(&loc).await;
     Ok(())
 }
 
 async fn streamed(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let (_, loc, _) = open(ctx, repo).await?;
     let b = blob(ctx);
-    let pieces: Vec<Vec<u8>> = b.bytes.chunks(700).map(<[u8]>::to_vec).collect();
-    let resp = ctx
-        .client
-        .send(Method::PATCH, loc, &[OCTET_STREAM], Body::Stream(pieces))
-        .await?;
-    resp.expect(202)?;
+    let pieces: Vec<Bytes> = b.bytes.chunks(700).map(Bytes::copy_from_slice).collect();
+    let resp = ctx.client.patch_stream(&loc, Body::pieces(pieces)).await?;
+    resp.require_status(202)?;
     check_range(&resp, b.bytes.len() - 1)?;
-    let url = with_query(&location(ctx, &resp)?, &[("digest", &b.digest)]);
     let resp = ctx
         .client
-        .send(Method::PUT, url, &[OCTET_STREAM], Body::Bytes(Vec::new()))
+        .finish_upload(&resp.location()?, &b.digest, Bytes::new())
         .await?;
-    check_created(ctx, &resp, &b.digest)?;
+    check_created(&resp, &b.digest)?;
     readable(ctx, repo, &b).await
 }
 
@@ -285,19 +251,13 @@ async fn mismatch(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let b = blob(ctx);
     let claimed = ctx.with_gen(|g| g.unknown_digest());
     let (_, loc) = start_upload(ctx, repo).await?;
-    let url = with_query(&loc, &[("digest", &claimed)]);
     let resp = ctx
         .client
-        .send(
-            Method::PUT,
-            url,
-            &[OCTET_STREAM],
-            Body::Bytes(b.bytes.clone()),
-        )
+        .finish_upload(&loc, &claimed, b.bytes.clone())
         .await?;
-    resp.expect_error(400, "DIGEST_INVALID")?;
-    let resp = fetch_blob(ctx, Method::GET, repo, &claimed, &[]).await?;
-    resp.expect(404)
+    resp.require_error(400, "DIGEST_INVALID")?;
+    let resp = get_blob(ctx, repo, &claimed, None).await?;
+    resp.require_status(404)
         .map_err(|e| format!("blob under the claimed digest is retrievable: {e}"))
 }
 
@@ -305,29 +265,22 @@ async fn cancel(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let (_, loc, chunk) = open(ctx, repo).await?;
     let b = chunked_blob(ctx, chunk, 1);
     let loc = patch_ok(ctx, &loc, &b.bytes[..chunk], 0).await?;
-    let resp = ctx
-        .client
-        .send(Method::DELETE, loc.clone(), &[], Body::None)
-        .await?;
-    resp.expect(204)?;
-    let resp = ctx.client.send(Method::GET, loc, &[], Body::None).await?;
-    resp.expect_error(404, "BLOB_UPLOAD_UNKNOWN")
+    let resp = ctx.client.cancel_upload(&loc).await?;
+    resp.require_status(204)?;
+    let resp = ctx.client.upload_status(&loc).await?;
+    Ok(resp.require_error(404, "BLOB_UPLOAD_UNKNOWN")?)
 }
 
 async fn mount(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let b = blob(ctx);
     push_blob(ctx, repo, &b).await?;
     let target = ctx.repo("mount");
-    let url = with_query(
-        &v2_url(ctx, &target, "blobs/uploads/")?,
-        &[("mount", &b.digest), ("from", repo)],
-    );
     let resp = ctx
         .client
-        .send(Method::POST, url, &[OCTET_STREAM], Body::Bytes(Vec::new()))
+        .mount_blob(&target, &b.digest, Some(repo))
         .await?;
-    resp.expect(201)?;
-    location(ctx, &resp)?;
+    resp.require_status(201)?;
+    resp.location()?;
     if resp.header("Docker-Content-Digest").is_some() {
         check_digest_header(&resp, &b.digest)?;
     }
@@ -336,17 +289,13 @@ async fn mount(ctx: &Ctx, repo: &str) -> Result<(), String> {
 
 async fn mount_unknown(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let digest = ctx.with_gen(|g| g.unknown_digest());
-    let url = with_query(
-        &v2_url(ctx, &ctx.repo("mount"), "blobs/uploads/")?,
-        &[("mount", &digest), ("from", repo)],
-    );
     let resp = ctx
         .client
-        .send(Method::POST, url, &[OCTET_STREAM], Body::Bytes(Vec::new()))
+        .mount_blob(&ctx.repo("mount"), &digest, Some(repo))
         .await?;
-    resp.expect(202)?;
-    let loc = location(ctx, &resp)?;
-    let _ = ctx.client.send(Method::DELETE, loc, &[], Body::None).await;
+    resp.require_status(202)?;
+    let loc = resp.location()?;
+    let _ = ctx.client.cancel_upload(&loc).await;
     Ok(())
 }
 
@@ -354,19 +303,13 @@ async fn sha512(ctx: &Ctx, repo: &str) -> Result<(), String> {
     let bytes = blob(ctx).bytes;
     let digest = data::sha512(&bytes);
     let (_, loc) = start_upload(ctx, repo).await?;
-    let url = with_query(&loc, &[("digest", &digest)]);
     let resp = ctx
         .client
-        .send(
-            Method::PUT,
-            url,
-            &[OCTET_STREAM],
-            Body::Bytes(bytes.clone()),
-        )
+        .finish_upload(&loc, &digest, bytes.clone())
         .await?;
-    check_created(ctx, &resp, &digest)?;
-    let resp = fetch_blob(ctx, Method::GET, repo, &digest, &[]).await?;
-    resp.expect(200)?;
+    check_created(&resp, &digest)?;
+    let resp = get_blob(ctx, repo, &digest, None).await?;
+    resp.require_status(200)?;
     ensure!(
         resp.body == bytes,
         "sha512 blob read back differs; {}",

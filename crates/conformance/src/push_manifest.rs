@@ -3,7 +3,7 @@
 //! artifact with the empty config, unknown fields kept byte-exact, `?tag=` multi-tag
 //! push, and the 413 for an oversized manifest.
 
-use reqwest::Method;
+use berth_client::Method;
 use serde_json::json;
 
 use crate::data::{
@@ -11,7 +11,7 @@ use crate::data::{
     OCI_MANIFEST,
 };
 use crate::ops::{
-    check_digest_header, check_manifest_body, fetch_manifest, location, push_blobs, push_manifest,
+    check_digest_header, check_manifest_body, fetch_manifest, push_blobs, push_manifest,
     put_manifest,
 };
 use crate::{Ctx, Recorder};
@@ -96,7 +96,7 @@ async fn push_and_verify(
     m: &Content,
 ) -> Result<(), String> {
     let resp = push_manifest(ctx, repo, reference, m).await?;
-    location(ctx, &resp)?;
+    resp.location()?;
     check_digest_header(&resp, &m.digest)?;
     let resp = fetch_manifest(ctx, Method::GET, repo, &m.digest).await?;
     check_manifest_body(&resp, m)?;
@@ -123,7 +123,7 @@ async fn missing_blob(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), Str
     let ghost = ctx.with_gen(|g| data::layer(g, 100, OCI_LAYER));
     let m = data::oci_manifest(&fx.config, &[&fx.layers[0], &ghost]);
     let resp = put_manifest(ctx, &fx.repo, "missing-blob", &m).await?;
-    resp.expect_error(400, "MANIFEST_BLOB_UNKNOWN")
+    Ok(resp.require_error(400, "MANIFEST_BLOB_UNKNOWN")?)
 }
 
 async fn oci_index(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String> {
@@ -191,14 +191,22 @@ async fn by_digest(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String
 async fn multi_tag(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String> {
     let fx = fx?;
     let m = data::oci_manifest(&fx.config, &[&fx.layers[1], &fx.layers[1]]);
-    let reference = format!("{}?tag=multi-a&tag=multi-b", m.digest);
-    let resp = push_manifest(ctx, &fx.repo, &reference, &m).await?;
+    let resp = ctx
+        .client
+        .put_manifest(
+            &fx.repo,
+            &m.digest,
+            &m.media_type,
+            m.bytes.clone(),
+            &["multi-a", "multi-b"],
+        )
+        .await?;
+    resp.require_status(201)?;
+    ctx.note_repo(&fx.repo);
     check_digest_header(&resp, &m.digest)?;
     let oci_tags: Vec<&str> = resp
-        .headers
-        .get_all("OCI-Tag")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .header_all("OCI-Tag")
+        .into_iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .collect();
@@ -228,5 +236,5 @@ async fn huge(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String> {
     });
     let m = Content::json(&v, OCI_MANIFEST);
     let resp = put_manifest(ctx, &fx.repo, "huge", &m).await?;
-    resp.expect(413)
+    Ok(resp.require_status(413)?)
 }

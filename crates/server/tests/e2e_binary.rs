@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
+use berth_client::{Body, ByteRange, Client};
+use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
 fn digest(data: &[u8]) -> String {
@@ -18,46 +18,6 @@ fn digest(data: &[u8]) -> String {
 
 fn berth_cmd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_berth"))
-}
-
-/// Sends a raw HTTP/1.1 request and returns (status, headers+body text).
-fn raw(addr: &str, request: &str, body: &[u8]) -> (u16, String) {
-    let (status, text, _) = raw_body(addr, request, body);
-    (status, text)
-}
-
-/// Like [`raw`], also returning the exact response body bytes.
-fn raw_body(addr: &str, request: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| out[i + 4..].to_vec())
-        .unwrap_or_default();
-    (status, text, body)
-}
-
-fn header<'a>(response: &'a str, name: &str) -> &'a str {
-    response
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-        .unwrap_or("")
-}
-
-fn request(method: &str, path: &str, host: &str, extra: &str, len: usize) -> String {
-    format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {len}\r\n{extra}\r\n"
-    )
 }
 
 #[test]
@@ -114,18 +74,14 @@ fn embedded_default_serves_from_a_local_data_folder() {
         .spawn()
         .unwrap();
     common::wait_ready(&addr, &mut child, &log);
-    let (status, _) = raw(
-        &addr,
-        &request("POST", "/v2/x/blobs/uploads/", &addr, "", 0),
-        b"",
-    );
-    assert_eq!(status, 202);
+    let process = common::Process::new(child, addr, log);
+    let r = process.client().run(|c| c.start_upload("x")).unwrap();
+    assert_eq!(r.status, 202, "{r:?}");
     assert!(
         dir.path()
             .join("data/docker/registry/v2/repositories/x/_uploads")
             .is_dir()
     );
-    let process = common::Process { child, addr, log };
     let text = process.log_text();
     assert!(
         text.contains(&format!("listening on http://127.0.0.1:{port}")),
@@ -142,36 +98,43 @@ fn embedded_default_serves_from_a_local_data_folder() {
 fn sigterm_drains_an_in_flight_upload() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::berth(&dir.path().join("root"), dir.path(), "");
-    let addr = server.host().to_owned();
-    let (_, resp) = raw(
-        &addr,
-        &request("POST", "/v2/d/blobs/uploads/", &addr, "", 0),
-        b"",
-    );
-    let location = header(&resp, "location").to_owned();
-
-    // Half a PATCH body, then SIGTERM, then the rest: the request must still complete.
-    let mut s = TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request("PATCH", &location, &addr, "", 10).as_bytes())
+    let upload = server
+        .client()
+        .run(|c| c.start_upload("d"))
+        .unwrap()
+        .location()
         .unwrap();
-    s.write_all(b"01234").unwrap();
+
+    // Half a PATCH body (of a declared 10 bytes), then SIGTERM, then the rest: the
+    // request must still complete. The body is fed from this thread while a runtime of
+    // its own sends it.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (feed, pieces) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let body = futures::stream::unfold(pieces, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok(b), rx))
+    });
+    let client = Client::new(&format!("http://{}", server.host())).unwrap();
+    let patch = runtime.spawn(async move {
+        client
+            .patch_stream(&upload, Body::stream(body, Some(10)))
+            .await
+    });
+    feed.blocking_send(Bytes::from_static(b"01234")).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        common::http_status(&addr, "/v2/"),
-        0,
+    let fresh = common::client(server.host());
+    assert!(
+        fresh.run(|c| c.ping()).is_err(),
         "new connections are refused while draining"
     );
-    s.write_all(b"56789").unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    assert!(out.starts_with("HTTP/1.1 202"), "{out}");
-    assert_eq!(header(&out, "range"), "0-9");
+    feed.blocking_send(Bytes::from_static(b"56789")).unwrap();
+    drop(feed);
+    let r = runtime.block_on(patch).unwrap().unwrap();
+    assert_eq!((r.status, r.header("range")), (202, Some("0-9")), "{r:?}");
     let status = server.stop();
     assert!(status.success(), "exit status {status}");
 }
@@ -182,101 +145,63 @@ fn chunked_upload_continues_after_restart() {
     let root = dir.path().join("root");
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
     let first = common::berth(&root, dir.path(), "");
-    let addr = first.host().to_owned();
-    let (_, resp) = raw(
-        &addr,
-        &request("POST", "/v2/r/blobs/uploads/", &addr, "", 0),
-        b"",
+    let reg = first.client();
+    let upload = reg
+        .run(|c| c.start_upload("r"))
+        .unwrap()
+        .location()
+        .unwrap();
+    let chunk = data[..100_000].to_vec();
+    let r = reg.run(|c| c.patch_chunk(&upload, 0, chunk)).unwrap();
+    assert_eq!(
+        (r.status, r.header("range")),
+        (202, Some("0-99999")),
+        "{r:?}"
     );
-    let location = header(&resp, "location").to_owned();
-    let (status, resp) = raw(
-        &addr,
-        &request(
-            "PATCH",
-            &location,
-            &addr,
-            "Content-Range: 0-99999\r\n",
-            100_000,
-        ),
-        &data[..100_000],
-    );
-    assert_eq!((status, header(&resp, "range")), (202, "0-99999"), "{resp}");
     assert!(first.stop().success());
 
     let second = common::berth(&root, dir.path(), "");
-    let addr = second.host().to_owned();
-    let (status, resp) = raw(&addr, &request("GET", &location, &addr, "", 0), b"");
-    assert_eq!((status, header(&resp, "range")), (204, "0-99999"));
-    let (status, _) = raw(
-        &addr,
-        &request(
-            "PATCH",
-            &location,
-            &addr,
-            "Content-Range: 100000-199999\r\n",
-            100_000,
-        ),
-        &data[100_000..200_000],
+    let reg = second.client();
+    let upload = common::rebase(reg, &upload);
+    let r = reg.run(|c| c.upload_status(&upload)).unwrap();
+    assert_eq!(
+        (r.status, r.header("range")),
+        (204, Some("0-99999")),
+        "{r:?}"
     );
-    assert_eq!(status, 202);
-    let put = format!("{location}?digest={}", digest(&data));
-    let (status, resp) = raw(
-        &addr,
-        &request("PUT", &put, &addr, "", 100_000),
-        &data[200_000..],
-    );
-    assert_eq!(status, 201, "{resp}");
-    let get = request(
-        "GET",
-        &format!("/v2/r/blobs/{}", digest(&data)),
-        &addr,
-        "",
-        0,
-    );
-    let (status, resp, body) = raw_body(&addr, &get, b"");
-    assert_eq!(status, 200);
-    assert_eq!(header(&resp, "content-length"), "300000");
-    assert!(body == data, "blob bytes differ");
+    let chunk = data[100_000..200_000].to_vec();
+    let r = reg.run(|c| c.patch_chunk(&upload, 100_000, chunk)).unwrap();
+    assert_eq!(r.status, 202, "{r:?}");
+    let last = data[200_000..].to_vec();
+    let d = digest(&data);
+    let r = reg.run(|c| c.finish_upload(&upload, &d, last)).unwrap();
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = reg.run(|c| c.get_blob("r", &d, None)).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("300000"));
+    assert!(r.body == data, "blob bytes differ");
 }
 
 #[test]
 fn read_only_mode_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
+    let d = digest(b"x");
     let writable = common::berth(&root, dir.path(), "");
-    let addr = writable.host().to_owned();
-    let push = request(
-        "POST",
-        &format!("/v2/ro/blobs/uploads/?digest={}", digest(b"x")),
-        &addr,
-        "",
-        1,
-    );
-    assert_eq!(raw(&addr, &push, b"x").0, 201);
+    let r = writable
+        .client()
+        .run(|c| c.post_blob("ro", &d, b"x".to_vec()))
+        .unwrap();
+    assert_eq!(r.status, 201, "{r:?}");
     drop(writable);
 
     let storage = "  maintenance:\n    readonly:\n      enabled: true\n";
     let server = common::berth_with(&root, dir.path(), storage, "");
-    let addr = server.host().to_owned();
-    let (status, resp) = raw(
-        &addr,
-        &request("POST", "/v2/ro/blobs/uploads/", &addr, "", 0),
-        b"",
-    );
-    assert_eq!(status, 405, "{resp}");
-    assert!(resp.contains("UNSUPPORTED"));
-    let (status, _) = raw(
-        &addr,
-        &request(
-            "HEAD",
-            &format!("/v2/ro/blobs/{}", digest(b"x")),
-            &addr,
-            "",
-            0,
-        ),
-        b"",
-    );
-    assert_eq!(status, 200);
+    let reg = server.client();
+    let r = reg.run(|c| c.start_upload("ro")).unwrap();
+    r.require_error(405, "UNSUPPORTED").unwrap();
+    let r = reg.run(|c| c.head_blob("ro", &d)).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
 }
 
 #[test]
@@ -284,19 +209,16 @@ fn old_uploads_are_purged() {
     let dir = tempfile::tempdir().unwrap();
     let storage = "  maintenance:\n    uploadpurging:\n      enabled: true\n      age: 1s\n      interval: 1s\n";
     let server = common::berth_with(&dir.path().join("root"), dir.path(), storage, "");
-    let addr = server.host().to_owned();
-    let (_, resp) = raw(
-        &addr,
-        &request("POST", "/v2/p/blobs/uploads/", &addr, "", 0),
-        b"",
-    );
-    let location = header(&resp, "location").to_owned();
-    assert_eq!(
-        raw(&addr, &request("GET", &location, &addr, "", 0), b"").0,
-        204
-    );
+    let reg = server.client();
+    let upload = reg
+        .run(|c| c.start_upload("p"))
+        .unwrap()
+        .location()
+        .unwrap();
+    let status = || reg.run(|c| c.upload_status(&upload)).unwrap().status;
+    assert_eq!(status(), 204);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while raw(&addr, &request("GET", &location, &addr, "", 0), b"").0 != 404 {
+    while status() != 404 {
         assert!(
             std::time::Instant::now() < deadline,
             "upload never purged:\n{}",
@@ -329,12 +251,12 @@ fn json_logs_carry_request_fields_and_static_fields() {
         .spawn()
         .unwrap();
     common::wait_ready(&addr, &mut child, &log);
-    raw(
-        &addr,
-        &request("GET", "/v2/nothing/tags/list", &addr, "", 0),
-        b"",
-    );
-    let process = common::Process { child, addr, log };
+    let process = common::Process::new(child, addr, log);
+    let r = process
+        .client()
+        .run(|c| c.tags_list("nothing", None, None))
+        .unwrap();
+    assert_eq!(r.status, 404, "{r:?}");
     assert!(process.stop().success());
     let text = std::fs::read_to_string(dir.path().join("log")).unwrap();
     let line = text
@@ -399,11 +321,7 @@ fn serves_tls() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let process = common::Process {
-        child,
-        addr: addr.clone(),
-        log,
-    };
+    let process = common::Process::new(child, addr.clone(), log);
     let url = format!("https://{addr}/v2/");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -447,30 +365,35 @@ fn large_blobs_arrive_whole_and_the_open_files_limit_is_raised() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
         .collect();
     let d = digest(&data);
-    let (status, head) = raw(
-        &addr,
-        &request(
-            "POST",
-            &format!("/v2/big/blobs/uploads/?digest={d}"),
-            &addr,
-            "",
-            data.len(),
-        ),
-        &data,
-    );
-    assert_eq!(status, 201, "{head}");
+    let reg = process.client();
+    let r = reg.run(|c| c.post_blob("big", &d, data.clone())).unwrap();
+    assert_eq!(r.status, 201, "{r:?}");
 
-    let path = format!("/v2/big/blobs/{d}");
-    let (status, head, body) = raw_body(&addr, &request("GET", &path, &addr, "", 0), b"");
-    assert_eq!(status, 200, "{head}");
-    assert_eq!(body.len(), data.len());
-    assert!(body == data, "the full body differs from the blob");
+    // The whole blob streamed, each piece compared where it lands.
+    let mut at = 0;
+    let (want, got, d_ref) = (&data, &mut at, &d);
+    reg.run(|c| async move {
+        let mut s = c.get_blob_streaming("big", d_ref, None).await.unwrap();
+        assert_eq!(s.status, 200);
+        while let Some(piece) = s.chunk().await.unwrap() {
+            let from = *got;
+            assert!(
+                want.get(from..from + piece.len()) == Some(&piece[..]),
+                "the full body differs from the blob at byte {from}"
+            );
+            *got += piece.len();
+        }
+    });
+    assert_eq!(at, data.len());
 
     let (start, end) = (1_048_577usize, 4_500_000usize);
-    let range = format!("Range: bytes={start}-{end}\r\n");
-    let (status, head, body) = raw_body(&addr, &request("GET", &path, &addr, &range, 0), b"");
-    assert_eq!(status, 206, "{head}");
-    assert!(body == data[start..=end], "the range differs from the blob");
+    let range = ByteRange::Span(start as u64, end as u64);
+    let r = reg.run(|c| c.get_blob("big", &d, Some(range))).unwrap();
+    assert_eq!(r.status, 206, "{r:?}");
+    assert!(
+        r.body == data[start..=end],
+        "the range differs from the blob"
+    );
     assert!(process.stop().success());
 }
 
@@ -520,13 +443,16 @@ fn flushes_during_a_push(filesystem_extra: &str) -> (usize, usize) {
         .arg("serve")
         .arg(&config);
     let mut process = common::spawn(cmd, addr.clone(), work.path(), "berth");
+    let reg = common::client(&addr);
 
     let layer = b"a layer that must survive a power cut".to_vec();
     let config_blob = b"{}".to_vec();
     for blob in [&layer, &config_blob] {
-        let path = format!("/v2/durable/blobs/uploads/?digest={}", digest(blob));
-        let (status, head) = raw(&addr, &request("POST", &path, &addr, "", blob.len()), blob);
-        assert_eq!(status, 201, "{head}");
+        let d = digest(blob);
+        let r = reg
+            .run(|c| c.post_blob("durable", &d, blob.clone()))
+            .unwrap();
+        assert_eq!(r.status, 201, "{r:?}");
     }
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}}"#,
@@ -535,16 +461,11 @@ fn flushes_during_a_push(filesystem_extra: &str) -> (usize, usize) {
         digest(&layer),
         layer.len()
     );
-    let content_type = "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n";
-    let put = request(
-        "PUT",
-        "/v2/durable/manifests/v1",
-        &addr,
-        content_type,
-        manifest.len(),
-    );
-    let (status, head) = raw(&addr, &put, manifest.as_bytes());
-    assert_eq!(status, 201, "{head}");
+    let media_type = "application/vnd.oci.image.manifest.v1+json";
+    let r = reg
+        .run(|c| c.put_manifest("durable", "v1", media_type, manifest.clone(), &[]))
+        .unwrap();
+    assert_eq!(r.status, 201, "{r:?}");
 
     // strace is the child; berth is strace's. Stop berth, then strace follows it out.
     let strace_pid = process.child.id();

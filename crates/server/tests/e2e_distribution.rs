@@ -44,7 +44,8 @@ impl Fixture {
 
     /// Pushes with skopeo: `team/app:old` -> older, `team/app:v1`, then `old` retagged to
     /// the new image, and the index with `--all` as `team/multi:multi`.
-    fn push(&self, host: &str, work: &Path) {
+    fn push(&self, registry: &common::Process, work: &Path) {
+        let (host, reg) = (registry.host(), registry.client());
         let src = |tag| layout_str(&self.layout, tag);
         let to = |r: &str| format!("docker://{host}/{r}");
         assert_eq!(
@@ -52,7 +53,7 @@ impl Fixture {
             self.older.manifest.digest
         );
         assert_eq!(
-            resolve(host, "team/app", "old"),
+            resolve(reg, "team/app", "old"),
             Some(self.older.manifest.digest.clone())
         );
         assert_eq!(
@@ -64,7 +65,7 @@ impl Fixture {
             self.img.manifest.digest
         );
         assert_eq!(
-            resolve(host, "team/app", "old"),
+            resolve(reg, "team/app", "old"),
             Some(self.img.manifest.digest.clone()),
             "old after retag"
         );
@@ -85,7 +86,8 @@ impl Fixture {
     }
 
     /// Pulls everything back with skopeo and over HTTP, and checks every byte.
-    fn check_served(&self, host: &str, work: &Path, who: &str) {
+    fn check_served(&self, registry: &common::Process, work: &Path, who: &str) {
+        let (host, reg) = (registry.host(), registry.client());
         let from = |r: &str| format!("docker://{host}/{r}");
         for tag in ["v1", "old"] {
             let out = work.join(format!("pull-{who}-app-{tag}"));
@@ -110,17 +112,13 @@ impl Fixture {
 
         // The untagged older image is still there by digest.
         assert_eq!(
-            resolve(host, "team/app", &self.older.manifest.digest),
+            resolve(reg, "team/app", &self.older.manifest.digest),
             Some(self.older.manifest.digest.clone()),
             "{who}: older image by digest"
         );
-        let r = http(
-            host,
-            "GET",
-            "/v2/team/multi/manifests/multi",
-            &[("Accept", OCI_INDEX)],
-            &[],
-        );
+        let r = reg
+            .run(|c| c.get_manifest("team/multi", "multi", OCI_INDEX))
+            .unwrap();
         assert_eq!(r.status, 200, "{who}: {}", r.text());
         assert!(
             r.body == self.multi.index.bytes,
@@ -131,13 +129,9 @@ impl Fixture {
         let schema2 = self.schema2.borrow().clone().expect("pushed");
         let raw = skopeo_raw(&from("team/conv:v1"));
         assert_eq!(sha256_digest(&raw), schema2, "{who}: team/conv:v1");
-        let r = http(
-            host,
-            "GET",
-            "/v2/team/conv/manifests/v1",
-            &[("Accept", DOCKER_MANIFEST)],
-            &[],
-        );
+        let r = reg
+            .run(|c| c.get_manifest("team/conv", "v1", DOCKER_MANIFEST))
+            .unwrap();
         assert_eq!(r.status, 200, "{who}: {}", r.text());
         assert_eq!(r.body, raw, "{who}: schema2 bytes");
         assert_eq!(
@@ -145,13 +139,9 @@ impl Fixture {
             Some(DOCKER_MANIFEST),
             "{who}: schema2 Content-Type"
         );
-        let r = http(
-            host,
-            "HEAD",
-            &format!("/v2/team/conv/manifests/{schema2}"),
-            &[("Accept", DOCKER_MANIFEST)],
-            &[],
-        );
+        let r = reg
+            .run(|c| c.head_manifest("team/conv", &schema2, DOCKER_MANIFEST))
+            .unwrap();
         assert_eq!(r.status, 200, "{who}: HEAD schema2");
         assert_eq!(
             r.header("content-type"),
@@ -168,15 +158,15 @@ impl Fixture {
             Some(schema2.as_str()),
             "{who}: HEAD digest"
         );
-        assert_eq!(tags(host, "team/conv"), ["v1"], "{who}");
+        assert_eq!(tags(reg, "team/conv"), ["v1"], "{who}");
 
         for img in [&self.img, &self.older] {
-            assert_blobs_served(host, "team/app", img);
+            assert_blobs_served(reg, "team/app", img);
         }
         for (_, img) in &self.multi.images {
-            assert_blobs_served(host, "team/multi", img);
+            assert_blobs_served(reg, "team/multi", img);
         }
-        let mut repos = catalog(host);
+        let mut repos = catalog(reg);
         repos.sort();
         assert!(
             ["team/app", "team/conv", "team/multi"]
@@ -184,8 +174,8 @@ impl Fixture {
                 .all(|n| repos.iter().any(|r| r == n)),
             "{who}: catalog {repos:?}"
         );
-        assert_eq!(tags(host, "team/app"), ["old", "v1"], "{who}");
-        assert_eq!(tags(host, "team/multi"), ["multi"], "{who}");
+        assert_eq!(tags(reg, "team/app"), ["old", "v1"], "{who}");
+        assert_eq!(tags(reg, "team/multi"), ["multi"], "{who}");
     }
 }
 
@@ -199,39 +189,33 @@ fn distribution_writes_berth_serves() {
     let fx = Fixture::new(work.path(), "dist-to-berth");
 
     let dist = common::distribution(root.path(), work.path());
-    fx.push(dist.host(), work.path());
-    fx.check_served(dist.host(), work.path(), "distribution");
+    fx.push(&dist, work.path());
+    fx.check_served(&dist, work.path(), "distribution");
     // An upload distribution started (one chunk in, hash state saved its way) and never
     // finished: berth picks it up from the same Location after the switch.
     let mut rng = Rng::new("in-flight");
     let pending = Blob::new("application/octet-stream", rng.bytes(300_000));
-    let r = http(
-        dist.host(),
-        "POST",
-        "/v2/team/upload/blobs/uploads/",
-        &[],
-        &[],
-    );
+    let r = dist
+        .client()
+        .run(|c| c.start_upload("team/upload"))
+        .unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
-    let r = http(
-        dist.host(),
-        "PATCH",
-        r.header("location").expect("Location"),
-        &[
-            ("Content-Type", "application/octet-stream"),
-            ("Content-Range", "0-99999"),
-        ],
-        &pending.bytes[..100_000],
-    );
+    let upload = r.location().unwrap();
+    let chunk = pending.bytes[..100_000].to_vec();
+    let r = dist
+        .client()
+        .run(|c| c.patch_chunk(&upload, 0, chunk))
+        .unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
-    let pending_location = r.header("location").expect("Location").to_string();
+    let pending_location = r.location().unwrap();
     dist.stop();
 
     let berth = common::berth(root.path(), work.path(), "");
-    let host = berth.host();
-    fx.check_served(host, work.path(), "berth");
+    let reg = berth.client();
+    fx.check_served(&berth, work.path(), "berth");
 
-    let r = http(host, "GET", &pending_location, &[], &[]);
+    let upload = common::rebase(reg, &pending_location);
+    let r = reg.run(|c| c.upload_status(&upload)).unwrap();
     assert_eq!(
         r.status,
         204,
@@ -243,16 +227,8 @@ fn distribution_writes_berth_serves() {
         Some("0-99999"),
         "progress of distribution's upload"
     );
-    let r = http(
-        host,
-        "PATCH",
-        &pending_location,
-        &[
-            ("Content-Type", "application/octet-stream"),
-            ("Content-Range", "100000-299999"),
-        ],
-        &pending.bytes[100_000..],
-    );
+    let rest = pending.bytes[100_000..].to_vec();
+    let r = reg.run(|c| c.patch_chunk(&upload, 100_000, rest)).unwrap();
     assert_eq!(
         r.status,
         202,
@@ -260,17 +236,14 @@ fn distribution_writes_berth_serves() {
         r.text()
     );
     assert_eq!(r.header("range"), Some("0-299999"));
-    let loc = r.header("location").expect("Location");
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = http(
-        host,
-        "PUT",
-        &format!("{loc}{sep}digest={}", pending.digest),
-        &[],
-        &[],
-    );
+    let loc = r.location().unwrap();
+    let r = reg
+        .run(|c| c.finish_upload(&loc, &pending.digest, Vec::new()))
+        .unwrap();
     assert_eq!(r.status, 201, "finish distribution's upload: {}", r.text());
-    let r = get(host, &format!("/v2/team/upload/blobs/{}", pending.digest));
+    let r = reg
+        .run(|c| c.get_blob("team/upload", &pending.digest, None))
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
         r.body == pending.bytes,
@@ -279,37 +252,23 @@ fn distribution_writes_berth_serves() {
 
     // Deletes through berth on what distribution wrote: the untagged image by digest ...
     let older = &fx.older.manifest.digest;
-    let r = http(
-        host,
-        "DELETE",
-        &format!("/v2/team/app/manifests/{older}"),
-        &[],
-        &[],
-    );
-    assert_eq!(r.status, 202, "DELETE {older}: {}", r.text());
+    delete_manifest(reg, "team/app", older);
     assert_eq!(
-        resolve(host, "team/app", older),
+        resolve(reg, "team/app", older),
         None,
         "deleted manifest still served"
     );
     assert_eq!(
-        resolve(host, "team/app", "old"),
+        resolve(reg, "team/app", "old"),
         Some(fx.img.manifest.digest.clone())
     );
     // ... then the tagged one: like distribution, its tags go with it.
     let digest = &fx.img.manifest.digest;
-    let r = http(
-        host,
-        "DELETE",
-        &format!("/v2/team/app/manifests/{digest}"),
-        &[],
-        &[],
-    );
-    assert_eq!(r.status, 202, "DELETE {digest}: {}", r.text());
-    assert_eq!(resolve(host, "team/app", digest), None);
-    assert_eq!(resolve(host, "team/app", "v1"), None);
-    assert_eq!(resolve(host, "team/app", "old"), None);
-    let r = get(host, "/v2/team/app/tags/list");
+    delete_manifest(reg, "team/app", digest);
+    assert_eq!(resolve(reg, "team/app", digest), None);
+    assert_eq!(resolve(reg, "team/app", "v1"), None);
+    assert_eq!(resolve(reg, "team/app", "old"), None);
+    let r = reg.run(|c| c.tags_list("team/app", None, None)).unwrap();
     assert_eq!(
         r.status,
         200,
@@ -317,12 +276,14 @@ fn distribution_writes_berth_serves() {
         r.text()
     );
     assert!(
-        r.json()["tags"].as_array().is_none_or(|t| t.is_empty()),
+        r.json().unwrap()["tags"]
+            .as_array()
+            .is_none_or(|t| t.is_empty()),
         "tags after deleting every tagged manifest: {}",
         r.text()
     );
     // Blobs stay (only garbage collection removes them).
-    assert_blobs_served(host, "team/app", &fx.img);
+    assert_blobs_served(reg, "team/app", &fx.img);
     berth.stop();
 }
 
@@ -339,38 +300,31 @@ fn berth_writes_distribution_serves() {
     let doomed = image(&mut rng, "amd64", &[1000]);
 
     let berth = common::berth(root.path(), work.path(), "");
-    let host = berth.host();
-    fx.push(host, work.path());
+    let reg = berth.client();
+    fx.push(&berth, work.path());
     // A push driven by hand: layers in several PATCHes, the config in one PUT.
     for layer in &chunked.layers {
-        push_blob_chunked(host, "team/chunked", layer, 100 * 1024);
+        push_blob_chunked(reg, "team/chunked", layer, 100 * 1024);
     }
-    push_blob_monolithic(host, "team/chunked", &chunked.config);
-    put_manifest(host, "team/chunked", "v1", &chunked.manifest);
+    push_blob_monolithic(reg, "team/chunked", &chunked.config);
+    put_manifest(reg, "team/chunked", "v1", &chunked.manifest);
     // A cross-repository mount.
     for b in chunked.blobs() {
-        mount_blob(host, "lib/mounted", "team/chunked", &b.digest);
+        mount_blob(reg, "lib/mounted", "team/chunked", &b.digest);
     }
-    put_manifest(host, "lib/mounted", "latest", &chunked.manifest);
+    put_manifest(reg, "lib/mounted", "latest", &chunked.manifest);
     // A manifest pushed, then deleted.
     for b in doomed.blobs() {
-        push_blob_monolithic(host, "team/app", b);
+        push_blob_monolithic(reg, "team/app", b);
     }
-    put_manifest(host, "team/app", &doomed.manifest.digest, &doomed.manifest);
-    let r = http(
-        host,
-        "DELETE",
-        &format!("/v2/team/app/manifests/{}", doomed.manifest.digest),
-        &[],
-        &[],
-    );
-    assert_eq!(r.status, 202, "{}", r.text());
-    fx.check_served(host, work.path(), "berth");
+    put_manifest(reg, "team/app", &doomed.manifest.digest, &doomed.manifest);
+    delete_manifest(reg, "team/app", &doomed.manifest.digest);
+    fx.check_served(&berth, work.path(), "berth");
     berth.stop();
 
     let dist = common::distribution(root.path(), work.path());
-    let host = dist.host();
-    fx.check_served(host, work.path(), "distribution");
+    let (host, reg) = (dist.host(), dist.client());
+    fx.check_served(&dist, work.path(), "distribution");
     for (name, tag) in [("team/chunked", "v1"), ("lib/mounted", "latest")] {
         let out = work.path().join(format!("pull-{}", name.replace('/', "-")));
         let pulled = skopeo_copy(
@@ -381,15 +335,15 @@ fn berth_writes_distribution_serves() {
         );
         assert_eq!(pulled, chunked.manifest.digest, "{name}:{tag}");
         assert_layout_has_image(&out, tag, &chunked);
-        assert_blobs_served(host, name, &chunked);
-        assert_eq!(tags(host, name), [tag]);
+        assert_blobs_served(reg, name, &chunked);
+        assert_eq!(tags(reg, name), [tag]);
     }
     assert_eq!(
-        resolve(host, "team/app", &doomed.manifest.digest),
+        resolve(reg, "team/app", &doomed.manifest.digest),
         None,
         "manifest deleted by berth"
     );
-    let mut repos = catalog(host);
+    let mut repos = catalog(reg);
     repos.sort();
     assert_eq!(
         repos,
@@ -416,19 +370,14 @@ fn catalog_lists_what_distribution_lists() {
 
     // A pushed image, and a repository that only has an upload in progress.
     let dist = common::distribution(root.path(), work.path());
+    let reg = dist.client();
     for b in img.blobs() {
-        push_blob_monolithic(dist.host(), "team/app", b);
+        push_blob_monolithic(reg, "team/app", b);
     }
-    put_manifest(dist.host(), "team/app", "v1", &img.manifest);
-    let r = http(
-        dist.host(),
-        "POST",
-        "/v2/pending/only/blobs/uploads/",
-        &[],
-        &[],
-    );
+    put_manifest(reg, "team/app", "v1", &img.manifest);
+    let r = reg.run(|c| c.start_upload("pending/only")).unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
-    let expected = catalog(dist.host());
+    let expected = catalog(reg);
     assert_eq!(
         expected,
         ["team/app"],
@@ -437,20 +386,15 @@ fn catalog_lists_what_distribution_lists() {
     dist.stop();
 
     let berth = common::berth(root.path(), work.path(), "");
-    let r = http(
-        berth.host(),
-        "POST",
-        "/v2/pending/berth/blobs/uploads/",
-        &[],
-        &[],
-    );
+    let reg = berth.client();
+    let r = reg.run(|c| c.start_upload("pending/berth")).unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
     for name in ["pending/only", "pending/berth"] {
-        let r = get(berth.host(), &format!("/v2/{name}/tags/list"));
+        let r = reg.run(|c| c.tags_list(name, None, None)).unwrap();
         assert_eq!(r.status, 404, "tags/list of {name}: {}", r.text());
     }
     assert_eq!(
-        catalog(berth.host()),
+        catalog(reg),
         expected,
         "berth's catalog differs from distribution's on the same storage (repositories with only \
          an upload in progress are not listed by distribution, and berth's tags/list calls them unknown)"
@@ -496,8 +440,9 @@ fn same_pushes_same_files() {
     let berth_root = tempfile::tempdir().unwrap();
     let fx = Fixture::new(work.path(), "layout");
 
-    let scenario = |host: &str| {
-        fx.push(host, work.path());
+    let scenario = |registry: &common::Process| {
+        let host = registry.host();
+        fx.push(registry, work.path());
         // A registry-to-registry copy inside the same registry (layers are mounted) ...
         let copied = skopeo_copy(
             &[],
@@ -507,20 +452,13 @@ fn same_pushes_same_files() {
         );
         assert_eq!(copied, fx.img.manifest.digest);
         // ... and a delete by digest of the untagged older image.
-        let r = http(
-            host,
-            "DELETE",
-            &format!("/v2/team/app/manifests/{}", fx.older.manifest.digest),
-            &[],
-            &[],
-        );
-        assert_eq!(r.status, 202, "{}", r.text());
+        delete_manifest(registry.client(), "team/app", &fx.older.manifest.digest);
     };
     let dist = common::distribution(dist_root.path(), work.path());
-    scenario(dist.host());
+    scenario(&dist);
     dist.stop();
     let berth = common::berth(berth_root.path(), work.path(), "");
-    scenario(berth.host());
+    scenario(&berth);
     berth.stop();
 
     let (d, b) = (tree(dist_root.path()), tree(berth_root.path()));

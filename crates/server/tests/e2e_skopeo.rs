@@ -85,21 +85,15 @@ fn multi_layer_image_round_trip() {
     assert_eq!(list["Tags"], serde_json::json!(["v1"]), "{list}");
 
     // And straight over HTTP: the exact manifest bytes with the right headers.
-    let r = http(
-        host,
-        "GET",
-        "/v2/team/app/manifests/v1",
-        &[("Accept", OCI_MANIFEST)],
-        &[],
-    );
+    let reg = berth.client();
+    let r = reg
+        .run(|c| c.get_manifest("team/app", "v1", OCI_MANIFEST))
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.body, img.manifest.bytes);
-    assert_eq!(
-        r.header("docker-content-digest"),
-        Some(img.manifest.digest.as_str())
-    );
+    assert_eq!(r.digest(), Some(img.manifest.digest.as_str()));
     assert_eq!(r.header("content-type"), Some(OCI_MANIFEST));
-    assert_blobs_served(host, "team/app", &img);
+    assert_blobs_served(reg, "team/app", &img);
     berth.stop();
 }
 
@@ -134,13 +128,10 @@ fn multi_arch_index_round_trip() {
     assert_eq!(pulled, ma.index.digest, "index digest at pull");
     assert_layout_has_multi_arch(&out, "multi", &ma);
 
-    let r = http(
-        host,
-        "GET",
-        "/v2/team/multi/manifests/multi",
-        &[("Accept", OCI_INDEX)],
-        &[],
-    );
+    let reg = berth.client();
+    let r = reg
+        .run(|c| c.get_manifest("team/multi", "multi", OCI_INDEX))
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
         r.body == ma.index.bytes,
@@ -153,16 +144,12 @@ fn multi_arch_index_round_trip() {
         Some(ma.index.digest.as_str())
     );
     for (arch, img) in &ma.images {
-        let r = http(
-            host,
-            "GET",
-            &format!("/v2/team/multi/manifests/{}", img.manifest.digest),
-            &[("Accept", OCI_MANIFEST)],
-            &[],
-        );
+        let r = reg
+            .run(|c| c.get_manifest("team/multi", &img.manifest.digest, OCI_MANIFEST))
+            .unwrap();
         assert_eq!(r.status, 200, "{arch}: {}", r.text());
         assert_eq!(r.body, img.manifest.bytes, "{arch} manifest bytes served");
-        assert_blobs_served(host, "team/multi", img);
+        assert_blobs_served(reg, "team/multi", img);
     }
     berth.stop();
 }
@@ -239,13 +226,10 @@ fn docker_schema2_conversion() {
         );
     }
 
-    let r = http(
-        host,
-        "GET",
-        "/v2/team/conv/manifests/v1",
-        &[("Accept", DOCKER_MANIFEST)],
-        &[],
-    );
+    let r = berth
+        .client()
+        .run(|c| c.get_manifest("team/conv", "v1", DOCKER_MANIFEST))
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some(DOCKER_MANIFEST));
     assert_eq!(r.header("docker-content-digest"), Some(pushed.as_str()));
@@ -278,9 +262,9 @@ fn copy_between_repositories_mounts() {
         skopeo_raw(&format!("docker://{host}/b/c/d:v1")),
         img.manifest.bytes
     );
-    assert_blobs_served(host, "b/c/d", &img);
-    assert_eq!(tags(host, "b/c/d"), ["v1"]);
-    let repos = catalog(host);
+    assert_blobs_served(berth.client(), "b/c/d", &img);
+    assert_eq!(tags(berth.client(), "b/c/d"), ["v1"]);
+    let repos = catalog(berth.client());
     assert!(
         repos.contains(&"a".to_string()) && repos.contains(&"b/c/d".to_string()),
         "{repos:?}"
@@ -301,10 +285,10 @@ fn copy_between_repositories_mounts() {
 
     // A mount driven by hand, into a fourth repository.
     for b in img.blobs() {
-        mount_blob(host, "e/f", "b/c/d", &b.digest);
+        mount_blob(berth.client(), "e/f", "b/c/d", &b.digest);
     }
-    put_manifest(host, "e/f", "v1", &img.manifest);
-    assert_blobs_served(host, "e/f", &img);
+    put_manifest(berth.client(), "e/f", "v1", &img.manifest);
+    assert_blobs_served(berth.client(), "e/f", &img);
 
     // Every blob is linked into the new repositories, in distribution's layout.
     for name in ["b/c/d", "e/f"] {

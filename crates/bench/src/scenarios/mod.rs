@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use berth_client::Client;
 use tokio::sync::OnceCell;
 
-use crate::client::Registry;
 use crate::data::{Blob, rng};
 use crate::line::Line;
 use crate::size::Size;
@@ -28,7 +28,7 @@ use crate::stats::Recorder;
 /// Everything a scenario needs.
 pub struct Ctx {
     /// The registry under test.
-    pub reg: Registry,
+    pub reg: Client,
     /// Counts and sizes.
     pub size: Size,
     /// Seed of all generated data.
@@ -42,7 +42,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// A context for one run.
-    pub fn new(reg: Registry, size: Size, seed: u64, label: &str, pid: Option<u32>) -> Self {
+    pub fn new(reg: Client, size: Size, seed: u64, label: &str, pid: Option<u32>) -> Self {
         Self {
             reg,
             size,

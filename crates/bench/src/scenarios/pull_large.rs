@@ -4,13 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use berth_client::{ByteRange, raw};
 use rand::Rng;
-use reqwest::Method;
 
 use crate::data::{Blob, rng};
 use crate::line::Line;
 use crate::ops;
-use crate::rawget;
 use crate::scenarios::Ctx;
 use crate::scenarios::push_large::MONOLITHIC_REPO;
 use crate::stats::Recorder;
@@ -44,12 +43,13 @@ async fn full(ctx: &Ctx, blob: &Blob) -> Line {
     let mut timed = Duration::ZERO;
     let Some(url) = rec.check(
         ctx.reg
-            .url(&format!("/v2/{MONOLITHIC_REPO}/blobs/{}", blob.digest)),
+            .blob_url(MONOLITHIC_REPO, &blob.digest)
+            .map_err(String::from),
     ) else {
         rec.fill(&mut line, 0.0);
         return line;
     };
-    // The leanest client there is (see `rawget`): every piece is compared with the
+    // The leanest client there is (see `berth_client::raw`): every piece is compared with the
     // blob's bytes as it arrives, in one reused buffer, so what is timed is the registry
     // sending and the kernel delivering, not client copies to fresh memory (the client
     // shares the two cores with the server). The server is idle while the client checks,
@@ -62,14 +62,14 @@ async fn full(ctx: &Ctx, blob: &Blob) -> Line {
         let answer = tokio::task::spawn_blocking(move || {
             let mut at = 0usize;
             let mut differs = None;
-            let answer = rawget::get_with(&target, REQUEST_TIMEOUT, |piece| {
+            let answer = raw::get_with(&target, REQUEST_TIMEOUT, |piece| {
                 let expected = want.get(at..at + piece.len());
                 if differs.is_none() && expected != Some(piece) {
                     differs = Some(at);
                 }
                 at += piece.len();
             });
-            answer.map(|a| (a, differs))
+            answer.map(|a| (a, differs)).map_err(String::from)
         })
         .await
         .unwrap_or_else(|e| Err(format!("GET {url}: {e}")));
@@ -126,20 +126,12 @@ async fn ranges(ctx: &Ctx, blob: &Blob) -> Line {
     for _ in 0..ctx.size.range_requests {
         let start = offsets.random_range(0..=total - len);
         let end = start + len - 1;
-        let url = ctx
-            .reg
-            .url(&format!("/v2/{MONOLITHIC_REPO}/blobs/{}", blob.digest));
-        let Some(url) = rec.check(url) else { break };
-        let request = ctx
-            .reg
-            .request(Method::GET, url)
-            .header("Range", format!("bytes={start}-{end}"));
+        let range = ByteRange::Span(start as u64, end as u64);
+        let sent = ctx.reg.get_blob(MONOLITHIC_REPO, &blob.digest, Some(range));
         let started = Instant::now();
-        let answer = ctx
-            .reg
-            .send(&mut rec, request)
+        let answer = ops::timed(&mut rec, sent)
             .await
-            .and_then(|a| a.expect(206));
+            .and_then(|a| a.expect_status(206).map_err(String::from));
         timed += started.elapsed();
         let Some(answer) = rec.check(answer) else {
             continue;
@@ -148,16 +140,19 @@ async fn ranges(ctx: &Ctx, blob: &Blob) -> Line {
         if answer.header("Content-Range") != Some(want_range.as_str()) {
             rec.error(format!(
                 "{}: Content-Range {:?}, want {want_range}",
-                answer.what,
+                answer.what(),
                 answer.header("Content-Range")
             ));
             continue;
         }
-        if answer.body() != blob.data.slice(start..=end) {
-            rec.error(format!("{}: body is not bytes {start}-{end}", answer.what));
+        if answer.body != blob.data.slice(start..=end) {
+            rec.error(format!(
+                "{}: body is not bytes {start}-{end}",
+                answer.what()
+            ));
             continue;
         }
-        rec.bytes += answer.body_len();
+        rec.bytes += answer.body.len() as u64;
         rec.ops += 1;
     }
     line.set_server_cpu(cpu, ctx.server_cpu());

@@ -1,13 +1,16 @@
 //! Helpers for end-to-end tests: run the real `berth` binary (and peers such as
-//! Debian's `docker-registry`) on free loopback ports, wait until they answer, stop them.
+//! Debian's `docker-registry`) on free loopback ports, wait until they answer, stop them,
+//! and talk to them with `berth-client`'s blocking client.
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use berth_client::{BlockingClient, Client, Url};
 
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
@@ -35,33 +38,33 @@ pub fn have_tool(name: &str) -> bool {
     found
 }
 
-/// A minimal HTTP/1.1 GET: returns the status code (0 when nothing answers).
-pub fn http_status(addr: &str, path: &str) -> u16 {
-    let Ok(mut s) =
-        TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(1))
-    else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return 0;
+/// A blocking client for the registry at `addr` (`host:port`).
+pub fn client(addr: &str) -> BlockingClient {
+    BlockingClient::connect(&format!("http://{addr}")).expect("client")
+}
+
+/// The path and query of `url` (an upload `Location` one server gave) resolved against
+/// the registry `reg` talks to: the same upload, continued on another server.
+pub fn rebase(reg: &BlockingClient, url: &Url) -> Url {
+    let mut target = url.path().to_owned();
+    if let Some(q) = url.query() {
+        target.push('?');
+        target.push_str(q);
     }
-    let mut buf = [0u8; 12];
-    if s.read_exact(&mut buf).is_err() {
-        return 0;
-    }
-    std::str::from_utf8(&buf[9..12])
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    reg.client().url(&target).expect("rebased URL")
 }
 
 /// Waits until `GET /v2/` answers 200.
 pub fn wait_ready(addr: &str, child: &mut Child, log: &Path) {
+    let poll = Client::builder(&format!("http://{addr}"))
+        .timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .and_then(BlockingClient::new)
+        .expect("client");
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if http_status(addr, "/v2/") == 200 {
+        if poll.run(|c| c.ping()).is_ok_and(|r| r.status == 200) {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -84,9 +87,25 @@ pub struct Process {
     pub child: Child,
     pub addr: String,
     pub log: PathBuf,
+    client: OnceLock<BlockingClient>,
 }
 
 impl Process {
+    /// A started process listening on `addr`, logging to `log`.
+    pub fn new(child: Child, addr: String, log: PathBuf) -> Self {
+        Process {
+            child,
+            addr,
+            log,
+            client: OnceLock::new(),
+        }
+    }
+
+    /// A blocking client for this server (made on first use).
+    pub fn client(&self) -> &BlockingClient {
+        self.client.get_or_init(|| client(&self.addr))
+    }
+
     /// Base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -138,7 +157,7 @@ pub fn spawn(mut cmd: Command, addr: String, dir: &Path, name: &str) -> Process 
         .spawn()
         .expect("spawn server");
     wait_ready(&addr, &mut child, &log);
-    Process { child, addr, log }
+    Process::new(child, addr, log)
 }
 
 /// Starts `berth serve` with `extra` YAML appended to a config that sets the address and

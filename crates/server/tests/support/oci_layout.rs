@@ -1,17 +1,15 @@
 //! Shared by the end-to-end tests (included with `#[path = "support/oci_layout.rs"]`):
 //! builds test images as OCI image layouts in pure Rust (valid tar layers, gzip with stored
 //! deflate blocks, a config with matching diff IDs), reads layouts back, runs skopeo, and
-//! speaks just enough blocking HTTP/1.1 to look at a registry directly.
+//! looks at a registry directly through `berth-client`'s blocking client.
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
+use berth_client::{BlockingClient, Response};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -401,164 +399,41 @@ pub fn skopeo_raw(image: &str) -> Vec<u8> {
     out.stdout
 }
 
-/// A parsed HTTP response.
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// One blocking HTTP/1.1 request (`Connection: close`); `target` is a path or an absolute
-/// `http://host/...` URL such as an upload `Location`.
-pub fn http(
-    host: &str,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
-    let target = match target.strip_prefix("http://") {
-        Some(rest) => &rest[rest.find('/').unwrap_or(rest.len())..],
-        None => target,
-    };
-    let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !body.is_empty() || matches!(method, "PUT" | "POST" | "PATCH") {
-        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("send request");
-    s.write_all(body).expect("send body");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response");
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| {
-            panic!(
-                "{method} {target}: no response head in {:?}",
-                String::from_utf8_lossy(&raw)
-            )
-        });
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let rest = &raw[end + 4..];
-    let mut resp = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if method == "HEAD" {
-        return resp;
-    }
-    resp.body = if resp
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-    {
-        dechunk(rest)
-    } else if let Some(len) = resp
-        .header("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        assert!(
-            rest.len() >= len,
-            "{method} {target}: body shorter than Content-Length"
-        );
-        rest[..len].to_vec()
-    } else {
-        rest.to_vec()
-    };
-    resp
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let size_line = String::from_utf8_lossy(&rest[..eol]).into_owned();
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-            .expect("chunk size");
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
-}
-
-pub fn get(host: &str, path: &str) -> Response {
-    http(host, "GET", path, &[], &[])
+/// `GET` of a path on the registry; panics only when nothing answers.
+pub fn get(reg: &BlockingClient, path: &str) -> Response {
+    reg.run(|c| c.get(path))
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// `GET /v2/<name>/tags/list`, sorted.
-pub fn tags(host: &str, name: &str) -> Vec<String> {
-    let r = get(host, &format!("/v2/{name}/tags/list"));
+pub fn tags(reg: &BlockingClient, name: &str) -> Vec<String> {
+    let r = reg
+        .run(|c| c.tags_list(name, None, None))
+        .expect("tags/list");
     assert_eq!(r.status, 200, "tags/list of {name}: {}", r.text());
-    let mut tags: Vec<String> = r.json()["tags"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|t| t.as_str().expect("tag").to_string())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut tags = r.tag_names().expect("tag names");
     tags.sort();
     tags
 }
 
 /// `GET /v2/_catalog`.
-pub fn catalog(host: &str) -> Vec<String> {
-    let r = get(host, "/v2/_catalog");
+pub fn catalog(reg: &BlockingClient) -> Vec<String> {
+    let r = reg.run(|c| c.catalog(None, None)).expect("catalog");
     assert_eq!(r.status, 200, "catalog: {}", r.text());
-    r.json()["repositories"]
-        .as_array()
-        .expect("repositories")
-        .iter()
-        .map(|t| t.as_str().expect("name").to_string())
-        .collect()
+    assert!(
+        r.json().expect("JSON")["repositories"].is_array(),
+        "catalog: {}",
+        r.text()
+    );
+    r.repository_names().expect("repository names")
 }
 
 /// Asserts a registry serves every blob of `img` in `name` byte for byte.
-pub fn assert_blobs_served(host: &str, name: &str, img: &Image) {
+pub fn assert_blobs_served(reg: &BlockingClient, name: &str, img: &Image) {
     for b in img.blobs() {
-        let r = get(host, &format!("/v2/{name}/blobs/{}", b.digest));
+        let r = reg
+            .run(|c| c.get_blob(name, &b.digest, None))
+            .expect("blob GET");
         assert_eq!(
             r.status,
             200,
@@ -603,118 +478,36 @@ pub fn assert_layout_has_multi_arch(dir: &Path, tag: &str, ma: &MultiArch) {
     }
 }
 
-fn with_digest(location: &str, digest: &str) -> String {
-    let sep = if location.contains('?') { '&' } else { '?' };
-    format!("{location}{sep}digest={digest}")
-}
-
-fn location(r: &Response, what: &str) -> String {
-    r.header("location")
-        .unwrap_or_else(|| panic!("{what}: no Location"))
-        .to_string()
-}
-
 /// Uploads a blob the chunked way: POST, one PATCH per `chunk` bytes (each with its
-/// `Content-Range`, following the `Location` each answer gives), then PUT `?digest=`.
-pub fn push_blob_chunked(host: &str, name: &str, blob: &Blob, chunk: usize) {
-    let r = http(
-        host,
-        "POST",
-        &format!("/v2/{name}/blobs/uploads/"),
-        &[],
-        &[],
-    );
-    assert_eq!(r.status, 202, "start upload in {name}: {}", r.text());
-    let mut loc = location(&r, "POST");
-    let mut offset = 0;
-    for part in blob.bytes.chunks(chunk) {
-        let range = format!("{}-{}", offset, offset + part.len() - 1);
-        let r = http(
-            host,
-            "PATCH",
-            &loc,
-            &[
-                ("Content-Type", "application/octet-stream"),
-                ("Content-Range", &range),
-            ],
-            part,
-        );
-        assert_eq!(
-            r.status,
-            202,
-            "PATCH {range} of {}: {}",
-            blob.digest,
-            r.text()
-        );
-        offset += part.len();
-        assert_eq!(
-            r.header("range"),
-            Some(format!("0-{}", offset - 1).as_str()),
-            "Range after PATCH {range}"
-        );
-        loc = location(&r, "PATCH");
-    }
-    let r = http(host, "PUT", &with_digest(&loc, &blob.digest), &[], &[]);
-    assert_eq!(
-        r.status,
-        201,
-        "finish upload of {}: {}",
-        blob.digest,
-        r.text()
-    );
-    assert_eq!(
-        r.header("docker-content-digest"),
-        Some(blob.digest.as_str())
-    );
+/// `Content-Range`, following the `Location` each answer gives, `Range` checked), then
+/// PUT `?digest=`.
+pub fn push_blob_chunked(reg: &BlockingClient, name: &str, blob: &Blob, chunk: usize) {
+    let r = reg
+        .run(|c| c.push_blob_chunked(name, &blob.digest, blob.bytes.clone(), chunk))
+        .unwrap_or_else(|e| panic!("chunked upload of {} to {name}: {e}", blob.digest));
+    assert_eq!(r.digest(), Some(blob.digest.as_str()));
 }
 
 /// Uploads a blob monolithically: POST, then one PUT `?digest=` carrying the bytes.
-pub fn push_blob_monolithic(host: &str, name: &str, blob: &Blob) {
-    let r = http(
-        host,
-        "POST",
-        &format!("/v2/{name}/blobs/uploads/"),
-        &[],
-        &[],
-    );
-    assert_eq!(r.status, 202, "start upload in {name}: {}", r.text());
-    let loc = location(&r, "POST");
-    let r = http(
-        host,
-        "PUT",
-        &with_digest(&loc, &blob.digest),
-        &[("Content-Type", "application/octet-stream")],
-        &blob.bytes,
-    );
-    assert_eq!(
-        r.status,
-        201,
-        "monolithic upload of {}: {}",
-        blob.digest,
-        r.text()
-    );
-    assert_eq!(
-        r.header("docker-content-digest"),
-        Some(blob.digest.as_str())
-    );
+pub fn push_blob_monolithic(reg: &BlockingClient, name: &str, blob: &Blob) {
+    let r = reg
+        .run(|c| c.push_blob(name, &blob.digest, blob.bytes.clone()))
+        .unwrap_or_else(|e| panic!("monolithic upload of {} to {name}: {e}", blob.digest));
+    assert_eq!(r.digest(), Some(blob.digest.as_str()));
 }
 
 /// Mounts a blob from another repository; asserts the registry answers 201 Created.
-pub fn mount_blob(host: &str, name: &str, from: &str, digest: &str) {
-    let r = http(
-        host,
-        "POST",
-        &format!("/v2/{name}/blobs/uploads/?mount={digest}&from={from}"),
-        &[],
-        &[],
-    );
+pub fn mount_blob(reg: &BlockingClient, name: &str, from: &str, digest: &str) {
+    let r = reg
+        .run(|c| c.mount_blob(name, digest, Some(from)))
+        .expect("mount");
     assert_eq!(
         r.status,
         201,
         "mount {digest} from {from} into {name}: {}",
         r.text()
     );
-    assert_eq!(r.header("docker-content-digest"), Some(digest));
+    assert_eq!(r.digest(), Some(digest));
     assert_eq!(
         r.header("location")
             .map(|l| l.ends_with(&format!("/v2/{name}/blobs/{digest}"))),
@@ -725,44 +518,45 @@ pub fn mount_blob(host: &str, name: &str, from: &str, digest: &str) {
 }
 
 /// PUTs a manifest (by tag or digest) and checks the answer.
-pub fn put_manifest(host: &str, name: &str, reference: &str, manifest: &Blob) {
-    let r = http(
-        host,
-        "PUT",
-        &format!("/v2/{name}/manifests/{reference}"),
-        &[("Content-Type", &manifest.media_type)],
-        &manifest.bytes,
-    );
+pub fn put_manifest(reg: &BlockingClient, name: &str, reference: &str, manifest: &Blob) {
+    let r = reg
+        .run(|c| {
+            c.put_manifest(
+                name,
+                reference,
+                &manifest.media_type,
+                manifest.bytes.clone(),
+                &[],
+            )
+        })
+        .expect("manifest PUT");
     assert_eq!(
         r.status,
         201,
         "PUT manifest {name}:{reference}: {}",
         r.text()
     );
-    assert_eq!(
-        r.header("docker-content-digest"),
-        Some(manifest.digest.as_str())
-    );
+    assert_eq!(r.digest(), Some(manifest.digest.as_str()));
+}
+
+/// Deletes a manifest by digest; asserts 202 Accepted.
+pub fn delete_manifest(reg: &BlockingClient, name: &str, digest: &str) {
+    let r = reg
+        .run(|c| c.delete_manifest(name, digest))
+        .expect("manifest DELETE");
+    assert_eq!(r.status, 202, "DELETE {name}@{digest}: {}", r.text());
 }
 
 /// The digest a registry resolves `name:reference` to (GET, any manifest type accepted).
-pub fn resolve(host: &str, name: &str, reference: &str) -> Option<String> {
+pub fn resolve(reg: &BlockingClient, name: &str, reference: &str) -> Option<String> {
     let accept = format!("{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}");
-    let r = http(
-        host,
-        "GET",
-        &format!("/v2/{name}/manifests/{reference}"),
-        &[("Accept", &accept)],
-        &[],
-    );
+    let r = reg
+        .run(|c| c.get_manifest(name, reference, &accept))
+        .expect("manifest GET");
     match r.status {
         200 => {
             let d = sha256_digest(&r.body);
-            assert_eq!(
-                r.header("docker-content-digest"),
-                Some(d.as_str()),
-                "{name}:{reference}"
-            );
+            assert_eq!(r.digest(), Some(d.as_str()), "{name}:{reference}");
             Some(d)
         }
         404 => {

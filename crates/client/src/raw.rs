@@ -1,17 +1,26 @@
 //! A minimal HTTP/1.1 `GET` over a plain TCP socket that hands the body to a callback as
-//! it arrives: the leanest client possible (about what `curl -o /dev/null` costs, plus
-//! whatever the callback checks). pull-large uses it for its full `GET`s, because the
-//! client shares the machine's two cores with the server, and any copy or page fault it
-//! adds is taken from the server's share, which hides the servers' differences.
+//! it arrives, through one reused buffer: the leanest client possible (about what
+//! `curl -o /dev/null` costs, plus whatever the callback checks).
+//!
+//! Why it exists beside [`crate::Client`]: the benchmark's pull-large times full `GET`s
+//! of a large blob while the client shares the machine's two cores with the server.
+//! Every copy or page fault a general client adds (reqwest hands over each piece in
+//! fresh memory) is taken from the server's share, which hides the difference between
+//! servers: through reqwest, pull-large measured the client (berth 1,380-1,630 MiB/s,
+//! distribution 1,350-1,940); through this reader, berth 4,300-4,650 (see
+//! `docs/benchmarks.md`).
 //!
 //! It handles only what a blob `GET` answers: a status line, headers, and a body of
-//! `Content-Length` bytes (no chunked encoding, no TLS); anything else is an error.
+//! `Content-Length` bytes (no chunked encoding, no TLS, no redirects); anything else is
+//! an error.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use url::Url;
+
+use crate::error::Error;
 
 /// Bytes read per system call at most (and the longest response head accepted). Measured
 /// here on 512 MiB pulls from berth (MiB/s): 64 KiB 3,024-3,286, 256 KiB 3,672-3,699,
@@ -31,18 +40,22 @@ pub struct RawAnswer {
 }
 
 /// `GET url` on a new connection; the body is handed to `sink` piece by piece, in order,
-/// through one reused buffer of [`PIECE`] bytes.
+/// through one reused buffer of [`PIECE`] bytes. Blocking: run it on a blocking thread.
 pub fn get_with(
     url: &Url,
     timeout: Duration,
     mut sink: impl FnMut(&[u8]),
-) -> Result<RawAnswer, String> {
+) -> Result<RawAnswer, Error> {
+    let fail = |detail: String| Error::Raw {
+        url: url.to_string(),
+        detail,
+    };
     if url.scheme() != "http" {
-        return Err(format!("{url}: only http:// URLs can be read raw"));
+        return Err(fail("only http:// URLs can be read raw".into()));
     }
-    let host = url.host_str().ok_or_else(|| format!("{url}: no host"))?;
+    let host = url.host_str().ok_or_else(|| fail("no host".into()))?;
     let port = url.port_or_known_default().unwrap_or(80);
-    let io = |e: std::io::Error| format!("GET {url}: {e}");
+    let io = |e: std::io::Error| fail(e.to_string());
     let mut stream = TcpStream::connect((host, port)).map_err(io)?;
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     let mut path = url.path().to_owned();
@@ -62,13 +75,11 @@ pub fn get_with(
             break i + 4;
         }
         if filled == buf.len() {
-            return Err(format!("GET {url}: response head over {PIECE} bytes"));
+            return Err(fail(format!("response head over {PIECE} bytes")));
         }
         let n = stream.read(&mut buf[filled..]).map_err(io)?;
         if n == 0 {
-            return Err(format!(
-                "GET {url}: connection closed inside the response head"
-            ));
+            return Err(fail("connection closed inside the response head".into()));
         }
         filled += n;
     };
@@ -77,8 +88,8 @@ pub fn get_with(
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("GET {url}: no status in {head:?}"))?;
-    let len = content_length(&head).ok_or_else(|| format!("GET {url}: no Content-Length"))?;
+        .ok_or_else(|| fail(format!("no status in {head:?}")))?;
+    let len = content_length(&head).ok_or_else(|| fail("no Content-Length".into()))?;
 
     let early = (filled - end).min(len);
     sink(&buf[end..end + early]);
@@ -87,7 +98,7 @@ pub fn get_with(
         let want = left.min(buf.len());
         let n = stream.read(&mut buf[..want]).map_err(io)?;
         if n == 0 {
-            return Err(format!("GET {url}: body ended {left} bytes early"));
+            return Err(fail(format!("body ended {left} bytes early")));
         }
         sink(&buf[..n]);
         left -= n;
