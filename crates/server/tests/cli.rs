@@ -335,7 +335,8 @@ fn text_logs_to_a_pipe_carry_no_colour_codes() {
         text
     });
     let deadline = Instant::now() + Duration::from_secs(20);
-    while common::http_status(&addr, "/v2/") != 200 {
+    let registry = common::client(&addr);
+    while !registry.run(|c| c.ping()).is_ok_and(|r| r.status == 200) {
         if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
             let _ = child.kill();
             panic!(
