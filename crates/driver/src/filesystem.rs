@@ -1,6 +1,7 @@
-//! The filesystem driver: paths map below a root directory. Small files are replaced by
-//! write-to-temporary-then-rename so a reader never sees a half-written link, and every
-//! write is flushed to the disk before it is acknowledged (see [`crate::durable`]).
+//! The filesystem driver: paths map below a root directory. Small files appear and are
+//! replaced by write-to-temporary-then-rename, so neither a reader nor a crash ever sees
+//! a half-written link, and every write is flushed to the disk before it is acknowledged
+//! (see [`crate::durable`]).
 
 use std::fs;
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
@@ -113,6 +114,15 @@ impl FilesystemDriver {
 
     /// [`StorageDriver::ensure_content`], flushed as `durability` says; one trip to the
     /// blocking pool whatever it finds.
+    ///
+    /// A new file is written under a temporary name and renamed into place without
+    /// replacing anything (`RENAME_NOREPLACE`), so no crash of berth ever leaves it empty
+    /// or partly written under its final name (a registry that reads it, such as
+    /// distribution, would fail on it). It is flushed after the rename: on ext4 the flush
+    /// of a file created since the last one also writes the directory that now holds its
+    /// name (and with a journal the commit carries the rename), so one flush covers data
+    /// and name, as when the file was created in place. A write that fails leaves
+    /// nothing behind under the final name.
     async fn ensure_with(
         &self,
         path: &str,
@@ -121,23 +131,32 @@ impl FilesystemDriver {
     ) -> Result<(), DriverError> {
         let full = self.full(path)?;
         let tmp_dir = self.root.join(TMP_DIR);
+        let tmp = temporary(&tmp_dir);
         blocking(path, move || {
-            let open = || {
+            let mut file = with_parent(&tmp, || {
                 fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
-                    .open(&full)
-            };
-            match with_parent(&full, open) {
-                // A new file's name is flushed with it (ext4 and XFS see to that).
-                Ok(mut file) => file
-                    .write_all(&content)
-                    .and_then(|()| durability.file(&file)),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    let mut file = fs::File::open(&full)?;
+                    .open(&tmp)
+            })?;
+            let placed = file
+                .write_all(&content)
+                .and_then(|()| with_parent(&full, || rename_noreplace(&tmp, &full)));
+            match placed {
+                Ok(()) => durability.file(&file).inspect_err(|_| {
+                    // Not acknowledged, so not left visible either.
+                    let _ = fs::remove_file(&full);
+                }),
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    if e.kind() != ErrorKind::AlreadyExists {
+                        return Err(e);
+                    }
+                    drop(file);
+                    let mut existing = fs::File::open(&full)?;
                     let mut held = Vec::with_capacity(content.len() + 1);
                     // One byte more than expected tells a longer file apart.
-                    (&mut file)
+                    (&mut existing)
                         .take(content.len() as u64 + 1)
                         .read_to_end(&mut held)?;
                     if held != content {
@@ -145,12 +164,38 @@ impl FilesystemDriver {
                     }
                     // Another writer may have put these bytes there and not yet
                     // flushed them: what this call acknowledges must be on disk.
-                    durability.file(&file)
+                    durability.file(&existing)
                 }
-                Err(e) => Err(e),
             }
         })
         .await
+    }
+}
+
+/// A fresh path for a temporary file in `tmp_dir`.
+fn temporary(tmp_dir: &Path) -> PathBuf {
+    tmp_dir.join(format!("{:016x}", rand::rng().random::<u64>()))
+}
+
+/// Renames `from` to `to` unless `to` exists (`AlreadyExists` then), atomically.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    let from = std::ffi::CString::new(from.as_os_str().as_encoded_bytes())?;
+    let to = std::ffi::CString::new(to.as_os_str().as_encoded_bytes())?;
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call,
+    // which reads them and touches no other memory of ours.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -162,7 +207,7 @@ fn replace(
     content: &[u8],
     durability: Durability,
 ) -> std::io::Result<()> {
-    let tmp = tmp_dir.join(format!("{:016x}", rand::rng().random::<u64>()));
+    let tmp = temporary(tmp_dir);
     let mut file = with_parent(&tmp, || fs::File::create(&tmp))?;
     let written = file
         .write_all(content)

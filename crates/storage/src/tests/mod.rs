@@ -14,6 +14,7 @@ use futures::TryStreamExt;
 
 use crate::{Options, StorageRegistry};
 
+mod leftovers;
 mod races;
 
 pub(super) fn body(data: &[u8]) -> ByteStream {
