@@ -37,6 +37,7 @@ const TMP_DIR: &str = ".berth-tmp";
 pub struct FilesystemDriver {
     root: PathBuf,
     durability: Durability,
+    boot: String,
 }
 
 /// Runs `f` on the blocking pool, mapping its I/O error to `path`.
@@ -92,6 +93,7 @@ impl FilesystemDriver {
         FilesystemDriver {
             root: root.into(),
             durability: Durability::new(true),
+            boot: boot_id(),
         }
     }
 
@@ -100,6 +102,13 @@ impl FilesystemDriver {
     pub fn with_fsync(mut self, on: bool) -> Self {
         self.durability = Durability::new(on);
         self
+    }
+
+    fn durability_for(&self, persist: Persist) -> Durability {
+        match persist {
+            Persist::Durable => self.durability,
+            Persist::Volatile => self.durability.unflushed(),
+        }
     }
 
     /// The root directory.
@@ -169,6 +178,16 @@ impl FilesystemDriver {
             }
         })
         .await
+    }
+}
+
+/// This boot of the machine: unflushed data in the page cache lasts as long as it does.
+/// Where the kernel does not say, a random value, so that nothing saved unflushed is
+/// trusted after a restart.
+fn boot_id() -> String {
+    match fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        Ok(id) if !id.trim().is_empty() => id.trim().to_owned(),
+        _ => format!("process-{:016x}", rand::rng().random::<u64>()),
     }
 }
 
@@ -245,11 +264,8 @@ impl StorageDriver for FilesystemDriver {
         content: Bytes,
         persist: Persist,
     ) -> Result<(), DriverError> {
-        let durability = match persist {
-            Persist::Durable => self.durability,
-            Persist::Volatile => Durability::new(false),
-        };
-        self.ensure_with(path, content, durability).await
+        self.ensure_with(path, content, self.durability_for(persist))
+            .await
     }
 
     async fn reader(
@@ -279,7 +295,12 @@ impl StorageDriver for FilesystemDriver {
         Ok(read_stream(file, offset, remaining))
     }
 
-    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, DriverError> {
+    async fn writer(
+        &self,
+        path: &str,
+        append: bool,
+        persist: Persist,
+    ) -> Result<Box<dyn FileWriter>, DriverError> {
         let full = self.full(path)?;
         let (file, size) = blocking(path, move || {
             let file = with_parent(&full, || {
@@ -298,8 +319,18 @@ impl StorageDriver for FilesystemDriver {
             path.to_owned(),
             file,
             size,
-            self.durability,
+            self.durability_for(persist),
         )))
+    }
+
+    async fn flush(&self, path: &str) -> Result<(), DriverError> {
+        let full = self.full(path)?;
+        let durability = self.durability;
+        blocking(path, move || durability.file(&fs::File::open(&full)?)).await
+    }
+
+    fn volatile_epoch(&self) -> &str {
+        &self.boot
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo, DriverError> {

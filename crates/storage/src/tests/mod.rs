@@ -669,3 +669,73 @@ async fn referrers_include_the_tag_schema_index() {
             .is_empty()
     );
 }
+
+/// A saved hash state is trusted only in the volatile epoch (the boot) it was saved in:
+/// the chunks it covers were written unflushed, so after a reboot the data is re-hashed.
+#[tokio::test]
+async fn a_hash_state_from_another_boot_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver: Arc<dyn StorageDriver> = Arc::new(FilesystemDriver::new(dir.path()));
+    let name = repo("boot");
+    let data: Vec<u8> = (0..30_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    let d = Digest::of(Algorithm::Sha256, &data);
+    // A state that does not describe the data: whoever trusts it computes a wrong digest.
+    let mut wrong = berth_core::Digester::new(Algorithm::Sha256);
+    wrong.update(&[0u8; 10_000]);
+    for (epoch, trusted) in [
+        (driver.volatile_epoch().to_owned(), true),
+        ("another-boot".to_owned(), false),
+    ] {
+        let r = StorageRegistry::new(driver.clone(), opts());
+        let up = r
+            .repository(name.clone())
+            .start_upload(Algorithm::Sha256)
+            .await
+            .unwrap();
+        let chunk = Chunk {
+            start: Some(0),
+            length: None,
+            body: body(&data[..10_000]),
+        };
+        r.repository(name.clone())
+            .upload_chunk(&up.id, chunk)
+            .await
+            .unwrap();
+        let state =
+            crate::layout::StoragePath::UploadHashState(&name, &up.id, Algorithm::Sha256, 10_000)
+                .path();
+        let saved = driver.get_content(&state).await.unwrap();
+        assert!(saved.starts_with(format!("{}\n", driver.volatile_epoch()).as_bytes()));
+        let mut planted = format!("{epoch}\n").into_bytes();
+        planted.extend_from_slice(&wrong.save());
+        driver
+            .put_content(&state, Bytes::from(planted))
+            .await
+            .unwrap();
+
+        // A restart: nothing of the session in memory, only what storage holds.
+        let restarted = StorageRegistry::new(driver.clone(), opts());
+        let last = Chunk {
+            start: Some(10_000),
+            length: None,
+            body: body(&data[10_000..]),
+        };
+        let finished = restarted
+            .repository(name.clone())
+            .finish_upload(&up.id, &d, Some(last))
+            .await;
+        if trusted {
+            assert!(
+                matches!(finished, Err(Error::DigestInvalid(_))),
+                "{finished:?}"
+            );
+        } else {
+            assert_eq!(
+                finished.unwrap(),
+                data.len() as u64,
+                "re-hashed from the data"
+            );
+            assert_eq!(read_blob(&restarted, &name, &d).await, data);
+        }
+    }
+}
