@@ -88,6 +88,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         StoreOptions {
             delete_enabled: config.storage.delete_enabled,
             descriptor_cache: config.storage.descriptor_cache,
+            referrers_tag_schema: config.storage.referrers_tag_schema,
         },
     ));
     let options = berth_http::Options {

@@ -739,3 +739,71 @@ async fn a_hash_state_from_another_boot_is_not_trusted() {
         }
     }
 }
+
+/// With `referrers_tag_schema`, concurrent referrers of one subject all land in its
+/// `<alg>-<hex>` index (rewrites are serialised per subject); without it there is none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_tag_schema_index_keeps_every_concurrent_referrer() {
+    for on in [true, false] {
+        let options = Options {
+            referrers_tag_schema: on,
+            ..opts()
+        };
+        let r = Arc::new(StorageRegistry::new(
+            Arc::new(InMemoryDriver::new()),
+            options,
+        ));
+        let name = repo("schema");
+        let cfg = push_blob(&r, &name, b"{}").await;
+        let layer = push_blob(&r, &name, b"layer").await;
+        let subject = r
+            .repository(name.clone())
+            .put_manifest(
+                &Reference::Tag(Tag::parse("v1").unwrap()),
+                None,
+                image(&cfg, &layer, None),
+                &[],
+            )
+            .await
+            .unwrap()
+            .digest;
+        let pushes = (0..8u32).map(|i| {
+            let (r, name, subject) = (r.clone(), name.clone(), subject.clone());
+            let body = String::from_utf8(image(&cfg, &layer, Some(&subject)).to_vec()).unwrap();
+            let body = Bytes::from(body.replace("\"k\":\"v\"", &format!("\"k\":\"{i}\"")));
+            tokio::spawn(async move {
+                let d = Digest::of(Algorithm::Sha256, &body);
+                r.repository(name)
+                    .put_manifest(&Reference::Digest(d.clone()), None, body, &[])
+                    .await
+                    .unwrap();
+                d
+            })
+        });
+        let mut pushed: Vec<Digest> = Vec::new();
+        for p in futures::future::join_all(pushes).await {
+            pushed.push(p.unwrap());
+        }
+        let tag = Tag::parse(&format!("sha256-{}", subject.hex())).unwrap();
+        let index = r
+            .repository(name.clone())
+            .get_manifest(&Reference::Tag(tag))
+            .await;
+        if !on {
+            assert!(matches!(index, Err(Error::ManifestUnknown(_))));
+            continue;
+        }
+        let index = berth_core::Manifest::parse(None, &index.unwrap().body).unwrap();
+        let mut listed: Vec<Digest> = index.manifests.into_iter().map(|d| d.digest).collect();
+        listed.sort();
+        pushed.sort();
+        assert_eq!(listed, pushed);
+        // The referrers API lists each once, though both indexes name them.
+        let refs = r
+            .repository(name.clone())
+            .referrers(&subject, None)
+            .await
+            .unwrap();
+        assert_eq!(refs.len(), 8);
+    }
+}
