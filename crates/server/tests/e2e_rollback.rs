@@ -104,7 +104,7 @@ fn referrers_stay_visible_after_a_switch_back_to_distribution() {
     let r = reg
         .run(|c| c.get_manifest(repo, &schema_tag, OCI_INDEX))
         .expect("schema index");
-    assert_eq!(listed(&r.body), [sig_digest.clone()]);
+    assert_eq!(listed(&r.body), std::slice::from_ref(&sig_digest));
     berth.stop();
 
     // distribution on the same root serves the index clients fall back to.
