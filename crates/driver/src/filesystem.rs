@@ -111,6 +111,29 @@ impl FilesystemDriver {
         }
     }
 
+    /// Removes temporary files older than `older_than` that a crash left below the root
+    /// (a file being written when berth stopped never reached its final name). Younger
+    /// ones may belong to another process serving the same root, and are kept. Answers
+    /// how many were removed.
+    pub fn sweep_temporaries(&self, older_than: std::time::Duration) -> std::io::Result<usize> {
+        let entries = match fs::read_dir(self.root.join(TMP_DIR)) {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+            other => other?,
+        };
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let stale = entry.metadata()?.modified()? < cutoff;
+            if stale && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -559,6 +582,28 @@ mod tests {
     async fn passes_the_driver_suite() {
         let dir = tempfile::tempdir().unwrap();
         crate::suite::run_all(&FilesystemDriver::new(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn sweeps_only_stale_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = FilesystemDriver::new(dir.path());
+        assert_eq!(d.sweep_temporaries(std::time::Duration::ZERO).unwrap(), 0);
+        let tmp = dir.path().join(TMP_DIR);
+        fs::create_dir_all(&tmp).unwrap();
+        fs::write(tmp.join("left-by-a-crash"), b"x").unwrap();
+        d.ensure_content("/kept", Bytes::from_static(b"k"), Persist::Durable)
+            .await
+            .unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(
+            d.sweep_temporaries(hour).unwrap(),
+            0,
+            "young files are kept"
+        );
+        assert_eq!(d.sweep_temporaries(std::time::Duration::ZERO).unwrap(), 1);
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+        assert_eq!(d.get_content("/kept").await.unwrap(), "k");
     }
 
     #[tokio::test]
