@@ -46,7 +46,7 @@ impl StorageRepository {
         }
     }
 
-    /// Whether the repository exists: it has a tag listing, manifests or linked blobs.
+    /// Whether the repository exists on storage: it has manifests or linked blobs.
     async fn exists(&self) -> Result<bool> {
         let access = &self.stores.access;
         Ok(access.exists(StoragePath::ManifestsDir(&self.name)).await?
