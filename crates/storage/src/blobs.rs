@@ -110,22 +110,21 @@ impl BlobStore {
         })
     }
 
-    /// Links a blob of `size` bytes into `repo`, writing the link while `alongside` runs
-    /// (the blob being published by an upload: a reader that finds the link first finds
-    /// no blob and answers "unknown", as before the push). The cache learns of the link
-    /// once both are in place.
+    /// Links a blob of `size` bytes into `repo` once `first` (an upload publishing the
+    /// blob) has put it in place: a link is never on storage before its blob, so no crash
+    /// leaves a link naming nothing. The cache learns of the link once both are there.
     pub(crate) async fn link(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
         size: u64,
-        alongside: impl Future<Output = Result<(), Error>>,
+        first: impl Future<Output = Result<(), Error>>,
     ) -> Result<(), Error> {
         let _held = self.links.lock((repo.clone(), digest.clone())).await;
-        let link = self
-            .access
-            .write_link(StoragePath::LayerLink(repo, digest), digest);
-        futures::try_join!(link, alongside)?;
+        first.await?;
+        self.access
+            .write_link(StoragePath::LayerLink(repo, digest), digest)
+            .await?;
         if let Some(c) = &self.cache {
             c.set_linked(repo, digest, size);
         }

@@ -152,8 +152,8 @@ impl Repository for StorageRepository {
                 tags.push(t.clone());
             }
         }
-        // Tags and the referrer link only name the revision written above, so they go to
-        // the disk together.
+        // Tags and the referrer link only name the revision written above, so they are
+        // written together.
         let subject = manifest.subject.map(|s| s.digest);
         let referrer_link = async {
             match &subject {

@@ -67,9 +67,11 @@ impl TagStore {
     }
 
     /// Points `tag` at `digest`, whose revision link must already be on storage. The
-    /// index entry and the `current` link are independent, so they are written (and
-    /// flushed) at the same time. A tag this call was creating is removed again when a
-    /// write fails, so a refused write leaves no tag behind.
+    /// `current` link goes first and the index entry after it: a tag directory is only
+    /// ever on storage with its `current` link, so no crash leaves a tag that a
+    /// registry lists (distribution lists every tag directory) but cannot serve. A tag
+    /// this call was creating is removed again when a write fails, so a refused write
+    /// leaves no tag behind.
     pub(crate) async fn set(
         &self,
         repo: &RepositoryName,
@@ -78,12 +80,12 @@ impl TagStore {
     ) -> Result<(), Error> {
         let key = (repo.clone(), tag.clone());
         let _held = self.locks.lock(key.clone()).await;
-        let written = futures::try_join!(
-            self.access
-                .write_link(StoragePath::TagIndexLink(repo, tag, digest), digest),
-            self.access
-                .write_link(StoragePath::TagCurrentLink(repo, tag), digest),
-        );
+        let current = StoragePath::TagCurrentLink(repo, tag);
+        let index = StoragePath::TagIndexLink(repo, tag, digest);
+        let written = match self.access.write_link(current, digest).await {
+            Ok(()) => self.access.write_link(index, digest).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = written {
             self.targets.remove(&key);
             if matches!(
