@@ -72,14 +72,14 @@ fn push_until_killed(
     let moving = format!("move-{pusher}");
     let mut rng = Rng::new(&format!("crash-{pusher}-{round}"));
     let record = |f: &mut dyn FnMut(&mut Ledger)| f(&mut ledger.lock().expect("ledger"));
-    for n in 0.. {
+    for n in 0u64.. {
         if stop.load(Ordering::Relaxed) {
             return;
         }
         let size = 512 + (rng.next_u64() % 8192) as usize;
         let img = image(&mut rng, "amd64", &[size]);
         for b in img.blobs() {
-            let pushed = if pusher % 3 == 0 {
+            let pushed = if pusher.is_multiple_of(3) {
                 reg.run(|c| c.push_blob_chunked(&repo, &b.digest, b.bytes.clone(), 1500))
             } else {
                 reg.run(|c| c.push_blob(&repo, &b.digest, b.bytes.clone()))
@@ -111,7 +111,7 @@ fn push_until_killed(
                 Err(_) => return,
             }
         }
-        let tag = if n % 2 == 0 {
+        let tag = if n.is_multiple_of(2) {
             format!("t{pusher}-{round}-{n}")
         } else {
             record(&mut |l| {
