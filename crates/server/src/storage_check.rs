@@ -85,15 +85,28 @@ impl Checked {
     pub fn summary(&self) -> String {
         let r = &self.report;
         let walked = format!(
-            "checked {} repositories ({} links, {} tags, {} manifest revisions)",
-            r.repositories, r.links, r.tags, r.revisions
+            "checked {} repositor{} ({} link{}, {} tag{}, {} manifest revision{})",
+            r.repositories,
+            if r.repositories == 1 { "y" } else { "ies" },
+            r.links,
+            plural(r.links),
+            r.tags,
+            plural(r.tags),
+            r.revisions,
+            plural(r.revisions)
         );
         let found = r.findings.len();
         let repaired = r.findings.iter().filter(|f| f.repaired).count();
         match (found, repaired) {
             (0, _) => format!("{walked}: clean"),
+            (1, 0) => format!("{walked}: 1 finding; run with --repair to remove it"),
             (n, 0) => format!("{walked}: {n} findings; run with --repair to remove them"),
-            (n, m) => format!("{walked}: {n} findings, {m} repaired"),
+            (n, m) => format!("{walked}: {n} finding{}, {m} repaired", plural(n)),
         }
     }
+}
+
+/// The plural ending of a count's noun.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
