@@ -17,12 +17,24 @@ const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 /// Whether and how writes are flushed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Durability {
+    /// Flush before acknowledging.
     on: bool,
+    /// Start write-back of large files early (useful even unflushed: a later flush of
+    /// the same file then waits for less).
+    hints: bool,
 }
 
 impl Durability {
     pub(crate) fn new(on: bool) -> Self {
-        Durability { on }
+        Durability { on, hints: on }
+    }
+
+    /// The same, without the flush at the end (for `Persist::Volatile` writes).
+    pub(crate) fn unflushed(self) -> Self {
+        Durability {
+            on: false,
+            hints: self.hints,
+        }
     }
 
     /// Flushes a file's data (and the size needed to read it back) to the disk.
@@ -42,7 +54,7 @@ impl Durability {
     /// Tracks a file written in pieces and starts write-back every few MiB.
     pub(crate) fn writeback(self) -> Writeback {
         Writeback {
-            on: self.on,
+            on: self.hints,
             unflushed: 0,
         }
     }

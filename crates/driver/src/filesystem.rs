@@ -1,6 +1,7 @@
-//! The filesystem driver: paths map below a root directory. Small files are replaced by
-//! write-to-temporary-then-rename so a reader never sees a half-written link, and every
-//! write is flushed to the disk before it is acknowledged (see [`crate::durable`]).
+//! The filesystem driver: paths map below a root directory. Small files appear and are
+//! replaced by write-to-temporary-then-rename, so neither a reader nor a crash ever sees
+//! a half-written link, and every write is flushed to the disk before it is acknowledged
+//! (see [`crate::durable`]).
 
 use std::fs;
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
@@ -36,6 +37,7 @@ const TMP_DIR: &str = ".berth-tmp";
 pub struct FilesystemDriver {
     root: PathBuf,
     durability: Durability,
+    boot: String,
 }
 
 /// Runs `f` on the blocking pool, mapping its I/O error to `path`.
@@ -91,6 +93,7 @@ impl FilesystemDriver {
         FilesystemDriver {
             root: root.into(),
             durability: Durability::new(true),
+            boot: boot_id(),
         }
     }
 
@@ -99,6 +102,36 @@ impl FilesystemDriver {
     pub fn with_fsync(mut self, on: bool) -> Self {
         self.durability = Durability::new(on);
         self
+    }
+
+    fn durability_for(&self, persist: Persist) -> Durability {
+        match persist {
+            Persist::Durable => self.durability,
+            Persist::Volatile => self.durability.unflushed(),
+        }
+    }
+
+    /// Removes temporary files older than `older_than` that a crash left below the root
+    /// (a file being written when berth stopped never reached its final name). Younger
+    /// ones may belong to another process serving the same root, and are kept. Answers
+    /// how many were removed.
+    pub fn sweep_temporaries(&self, older_than: std::time::Duration) -> std::io::Result<usize> {
+        let entries = match fs::read_dir(self.root.join(TMP_DIR)) {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+            other => other?,
+        };
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let stale = entry.metadata()?.modified()? < cutoff;
+            if stale && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// The root directory.
@@ -113,6 +146,15 @@ impl FilesystemDriver {
 
     /// [`StorageDriver::ensure_content`], flushed as `durability` says; one trip to the
     /// blocking pool whatever it finds.
+    ///
+    /// A new file is written under a temporary name and renamed into place without
+    /// replacing anything (`RENAME_NOREPLACE`), so no crash of berth ever leaves it empty
+    /// or partly written under its final name (a registry that reads it, such as
+    /// distribution, would fail on it). It is flushed after the rename: on ext4 the flush
+    /// of a file created since the last one also writes the directory that now holds its
+    /// name (and with a journal the commit carries the rename), so one flush covers data
+    /// and name, as when the file was created in place. A write that fails leaves
+    /// nothing behind under the final name.
     async fn ensure_with(
         &self,
         path: &str,
@@ -121,23 +163,32 @@ impl FilesystemDriver {
     ) -> Result<(), DriverError> {
         let full = self.full(path)?;
         let tmp_dir = self.root.join(TMP_DIR);
+        let tmp = temporary(&tmp_dir);
         blocking(path, move || {
-            let open = || {
+            let mut file = with_parent(&tmp, || {
                 fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
-                    .open(&full)
-            };
-            match with_parent(&full, open) {
-                // A new file's name is flushed with it (ext4 and XFS see to that).
-                Ok(mut file) => file
-                    .write_all(&content)
-                    .and_then(|()| durability.file(&file)),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    let mut file = fs::File::open(&full)?;
+                    .open(&tmp)
+            })?;
+            let placed = file
+                .write_all(&content)
+                .and_then(|()| with_parent(&full, || rename_noreplace(&tmp, &full)));
+            match placed {
+                Ok(()) => durability.file(&file).inspect_err(|_| {
+                    // Not acknowledged, so not left visible either.
+                    let _ = fs::remove_file(&full);
+                }),
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    if e.kind() != ErrorKind::AlreadyExists {
+                        return Err(e);
+                    }
+                    drop(file);
+                    let mut existing = fs::File::open(&full)?;
                     let mut held = Vec::with_capacity(content.len() + 1);
                     // One byte more than expected tells a longer file apart.
-                    (&mut file)
+                    (&mut existing)
                         .take(content.len() as u64 + 1)
                         .read_to_end(&mut held)?;
                     if held != content {
@@ -145,12 +196,48 @@ impl FilesystemDriver {
                     }
                     // Another writer may have put these bytes there and not yet
                     // flushed them: what this call acknowledges must be on disk.
-                    durability.file(&file)
+                    durability.file(&existing)
                 }
-                Err(e) => Err(e),
             }
         })
         .await
+    }
+}
+
+/// This boot of the machine: unflushed data in the page cache lasts as long as it does.
+/// Where the kernel does not say, a random value, so that nothing saved unflushed is
+/// trusted after a restart.
+fn boot_id() -> String {
+    match fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        Ok(id) if !id.trim().is_empty() => id.trim().to_owned(),
+        _ => format!("process-{:016x}", rand::rng().random::<u64>()),
+    }
+}
+
+/// A fresh path for a temporary file in `tmp_dir`.
+fn temporary(tmp_dir: &Path) -> PathBuf {
+    tmp_dir.join(format!("{:016x}", rand::rng().random::<u64>()))
+}
+
+/// Renames `from` to `to` unless `to` exists (`AlreadyExists` then), atomically.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    let from = std::ffi::CString::new(from.as_os_str().as_encoded_bytes())?;
+    let to = std::ffi::CString::new(to.as_os_str().as_encoded_bytes())?;
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call,
+    // which reads them and touches no other memory of ours.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -162,7 +249,7 @@ fn replace(
     content: &[u8],
     durability: Durability,
 ) -> std::io::Result<()> {
-    let tmp = tmp_dir.join(format!("{:016x}", rand::rng().random::<u64>()));
+    let tmp = temporary(tmp_dir);
     let mut file = with_parent(&tmp, || fs::File::create(&tmp))?;
     let written = file
         .write_all(content)
@@ -200,11 +287,8 @@ impl StorageDriver for FilesystemDriver {
         content: Bytes,
         persist: Persist,
     ) -> Result<(), DriverError> {
-        let durability = match persist {
-            Persist::Durable => self.durability,
-            Persist::Volatile => Durability::new(false),
-        };
-        self.ensure_with(path, content, durability).await
+        self.ensure_with(path, content, self.durability_for(persist))
+            .await
     }
 
     async fn reader(
@@ -234,7 +318,12 @@ impl StorageDriver for FilesystemDriver {
         Ok(read_stream(file, offset, remaining))
     }
 
-    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, DriverError> {
+    async fn writer(
+        &self,
+        path: &str,
+        append: bool,
+        persist: Persist,
+    ) -> Result<Box<dyn FileWriter>, DriverError> {
         let full = self.full(path)?;
         let (file, size) = blocking(path, move || {
             let file = with_parent(&full, || {
@@ -253,8 +342,18 @@ impl StorageDriver for FilesystemDriver {
             path.to_owned(),
             file,
             size,
-            self.durability,
+            self.durability_for(persist),
         )))
+    }
+
+    async fn flush(&self, path: &str) -> Result<(), DriverError> {
+        let full = self.full(path)?;
+        let durability = self.durability;
+        blocking(path, move || durability.file(&fs::File::open(&full)?)).await
+    }
+
+    fn volatile_epoch(&self) -> &str {
+        &self.boot
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo, DriverError> {
@@ -483,6 +582,28 @@ mod tests {
     async fn passes_the_driver_suite() {
         let dir = tempfile::tempdir().unwrap();
         crate::suite::run_all(&FilesystemDriver::new(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn sweeps_only_stale_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = FilesystemDriver::new(dir.path());
+        assert_eq!(d.sweep_temporaries(std::time::Duration::ZERO).unwrap(), 0);
+        let tmp = dir.path().join(TMP_DIR);
+        fs::create_dir_all(&tmp).unwrap();
+        fs::write(tmp.join("left-by-a-crash"), b"x").unwrap();
+        d.ensure_content("/kept", Bytes::from_static(b"k"), Persist::Durable)
+            .await
+            .unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(
+            d.sweep_temporaries(hour).unwrap(),
+            0,
+            "young files are kept"
+        );
+        assert_eq!(d.sweep_temporaries(std::time::Duration::ZERO).unwrap(), 1);
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+        assert_eq!(d.get_content("/kept").await.unwrap(), "k");
     }
 
     #[tokio::test]

@@ -113,7 +113,12 @@ impl StorageDriver for InMemoryDriver {
         Ok(Box::pin(futures::stream::iter(chunks)))
     }
 
-    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, DriverError> {
+    async fn writer(
+        &self,
+        path: &str,
+        append: bool,
+        _persist: Persist,
+    ) -> Result<Box<dyn FileWriter>, DriverError> {
         check_path(path)?;
         let mut buf = BytesMut::new();
         if append && let Some((b, _)) = self.files.read().await.get(path) {
@@ -185,6 +190,21 @@ impl StorageDriver for InMemoryDriver {
             }
         }
         Ok(())
+    }
+
+    async fn flush(&self, path: &str) -> Result<(), DriverError> {
+        check_path(path)?;
+        if self.files.read().await.contains_key(path) {
+            Ok(())
+        } else {
+            Err(DriverError::PathNotFound(path.to_owned()))
+        }
+    }
+
+    fn volatile_epoch(&self) -> &str {
+        // Nothing written here outlives the instance, and nothing written is lost while
+        // it lives.
+        "memory"
     }
 
     async fn delete(&self, path: &str) -> Result<(), DriverError> {

@@ -72,8 +72,23 @@ pub trait StorageDriver: Send + Sync + 'static {
     ) -> Result<ReadStream, DriverError>;
 
     /// Opens a file for writing, appending to what is there when `append` is set
-    /// (creating it otherwise, or when it does not exist).
-    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, DriverError>;
+    /// (creating it otherwise, or when it does not exist). `persist` says whether the
+    /// writer's commit must make the bytes survive a machine crash.
+    async fn writer(
+        &self,
+        path: &str,
+        append: bool,
+        persist: Persist,
+    ) -> Result<Box<dyn FileWriter>, DriverError>;
+
+    /// Makes a file written with [`Persist::Volatile`] survive a machine crash.
+    async fn flush(&self, path: &str) -> Result<(), DriverError>;
+
+    /// Names the span of time over which [`Persist::Volatile`] writes stay readable as
+    /// written: the machine's boot for a filesystem (unflushed data lives in its page
+    /// cache), the driver instance for memory. State derived from volatile writes (an
+    /// upload's saved hash) is trusted only while the epoch it was saved in lasts.
+    fn volatile_epoch(&self) -> &str;
 
     /// Size and kind of a path.
     async fn stat(&self, path: &str) -> Result<FileInfo, DriverError>;
@@ -108,6 +123,7 @@ pub trait FileWriter: Send {
     /// Bytes in the file so far, including those appended to.
     fn size(&self) -> u64;
 
-    /// Makes everything written durable and visible, and closes the writer.
+    /// Makes everything written visible (and durable, unless the writer was opened
+    /// [`Persist::Volatile`]), and closes the writer.
     async fn commit(self: Box<Self>) -> Result<(), DriverError>;
 }

@@ -14,6 +14,7 @@ pub async fn run_all(d: &dyn StorageDriver) {
     invalid_paths(d).await;
     streaming_reads(d).await;
     writers_append(d).await;
+    volatile_writes(d).await;
     listing(d).await;
     rename_replaces(d).await;
     delete_trees(d).await;
@@ -126,7 +127,10 @@ async fn invalid_paths(d: &dyn StorageDriver) {
 
 async fn streaming_reads(d: &dyn StorageDriver) {
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
-    let mut w = d.writer("/big/file", false).await.unwrap();
+    let mut w = d
+        .writer("/big/file", false, Persist::Durable)
+        .await
+        .unwrap();
     for chunk in data.chunks(70_000) {
         w.write(Bytes::copy_from_slice(chunk)).await.unwrap();
     }
@@ -146,19 +150,35 @@ async fn streaming_reads(d: &dyn StorageDriver) {
 }
 
 async fn writers_append(d: &dyn StorageDriver) {
-    let mut w = d.writer("/app/f", false).await.unwrap();
+    let mut w = d.writer("/app/f", false, Persist::Durable).await.unwrap();
     w.write(Bytes::from_static(b"abc")).await.unwrap();
     w.commit().await.unwrap();
-    let mut w = d.writer("/app/f", true).await.unwrap();
+    let mut w = d.writer("/app/f", true, Persist::Durable).await.unwrap();
     assert_eq!(w.size(), 3);
     w.write(Bytes::from_static(b"def")).await.unwrap();
     assert_eq!(w.size(), 6);
     w.commit().await.unwrap();
     assert_eq!(d.get_content("/app/f").await.unwrap(), "abcdef");
-    let w = d.writer("/app/f", false).await.unwrap();
+    let w = d.writer("/app/f", false, Persist::Durable).await.unwrap();
     assert_eq!(w.size(), 0, "a non-append writer truncates");
     w.commit().await.unwrap();
     assert_eq!(d.get_content("/app/f").await.unwrap(), "");
+}
+
+async fn volatile_writes(d: &dyn StorageDriver) {
+    let mut w = d.writer("/vol/f", false, Persist::Volatile).await.unwrap();
+    w.write(Bytes::from_static(b"unflushed")).await.unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(
+        d.get_content("/vol/f").await.unwrap(),
+        "unflushed",
+        "volatile writes are readable at once"
+    );
+    d.flush("/vol/f").await.unwrap();
+    assert!(d.flush("/vol/missing").await.unwrap_err().is_not_found());
+    let epoch = d.volatile_epoch();
+    assert!(!epoch.is_empty());
+    assert_eq!(epoch, d.volatile_epoch(), "an epoch lasts");
 }
 
 async fn listing(d: &dyn StorageDriver) {

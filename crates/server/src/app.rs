@@ -9,6 +9,10 @@ use berth_storage::{Options as StoreOptions, StorageRegistry};
 
 use crate::config::{Config, ConfigError, Driver};
 
+/// Temporary files older than this are what a crash left; younger ones may be another
+/// process's writes in flight on the same root.
+const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Why the registry could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -76,6 +80,11 @@ pub fn build(config: &Config) -> Result<App, StartError> {
                     )
                 };
                 let driver = FilesystemDriver::new(root).with_fsync(*fsync);
+                match driver.sweep_temporaries(STALE_TEMPORARY) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "removed temporary files a crash left"),
+                    Err(e) => tracing::warn!("sweeping temporary files: {e}"),
+                }
                 (Arc::new(driver), description)
             }
             Driver::InMemory => (
@@ -88,6 +97,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         StoreOptions {
             delete_enabled: config.storage.delete_enabled,
             descriptor_cache: config.storage.descriptor_cache,
+            referrers_tag_schema: config.storage.referrers_tag_schema,
         },
     ));
     let options = berth_http::Options {

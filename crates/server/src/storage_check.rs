@@ -50,6 +50,7 @@ pub fn run(config: &Config, repair: bool) -> Result<Checked, CheckStorageError> 
     let options = Options {
         delete_enabled: true,
         descriptor_cache: None,
+        ..Options::default()
     };
     let registry = StorageRegistry::new(driver, options);
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -17,6 +17,7 @@ mod purge;
 mod referrers;
 mod registry;
 mod repository;
+mod tag_schema;
 mod tags;
 mod uploads;
 
@@ -34,6 +35,9 @@ pub struct Options {
     pub delete_enabled: bool,
     /// Entries of the blob-descriptor cache; `None` disables it.
     pub descriptor_cache: Option<usize>,
+    /// `berth.referrers.tagschema`: also keep the referrers tag schema's `<alg>-<hex>`
+    /// indexes current, for clients of registries without the referrers API.
+    pub referrers_tag_schema: bool,
 }
 
 impl Default for Options {
@@ -41,6 +45,7 @@ impl Default for Options {
         Options {
             delete_enabled: false,
             descriptor_cache: Some(cache::DEFAULT_CAPACITY),
+            referrers_tag_schema: false,
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use berth_core::{Page, Registry, Repository, RepositoryName, Result};
+use berth_core::{Digest, Page, Registry, Repository, RepositoryName, Result};
 use berth_driver::StorageDriver;
 
 use crate::Options;
@@ -11,6 +11,7 @@ use crate::access::Access;
 use crate::blobs::BlobStore;
 use crate::cache::DescriptorCache;
 use crate::catalog::Catalog;
+use crate::locks::KeyedLocks;
 use crate::manifests::ManifestStore;
 use crate::referrers::ReferrerStore;
 use crate::repository::StorageRepository;
@@ -27,6 +28,9 @@ pub(crate) struct Stores {
     pub referrers: ReferrerStore,
     pub catalog: Catalog,
     pub delete_enabled: bool,
+    pub referrers_tag_schema: bool,
+    /// Serialises rewrites of one subject's referrers tag schema index.
+    pub schema_locks: KeyedLocks<(RepositoryName, Digest)>,
 }
 
 /// The registry over one storage driver.
@@ -50,6 +54,8 @@ impl StorageRegistry {
             catalog: Catalog::new(access.clone()),
             access,
             delete_enabled: options.delete_enabled,
+            referrers_tag_schema: options.referrers_tag_schema,
+            schema_locks: KeyedLocks::default(),
         };
         StorageRegistry {
             stores: Arc::new(stores),

@@ -46,7 +46,7 @@ impl StorageRepository {
         }
     }
 
-    /// Whether the repository exists: it has a tag listing, manifests or linked blobs.
+    /// Whether the repository exists on storage: it has manifests or linked blobs.
     async fn exists(&self) -> Result<bool> {
         let access = &self.stores.access;
         Ok(access.exists(StoragePath::ManifestsDir(&self.name)).await?
@@ -80,28 +80,9 @@ impl StorageRepository {
         Ok(())
     }
 
-    /// The descriptors of the index tagged `<alg>-<hex>` (the referrers tag schema, hex
-    /// cut to 64 characters), if there is one: what clients push to a registry without
-    /// the referrers API, such as distribution 2.8, and which the spec asks a registry
-    /// enabling the API on existing data to include.
-    async fn tag_schema_referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>> {
-        let hex = subject.hex();
-        let Ok(tag) = Tag::parse(&format!(
-            "{}-{}",
-            subject.algorithm(),
-            &hex[..hex.len().min(64)]
-        )) else {
-            return Ok(Vec::new());
-        };
-        let stored = match self.get_manifest(&Reference::Tag(tag)).await {
-            Ok(m) => m,
-            Err(Error::ManifestUnknown(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        Ok(match Manifest::parse(None, &stored.body) {
-            Ok(index) if index.kind.is_index() => index.manifests,
-            _ => Vec::new(),
-        })
+    /// The shared stores.
+    pub(crate) fn stores(&self) -> &Stores {
+        &self.stores
     }
 }
 
@@ -155,9 +136,10 @@ impl Repository for StorageRepository {
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
         };
         self.check_references(&manifest).await?;
-
-        let _revision = stores.manifests.lock(repo, &digest).await;
         let size = body.len() as u64;
+        let referrer = manifest.referrer_descriptor(digest.clone(), size);
+
+        let revision = stores.manifests.lock(repo, &digest).await;
         stores.manifests.put_locked(repo, &digest, body).await?;
         stores.blobs.note_global(&digest, size);
 
@@ -173,14 +155,18 @@ impl Repository for StorageRepository {
         // Tags and the referrer link only name the revision written above, so they go to
         // the disk together.
         let subject = manifest.subject.map(|s| s.digest);
-        let referrer = async {
+        let referrer_link = async {
             match &subject {
                 Some(s) => stores.referrers.link(repo, s, &digest).await,
                 None => Ok(()),
             }
         };
         let tagged = try_join_all(tags.iter().map(|t| stores.tags.set(repo, t, &digest)));
-        futures::try_join!(tagged, referrer)?;
+        futures::try_join!(tagged, referrer_link)?;
+        drop(revision);
+        if let Some(s) = subject.as_ref().filter(|_| stores.referrers_tag_schema) {
+            self.update_schema(s, &digest, Some(referrer)).await?;
+        }
         Ok(PutManifest {
             digest,
             subject,
@@ -201,7 +187,7 @@ impl Repository for StorageRepository {
             }
             Reference::Digest(d) => d,
         };
-        let _revision = stores.manifests.lock(repo, digest).await;
+        let revision = stores.manifests.lock(repo, digest).await;
         if !stores
             .manifests
             .has_locked((repo.clone(), digest.clone()))
@@ -218,8 +204,12 @@ impl Repository for StorageRepository {
         for tag in stores.tags.pointing_at(repo, digest).await? {
             stores.tags.remove(repo, &tag, Some(digest)).await?;
         }
-        if let Some(s) = subject {
+        if let Some(s) = &subject {
             stores.referrers.unlink(repo, &s.digest, digest).await?;
+        }
+        drop(revision);
+        if let Some(s) = subject.filter(|_| stores.referrers_tag_schema) {
+            self.update_schema(&s.digest, digest, None).await?;
         }
         Ok(())
     }
@@ -315,7 +305,10 @@ impl Repository for StorageRepository {
             }
             out.push(parsed.referrer_descriptor(digest, m.body.len() as u64));
         }
-        for desc in self.tag_schema_referrers(subject).await? {
+        // The referrers tag schema's index (what clients push to a registry without the
+        // referrers API, such as distribution 2.8): the spec asks a registry that enables
+        // the API on existing data to include it.
+        for desc in self.schema_entries(subject).await? {
             if !out.iter().any(|d| d.digest == desc.digest) {
                 out.push(desc);
             }

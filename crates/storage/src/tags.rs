@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use berth_core::{Digest, Error, Page, RepositoryName, Tag};
+use futures::{StreamExt, TryStreamExt};
 use quick_cache::sync::Cache;
 
 use crate::access::Access;
@@ -17,6 +18,8 @@ use crate::locks::KeyedLocks;
 
 /// Tag targets kept.
 const TARGETS: usize = 100_000;
+/// `current` links read at once while a listing loads.
+const LOAD_CONCURRENCY: usize = 32;
 
 /// A tag's key.
 type TagKey = (RepositoryName, Tag);
@@ -168,8 +171,19 @@ impl TagStore {
             None => return Ok(None),
         };
         let load = async {
+            // A tag directory without its `current` link (what a crash between the two
+            // links of a new tag leaves) names nothing readable, so it is not listed.
             let names = self.names(repo).await?;
-            Ok(names.into_iter().map(|t| t.as_str().to_owned()).collect())
+            let checked = futures::stream::iter(names)
+                .map(|tag| async move {
+                    let current = StoragePath::TagCurrentLink(repo, &tag);
+                    let readable = self.access.read_link(current).await?.is_some();
+                    Ok::<_, Error>(readable.then(|| tag.as_str().to_owned()))
+                })
+                .buffer_unordered(LOAD_CONCURRENCY)
+                .try_collect::<Vec<_>>()
+                .await?;
+            Ok(checked.into_iter().flatten().collect())
         };
         listing.page(n, last, load).await.map(Some)
     }

@@ -170,11 +170,22 @@ impl UploadStore {
         }
         let saved = StoragePath::UploadHashState(repo, id, algorithm, offset);
         if let Ok(Some(bytes)) = self.access.get(saved).await
-            && let Some(h) = Digester::restore(algorithm, &bytes)
+            && let Some(state) = self.this_epoch(&bytes)
+            && let Some(h) = Digester::restore(algorithm, state)
         {
             return Ok(h);
         }
         self.rehash(repo, id, algorithm, offset).await
+    }
+
+    /// The hash state in a saved file, if it was saved in the driver's current volatile
+    /// epoch. The chunks it covers were written unflushed: within the epoch (this boot)
+    /// the file holds exactly what was hashed, after it (a reboot may have lost the
+    /// file's tail) only re-reading the file tells what it holds.
+    fn this_epoch<'b>(&self, saved: &'b [u8]) -> Option<&'b [u8]> {
+        let newline = saved.iter().position(|b| *b == b'\n')?;
+        let (epoch, state) = (&saved[..newline], &saved[newline + 1..]);
+        (epoch == self.access.driver().volatile_epoch().as_bytes()).then_some(state)
     }
 
     async fn rehash(
@@ -219,8 +230,13 @@ impl UploadStore {
     ) -> Result<(), Error> {
         let alg = h.algorithm();
         let at = StoragePath::UploadHashState(repo, id, alg, offset);
+        let epoch = self.access.driver().volatile_epoch();
+        let mut saved = Vec::with_capacity(epoch.len() + 1 + 128);
+        saved.extend_from_slice(epoch.as_bytes());
+        saved.push(b'\n');
+        saved.extend_from_slice(&h.save());
         self.access
-            .ensure(at, Bytes::from(h.save()), Persist::Volatile)
+            .ensure(at, Bytes::from(saved), Persist::Volatile)
             .await?;
         if let Some(prev) = previous.filter(|p| *p != offset) {
             // A stale state left behind is only read if its offset comes back, and then
@@ -279,14 +295,14 @@ impl UploadStore {
     }
 
     /// Appends one chunk while the session lock is held; updates the live state, and
-    /// saves the hash state when `persist` (not needed when the upload finishes right
-    /// after).
+    /// saves the hash state when `persist_state` (a PATCH; not needed for the last chunk
+    /// of a finishing upload, which is flushed instead).
     async fn append(
         &self,
         key: &SessionKey,
         live: &mut Option<LiveSession>,
         chunk: Chunk,
-        persist: bool,
+        persist_state: bool,
     ) -> Result<u64, Error> {
         let (repo, id) = (&key.0, &key.1);
         let offset = match live {
@@ -302,10 +318,17 @@ impl UploadStore {
         };
         let mut h = StreamHasher::new(self.resume_hash(repo, id, live, algorithm, offset).await?);
         let path = StoragePath::UploadData(repo, id).path();
+        // Chunks are written unflushed; the upload's data is flushed once, before it is
+        // published (a last chunk's writer flushes the whole file as it commits).
+        let persist = if persist_state {
+            Persist::Volatile
+        } else {
+            Persist::Durable
+        };
         let mut w = self
             .access
             .driver()
-            .writer(&path, true)
+            .writer(&path, true, persist)
             .await
             .or_internal()?;
         let mut body = chunk.body;
@@ -336,13 +359,13 @@ impl UploadStore {
         // Whatever reached the file is part of the upload now: record its hash so the
         // session stays consistent, then report the first failure.
         if end == offset + received {
-            if persist {
+            if persist_state {
                 self.save_hash(repo, id, &h, end, Some(offset)).await?;
             }
             *live = Some(LiveSession {
                 offset: end,
                 hash: h,
-                only_data: only_data && !persist,
+                only_data: only_data && !persist_state,
             });
         } else {
             *live = None;
@@ -390,12 +413,17 @@ impl UploadStore {
     ) -> Result<Verified<'_>, Error> {
         let key = (repo.clone(), id.clone());
         let mut live = self.lock(&key).await;
+        let flushed = last_chunk.is_some();
         let size = match (last_chunk, live.as_ref()) {
             (Some(chunk), _) => self.append(&key, &mut live, chunk, false).await,
             (None, Some(l)) => Ok(l.offset),
             (None, None) => self.offset(repo, id).await,
         }
         .inspect_err(|e| self.forget_if_unknown(&key, e))?;
+        if !flushed {
+            let data = StoragePath::UploadData(repo, id).path();
+            self.access.driver().flush(&data).await.or_internal()?;
+        }
         let h = self
             .resume_hash(repo, id, &live, digest.algorithm(), size)
             .await?;

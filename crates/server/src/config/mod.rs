@@ -146,6 +146,8 @@ pub struct Storage {
     pub upload_purging: UploadPurging,
     /// `storage.maintenance.readonly.enabled`.
     pub read_only: bool,
+    /// `berth.referrers.tagschema` (berth's own; default false).
+    pub referrers_tag_schema: bool,
 }
 
 /// `storage.maintenance.uploadpurging`, with distribution's defaults.

@@ -28,6 +28,24 @@ pub struct Document {
     pub http: HttpSection,
     /// `storage`; required.
     pub storage: Option<StorageSection>,
+    /// `berth`: berth's own options (distribution ignores a top-level key it does not know).
+    pub berth: BerthSection,
+}
+
+/// `berth`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BerthSection {
+    /// `berth.referrers`.
+    pub referrers: BerthReferrersSection,
+}
+
+/// `berth.referrers`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BerthReferrersSection {
+    /// Keep the referrers tag schema's `<alg>-<hex>` indexes current.
+    pub tagschema: Option<Flag>,
 }
 
 /// `log`.

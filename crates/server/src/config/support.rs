@@ -29,6 +29,7 @@ const SUPPORTED: &[&str] = &[
     "storage.maintenance.uploadpurging.dryrun",
     "storage.maintenance.readonly.enabled",
     "storage.redirect.disable",
+    "berth.referrers.tagschema",
     "http.addr",
     "http.net",
     "http.prefix",

@@ -22,7 +22,7 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
     if doc.version.is_none() {
         return Err(invalid("version", "is required (use 0.1)"));
     }
-    let storage = match &doc.storage {
+    let mut storage = match &doc.storage {
         Some(s) => storage(s)?,
         None => {
             return Err(invalid(
@@ -31,6 +31,7 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
             ));
         }
     };
+    storage.referrers_tag_schema = Flag::or(doc.berth.referrers.tagschema, false);
     Ok(Config {
         log: Log {
             level: doc.log.level.clone().or_else(|| doc.loglevel.clone()),
@@ -196,6 +197,7 @@ fn storage(s: &StorageSection) -> Result<Storage, ConfigError> {
         descriptor_cache,
         upload_purging,
         read_only: Flag::or(s.maintenance.readonly.enabled, false),
+        referrers_tag_schema: false,
     })
 }
 

@@ -14,6 +14,7 @@ use futures::TryStreamExt;
 
 use crate::{Options, StorageRegistry};
 
+mod leftovers;
 mod races;
 
 pub(super) fn body(data: &[u8]) -> ByteStream {
@@ -43,15 +44,7 @@ pub(super) async fn push_blob(r: &StorageRegistry, name: &RepositoryName, data: 
         .await
         .unwrap();
     r.repository(name.clone())
-        .finish_upload(
-            &up.id,
-            &d,
-            Some(Chunk {
-                start: None,
-                length: None,
-                body: body(data),
-            }),
-        )
+        .finish_upload(&up.id, &d, Some(Chunk::stream(body(data))))
         .await
         .unwrap();
     d
@@ -193,23 +186,11 @@ async fn digest_mismatch_commits_nothing() {
     for (driver, _dir) in drivers().await {
         let r = StorageRegistry::new(driver, opts());
         let name = repo("x");
+        let rp = r.repository(name.clone());
         let wrong = Digest::of(Algorithm::Sha256, b"something else");
-        let up = r
-            .repository(name.clone())
-            .start_upload(Algorithm::Sha256)
-            .await
-            .unwrap();
-        let err = r
-            .repository(name.clone())
-            .finish_upload(
-                &up.id,
-                &wrong,
-                Some(Chunk {
-                    start: None,
-                    length: None,
-                    body: body(b"data"),
-                }),
-            )
+        let up = rp.start_upload(Algorithm::Sha256).await.unwrap();
+        let err = rp
+            .finish_upload(&up.id, &wrong, Some(Chunk::stream(body(b"data"))))
             .await
             .unwrap_err();
         assert!(matches!(err, Error::DigestInvalid(_)));
@@ -230,22 +211,10 @@ async fn sha512_and_ranges() {
     for (driver, _dir) in drivers().await {
         let r = StorageRegistry::new(driver, opts());
         let name = repo("x");
+        let rp = r.repository(name.clone());
         let d = Digest::of(Algorithm::Sha512, b"0123456789");
-        let up = r
-            .repository(name.clone())
-            .start_upload(Algorithm::Sha256)
-            .await
-            .unwrap();
-        r.repository(name.clone())
-            .finish_upload(
-                &up.id,
-                &d,
-                Some(Chunk {
-                    start: None,
-                    length: None,
-                    body: body(b"0123456789"),
-                }),
-            )
+        let up = rp.start_upload(Algorithm::Sha256).await.unwrap();
+        rp.finish_upload(&up.id, &d, Some(Chunk::stream(body(b"0123456789"))))
             .await
             .unwrap();
         let range = |first, last| BlobRead {
@@ -255,25 +224,14 @@ async fn sha512_and_ranges() {
             }),
             body: true,
         };
-        let c = r
-            .repository(name.clone())
-            .blob(&d, range(2, 4))
-            .await
-            .unwrap();
+        let c = rp.blob(&d, range(2, 4)).await.unwrap();
         assert_eq!(c.range, Some((2, 4)));
         let parts: Vec<Bytes> = c.stream.unwrap().try_collect().await.unwrap();
         assert_eq!(parts.concat(), b"234");
-        let c = r
-            .repository(name.clone())
-            .blob(&d, range(5, 10))
-            .await
-            .unwrap();
+        let c = rp.blob(&d, range(5, 10)).await.unwrap();
         assert_eq!((c.range, c.size), (Some((5, 9)), 10));
         assert!(matches!(
-            r.repository(name.clone())
-                .blob(&d, range(10, 12))
-                .await
-                .err(),
+            rp.blob(&d, range(10, 12)).await.err(),
             Some(Error::RangeNotSatisfiable { size: 10 })
         ));
     }
@@ -284,27 +242,20 @@ async fn manifests_tags_referrers_and_deletes() {
     for (driver, _dir) in drivers().await {
         let r = StorageRegistry::new(driver, opts());
         let name = repo("team/app");
+        let rp = r.repository(name.clone());
         let cfg = push_blob(&r, &name, b"{}").await;
         let layer = push_blob(&r, &name, b"layer").await;
         let m = image(&cfg, &layer, None);
         let v1 = Reference::Tag(Tag::parse("v1").unwrap());
-        let put = r
-            .repository(name.clone())
+        let put = rp
             .put_manifest(&v1, None, m.clone(), &[Tag::parse("latest").unwrap()])
             .await
             .unwrap();
         assert_eq!(put.digest, Digest::of(Algorithm::Sha256, &m));
-        let got = r.repository(name.clone()).get_manifest(&v1).await.unwrap();
+        let got = rp.get_manifest(&v1).await.unwrap();
         assert_eq!(got.body, m);
         assert_eq!(got.media_type, "application/vnd.oci.image.manifest.v1+json");
-        assert_eq!(
-            r.repository(name.clone())
-                .tags(None, None)
-                .await
-                .unwrap()
-                .entries,
-            ["latest", "v1"]
-        );
+        assert_eq!(rp.tags(None, None).await.unwrap().entries, ["latest", "v1"]);
 
         // A manifest naming a blob the repository does not have.
         let other = repo("other");
@@ -317,8 +268,7 @@ async fn manifests_tags_referrers_and_deletes() {
 
         // Referrers, including one whose subject is not pushed.
         let sig = image(&cfg, &layer, Some(&put.digest));
-        let sig_put = r
-            .repository(name.clone())
+        let sig_put = rp
             .put_manifest(
                 &Reference::Digest(Digest::of(Algorithm::Sha256, &sig)),
                 None,
@@ -328,66 +278,35 @@ async fn manifests_tags_referrers_and_deletes() {
             .await
             .unwrap();
         assert_eq!(sig_put.subject.as_ref(), Some(&put.digest));
-        let refs = r
-            .repository(name.clone())
-            .referrers(&put.digest, None)
-            .await
-            .unwrap();
+        let refs = rp.referrers(&put.digest, None).await.unwrap();
         assert_eq!(refs.len(), 1);
         assert_eq!(refs[0].artifact_type.as_deref(), Some("application/x.cfg"));
         assert!(
-            r.repository(name.clone())
-                .referrers(&put.digest, Some("nope"))
+            rp.referrers(&put.digest, Some("nope"))
                 .await
                 .unwrap()
                 .is_empty()
         );
 
         // Tag delete keeps the manifest; digest delete removes it and its tags.
-        r.repository(name.clone())
-            .delete_manifest(&Reference::Tag(Tag::parse("latest").unwrap()))
+        rp.delete_manifest(&Reference::Tag(Tag::parse("latest").unwrap()))
             .await
             .unwrap();
-        assert_eq!(
-            r.repository(name.clone())
-                .tags(None, None)
-                .await
-                .unwrap()
-                .entries,
-            ["v1"]
-        );
-        r.repository(name.clone())
-            .delete_manifest(&Reference::Digest(put.digest.clone()))
+        assert_eq!(rp.tags(None, None).await.unwrap().entries, ["v1"]);
+        rp.delete_manifest(&Reference::Digest(put.digest.clone()))
             .await
             .unwrap();
         assert!(matches!(
-            r.repository(name.clone()).get_manifest(&v1).await,
+            rp.get_manifest(&v1).await,
             Err(Error::ManifestUnknown(_))
         ));
-        assert!(
-            r.repository(name.clone())
-                .tags(None, None)
-                .await
-                .unwrap()
-                .entries
-                .is_empty()
-        );
-        r.repository(name.clone())
-            .delete_manifest(&Reference::Digest(sig_put.digest.clone()))
+        assert!(rp.tags(None, None).await.unwrap().entries.is_empty());
+        rp.delete_manifest(&Reference::Digest(sig_put.digest.clone()))
             .await
             .unwrap();
-        assert!(
-            r.repository(name.clone())
-                .referrers(&put.digest, None)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(rp.referrers(&put.digest, None).await.unwrap().is_empty());
 
-        r.repository(name.clone())
-            .delete_blob(&layer)
-            .await
-            .unwrap();
+        rp.delete_blob(&layer).await.unwrap();
         assert!(matches!(
             stat(&r, &name, &layer).await,
             Err(Error::BlobUnknown(_))
@@ -464,15 +383,14 @@ async fn catalog_mount_and_purge() {
 async fn deletes_can_be_disabled() {
     let r = StorageRegistry::new(Arc::new(InMemoryDriver::new()), Options::default());
     let name = repo("x");
+    let rp = r.repository(name.clone());
     let d = push_blob(&r, &name, b"x").await;
     assert!(matches!(
-        r.repository(name.clone()).delete_blob(&d).await,
+        rp.delete_blob(&d).await,
         Err(Error::Unsupported(_))
     ));
     assert!(matches!(
-        r.repository(name.clone())
-            .delete_manifest(&Reference::Digest(d))
-            .await,
+        rp.delete_manifest(&Reference::Digest(d)).await,
         Err(Error::Unsupported(_))
     ));
 }
@@ -485,26 +403,15 @@ async fn concurrent_pushes_of_one_blob_and_one_tag() {
         opts(),
     ));
     let name = repo("race");
+    let rp = r.repository(name.clone());
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
     let d = Digest::of(Algorithm::Sha256, &data);
     let pushes = (0..8).map(|_| {
         let (r, name, data, d) = (r.clone(), name.clone(), data.clone(), d.clone());
         tokio::spawn(async move {
-            let up = r
-                .repository(name.clone())
-                .start_upload(Algorithm::Sha256)
-                .await
-                .unwrap();
-            r.repository(name.clone())
-                .finish_upload(
-                    &up.id,
-                    &d,
-                    Some(Chunk {
-                        start: None,
-                        length: None,
-                        body: body(&data),
-                    }),
-                )
+            let rp = r.repository(name);
+            let up = rp.start_upload(Algorithm::Sha256).await.unwrap();
+            rp.finish_upload(&up.id, &d, Some(Chunk::stream(body(&data))))
                 .await
         })
     });
@@ -521,26 +428,19 @@ async fn concurrent_pushes_of_one_blob_and_one_tag() {
         let m = String::from_utf8(image(&cfg, &d, None).to_vec()).unwrap();
         let m = Bytes::from(m.replace("\"k\":\"v\"", &format!("\"k\":\"{i}\"")));
         tokio::spawn(async move {
-            r.repository(name.clone())
-                .put_manifest(&tag, None, m, &[])
-                .await
-                .map(|p| p.digest)
+            let rp = r.repository(name);
+            rp.put_manifest(&tag, None, m, &[]).await.map(|p| p.digest)
         })
     });
     let mut digests = Vec::new();
     for p in futures::future::join_all(puts).await {
         digests.push(p.unwrap().unwrap());
     }
-    let got = r.repository(name.clone()).get_manifest(&tag).await.unwrap();
+    let got = rp.get_manifest(&tag).await.unwrap();
     assert!(digests.contains(&got.digest));
     assert_eq!(Digest::of(Algorithm::Sha256, &got.body), got.digest);
     for d in &digests {
-        assert!(
-            r.repository(name.clone())
-                .get_manifest(&Reference::Digest(d.clone()))
-                .await
-                .is_ok()
-        );
+        assert!(rp.get_manifest(&Reference::Digest(d.clone())).await.is_ok());
     }
 }
 
@@ -548,55 +448,28 @@ async fn concurrent_pushes_of_one_blob_and_one_tag() {
 async fn unknown_sessions_leave_no_state() {
     let r = StorageRegistry::new(Arc::new(InMemoryDriver::new()), opts());
     let name = repo("x");
+    let rp = r.repository(name.clone());
     for _ in 0..100 {
         let id = UploadId::random();
-        let err = r
-            .repository(name.clone())
-            .upload_chunk(
-                &id,
-                Chunk {
-                    start: None,
-                    length: None,
-                    body: body(b"x"),
-                },
-            )
+        let err = rp
+            .upload_chunk(&id, Chunk::stream(body(b"x")))
             .await
             .unwrap_err();
         assert!(matches!(err, Error::BlobUploadUnknown(_)));
         let d = Digest::of(Algorithm::Sha256, b"");
-        assert!(
-            r.repository(name.clone())
-                .finish_upload(&id, &d, None)
-                .await
-                .is_err()
-        );
+        assert!(rp.finish_upload(&id, &d, None).await.is_err());
     }
     assert_eq!(r.stores.uploads.live_sessions(), 0);
     // A cancelled session is not resurrected by a chunk that was waiting for it.
-    let up = r
-        .repository(name.clone())
-        .start_upload(Algorithm::Sha256)
-        .await
-        .unwrap();
-    r.repository(name.clone())
-        .cancel_upload(&up.id)
-        .await
-        .unwrap();
+    let up = rp.start_upload(Algorithm::Sha256).await.unwrap();
+    rp.cancel_upload(&up.id).await.unwrap();
     assert!(
-        r.repository(name.clone())
-            .upload_chunk(
-                &up.id,
-                Chunk {
-                    start: None,
-                    length: None,
-                    body: body(b"late")
-                }
-            )
+        rp.upload_chunk(&up.id, Chunk::stream(body(b"late")))
             .await
             .is_err()
     );
     assert!(matches!(
-        r.repository(name.clone()).upload_status(&up.id).await,
+        rp.upload_status(&up.id).await,
         Err(Error::BlobUploadUnknown(_))
     ));
 }
@@ -605,10 +478,10 @@ async fn unknown_sessions_leave_no_state() {
 async fn referrers_include_the_tag_schema_index() {
     let r = StorageRegistry::new(Arc::new(InMemoryDriver::new()), opts());
     let name = repo("ts");
+    let rp = r.repository(name.clone());
     let cfg = push_blob(&r, &name, b"{}").await;
     let layer = push_blob(&r, &name, b"layer").await;
-    let subject = r
-        .repository(name.clone())
+    let subject = rp
         .put_manifest(
             &Reference::Tag(Tag::parse("v1").unwrap()),
             None,
@@ -623,48 +496,165 @@ async fn referrers_include_the_tag_schema_index() {
     let sig = String::from_utf8(image(&cfg, &layer, None).to_vec()).unwrap();
     let sig = Bytes::from(sig.replace("\"k\":\"v\"", "\"k\":\"sig\""));
     let sig_digest = Digest::of(Algorithm::Sha256, &sig);
-    r.repository(name.clone())
-        .put_manifest(
-            &Reference::Digest(sig_digest.clone()),
-            None,
-            sig.clone(),
-            &[],
-        )
-        .await
-        .unwrap();
+    rp.put_manifest(
+        &Reference::Digest(sig_digest.clone()),
+        None,
+        sig.clone(),
+        &[],
+    )
+    .await
+    .unwrap();
     let index = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{sig_digest}","size":{},"artifactType":"application/x.sig","annotations":{{"a":"b"}}}}]}}"#,
         sig.len()
     );
     let tag = Tag::parse(&format!("sha256-{}", subject.hex())).unwrap();
-    r.repository(name.clone())
-        .put_manifest(&Reference::Tag(tag), None, Bytes::from(index), &[])
+    rp.put_manifest(&Reference::Tag(tag), None, Bytes::from(index), &[])
         .await
         .unwrap();
 
     assert_ne!(sig_digest, subject);
-    let refs = r
-        .repository(name.clone())
-        .referrers(&subject, None)
-        .await
-        .unwrap();
+    let refs = rp.referrers(&subject, None).await.unwrap();
     assert_eq!(refs.len(), 1);
     assert_eq!(refs[0].digest, sig_digest);
     assert_eq!(refs[0].artifact_type.as_deref(), Some("application/x.sig"));
     assert!(refs[0].annotations.as_ref().is_some_and(|a| a["a"] == "b"));
     assert_eq!(
-        r.repository(name.clone())
-            .referrers(&subject, Some("application/x.sig"))
+        rp.referrers(&subject, Some("application/x.sig"))
             .await
             .unwrap()
             .len(),
         1
     );
     assert!(
-        r.repository(name.clone())
-            .referrers(&subject, Some("other"))
+        rp.referrers(&subject, Some("other"))
             .await
             .unwrap()
             .is_empty()
     );
+}
+
+/// A saved hash state is trusted only in the volatile epoch (the boot) it was saved in:
+/// the chunks it covers were written unflushed, so after a reboot the data is re-hashed.
+#[tokio::test]
+async fn a_hash_state_from_another_boot_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver: Arc<dyn StorageDriver> = Arc::new(FilesystemDriver::new(dir.path()));
+    let name = repo("boot");
+    let data: Vec<u8> = (0..30_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    let d = Digest::of(Algorithm::Sha256, &data);
+    // A state that does not describe the data: whoever trusts it computes a wrong digest.
+    let mut wrong = berth_core::Digester::new(Algorithm::Sha256);
+    wrong.update(&[0u8; 10_000]);
+    for (epoch, trusted) in [
+        (driver.volatile_epoch().to_owned(), true),
+        ("another-boot".to_owned(), false),
+    ] {
+        let r = StorageRegistry::new(driver.clone(), opts());
+        let rp = r.repository(name.clone());
+        let up = rp.start_upload(Algorithm::Sha256).await.unwrap();
+        let chunk = Chunk {
+            start: Some(0),
+            length: None,
+            body: body(&data[..10_000]),
+        };
+        rp.upload_chunk(&up.id, chunk).await.unwrap();
+        let state =
+            crate::layout::StoragePath::UploadHashState(&name, &up.id, Algorithm::Sha256, 10_000)
+                .path();
+        let saved = driver.get_content(&state).await.unwrap();
+        assert!(saved.starts_with(format!("{}\n", driver.volatile_epoch()).as_bytes()));
+        let mut planted = format!("{epoch}\n").into_bytes();
+        planted.extend_from_slice(&wrong.save());
+        driver
+            .put_content(&state, Bytes::from(planted))
+            .await
+            .unwrap();
+
+        // A restart: nothing of the session in memory, only what storage holds.
+        let restarted = StorageRegistry::new(driver.clone(), opts());
+        let last = Chunk {
+            start: Some(10_000),
+            length: None,
+            body: body(&data[10_000..]),
+        };
+        let finished = restarted
+            .repository(name.clone())
+            .finish_upload(&up.id, &d, Some(last))
+            .await;
+        if trusted {
+            assert!(
+                matches!(finished, Err(Error::DigestInvalid(_))),
+                "{finished:?}"
+            );
+        } else {
+            assert_eq!(
+                finished.unwrap(),
+                data.len() as u64,
+                "re-hashed from the data"
+            );
+            assert_eq!(read_blob(&restarted, &name, &d).await, data);
+        }
+    }
+}
+
+/// With `referrers_tag_schema`, concurrent referrers of one subject all land in its
+/// `<alg>-<hex>` index (rewrites are serialised per subject); without it there is none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_tag_schema_index_keeps_every_concurrent_referrer() {
+    for on in [true, false] {
+        let options = Options {
+            referrers_tag_schema: on,
+            ..opts()
+        };
+        let r = Arc::new(StorageRegistry::new(
+            Arc::new(InMemoryDriver::new()),
+            options,
+        ));
+        let name = repo("schema");
+        let rp = r.repository(name.clone());
+        let cfg = push_blob(&r, &name, b"{}").await;
+        let layer = push_blob(&r, &name, b"layer").await;
+        let subject = rp
+            .put_manifest(
+                &Reference::Tag(Tag::parse("v1").unwrap()),
+                None,
+                image(&cfg, &layer, None),
+                &[],
+            )
+            .await
+            .unwrap()
+            .digest;
+        let pushes = (0..8u32).map(|i| {
+            let (r, name, subject) = (r.clone(), name.clone(), subject.clone());
+            let body = String::from_utf8(image(&cfg, &layer, Some(&subject)).to_vec()).unwrap();
+            let body = Bytes::from(body.replace("\"k\":\"v\"", &format!("\"k\":\"{i}\"")));
+            tokio::spawn(async move {
+                let d = Digest::of(Algorithm::Sha256, &body);
+                r.repository(name)
+                    .put_manifest(&Reference::Digest(d.clone()), None, body, &[])
+                    .await
+                    .unwrap();
+                d
+            })
+        });
+        let mut pushed: Vec<Digest> = Vec::new();
+        for p in futures::future::join_all(pushes).await {
+            pushed.push(p.unwrap());
+        }
+        let tag = Tag::parse(&format!("sha256-{}", subject.hex())).unwrap();
+        let index = rp.get_manifest(&Reference::Tag(tag)).await;
+        if !on {
+            assert!(matches!(index, Err(Error::ManifestUnknown(_))));
+            continue;
+        }
+        let index = berth_core::Manifest::parse(None, &index.unwrap().body).unwrap();
+        let mut listed: Vec<Digest> = index.manifests.into_iter().map(|d| d.digest).collect();
+        listed.sort();
+        pushed.sort();
+        assert_eq!(listed, pushed);
+        // The referrers API lists each once, though both indexes name them.
+        let refs = rp.referrers(&subject, None).await.unwrap();
+        assert_eq!(refs.len(), 8);
+    }
 }
