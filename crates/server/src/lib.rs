@@ -7,6 +7,7 @@ pub mod config;
 pub mod lifecycle;
 pub mod limits;
 pub mod logging;
+pub mod storage_check;
 pub mod zerocopy;
 
 pub use app::{App, StartError};

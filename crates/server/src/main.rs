@@ -7,14 +7,38 @@ use std::process::ExitCode;
 
 use berth_server::config::Config;
 use berth_server::lifecycle::{Server, shutdown_signal};
-use berth_server::{limits, logging};
+use berth_server::{limits, logging, storage_check};
 use clap::{Parser, Subcommand};
 
 /// Shown after `berth --help`; the README's "Using it" section says the same.
 const EXIT_STATUS: &str = "Exit status:
-  0  success
-  1  the configuration is invalid, or the registry failed while starting or running
-  2  usage error (unknown subcommand, missing or extra argument)";
+  0  success (check-storage: storage is clean, or every finding was repaired)
+  1  the configuration is invalid, the registry failed while starting or running, or
+     check-storage could not read or repair the storage
+  2  usage error (unknown subcommand, missing or extra argument)
+  3  check-storage found damage (run without --repair)";
+
+/// `check-storage` found damage and was not asked to repair it (clap owns 2).
+const FINDINGS_PRESENT: u8 = 3;
+
+/// Shown after `berth check-storage --help`.
+const CHECK_STORAGE_HELP: &str =
+    "Finds what no crash should leave but older data, another registry or a
+full disk might:
+  - empty link files, and links that are not a digest or not their directory's digest
+    (layers, manifest revisions, tags, tag history, berth's referrers index)
+  - layer and revision links whose blob is missing
+  - tags without a current link, or naming a revision the repository cannot serve
+  - manifest revisions whose stored bytes are empty or do not hash to their digest
+Prints one line per finding, `<kind> <path>: <what is wrong>; --repair removes <path>`
+(`removed <path>` with --repair), then a summary. Run it while no registry writes to
+the storage.
+
+Exit status:
+  0  clean, or every finding was repaired (--repair)
+  1  the configuration is invalid, or the storage could not be read or repaired
+  2  usage error
+  3  findings present (without --repair)";
 
 /// A container image registry, a drop-in replacement for CNCF distribution.
 #[derive(Debug, Parser)]
@@ -40,6 +64,17 @@ enum Command {
         /// A distribution-style config.yml (REGISTRY_* environment variables apply).
         config: PathBuf,
     },
+    /// Check the storage for damage; with --repair, remove it (never a blob's data).
+    #[command(after_help = CHECK_STORAGE_HELP)]
+    CheckStorage {
+        /// A distribution-style config.yml naming the storage (REGISTRY_* environment
+        /// variables apply).
+        config: PathBuf,
+        /// Remove what is damaged: a link's directory, or a tag without a readable
+        /// manifest.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -49,6 +84,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config } => serve(config.as_deref()),
         Command::CheckConfig { config } => check_config(&config),
+        Command::CheckStorage { config, repair } => check_storage(&config, repair),
         Command::Version => {
             println!("berth {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -71,6 +107,33 @@ fn check_config(path: &Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_storage(path: &Path, repair: bool) -> ExitCode {
+    let config = match load(path) {
+        Ok((config, _)) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match storage_check::run(&config, repair) {
+        Ok(checked) => {
+            for line in checked.finding_lines() {
+                println!("{line}");
+            }
+            println!("{}", checked.summary());
+            if checked.report.findings.iter().all(|f| f.repaired) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(FINDINGS_PRESENT)
+            }
+        }
+        Err(e) => {
+            eprintln!("berth: check-storage: {e}");
             ExitCode::FAILURE
         }
     }

@@ -20,12 +20,16 @@ pub enum StoragePath<'a> {
     RepositoryTree(&'a str),
     /// `repositories/<name>/_layers`.
     LayersDir(&'a RepositoryName),
+    /// `repositories/<name>/_layers/<alg>`: the layer links of one algorithm.
+    LayersOfAlgorithm(&'a RepositoryName, Algorithm),
     /// `repositories/<name>/_layers/<alg>/<hex>`: what unlinking a blob removes.
     LayerDir(&'a RepositoryName, &'a Digest),
     /// `repositories/<name>/_layers/<alg>/<hex>/link`.
     LayerLink(&'a RepositoryName, &'a Digest),
     /// `repositories/<name>/_manifests`.
     ManifestsDir(&'a RepositoryName),
+    /// `repositories/<name>/_manifests/revisions/<alg>`: revisions of one algorithm.
+    RevisionsOfAlgorithm(&'a RepositoryName, Algorithm),
     /// `repositories/<name>/_manifests/revisions/<alg>/<hex>`.
     RevisionDir(&'a RepositoryName, &'a Digest),
     /// `repositories/<name>/_manifests/revisions/<alg>/<hex>/link`.
@@ -36,6 +40,11 @@ pub enum StoragePath<'a> {
     TagDir(&'a RepositoryName, &'a Tag),
     /// `repositories/<name>/_manifests/tags/<tag>/current/link`.
     TagCurrentLink(&'a RepositoryName, &'a Tag),
+    /// `repositories/<name>/_manifests/tags/<tag>/index/<alg>`: a tag's history entries
+    /// of one algorithm.
+    TagIndexOfAlgorithm(&'a RepositoryName, &'a Tag, Algorithm),
+    /// `repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>`: one history entry.
+    TagIndexDir(&'a RepositoryName, &'a Tag, &'a Digest),
     /// `repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link`.
     TagIndexLink(&'a RepositoryName, &'a Tag, &'a Digest),
     /// `repositories/<name>/_uploads`.
@@ -50,6 +59,9 @@ pub enum StoragePath<'a> {
     UploadHashStates(&'a RepositoryName, &'a UploadId, Algorithm),
     /// `repositories/<name>/_uploads/<id>/hashstates/<alg>/<offset>`.
     UploadHashState(&'a RepositoryName, &'a UploadId, Algorithm, u64),
+    /// `repositories/<name>/_berth/referrers/<alg>`: subjects of one algorithm in
+    /// berth's referrers index.
+    ReferrerSubjectsOfAlgorithm(&'a RepositoryName, Algorithm),
     /// berth's referrers index (distribution ignores `_`-directories it does not know):
     /// `repositories/<name>/_berth/referrers/<alg>/<hex>`.
     ReferrersDir(&'a RepositoryName, &'a Digest),
@@ -78,17 +90,19 @@ impl StoragePath<'_> {
             Repositories => format!("{ROOT}/repositories"),
             RepositoryTree(prefix) => format!("{ROOT}/repositories/{prefix}"),
             LayersDir(n) => format!("{}/_layers", repo(n)),
+            LayersOfAlgorithm(n, a) => format!("{}/_layers/{a}", repo(n)),
             LayerDir(n, d) => format!("{}/_layers/{}", repo(n), dg(d)),
             LayerLink(n, d) => format!("{}/link", LayerDir(n, d).path()),
             ManifestsDir(n) => format!("{}/_manifests", repo(n)),
+            RevisionsOfAlgorithm(n, a) => format!("{}/_manifests/revisions/{a}", repo(n)),
             RevisionDir(n, d) => format!("{}/_manifests/revisions/{}", repo(n), dg(d)),
             RevisionLink(n, d) => format!("{}/_manifests/revisions/{}/link", repo(n), dg(d)),
             TagsDir(n) => format!("{}/_manifests/tags", repo(n)),
             TagDir(n, t) => format!("{}/_manifests/tags/{t}", repo(n)),
             TagCurrentLink(n, t) => format!("{}/_manifests/tags/{t}/current/link", repo(n)),
-            TagIndexLink(n, t, d) => {
-                format!("{}/_manifests/tags/{t}/index/{}/link", repo(n), dg(d))
-            }
+            TagIndexOfAlgorithm(n, t, a) => format!("{}/_manifests/tags/{t}/index/{a}", repo(n)),
+            TagIndexDir(n, t, d) => format!("{}/_manifests/tags/{t}/index/{}", repo(n), dg(d)),
+            TagIndexLink(n, t, d) => format!("{}/link", TagIndexDir(n, t, d).path()),
             UploadsDir(n) => format!("{}/_uploads", repo(n)),
             UploadDir(n, id) => format!("{}/_uploads/{id}", repo(n)),
             UploadData(n, id) => format!("{}/_uploads/{id}/data", repo(n)),
@@ -97,6 +111,7 @@ impl StoragePath<'_> {
             UploadHashState(n, id, a, off) => {
                 format!("{}/_uploads/{id}/hashstates/{a}/{off}", repo(n))
             }
+            ReferrerSubjectsOfAlgorithm(n, a) => format!("{}/_berth/referrers/{a}", repo(n)),
             ReferrersDir(n, s) => format!("{}/_berth/referrers/{}", repo(n), dg(s)),
             ReferrersOfAlgorithm(n, s, alg) => format!("{}/{alg}", ReferrersDir(n, s).path()),
             ReferrerDir(n, s, r) => format!("{}/{}", ReferrersDir(n, s).path(), dg(r)),

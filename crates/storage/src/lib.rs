@@ -8,6 +8,7 @@ mod access;
 mod blobs;
 mod cache;
 mod catalog;
+mod check;
 mod hashing;
 mod listing;
 mod locks;
@@ -23,6 +24,7 @@ mod uploads;
 pub mod layout;
 
 pub use cache::DEFAULT_CAPACITY as DEFAULT_CACHE_CAPACITY;
+pub use check::{CheckReport, Finding, FindingKind};
 pub use purge::PurgeReport;
 pub use registry::StorageRegistry;
 
