@@ -13,6 +13,9 @@ pub enum StoragePath<'a> {
     BlobData(&'a Digest),
     /// `blobs/<alg>/<xx>/<hex>`: the directory holding a blob's `data`.
     BlobDir(&'a Digest),
+    /// `blobs/<alg>/<xx>/<hex>/startedat`: a session's start time, carried in when the
+    /// whole session directory became the blob's and removed right after.
+    BlobStartedAt(&'a Digest),
     /// `repositories/`: where the catalog walk starts.
     Repositories,
     /// `repositories/<prefix>`: a directory met on the catalog walk, named by the
@@ -69,6 +72,7 @@ impl StoragePath<'_> {
         let dg = |d: &Digest| format!("{}/{}", d.algorithm(), d.hex());
         match *self {
             BlobData(d) => format!("{}/data", BlobDir(d).path()),
+            BlobStartedAt(d) => format!("{}/startedat", BlobDir(d).path()),
             BlobDir(d) => format!(
                 "{ROOT}/blobs/{}/{}/{}",
                 d.algorithm(),

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use berth_core::{
     Algorithm, Chunk, Digest, Digester, Error, RepositoryName, UploadId, UploadState,
@@ -26,7 +27,8 @@ struct LiveSession {
     offset: u64,
     /// Hash of those bytes.
     hash: Digester,
-    /// The session directory holds nothing but `data` (created here, no hash state saved).
+    /// The session directory holds nothing but `data` and `startedat` (created here, no
+    /// hash state saved).
     only_data: bool,
 }
 
@@ -59,16 +61,27 @@ impl Verified<'_> {
     }
 
     /// Moves the verified data into the blob store; the blob appears whole, by rename.
-    /// A session directory holding nothing but `data` becomes the blob's directory
-    /// itself, so a small push creates and deletes no extra files (inode churn is what
-    /// limits small pushes on ext4). Otherwise, or when the blob exists already (a
-    /// concurrent push of the same bytes), the data file is renamed over the blob and the
-    /// session removed.
+    /// A session directory holding nothing but `data` and `startedat` becomes the blob's
+    /// directory itself, and then loses `startedat`, so a small push deletes one file
+    /// rather than a file and a directory (inode churn is what limits small pushes on
+    /// ext4; readers only ever open `data`). Otherwise, or when the blob exists already
+    /// (a concurrent push of the same bytes), the data file is renamed over the blob and
+    /// the session removed.
     pub(crate) async fn publish(&self) -> Result<(), Error> {
         let (repo, id) = (&self.key.0, &self.key.1);
         let store = self.store;
         let session = StoragePath::UploadDir(repo, id);
-        let only_data = self.only_data || store.access.children(session).await? == ["data"];
+        let (only_data, started_at) = if self.only_data {
+            (true, true)
+        } else {
+            let mut files = store.access.children(session).await?;
+            files.sort();
+            match files.as_slice() {
+                [d] if d == "data" => (true, false),
+                [d, s] if d == "data" && s == "startedat" => (true, true),
+                _ => (false, false),
+            }
+        };
         let driver = store.access.driver();
         if only_data
             && driver
@@ -77,6 +90,14 @@ impl Verified<'_> {
                 .is_ok()
         {
             store.forget(&self.key);
+            if started_at {
+                // Should this fail, the file stays where nothing reads it: berth and
+                // distribution open only a blob's `data`.
+                let _ = store
+                    .access
+                    .remove(StoragePath::BlobStartedAt(&self.digest))
+                    .await;
+            }
             return Ok(());
         }
         driver
@@ -240,13 +261,20 @@ impl UploadStore {
         algorithm: Algorithm,
     ) -> Result<UploadState, Error> {
         let id = UploadId::random();
-        // The empty data file is the session. berth writes no `startedat`: purging goes
-        // by the data file's last change, and a session that holds nothing but its data
-        // can become the blob's directory on commit (see `Verified::publish`).
+        // The empty data file is the session; `startedat` is what distribution needs to
+        // resume it and to purge it when stale (see `crate::purge::startedat`).
         self.access
             .ensure(
                 StoragePath::UploadData(repo, &id),
                 Bytes::new(),
+                Persist::Volatile,
+            )
+            .await?;
+        let started = SystemTime::now();
+        self.access
+            .ensure(
+                StoragePath::UploadStartedAt(repo, &id),
+                Bytes::from(crate::purge::startedat(started)),
                 Persist::Volatile,
             )
             .await?;
@@ -262,7 +290,11 @@ impl UploadStore {
             hash,
             only_data,
         });
-        Ok(UploadState { id, offset: 0 })
+        Ok(UploadState {
+            id,
+            offset: 0,
+            started: Some(started),
+        })
     }
 
     /// Where a session stands.
@@ -275,6 +307,7 @@ impl UploadStore {
         Ok(UploadState {
             id: id.clone(),
             offset,
+            started: None,
         })
     }
 
@@ -289,10 +322,23 @@ impl UploadStore {
         persist: bool,
     ) -> Result<u64, Error> {
         let (repo, id) = (&key.0, &key.1);
-        let offset = match live {
-            Some(l) => l.offset,
-            None => self.offset(repo, id).await?,
-        };
+        if live.is_none() {
+            // Opening for append would create the file of a session that does not exist.
+            self.offset(repo, id).await?;
+        }
+        let path = StoragePath::UploadData(repo, id).path();
+        let mut w = self
+            .access
+            .driver()
+            .writer(&path, true)
+            .await
+            .or_internal()?;
+        // The file, not memory, says where the session stands: another node sharing the
+        // storage (a mixed fleet) may have appended since this process last saw it.
+        let offset = w.size();
+        if live.as_ref().is_some_and(|l| l.offset != offset) {
+            *live = None;
+        }
         if let Some(start) = chunk.start.filter(|s| *s != offset) {
             return Err(Error::ChunkOutOfOrder { offset, start });
         }
@@ -301,13 +347,6 @@ impl UploadStore {
             None => (self.algorithm(repo, id).await?, false),
         };
         let mut h = StreamHasher::new(self.resume_hash(repo, id, live, algorithm, offset).await?);
-        let path = StoragePath::UploadData(repo, id).path();
-        let mut w = self
-            .access
-            .driver()
-            .writer(&path, true)
-            .await
-            .or_internal()?;
         let mut body = chunk.body;
         let mut received = 0u64;
         let mut failure = None;
@@ -375,6 +414,7 @@ impl UploadStore {
         Ok(UploadState {
             id: id.clone(),
             offset,
+            started: None,
         })
     }
 
@@ -390,12 +430,16 @@ impl UploadStore {
     ) -> Result<Verified<'_>, Error> {
         let key = (repo.clone(), id.clone());
         let mut live = self.lock(&key).await;
-        let size = match (last_chunk, live.as_ref()) {
-            (Some(chunk), _) => self.append(&key, &mut live, chunk, false).await,
-            (None, Some(l)) => Ok(l.offset),
-            (None, None) => self.offset(repo, id).await,
+        let size = match last_chunk {
+            Some(chunk) => self.append(&key, &mut live, chunk, false).await,
+            // Asked of storage even when memory knows the session: another node may have
+            // appended since.
+            None => self.offset(repo, id).await,
         }
         .inspect_err(|e| self.forget_if_unknown(&key, e))?;
+        if live.as_ref().is_some_and(|l| l.offset != size) {
+            *live = None;
+        }
         let h = self
             .resume_hash(repo, id, &live, digest.algorithm(), size)
             .await?;
