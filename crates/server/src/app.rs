@@ -88,6 +88,8 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         StoreOptions {
             delete_enabled: config.storage.delete_enabled,
             descriptor_cache: config.storage.descriptor_cache,
+            // Only nodes sharing a secret can continue each other's sessions.
+            upload_startedat: config.http.secret.is_some(),
         },
     ));
     let upload_secret = match config.http.secret.as_deref() {

@@ -27,8 +27,8 @@ struct LiveSession {
     offset: u64,
     /// Hash of those bytes.
     hash: Digester,
-    /// The session directory holds nothing but `data` and `startedat` (created here, no
-    /// hash state saved).
+    /// The session directory holds nothing but `data` (and `startedat`, when the store
+    /// writes it): created here, no hash state saved.
     only_data: bool,
 }
 
@@ -40,6 +40,8 @@ type SessionSlot = Arc<AsyncMutex<Option<LiveSession>>>;
 /// Upload sessions over the driver.
 pub(crate) struct UploadStore {
     access: Access,
+    /// Write `startedat` when a session starts (`Options::upload_startedat`).
+    startedat: bool,
     sessions: Mutex<HashMap<SessionKey, SessionSlot>>,
 }
 
@@ -61,10 +63,10 @@ impl Verified<'_> {
     }
 
     /// Moves the verified data into the blob store; the blob appears whole, by rename.
-    /// A session directory holding nothing but `data` and `startedat` becomes the blob's
-    /// directory itself, and then loses `startedat`, so a small push deletes one file
-    /// rather than a file and a directory (inode churn is what limits small pushes on
-    /// ext4; readers only ever open `data`). Otherwise, or when the blob exists already
+    /// A session directory holding nothing but `data` (and `startedat`) becomes the
+    /// blob's directory itself, then loses `startedat`, so a small push deletes at most
+    /// one file rather than a file and a directory (inode churn is what limits small
+    /// pushes on ext4; readers only ever open `data`). Otherwise, or when the blob exists already
     /// (a concurrent push of the same bytes), the data file is renamed over the blob and
     /// the session removed.
     pub(crate) async fn publish(&self) -> Result<(), Error> {
@@ -72,7 +74,7 @@ impl Verified<'_> {
         let store = self.store;
         let session = StoragePath::UploadDir(repo, id);
         let (only_data, started_at) = if self.only_data {
-            (true, true)
+            (true, store.startedat)
         } else {
             let mut files = store.access.children(session).await?;
             files.sort();
@@ -112,9 +114,10 @@ impl Verified<'_> {
 }
 
 impl UploadStore {
-    pub(crate) fn new(access: Access) -> Self {
+    pub(crate) fn new(access: Access, startedat: bool) -> Self {
         UploadStore {
             access,
+            startedat,
             sessions: Mutex::new(HashMap::new()),
         }
     }
@@ -271,13 +274,15 @@ impl UploadStore {
             )
             .await?;
         let started = SystemTime::now();
-        self.access
-            .ensure(
-                StoragePath::UploadStartedAt(repo, &id),
-                Bytes::from(crate::purge::startedat(started)),
-                Persist::Volatile,
-            )
-            .await?;
+        if self.startedat {
+            self.access
+                .ensure(
+                    StoragePath::UploadStartedAt(repo, &id),
+                    Bytes::from(crate::purge::startedat(started)),
+                    Persist::Volatile,
+                )
+                .await?;
+        }
         let hash = Digester::new(algorithm);
         let only_data = algorithm == Algorithm::Sha256;
         if !only_data {

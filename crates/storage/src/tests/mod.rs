@@ -685,7 +685,11 @@ fn is_distribution_startedat(b: &[u8]) -> bool {
 #[tokio::test]
 async fn sessions_carry_distributions_startedat_and_purge_reads_it() {
     for (driver, _dir) in drivers().await {
-        let r = StorageRegistry::new(driver.clone(), opts());
+        let fleet = Options {
+            upload_startedat: true,
+            ..opts()
+        };
+        let r = StorageRegistry::new(driver.clone(), fleet);
         let before = std::time::SystemTime::now();
         let up = r
             .repository(repo("p"))
@@ -743,8 +747,17 @@ async fn sessions_carry_distributions_startedat_and_purge_reads_it() {
 
 #[tokio::test]
 async fn a_committed_blob_directory_holds_only_data() {
-    for (driver, _dir) in drivers().await {
-        let r = StorageRegistry::new(driver.clone(), opts());
+    for ((driver, _dir), startedat) in drivers()
+        .await
+        .into_iter()
+        .zip([true, false])
+        .chain(drivers().await.into_iter().zip([false, true]))
+    {
+        let options = Options {
+            upload_startedat: startedat,
+            ..opts()
+        };
+        let r = StorageRegistry::new(driver.clone(), options);
         let d = push_blob(&r, &repo("a"), b"whole session renamed").await;
         let dir = format!(
             "/docker/registry/v2/blobs/sha256/{}/{}",
