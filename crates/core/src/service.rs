@@ -59,6 +59,9 @@ pub struct UploadState {
     pub id: UploadId,
     /// Bytes received so far.
     pub offset: u64,
+    /// When the session started, when the answer knows it without asking storage (a
+    /// session just opened); upload URLs carry it in distribution's `_state` token.
+    pub started: Option<std::time::SystemTime>,
 }
 
 /// What a blob read asks for.

@@ -6,6 +6,7 @@ use berth_core::Error;
 use http::{HeaderValue, StatusCode, header};
 
 use crate::headers::range_value;
+use crate::upload_state::StateError;
 
 /// A failed request.
 #[derive(Debug)]
@@ -18,11 +19,19 @@ pub enum ApiError {
     MethodNotAllowed,
     /// A write while `storage.maintenance.readonly` is on.
     ReadOnly,
+    /// An upload URL whose `_state` token was refused.
+    UploadState(StateError),
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         ApiError::Domain(e)
+    }
+}
+
+impl From<StateError> for ApiError {
+    fn from(e: StateError) -> Self {
+        ApiError::UploadState(e)
     }
 }
 
@@ -46,6 +55,11 @@ impl ApiError {
                     "UNSUPPORTED",
                     "the registry is in read-only mode".into(),
                 );
+            }
+            // distribution's answer to every refused token: the URL names no session
+            // this node will continue.
+            ApiError::UploadState(e) => {
+                return (S::NOT_FOUND, "BLOB_UPLOAD_INVALID", e.to_string());
             }
             ApiError::Domain(e) => e,
         };

@@ -9,6 +9,7 @@ mod headers;
 mod log;
 mod query;
 mod range;
+mod upload_state;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use http::{HeaderName, HeaderValue};
 
 pub use endpoint::Endpoint;
 pub use error::ApiError;
+pub use upload_state::{StateError, UploadSecret};
 
 /// Largest manifest accepted (distribution's limit); larger bodies get 413.
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
@@ -34,6 +36,8 @@ pub struct Options {
     pub read_only: bool,
     /// Headers added to every response (`http.headers`).
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Signs and checks the `_state` token of upload URLs (`http.secret`).
+    pub upload_secret: UploadSecret,
 }
 
 /// Shared state of every handler.

@@ -98,8 +98,22 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             delete_enabled: config.storage.delete_enabled,
             descriptor_cache: config.storage.descriptor_cache,
             referrers_tag_schema: config.storage.referrers_tag_schema,
+            // Only nodes sharing a secret can continue each other's sessions.
+            upload_startedat: config.http.secret.is_some(),
         },
     ));
+    let upload_secret = match config.http.secret.as_deref() {
+        Some(secret) => berth_http::UploadSecret::configured(secret),
+        None => {
+            tracing::warn!(
+                "http.secret is not set: upload URLs are signed with a random key of this \
+                 process, so nodes sharing this storage behind a load balancer cannot continue \
+                 each other's uploads (set the same http.secret, or REGISTRY_HTTP_SECRET, on \
+                 every node)"
+            );
+            berth_http::UploadSecret::random()
+        }
+    };
     let options = berth_http::Options {
         prefix: normalize_prefix(config.http.prefix.as_deref()),
         host: config
@@ -109,6 +123,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             .map(|h| h.trim_end_matches('/').to_owned()),
         read_only: config.storage.read_only,
         extra_headers: config.http.headers.clone(),
+        upload_secret,
     };
     let router = berth_http::router(registry.clone(), options);
     Ok(App {

@@ -13,6 +13,9 @@ pub enum StoragePath<'a> {
     BlobData(&'a Digest),
     /// `blobs/<alg>/<xx>/<hex>`: the directory holding a blob's `data`.
     BlobDir(&'a Digest),
+    /// `blobs/<alg>/<xx>/<hex>/startedat`: a session's start time, carried in when the
+    /// whole session directory became the blob's and removed right after.
+    BlobStartedAt(&'a Digest),
     /// `repositories/`: where the catalog walk starts.
     Repositories,
     /// `repositories/<prefix>`: a directory met on the catalog walk, named by the
@@ -57,6 +60,10 @@ pub enum StoragePath<'a> {
     UploadStartedAt(&'a RepositoryName, &'a UploadId),
     /// `repositories/<name>/_uploads/<id>/hashstates/<alg>`.
     UploadHashStates(&'a RepositoryName, &'a UploadId, Algorithm),
+    /// `repositories/<name>/_uploads/<id>/berth-epoch`: the driver's volatile epoch the
+    /// session's hash states were saved in (berth's own; distribution reads only the
+    /// files it knows in a session directory).
+    UploadEpoch(&'a RepositoryName, &'a UploadId),
     /// `repositories/<name>/_uploads/<id>/hashstates/<alg>/<offset>`.
     UploadHashState(&'a RepositoryName, &'a UploadId, Algorithm, u64),
     /// `repositories/<name>/_berth/referrers/<alg>`: subjects of one algorithm in
@@ -81,6 +88,7 @@ impl StoragePath<'_> {
         let dg = |d: &Digest| format!("{}/{}", d.algorithm(), d.hex());
         match *self {
             BlobData(d) => format!("{}/data", BlobDir(d).path()),
+            BlobStartedAt(d) => format!("{}/startedat", BlobDir(d).path()),
             BlobDir(d) => format!(
                 "{ROOT}/blobs/{}/{}/{}",
                 d.algorithm(),
@@ -108,6 +116,7 @@ impl StoragePath<'_> {
             UploadData(n, id) => format!("{}/_uploads/{id}/data", repo(n)),
             UploadStartedAt(n, id) => format!("{}/_uploads/{id}/startedat", repo(n)),
             UploadHashStates(n, id, a) => format!("{}/_uploads/{id}/hashstates/{a}", repo(n)),
+            UploadEpoch(n, id) => format!("{}/_uploads/{id}/berth-epoch", repo(n)),
             UploadHashState(n, id, a, off) => {
                 format!("{}/_uploads/{id}/hashstates/{a}/{off}", repo(n))
             }

@@ -1,5 +1,6 @@
 //! Upload purging: removes upload sessions older than a given age
-//! (`storage.maintenance.uploadpurging`).
+//! (`storage.maintenance.uploadpurging`), by the `startedat` file that berth and
+//! distribution both write when a session starts (and read by both purgers).
 
 use std::time::{Duration, SystemTime};
 
@@ -11,6 +12,17 @@ use crate::StorageRegistry;
 use crate::access::DriverResult;
 use crate::catalog::ANY_DATA_MARKERS;
 use crate::layout::StoragePath;
+
+/// A session's `startedat` as distribution writes and parses it: RFC 3339 in UTC, to the
+/// second, no line end (`2006-01-02T15:04:05Z`; Go's parser refuses anything after it).
+pub(crate) fn startedat(at: SystemTime) -> Vec<u8> {
+    let t = OffsetDateTime::from(at);
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+        .into_bytes()
+}
 
 /// What one purge pass found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

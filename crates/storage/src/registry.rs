@@ -47,7 +47,7 @@ impl StorageRegistry {
                 access.clone(),
                 options.descriptor_cache.map(DescriptorCache::new),
             ),
-            uploads: UploadStore::new(access.clone()),
+            uploads: UploadStore::new(access.clone(), options.upload_startedat),
             manifests: ManifestStore::new(access.clone()),
             tags: TagStore::new(access.clone()),
             referrers: ReferrerStore::new(access.clone()),

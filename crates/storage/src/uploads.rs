@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use berth_core::{
     Algorithm, Chunk, Digest, Digester, Error, RepositoryName, UploadId, UploadState,
@@ -26,7 +27,11 @@ struct LiveSession {
     offset: u64,
     /// Hash of those bytes.
     hash: Digester,
-    /// The session directory holds nothing but `data` (created here, no hash state saved).
+    /// The session's epoch file names the current volatile epoch (written by this
+    /// process), so its saved hash states may be trusted.
+    epoch_recorded: bool,
+    /// The session directory holds nothing but `data` (and `startedat`, when the store
+    /// writes it): created here, no hash state saved.
     only_data: bool,
 }
 
@@ -38,6 +43,8 @@ type SessionSlot = Arc<AsyncMutex<Option<LiveSession>>>;
 /// Upload sessions over the driver.
 pub(crate) struct UploadStore {
     access: Access,
+    /// Write `startedat` when a session starts (`Options::upload_startedat`).
+    startedat: bool,
     sessions: Mutex<HashMap<SessionKey, SessionSlot>>,
 }
 
@@ -59,16 +66,27 @@ impl Verified<'_> {
     }
 
     /// Moves the verified data into the blob store; the blob appears whole, by rename.
-    /// A session directory holding nothing but `data` becomes the blob's directory
-    /// itself, so a small push creates and deletes no extra files (inode churn is what
-    /// limits small pushes on ext4). Otherwise, or when the blob exists already (a
-    /// concurrent push of the same bytes), the data file is renamed over the blob and the
-    /// session removed.
+    /// A session directory holding nothing but `data` (and `startedat`) becomes the
+    /// blob's directory itself, then loses `startedat`, so a small push deletes at most
+    /// one file rather than a file and a directory (inode churn is what limits small
+    /// pushes on ext4; readers only ever open `data`). Otherwise, or when the blob exists already
+    /// (a concurrent push of the same bytes), the data file is renamed over the blob and
+    /// the session removed.
     pub(crate) async fn publish(&self) -> Result<(), Error> {
         let (repo, id) = (&self.key.0, &self.key.1);
         let store = self.store;
         let session = StoragePath::UploadDir(repo, id);
-        let only_data = self.only_data || store.access.children(session).await? == ["data"];
+        let (only_data, started_at) = if self.only_data {
+            (true, store.startedat)
+        } else {
+            let mut files = store.access.children(session).await?;
+            files.sort();
+            match files.as_slice() {
+                [d] if d == "data" => (true, false),
+                [d, s] if d == "data" && s == "startedat" => (true, true),
+                _ => (false, false),
+            }
+        };
         let driver = store.access.driver();
         if only_data
             && driver
@@ -77,6 +95,14 @@ impl Verified<'_> {
                 .is_ok()
         {
             store.forget(&self.key);
+            if started_at {
+                // Should this fail, the file stays where nothing reads it: berth and
+                // distribution open only a blob's `data`.
+                let _ = store
+                    .access
+                    .remove(StoragePath::BlobStartedAt(&self.digest))
+                    .await;
+            }
             return Ok(());
         }
         driver
@@ -91,9 +117,10 @@ impl Verified<'_> {
 }
 
 impl UploadStore {
-    pub(crate) fn new(access: Access) -> Self {
+    pub(crate) fn new(access: Access, startedat: bool) -> Self {
         UploadStore {
             access,
+            startedat,
             sessions: Mutex::new(HashMap::new()),
         }
     }
@@ -169,23 +196,24 @@ impl UploadStore {
             return Ok(live.hash.clone());
         }
         let saved = StoragePath::UploadHashState(repo, id, algorithm, offset);
-        if let Ok(Some(bytes)) = self.access.get(saved).await
-            && let Some(state) = self.this_epoch(&bytes)
-            && let Some(h) = Digester::restore(algorithm, state)
+        if self.states_trusted(repo, id).await
+            && let Ok(Some(bytes)) = self.access.get(saved).await
+            && let Some(h) = Digester::restore(algorithm, &bytes)
         {
             return Ok(h);
         }
         self.rehash(repo, id, algorithm, offset).await
     }
 
-    /// The hash state in a saved file, if it was saved in the driver's current volatile
-    /// epoch. The chunks it covers were written unflushed: within the epoch (this boot)
-    /// the file holds exactly what was hashed, after it (a reboot may have lost the
-    /// file's tail) only re-reading the file tells what it holds.
-    fn this_epoch<'b>(&self, saved: &'b [u8]) -> Option<&'b [u8]> {
-        let newline = saved.iter().position(|b| *b == b'\n')?;
-        let (epoch, state) = (&saved[..newline], &saved[newline + 1..]);
-        (epoch == self.access.driver().volatile_epoch().as_bytes()).then_some(state)
+    /// Whether the session's saved hash states were saved in the driver's current
+    /// volatile epoch. The chunks they cover were written unflushed: within the epoch
+    /// (this boot) the data file holds exactly what was hashed; after it (a reboot may
+    /// have lost the file's tail) only re-reading the file tells what it holds. The
+    /// states themselves stay in distribution's format, so the epoch is a file beside
+    /// them.
+    async fn states_trusted(&self, repo: &RepositoryName, id: &UploadId) -> bool {
+        let epoch = self.access.get(StoragePath::UploadEpoch(repo, id)).await;
+        matches!(epoch, Ok(Some(e)) if e == self.access.driver().volatile_epoch().as_bytes())
     }
 
     async fn rehash(
@@ -220,6 +248,10 @@ impl UploadStore {
         Ok(h)
     }
 
+    /// Saves the hash of the first `offset` bytes and drops the state at `previous`.
+    /// Unless `epoch_recorded`, every other saved state is removed (they may come from
+    /// an earlier epoch) before the session's epoch file is pointed at the current one,
+    /// so a state is trusted only if it was saved in the epoch the file names.
     async fn save_hash(
         &self,
         repo: &RepositoryName,
@@ -227,26 +259,39 @@ impl UploadStore {
         h: &Digester,
         offset: u64,
         previous: Option<u64>,
+        epoch_recorded: bool,
     ) -> Result<(), Error> {
         let alg = h.algorithm();
         let at = StoragePath::UploadHashState(repo, id, alg, offset);
-        let epoch = self.access.driver().volatile_epoch();
-        let mut saved = Vec::with_capacity(epoch.len() + 1 + 128);
-        saved.extend_from_slice(epoch.as_bytes());
-        saved.push(b'\n');
-        saved.extend_from_slice(&h.save());
         self.access
-            .ensure(at, Bytes::from(saved), Persist::Volatile)
+            .ensure(at, Bytes::from(h.save()), Persist::Volatile)
             .await?;
         if let Some(prev) = previous.filter(|p| *p != offset) {
-            // A stale state left behind is only read if its offset comes back, and then
-            // it is checked against the data's hash.
+            // Best effort: a state left behind is trusted only within this epoch, in
+            // which it was true of the data.
             let _ = self
                 .access
                 .remove(StoragePath::UploadHashState(repo, id, alg, prev))
                 .await;
         }
-        Ok(())
+        if epoch_recorded {
+            return Ok(());
+        }
+        let states = StoragePath::UploadHashStates(repo, id, alg);
+        let keep = offset.to_string();
+        for other in self.access.children(states).await? {
+            if other != keep
+                && let Ok(stale) = other.parse::<u64>()
+            {
+                self.access
+                    .remove(StoragePath::UploadHashState(repo, id, alg, stale))
+                    .await?;
+            }
+        }
+        let epoch = Bytes::copy_from_slice(self.access.driver().volatile_epoch().as_bytes());
+        self.access
+            .ensure(StoragePath::UploadEpoch(repo, id), epoch, Persist::Volatile)
+            .await
     }
 
     /// Opens a session.
@@ -256,9 +301,8 @@ impl UploadStore {
         algorithm: Algorithm,
     ) -> Result<UploadState, Error> {
         let id = UploadId::random();
-        // The empty data file is the session. berth writes no `startedat`: purging goes
-        // by the data file's last change, and a session that holds nothing but its data
-        // can become the blob's directory on commit (see `Verified::publish`).
+        // The empty data file is the session; `startedat` is what distribution needs to
+        // resume it and to purge it when stale (see `crate::purge::startedat`).
         self.access
             .ensure(
                 StoragePath::UploadData(repo, &id),
@@ -266,19 +310,34 @@ impl UploadStore {
                 Persist::Volatile,
             )
             .await?;
+        let started = SystemTime::now();
+        if self.startedat {
+            self.access
+                .ensure(
+                    StoragePath::UploadStartedAt(repo, &id),
+                    Bytes::from(crate::purge::startedat(started)),
+                    Persist::Volatile,
+                )
+                .await?;
+        }
         let hash = Digester::new(algorithm);
         let only_data = algorithm == Algorithm::Sha256;
         if !only_data {
             // The saved state doubles as the record of the session's algorithm.
-            self.save_hash(repo, &id, &hash, 0, None).await?;
+            self.save_hash(repo, &id, &hash, 0, None, false).await?;
         }
         let key = (repo.clone(), id.clone());
         *self.slot(&key).lock().await = Some(LiveSession {
             offset: 0,
             hash,
+            epoch_recorded: !only_data,
             only_data,
         });
-        Ok(UploadState { id, offset: 0 })
+        Ok(UploadState {
+            id,
+            offset: 0,
+            started: Some(started),
+        })
     }
 
     /// Where a session stands.
@@ -291,6 +350,7 @@ impl UploadStore {
         Ok(UploadState {
             id: id.clone(),
             offset,
+            started: None,
         })
     }
 
@@ -305,18 +365,10 @@ impl UploadStore {
         persist_state: bool,
     ) -> Result<u64, Error> {
         let (repo, id) = (&key.0, &key.1);
-        let offset = match live {
-            Some(l) => l.offset,
-            None => self.offset(repo, id).await?,
-        };
-        if let Some(start) = chunk.start.filter(|s| *s != offset) {
-            return Err(Error::ChunkOutOfOrder { offset, start });
+        if live.is_none() {
+            // Opening for append would create the file of a session that does not exist.
+            self.offset(repo, id).await?;
         }
-        let (algorithm, only_data) = match live {
-            Some(l) => (l.hash.algorithm(), l.only_data),
-            None => (self.algorithm(repo, id).await?, false),
-        };
-        let mut h = StreamHasher::new(self.resume_hash(repo, id, live, algorithm, offset).await?);
         let path = StoragePath::UploadData(repo, id).path();
         // Chunks are written unflushed; the upload's data is flushed once, before it is
         // published (a last chunk's writer flushes the whole file as it commits).
@@ -331,6 +383,20 @@ impl UploadStore {
             .writer(&path, true, persist)
             .await
             .or_internal()?;
+        // The file, not memory, says where the session stands: another node sharing the
+        // storage (a mixed fleet) may have appended since this process last saw it.
+        let offset = w.size();
+        if live.as_ref().is_some_and(|l| l.offset != offset) {
+            *live = None;
+        }
+        if let Some(start) = chunk.start.filter(|s| *s != offset) {
+            return Err(Error::ChunkOutOfOrder { offset, start });
+        }
+        let (algorithm, only_data) = match live {
+            Some(l) => (l.hash.algorithm(), l.only_data),
+            None => (self.algorithm(repo, id).await?, false),
+        };
+        let mut h = StreamHasher::new(self.resume_hash(repo, id, live, algorithm, offset).await?);
         let mut body = chunk.body;
         let mut received = 0u64;
         let mut failure = None;
@@ -359,12 +425,16 @@ impl UploadStore {
         // Whatever reached the file is part of the upload now: record its hash so the
         // session stays consistent, then report the first failure.
         if end == offset + received {
+            let mut epoch_recorded = live.as_ref().is_some_and(|l| l.epoch_recorded);
             if persist_state {
-                self.save_hash(repo, id, &h, end, Some(offset)).await?;
+                self.save_hash(repo, id, &h, end, Some(offset), epoch_recorded)
+                    .await?;
+                epoch_recorded = true;
             }
             *live = Some(LiveSession {
                 offset: end,
                 hash: h,
+                epoch_recorded,
                 only_data: only_data && !persist_state,
             });
         } else {
@@ -398,6 +468,7 @@ impl UploadStore {
         Ok(UploadState {
             id: id.clone(),
             offset,
+            started: None,
         })
     }
 
@@ -414,15 +485,21 @@ impl UploadStore {
         let key = (repo.clone(), id.clone());
         let mut live = self.lock(&key).await;
         let flushed = last_chunk.is_some();
-        let size = match (last_chunk, live.as_ref()) {
-            (Some(chunk), _) => self.append(&key, &mut live, chunk, false).await,
-            (None, Some(l)) => Ok(l.offset),
-            (None, None) => self.offset(repo, id).await,
+        let size = match last_chunk {
+            Some(chunk) => self.append(&key, &mut live, chunk, false).await,
+            // Asked of storage even when memory knows the session: another node may have
+            // appended since.
+            None => self.offset(repo, id).await,
         }
         .inspect_err(|e| self.forget_if_unknown(&key, e))?;
         if !flushed {
+            // The chunks were written unflushed; a last chunk's writer flushes the whole
+            // file as it commits, otherwise it is flushed here, before publishing.
             let data = StoragePath::UploadData(repo, id).path();
             self.access.driver().flush(&data).await.or_internal()?;
+        }
+        if live.as_ref().is_some_and(|l| l.offset != size) {
+            *live = None;
         }
         let h = self
             .resume_hash(repo, id, &live, digest.algorithm(), size)

@@ -1,22 +1,39 @@
 //! Upload sessions: POST (start, single-POST monolithic, mount), GET status, PATCH
 //! (chunked and streamed), PUT (finish, with or without a last chunk), DELETE (cancel).
+//! Session URLs carry distribution's `_state` token, so either kind of node continues
+//! them; a request's token is checked here against the session its path names.
 
 use axum::response::{IntoResponse, Response};
 use berth_core::{Algorithm, Chunk, Digest, Error, RepositoryName, UploadId, UploadState};
 use http::{HeaderName, HeaderValue, StatusCode, header};
+use time::OffsetDateTime;
 
 use super::{Ctx, digest};
 use crate::error::ApiError;
 use crate::headers::{CONTENT_DIGEST, UPLOAD_UUID, range_value, value};
 use crate::range::content_range;
+use crate::upload_state::UploadToken;
 
+/// The answer naming a session: its `Location` (with a fresh `_state` token), progress
+/// and id. `token` is the one the request carried, whose start time is echoed when the
+/// answer does not know it.
 fn session_response(
     ctx: &Ctx,
     name: &RepositoryName,
     st: &UploadState,
+    token: Option<&UploadToken>,
     status: StatusCode,
 ) -> Response {
-    let location = ctx.state.url(&format!("{name}/blobs/uploads/{}", st.id));
+    let started = st
+        .started
+        .map(OffsetDateTime::from)
+        .or(token.map(|t| t.started_at));
+    let state =
+        UploadToken::new(name, &st.id, st.offset, started).pack(&ctx.state.options.upload_secret);
+    let state: String = url::form_urlencoded::byte_serialize(state.as_bytes()).collect();
+    let location = ctx
+        .state
+        .url(&format!("{name}/blobs/uploads/{}?_state={state}", st.id));
     let headers: [(HeaderName, HeaderValue); 4] = [
         (header::LOCATION, value(&location)),
         (header::RANGE, range_value(st.offset)),
@@ -24,6 +41,32 @@ fn session_response(
         (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
     ];
     (status, headers).into_response()
+}
+
+/// The `_state` token of a request on a session, checked against the repository and id
+/// its path names. Without one the session is still found by repository and id. One
+/// that does not verify is refused when `http.secret` is configured (a fleet whose
+/// nodes disagree on it), and ignored under this process's random key (it most likely
+/// predates a restart).
+fn request_token(
+    ctx: &Ctx,
+    name: &RepositoryName,
+    id: &UploadId,
+) -> Result<Option<UploadToken>, ApiError> {
+    let Some(raw) = ctx.query.get("_state") else {
+        return Ok(None);
+    };
+    let secret = &ctx.state.options.upload_secret;
+    let token = match UploadToken::unpack(secret, raw) {
+        Ok(t) => t,
+        Err(e) if !secret.is_configured() => {
+            tracing::debug!(error = %e, "ignoring an upload _state this process cannot verify");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    token.check(name, id)?;
+    Ok(Some(token))
 }
 
 fn blob_created(ctx: &Ctx, name: &RepositoryName, dg: &Digest) -> Response {
@@ -91,7 +134,13 @@ pub(crate) async fn start(mut ctx: Ctx, name: RepositoryName) -> Result<Response
         None => Algorithm::Sha256,
     };
     let st = repo.start_upload(algorithm).await?;
-    Ok(session_response(&ctx, &name, &st, StatusCode::ACCEPTED))
+    Ok(session_response(
+        &ctx,
+        &name,
+        &st,
+        None,
+        StatusCode::ACCEPTED,
+    ))
 }
 
 pub(crate) async fn status(
@@ -99,8 +148,15 @@ pub(crate) async fn status(
     name: RepositoryName,
     id: UploadId,
 ) -> Result<Response, ApiError> {
+    let token = request_token(&ctx, &name, &id)?;
     let st = ctx.repository(name.clone()).upload_status(&id).await?;
-    Ok(session_response(&ctx, &name, &st, StatusCode::NO_CONTENT))
+    Ok(session_response(
+        &ctx,
+        &name,
+        &st,
+        token.as_ref(),
+        StatusCode::NO_CONTENT,
+    ))
 }
 
 pub(crate) async fn patch(
@@ -108,12 +164,19 @@ pub(crate) async fn patch(
     name: RepositoryName,
     id: UploadId,
 ) -> Result<Response, ApiError> {
+    let token = request_token(&ctx, &name, &id)?;
     let chunk = chunk(&mut ctx)?;
     let st = ctx
         .repository(name.clone())
         .upload_chunk(&id, chunk)
         .await?;
-    Ok(session_response(&ctx, &name, &st, StatusCode::ACCEPTED))
+    Ok(session_response(
+        &ctx,
+        &name,
+        &st,
+        token.as_ref(),
+        StatusCode::ACCEPTED,
+    ))
 }
 
 pub(crate) async fn finish(
@@ -121,6 +184,7 @@ pub(crate) async fn finish(
     name: RepositoryName,
     id: UploadId,
 ) -> Result<Response, ApiError> {
+    request_token(&ctx, &name, &id)?;
     let raw = ctx
         .query
         .get("digest")
@@ -146,6 +210,7 @@ pub(crate) async fn cancel(
     name: RepositoryName,
     id: UploadId,
 ) -> Result<Response, ApiError> {
+    request_token(&ctx, &name, &id)?;
     ctx.repository(name).cancel_upload(&id).await?;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -16,6 +16,7 @@ use crate::{Options, router};
 
 mod deviations;
 mod sessions;
+mod upload_state;
 
 pub(super) fn app(options: Options) -> Router {
     let store = StorageRegistry::new(
@@ -209,7 +210,7 @@ async fn chunked_upload_contract() {
     let r = call(
         &app,
         "PUT",
-        &format!("{loc}?digest={d}"),
+        &format!("{loc}&digest={d}"),
         &[("content-length", "1")],
         b"!",
     )

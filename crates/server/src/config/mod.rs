@@ -99,6 +99,9 @@ pub struct Http {
     pub prefix: Option<String>,
     /// Externally visible base URL, for absolute `Location` headers.
     pub host: Option<String>,
+    /// The key upload URLs' `_state` tokens are signed with; `None` for a random key per
+    /// process (as distribution does).
+    pub secret: Option<String>,
     /// Headers added to every response, in the order written.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// `http.tls`, loaded.

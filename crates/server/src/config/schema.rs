@@ -82,7 +82,7 @@ pub struct HttpSection {
     pub prefix: Option<String>,
     /// Externally visible base URL, for absolute `Location` headers.
     pub host: Option<String>,
-    /// Upload-state signing secret (berth keeps no client-visible state; accepted).
+    /// Key the `_state` token of upload URLs is signed with (shared by a fleet).
     pub secret: Option<String>,
     /// Relative `Location` URLs (berth's default; accepted).
     pub relativeurls: Option<Flag>,

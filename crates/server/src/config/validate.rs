@@ -76,6 +76,7 @@ fn http(h: &HttpSection) -> Result<Http, ConfigError> {
         addr,
         prefix: h.prefix.clone(),
         host: h.host.clone(),
+        secret: h.secret.clone().filter(|s| !s.is_empty()),
         headers: headers(h)?,
         tls,
         drain_timeout: h.draintimeout.map_or(Duration::from_secs(30), |d| d.0),

@@ -195,11 +195,16 @@ pub fn berth_config(
 
 /// Starts Debian's `docker-registry` (CNCF distribution 2.8.2) on `root`.
 pub fn distribution(root: &Path, work: &Path) -> Process {
+    distribution_with(root, work, "")
+}
+
+/// Like [`distribution`], with `http_extra` (indented two spaces) added to the http section.
+pub fn distribution_with(root: &Path, work: &Path, http_extra: &str) -> Process {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let config = work.join(format!("distribution-{port}.yml"));
     let yaml = format!(
-        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{http_extra}",
         root.display()
     );
     std::fs::write(&config, yaml).expect("write config");

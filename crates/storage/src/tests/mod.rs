@@ -562,12 +562,18 @@ async fn a_hash_state_from_another_boot_is_not_trusted() {
         let state =
             crate::layout::StoragePath::UploadHashState(&name, &up.id, Algorithm::Sha256, 10_000)
                 .path();
-        let saved = driver.get_content(&state).await.unwrap();
-        assert!(saved.starts_with(format!("{}\n", driver.volatile_epoch()).as_bytes()));
-        let mut planted = format!("{epoch}\n").into_bytes();
-        planted.extend_from_slice(&wrong.save());
+        let epoch_file = crate::layout::StoragePath::UploadEpoch(&name, &up.id).path();
+        assert_eq!(
+            driver.get_content(&epoch_file).await.unwrap(),
+            driver.volatile_epoch().as_bytes(),
+            "a saved state is recorded with the epoch it was saved in"
+        );
         driver
-            .put_content(&state, Bytes::from(planted))
+            .put_content(&state, Bytes::from(wrong.save()))
+            .await
+            .unwrap();
+        driver
+            .put_content(&epoch_file, Bytes::from(epoch.into_bytes()))
             .await
             .unwrap();
 
@@ -656,5 +662,116 @@ async fn the_tag_schema_index_keeps_every_concurrent_referrer() {
         // The referrers API lists each once, though both indexes name them.
         let refs = rp.referrers(&subject, None).await.unwrap();
         assert_eq!(refs.len(), 8);
+    }
+}
+
+/// `startedat` as distribution writes and reads it: RFC 3339, UTC, whole seconds, no
+/// line end.
+fn is_distribution_startedat(b: &[u8]) -> bool {
+    b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+#[tokio::test]
+async fn sessions_carry_distributions_startedat_and_purge_reads_it() {
+    for (driver, _dir) in drivers().await {
+        let fleet = Options {
+            upload_startedat: true,
+            ..opts()
+        };
+        let r = StorageRegistry::new(driver.clone(), fleet);
+        let before = std::time::SystemTime::now();
+        let up = r
+            .repository(repo("p"))
+            .start_upload(Algorithm::Sha256)
+            .await
+            .unwrap();
+        let started = up.started.expect("a new session knows its start");
+        assert!(started >= before);
+        let prefix = "/docker/registry/v2/repositories";
+        let written = driver
+            .get_content(&format!("{prefix}/p/_uploads/{}/startedat", up.id))
+            .await
+            .unwrap();
+        assert!(
+            is_distribution_startedat(&written),
+            "startedat {:?}",
+            String::from_utf8_lossy(&written)
+        );
+        let parsed = time::OffsetDateTime::parse(
+            std::str::from_utf8(&written).unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let started = time::OffsetDateTime::from(started);
+        assert_eq!(parsed.unix_timestamp(), started.unix_timestamp());
+
+        // A session distribution started long ago, whose data changed just now: its
+        // startedat decides, as it does for distribution's purger.
+        let old = "0b5f6f59-7d2c-4d1e-9a3b-2f1e0c9d8a7b";
+        for (file, content) in [
+            ("data", &b"partial"[..]),
+            ("startedat", b"2020-01-02T03:04:05Z"),
+        ] {
+            driver
+                .put_content(
+                    &format!("{prefix}/q/_uploads/{old}/{file}"),
+                    Bytes::from_static(content),
+                )
+                .await
+                .unwrap();
+        }
+        let report = r
+            .purge_uploads(Duration::from_secs(3600), false)
+            .await
+            .unwrap();
+        assert_eq!((report.purged, report.kept), (1, 1));
+        let old = UploadId::parse(old).unwrap();
+        assert!(matches!(
+            r.repository(repo("q")).upload_status(&old).await,
+            Err(Error::BlobUploadUnknown(_))
+        ));
+        r.repository(repo("p")).upload_status(&up.id).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_committed_blob_directory_holds_only_data() {
+    for ((driver, _dir), startedat) in drivers()
+        .await
+        .into_iter()
+        .zip([true, false])
+        .chain(drivers().await.into_iter().zip([false, true]))
+    {
+        let options = Options {
+            upload_startedat: startedat,
+            ..opts()
+        };
+        let r = StorageRegistry::new(driver.clone(), options);
+        let d = push_blob(&r, &repo("a"), b"whole session renamed").await;
+        let dir = format!(
+            "/docker/registry/v2/blobs/sha256/{}/{}",
+            &d.hex()[..2],
+            d.hex()
+        );
+        let listed = driver.list(&dir).await.unwrap();
+        assert_eq!(listed, [format!("{dir}/data")]);
+        // The same bytes again, now that the blob exists: the session is removed whole.
+        let again = push_blob(&r, &repo("a"), b"whole session renamed").await;
+        assert_eq!(again, d);
+        assert_eq!(driver.list(&dir).await.unwrap(), [format!("{dir}/data")]);
+        assert!(
+            driver
+                .list("/docker/registry/v2/repositories/a/_uploads")
+                .await
+                .unwrap_or_default()
+                .is_empty()
+        );
     }
 }
