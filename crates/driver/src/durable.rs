@@ -51,6 +51,11 @@ impl Durability {
         }
     }
 
+    /// Flushes an open directory's entries.
+    pub(crate) fn directory(self, dir: &File) -> io::Result<()> {
+        if self.on { dir.sync_all() } else { Ok(()) }
+    }
+
     /// Tracks a file written in pieces and starts write-back every few MiB.
     pub(crate) fn writeback(self) -> Writeback {
         Writeback {

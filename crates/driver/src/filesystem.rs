@@ -349,7 +349,15 @@ impl StorageDriver for FilesystemDriver {
     async fn flush(&self, path: &str) -> Result<(), DriverError> {
         let full = self.full(path)?;
         let durability = self.durability;
-        blocking(path, move || durability.file(&fs::File::open(&full)?)).await
+        blocking(path, move || {
+            let file = fs::File::open(&full)?;
+            if file.metadata()?.is_dir() {
+                durability.directory(&file)
+            } else {
+                durability.file(&file)
+            }
+        })
+        .await
     }
 
     fn volatile_epoch(&self) -> &str {
@@ -392,10 +400,10 @@ impl StorageDriver for FilesystemDriver {
         .await
     }
 
-    async fn rename(&self, from: &str, to: &str) -> Result<(), DriverError> {
+    async fn rename(&self, from: &str, to: &str, persist: Persist) -> Result<(), DriverError> {
         let src = self.full(from)?;
         let dst = self.full(to)?;
-        let durability = self.durability;
+        let durability = self.durability_for(persist);
         blocking(from, move || {
             // A missing source is an error of its own, not a reason to create directories.
             fs::symlink_metadata(&src)?;

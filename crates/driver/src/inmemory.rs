@@ -171,7 +171,7 @@ impl StorageDriver for InMemoryDriver {
         Ok(out)
     }
 
-    async fn rename(&self, from: &str, to: &str) -> Result<(), DriverError> {
+    async fn rename(&self, from: &str, to: &str, _persist: Persist) -> Result<(), DriverError> {
         check_path(from)?;
         check_path(to)?;
         let mut files = self.files.write().await;
@@ -194,7 +194,8 @@ impl StorageDriver for InMemoryDriver {
 
     async fn flush(&self, path: &str) -> Result<(), DriverError> {
         check_path(path)?;
-        if self.files.read().await.contains_key(path) {
+        let files = self.files.read().await;
+        if files.contains_key(path) || under(&files, &dir_prefix(path)).next().is_some() {
             Ok(())
         } else {
             Err(DriverError::PathNotFound(path.to_owned()))

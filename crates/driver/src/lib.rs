@@ -81,7 +81,8 @@ pub trait StorageDriver: Send + Sync + 'static {
         persist: Persist,
     ) -> Result<Box<dyn FileWriter>, DriverError>;
 
-    /// Makes a file written with [`Persist::Volatile`] survive a machine crash.
+    /// Makes a file written with [`Persist::Volatile`], or a directory's entries, survive
+    /// a machine crash.
     async fn flush(&self, path: &str) -> Result<(), DriverError>;
 
     /// Names the span of time over which [`Persist::Volatile`] writes stay readable as
@@ -96,8 +97,11 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// The direct children of a directory, as full paths, in no particular order.
     async fn list(&self, path: &str) -> Result<Vec<String>, DriverError>;
 
-    /// Moves a file, replacing any file at `to` (atomically where the backend allows).
-    async fn rename(&self, from: &str, to: &str) -> Result<(), DriverError>;
+    /// Moves a file or a directory, replacing any file at `to` (atomically where the
+    /// backend allows). With [`Persist::Volatile`] the move is not yet made to survive a
+    /// machine crash: a [`flush`](Self::flush) of `to`'s parent directory does that
+    /// later, so that something else may be placed first.
+    async fn rename(&self, from: &str, to: &str, persist: Persist) -> Result<(), DriverError>;
 
     /// Deletes a file or a whole directory tree.
     async fn delete(&self, path: &str) -> Result<(), DriverError>;

@@ -105,7 +105,7 @@ async fn missing_paths(d: &dyn StorageDriver) {
     assert!(d.list("/nope").await.unwrap_err().is_not_found());
     assert!(d.delete("/nope").await.unwrap_err().is_not_found());
     assert!(
-        d.rename("/nope/a", "/nope/b")
+        d.rename("/nope/a", "/nope/b", Persist::Durable)
             .await
             .unwrap_err()
             .is_not_found()
@@ -175,6 +175,12 @@ async fn volatile_writes(d: &dyn StorageDriver) {
         "volatile writes are readable at once"
     );
     d.flush("/vol/f").await.unwrap();
+    d.flush("/vol").await.unwrap();
+    d.rename("/vol/f", "/vol/g", Persist::Volatile)
+        .await
+        .unwrap();
+    d.flush("/vol").await.unwrap();
+    assert_eq!(d.get_content("/vol/g").await.unwrap(), "unflushed");
     assert!(d.flush("/vol/missing").await.unwrap_err().is_not_found());
     let epoch = d.volatile_epoch();
     assert!(!epoch.is_empty());
@@ -201,13 +207,17 @@ async fn rename_replaces(d: &dyn StorageDriver) {
     d.put_content("/mv/deep/dst", Bytes::from_static(b"old"))
         .await
         .unwrap();
-    d.rename("/mv/src", "/mv/deep/dst").await.unwrap();
+    d.rename("/mv/src", "/mv/deep/dst", Persist::Durable)
+        .await
+        .unwrap();
     assert_eq!(d.get_content("/mv/deep/dst").await.unwrap(), "new");
     assert!(d.stat("/mv/src").await.unwrap_err().is_not_found());
     d.put_content("/mv/other", Bytes::from_static(b"o"))
         .await
         .unwrap();
-    d.rename("/mv/other", "/mv/fresh/dir/file").await.unwrap();
+    d.rename("/mv/other", "/mv/fresh/dir/file", Persist::Durable)
+        .await
+        .unwrap();
     assert_eq!(d.get_content("/mv/fresh/dir/file").await.unwrap(), "o");
 }
 

@@ -16,6 +16,10 @@ use http_body::{Frame, SizeHint};
 
 /// Logs the request once its response body is finished.
 pub(crate) async fn log_request(req: Request, next: Next) -> Response {
+    // With the access log off (`log.accesslog.disabled`), the body is left as it is.
+    if !tracing::enabled!(target: "berth::access", tracing::Level::INFO) {
+        return next.run(req).await;
+    }
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();

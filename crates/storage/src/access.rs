@@ -77,6 +77,17 @@ impl Access {
             .await
     }
 
+    /// [`write_link`](Self::write_link) without the flush: the link is in place for
+    /// readers, and a later `flush` of it makes it survive a machine crash.
+    pub(crate) async fn place_link(
+        &self,
+        at: StoragePath<'_>,
+        digest: &Digest,
+    ) -> Result<(), Error> {
+        self.ensure(at, Bytes::from(digest.to_string()), Persist::Volatile)
+            .await
+    }
+
     /// Makes a small file hold `content` (see `StorageDriver::ensure_content`).
     pub(crate) async fn ensure(
         &self,

@@ -111,20 +111,29 @@ impl BlobStore {
     }
 
     /// Links a blob of `size` bytes into `repo` once `first` (an upload publishing the
-    /// blob) has put it in place: a link is never on storage before its blob, so no crash
-    /// leaves a link naming nothing. The cache learns of the link once both are there.
-    pub(crate) async fn link(
+    /// blob) has put it in place: a link is never on storage before its blob, so no
+    /// crash leaves a link naming nothing. `first` answers the directory whose flush
+    /// makes the blob's move durable (`None`: nothing to flush); that flush and the
+    /// link's own run together. The cache learns of the link once both are there.
+    pub(crate) async fn link<'p>(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
         size: u64,
-        first: impl Future<Output = Result<(), Error>>,
+        first: impl Future<Output = Result<Option<StoragePath<'p>>, Error>>,
     ) -> Result<(), Error> {
         let _held = self.links.lock((repo.clone(), digest.clone())).await;
-        first.await?;
-        self.access
-            .write_link(StoragePath::LayerLink(repo, digest), digest)
-            .await?;
+        let moved = first.await?;
+        let flush_move = async {
+            match moved {
+                Some(dir) => self.access.driver().flush(&dir.path()).await.or_internal(),
+                None => Ok(()),
+            }
+        };
+        let link = self
+            .access
+            .write_link(StoragePath::LayerLink(repo, digest), digest);
+        futures::try_join!(flush_move, link)?;
         if let Some(c) = &self.cache {
             c.set_linked(repo, digest, size);
         }

@@ -11,6 +11,8 @@ pub const ROOT: &str = "/docker/registry/v2";
 pub enum StoragePath<'a> {
     /// `blobs/<alg>/<xx>/<hex>/data`: content shared by all repositories.
     BlobData(&'a Digest),
+    /// `blobs/<alg>/<xx>`: the directory that gains a blob's directory.
+    BlobParent(&'a Digest),
     /// `blobs/<alg>/<xx>/<hex>`: the directory holding a blob's `data`.
     BlobDir(&'a Digest),
     /// `blobs/<alg>/<xx>/<hex>/startedat`: a session's start time, carried in when the
@@ -89,6 +91,7 @@ impl StoragePath<'_> {
         match *self {
             BlobData(d) => format!("{}/data", BlobDir(d).path()),
             BlobStartedAt(d) => format!("{}/startedat", BlobDir(d).path()),
+            BlobParent(d) => format!("{ROOT}/blobs/{}/{}", d.algorithm(), &d.hex()[..2]),
             BlobDir(d) => format!(
                 "{ROOT}/blobs/{}/{}/{}",
                 d.algorithm(),

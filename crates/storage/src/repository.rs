@@ -237,7 +237,7 @@ impl Repository for StorageRepository {
             return Ok(false);
         };
         blobs
-            .link(&self.name, digest, size, async { Ok(()) })
+            .link(&self.name, digest, size, async { Ok(None) })
             .await?;
         self.stores.catalog.note(&self.name).await;
         Ok(true)
@@ -273,7 +273,9 @@ impl Repository for StorageRepository {
         // Still holding the session: no chunk can land between verifying and publishing.
         stores
             .blobs
-            .link(&self.name, digest, size, verified.publish())
+            .link(&self.name, digest, size, async {
+                verified.publish().await.map(Some)
+            })
             .await?;
         drop(verified);
         stores.catalog.note(&self.name).await;

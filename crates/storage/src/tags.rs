@@ -8,18 +8,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use berth_core::{Digest, Error, Page, RepositoryName, Tag};
-use futures::{StreamExt, TryStreamExt};
 use quick_cache::sync::Cache;
 
-use crate::access::Access;
+use crate::access::{Access, DriverResult};
 use crate::layout::StoragePath;
 use crate::listing::Listing;
 use crate::locks::KeyedLocks;
 
 /// Tag targets kept.
 const TARGETS: usize = 100_000;
-/// `current` links read at once while a listing loads.
-const LOAD_CONCURRENCY: usize = 32;
 
 /// A tag's key.
 type TagKey = (RepositoryName, Tag);
@@ -82,8 +79,20 @@ impl TagStore {
         let _held = self.locks.lock(key.clone()).await;
         let current = StoragePath::TagCurrentLink(repo, tag);
         let index = StoragePath::TagIndexLink(repo, tag, digest);
-        let written = match self.access.write_link(current, digest).await {
-            Ok(()) => self.access.write_link(index, digest).await,
+        // `current` is put in place first; its flush and the index entry's write then
+        // run together, so the order costs no extra flush in a row.
+        let written = match self.access.place_link(current, digest).await {
+            Ok(()) => futures::try_join!(
+                async {
+                    self.access
+                        .driver()
+                        .flush(&current.path())
+                        .await
+                        .or_internal()
+                },
+                self.access.write_link(index, digest),
+            )
+            .map(|_| ()),
             Err(e) => Err(e),
         };
         if let Err(e) = written {
@@ -172,20 +181,13 @@ impl TagStore {
             None if exists => self.listing(repo),
             None => return Ok(None),
         };
+        // One listing of the tags directory: reading every tag's `current` link here
+        // would make the first page O(tags). A directory without its `current` link is
+        // what only a crash between creating `current/` and renaming the link into it
+        // (or another registry) can leave; `check-storage` finds and removes it.
         let load = async {
-            // A tag directory without its `current` link (what a crash between the two
-            // links of a new tag leaves) names nothing readable, so it is not listed.
             let names = self.names(repo).await?;
-            let checked = futures::stream::iter(names)
-                .map(|tag| async move {
-                    let current = StoragePath::TagCurrentLink(repo, &tag);
-                    let readable = self.access.read_link(current).await?.is_some();
-                    Ok::<_, Error>(readable.then(|| tag.as_str().to_owned()))
-                })
-                .buffer_unordered(LOAD_CONCURRENCY)
-                .try_collect::<Vec<_>>()
-                .await?;
-            Ok(checked.into_iter().flatten().collect())
+            Ok(names.into_iter().map(|t| t.as_str().to_owned()).collect())
         };
         listing.page(n, last, load).await.map(Some)
     }

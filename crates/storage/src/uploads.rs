@@ -72,7 +72,11 @@ impl Verified<'_> {
     /// pushes on ext4; readers only ever open `data`). Otherwise, or when the blob exists already
     /// (a concurrent push of the same bytes), the data file is renamed over the blob and
     /// the session removed.
-    pub(crate) async fn publish(&self) -> Result<(), Error> {
+    ///
+    /// The move is not yet flushed: what it answers is the directory whose flush makes
+    /// it survive a machine crash, so the caller can place the repository link at once
+    /// and flush both together (see `BlobStore::link`).
+    pub(crate) async fn publish(&self) -> Result<StoragePath<'_>, Error> {
         let (repo, id) = (&self.key.0, &self.key.1);
         let store = self.store;
         let session = StoragePath::UploadDir(repo, id);
@@ -90,7 +94,11 @@ impl Verified<'_> {
         let driver = store.access.driver();
         if only_data
             && driver
-                .rename(&session.path(), &StoragePath::BlobDir(&self.digest).path())
+                .rename(
+                    &session.path(),
+                    &StoragePath::BlobDir(&self.digest).path(),
+                    Persist::Volatile,
+                )
                 .await
                 .is_ok()
         {
@@ -103,16 +111,18 @@ impl Verified<'_> {
                     .remove(StoragePath::BlobStartedAt(&self.digest))
                     .await;
             }
-            return Ok(());
+            return Ok(StoragePath::BlobParent(&self.digest));
         }
         driver
             .rename(
                 &StoragePath::UploadData(repo, id).path(),
                 &StoragePath::BlobData(&self.digest).path(),
+                Persist::Volatile,
             )
             .await
             .or_internal()?;
-        store.discard(repo, id).await
+        store.discard(repo, id).await?;
+        Ok(StoragePath::BlobDir(&self.digest))
     }
 }
 

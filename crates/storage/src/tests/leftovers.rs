@@ -1,5 +1,5 @@
-//! What a crash or a full disk may leave on storage (issue #9, findings 5 and 6), planted
-//! directly: the registry lists and serves only what is whole.
+//! What a crash, another registry or a full disk may leave on storage (issue #9, findings
+//! 5 and 6), planted directly: the registry serves only what is whole.
 
 use std::sync::Arc;
 
@@ -45,7 +45,6 @@ async fn half_written_tags_and_damaged_manifests_are_not_served() {
 
         let restarted = StorageRegistry::new(driver.clone(), opts());
         let repo_view = restarted.repository(name.clone());
-        assert_eq!(repo_view.tags(None, None).await.unwrap().entries, ["v1"]);
         for t in [&half, &empty] {
             assert!(matches!(
                 repo_view.get_manifest(&Reference::Tag(t.clone())).await,
