@@ -39,8 +39,8 @@ pub enum FindingKind {
     MismatchedLink,
     /// A layer or revision link whose blob data is missing.
     DanglingLink,
-    /// A tag directory without a `current/link` (distribution's tags/list names it, and
-    /// a GET of it answers 404).
+    /// A tag directory without a `current/link` (tags/list names it, in berth and in
+    /// distribution, and a GET of it answers 404).
     TagWithoutCurrent,
     /// A tag whose `current/link` names a revision the repository cannot serve.
     BrokenTag,
@@ -342,7 +342,7 @@ impl StorageRegistry {
                 LinkState::Absent => Some((
                     FindingKind::TagWithoutCurrent,
                     dir,
-                    "the tag has no current/link: distribution lists it, no registry serves it"
+                    "the tag has no current/link: tags/list names it, no registry serves it"
                         .to_owned(),
                 )),
                 LinkState::Bad(kind, detail) => Some((kind, current, detail)),
