@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use reqwest::Method;
 use reqwest::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
 use url::Url;
 
@@ -131,17 +132,7 @@ impl Client {
     /// Sends one request and reads the whole answer. A body that fails half-way is
     /// reported in [`Response::body_error`], not as an error: the status arrived.
     pub async fn send(&self, request: Request) -> Result<Response, Error> {
-        let (method, url) = (request.method.clone(), request.url.clone());
-        let built = self.build(request)?;
-        let started = Instant::now();
-        let mut response = self
-            .http
-            .execute(built)
-            .await
-            .map_err(|e| Error::Transport {
-                what: format!("{method} {url}"),
-                detail: describe(&e),
-            })?;
+        let (method, started, mut response) = self.execute(request).await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let final_url = response.url().clone();
@@ -177,16 +168,7 @@ impl Client {
     /// Sends one request and answers once the head has arrived; the body is read with
     /// [`Streaming::chunk`].
     pub async fn send_streaming(&self, request: Request) -> Result<Streaming, Error> {
-        let (method, url) = (request.method.clone(), request.url.clone());
-        let built = self.build(request)?;
-        let inner = self
-            .http
-            .execute(built)
-            .await
-            .map_err(|e| Error::Transport {
-                what: format!("{method} {url}"),
-                detail: describe(&e),
-            })?;
+        let (method, _, inner) = self.execute(request).await?;
         Ok(Streaming {
             method,
             url: inner.url().clone(),
@@ -198,6 +180,26 @@ impl Client {
 
     /// The reqwest request for `request`: its headers in order, then `Content-Length`
     /// when the body's length is known and the caller did not set it.
+    /// Sends a request and waits for the answer's head; answers the method and when the
+    /// request left (after it was built) with it.
+    async fn execute(
+        &self,
+        request: Request,
+    ) -> Result<(Method, Instant, reqwest::Response), Error> {
+        let (method, url) = (request.method.clone(), request.url.clone());
+        let built = self.build(request)?;
+        let started = Instant::now();
+        let response = self
+            .http
+            .execute(built)
+            .await
+            .map_err(|e| Error::Transport {
+                what: format!("{method} {url}"),
+                detail: describe(&e),
+            })?;
+        Ok((method, started, response))
+    }
+
     fn build(&self, request: Request) -> Result<reqwest::Request, Error> {
         let what = || format!("{} {}", request.method, request.url);
         let mut builder = self

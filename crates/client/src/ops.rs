@@ -271,10 +271,8 @@ impl Client {
         reference: &str,
         accept: &str,
     ) -> Result<Response, Error> {
-        let req = self
-            .manifest_request(Method::GET, repo, reference)?
-            .header("Accept", accept);
-        self.send(req).await
+        self.read_manifest(Method::GET, repo, reference, accept)
+            .await
     }
 
     /// `HEAD /v2/<repo>/manifests/<reference>` with `Accept: <accept>`.
@@ -284,8 +282,20 @@ impl Client {
         reference: &str,
         accept: &str,
     ) -> Result<Response, Error> {
+        self.read_manifest(Method::HEAD, repo, reference, accept)
+            .await
+    }
+
+    /// A manifest GET or HEAD with `Accept: <accept>`.
+    async fn read_manifest(
+        &self,
+        method: Method,
+        repo: &str,
+        reference: &str,
+        accept: &str,
+    ) -> Result<Response, Error> {
         let req = self
-            .manifest_request(Method::HEAD, repo, reference)?
+            .manifest_request(method, repo, reference)?
             .header("Accept", accept);
         self.send(req).await
     }
