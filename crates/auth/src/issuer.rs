@@ -158,6 +158,21 @@ impl Issuer {
         &self.users
     }
 
+    /// A token granting nothing, valid for a minute: proves that a verifier accepts
+    /// what this issuer signs.
+    pub fn probe_token(&self) -> Result<String, SignerError> {
+        let now = now();
+        self.signer.sign(&Claims {
+            iss: self.settings.issuer.clone(),
+            aud: Audience(vec![self.settings.service.clone()]),
+            exp: Some(now + 60),
+            nbf: Some(now),
+            iat: Some(now),
+            jti: hex_id(),
+            ..Claims::default()
+        })
+    }
+
     /// Answers a token request.
     pub async fn issue(&self, req: TokenRequest) -> Result<TokenResponse, IssueError> {
         if let Some(asked) = req

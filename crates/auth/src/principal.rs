@@ -74,6 +74,12 @@ impl Principal {
         }
     }
 
+    /// Whether the caller may do everything (no access control, or a Basic user
+    /// without a policy).
+    pub fn is_unrestricted(&self) -> bool {
+        matches!(self.rights, Rights::Everything)
+    }
+
     /// The authenticated user name, if any.
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref()

@@ -2,6 +2,8 @@
 //! `{"errors":[{"code","message"}]}`. Nothing else in berth knows status codes.
 
 use axum::response::{IntoResponse, Response};
+use berth_auth::issuer::IssueError;
+use berth_auth::{Refusal, RefusalKind};
 use berth_core::Error;
 use http::{HeaderValue, StatusCode, header};
 
@@ -21,6 +23,8 @@ pub enum ApiError {
     ReadOnly,
     /// An upload URL whose `_state` token was refused.
     UploadState(StateError),
+    /// Access control refused the request.
+    Access(Refusal),
 }
 
 impl From<Error> for ApiError {
@@ -61,6 +65,14 @@ impl ApiError {
             ApiError::UploadState(e) => {
                 return (S::NOT_FOUND, "BLOB_UPLOAD_INVALID", e.to_string());
             }
+            ApiError::Access(r) => {
+                return match r.kind {
+                    RefusalKind::Unauthorized => {
+                        (S::UNAUTHORIZED, "UNAUTHORIZED", r.message.clone())
+                    }
+                    RefusalKind::Denied => (S::FORBIDDEN, "DENIED", r.message.clone()),
+                };
+            }
             ApiError::Domain(e) => e,
         };
         let (status, code) = match e {
@@ -95,10 +107,38 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %message, "request failed");
         }
-        let body = serde_json::json!({ "errors": [{ "code": code, "message": message }] });
+        let body = match &self {
+            // The detail names what was needed, one entry per action, as distribution's
+            // does.
+            ApiError::Access(r) => {
+                let detail: Vec<_> = r
+                    .scopes
+                    .iter()
+                    .flat_map(|s| {
+                        s.actions.iter().map(|a| {
+                            serde_json::json!({
+                                "Type": s.resource.kind,
+                                "Class": "",
+                                "Name": s.resource.name,
+                                "Action": a,
+                            })
+                        })
+                    })
+                    .collect();
+                serde_json::json!({ "errors": [{ "code": code, "message": message, "detail": detail }] })
+            }
+            _ => serde_json::json!({ "errors": [{ "code": code, "message": message }] }),
+        };
         let mut resp = (status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
         match self {
+            ApiError::Access(Refusal {
+                challenge: Some(c), ..
+            }) => {
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    h.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
             ApiError::Domain(Error::ChunkOutOfOrder { offset, .. }) => {
                 h.insert(header::RANGE, range_value(offset));
             }
@@ -108,6 +148,78 @@ impl IntoResponse for ApiError {
                 }
             }
             _ => {}
+        }
+        resp
+    }
+}
+
+/// A failed request to berth's token endpoint.
+#[derive(Debug)]
+pub enum TokenFailure {
+    /// A malformed `GET` request.
+    Request(String),
+    /// A malformed OAuth2 form, in RFC 6749's error vocabulary.
+    OAuth {
+        /// `invalid_request`, `unsupported_grant_type`, `invalid_scope`.
+        error: &'static str,
+        /// What is wrong.
+        description: String,
+    },
+    /// The issuer refused.
+    Issue {
+        /// Why.
+        error: IssueError,
+        /// Whether the request was the OAuth2 form (answered in its format).
+        oauth: bool,
+    },
+}
+
+impl IntoResponse for TokenFailure {
+    fn into_response(self) -> Response {
+        use StatusCode as S;
+        let (status, code, message) = match &self {
+            TokenFailure::Request(m) => (S::BAD_REQUEST, "invalid_request", m.clone()),
+            TokenFailure::OAuth { error, description } => {
+                (S::BAD_REQUEST, *error, description.clone())
+            }
+            TokenFailure::Issue { error, .. } => match error {
+                IssueError::InvalidCredentials => {
+                    (S::UNAUTHORIZED, "invalid_grant", error.to_string())
+                }
+                IssueError::InvalidRefreshToken(_) => {
+                    (S::BAD_REQUEST, "invalid_grant", error.to_string())
+                }
+                IssueError::WrongService { .. } => {
+                    (S::BAD_REQUEST, "invalid_request", error.to_string())
+                }
+                IssueError::Sign(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "server_error", error.to_string())
+                }
+            },
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %message, "token request failed");
+        }
+        let oauth = matches!(
+            self,
+            TokenFailure::OAuth { .. } | TokenFailure::Issue { oauth: true, .. }
+        );
+        let body = if oauth {
+            serde_json::json!({ "error": code, "error_description": message })
+        } else {
+            let code = if status == S::UNAUTHORIZED {
+                "UNAUTHORIZED"
+            } else {
+                "UNSUPPORTED"
+            };
+            serde_json::json!({ "errors": [{ "code": code, "message": message }] })
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == S::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"berth token\""),
+            );
         }
         resp
     }

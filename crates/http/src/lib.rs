@@ -2,6 +2,7 @@
 //! `berth_core::Registry`. One catch-all route feeds [`Endpoint::parse`]; one `match`
 //! dispatches to handlers; `error.rs` is the only place that knows statuses and codes.
 
+mod access;
 mod endpoint;
 mod error;
 mod handlers;
@@ -9,12 +10,15 @@ mod headers;
 mod log;
 mod query;
 mod range;
+mod token;
 mod upload_state;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::any;
+use berth_auth::AccessController;
+use berth_auth::issuer::Issuer;
 use berth_core::Registry;
 use http::{HeaderName, HeaderValue};
 
@@ -26,7 +30,7 @@ pub use upload_state::{StateError, UploadSecret};
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 
 /// HTTP-level settings from the configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// Prefix every URL is served under (`http.prefix`), without trailing slash ("" for none).
     pub prefix: String,
@@ -38,6 +42,11 @@ pub struct Options {
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
     /// Signs and checks the `_state` token of upload URLs (`http.secret`).
     pub upload_secret: UploadSecret,
+    /// Authenticates and authorizes requests (`auth`); everyone may do everything
+    /// without it.
+    pub access: Option<Arc<AccessController>>,
+    /// berth's own token endpoint: served at this path (the realm's) by this issuer.
+    pub token_endpoint: Option<(String, Arc<Issuer>)>,
 }
 
 /// Shared state of every handler.
@@ -61,6 +70,7 @@ impl AppState {
 /// The router serving `/v2/...` (under `options.prefix`), with request logging.
 pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
     let prefix = options.prefix.clone();
+    let token_endpoint = options.token_endpoint.clone();
     let state = AppState {
         registry,
         options: Arc::new(options),
@@ -75,11 +85,19 @@ pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
             headers::common_headers,
         ))
         .with_state(state);
-    let app = if prefix.is_empty() {
+    let mut app = if prefix.is_empty() {
         api
     } else {
         Router::new().nest(&prefix, api)
     };
+    if let Some((path, issuer)) = token_endpoint {
+        app = app.route(
+            &path,
+            axum::routing::get(token::get)
+                .post(token::post)
+                .with_state(issuer),
+        );
+    }
     app.layer(axum::middleware::from_fn(log::log_request))
 }
 

@@ -124,6 +124,8 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         read_only: config.storage.read_only,
         extra_headers: config.http.headers.clone(),
         upload_secret,
+        access: config.auth.as_ref().map(|a| a.controller.clone()),
+        token_endpoint: config.auth.as_ref().and_then(|a| a.token_endpoint.clone()),
     };
     let router = berth_http::router(registry.clone(), options);
     Ok(App {

@@ -175,11 +175,6 @@ impl Signer {
     pub fn algorithm(&self) -> Algorithm {
         self.alg
     }
-
-    /// The certificate's public key.
-    pub fn public_key(&self) -> &PublicKey {
-        &self.public
-    }
 }
 
 #[cfg(test)]

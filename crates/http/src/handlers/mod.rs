@@ -10,11 +10,13 @@ mod uploads;
 use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use berth_auth::Principal;
 use berth_core::{ByteStream, Digest, Repository, RepositoryName};
 use futures::TryStreamExt;
 use http::{HeaderMap, Method, StatusCode, header};
 
 use crate::AppState;
+use crate::access;
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::query::Query;
@@ -26,6 +28,8 @@ pub(crate) struct Ctx {
     pub headers: HeaderMap,
     pub query: Query,
     pub body: Body,
+    /// Who asks, and what they may do.
+    pub principal: Principal,
 }
 
 impl Ctx {
@@ -72,6 +76,14 @@ pub(crate) async fn dispatch(State(state): State<AppState>, req: Request) -> Res
         Err(e) => return ApiError::from(e).into_response(),
     };
     let method = parts.method.clone();
+    let query = Query::parse(parts.uri.query());
+    // Access comes first: a refused request learns nothing, not even that the registry
+    // is read-only.
+    let needs = access::needs(&endpoint, &method, &query);
+    let principal = match access::check(&state, &parts.headers, &needs).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
     let reading = method == Method::GET || method == Method::HEAD;
     if state.options.read_only && !reading {
         return ApiError::ReadOnly.into_response();
@@ -80,8 +92,9 @@ pub(crate) async fn dispatch(State(state): State<AppState>, req: Request) -> Res
         state,
         method: parts.method,
         headers: parts.headers,
-        query: Query::parse(parts.uri.query()),
+        query,
         body,
+        principal,
     };
     let result = match (endpoint, method) {
         (Endpoint::Base, m) if reading => Ok(base(m)),

@@ -4,11 +4,15 @@
 //! them; a request's token is checked here against the session its path names.
 
 use axum::response::{IntoResponse, Response};
-use berth_core::{Algorithm, Chunk, Digest, Error, RepositoryName, UploadId, UploadState};
+use berth_auth::Principal;
+use berth_core::{
+    Algorithm, Chunk, Digest, Error, Repository, RepositoryName, UploadId, UploadState,
+};
 use http::{HeaderName, HeaderValue, StatusCode, header};
 use time::OffsetDateTime;
 
 use super::{Ctx, digest};
+use crate::AppState;
 use crate::error::ApiError;
 use crate::headers::{CONTENT_DIGEST, UPLOAD_UUID, range_value, value};
 use crate::range::content_range;
@@ -109,6 +113,52 @@ fn chunk(ctx: &mut Ctx) -> Result<Chunk, ApiError> {
     })
 }
 
+/// Catalog pages searched for a blob to mount when no source is named.
+const MOUNT_SCAN_PAGES: usize = 16;
+/// Names per catalog page in that search.
+const MOUNT_SCAN_PAGE: usize = 1000;
+
+/// Mounts `digest` only from a repository the caller may pull. A mount the caller may
+/// not make is not refused: it falls back to an ordinary upload session, exactly as when
+/// the blob does not exist, so nothing about other repositories leaks.
+async fn mount_visible(
+    state: &AppState,
+    principal: &Principal,
+    repo: &dyn Repository,
+    digest: &Digest,
+    from: Option<&RepositoryName>,
+) -> Result<bool, ApiError> {
+    match from {
+        Some(source) if principal.may_pull(source.as_str()) => {
+            Ok(repo.mount_blob(digest, Some(source)).await?)
+        }
+        Some(_) => Ok(false),
+        None if principal.is_unrestricted() => Ok(repo.mount_blob(digest, None).await?),
+        None => {
+            let mut last: Option<String> = None;
+            for _ in 0..MOUNT_SCAN_PAGES {
+                let page = state
+                    .registry
+                    .catalog(MOUNT_SCAN_PAGE, last.as_deref())
+                    .await?;
+                for name in page.entries.iter().filter(|n| principal.may_pull(n)) {
+                    let Ok(source) = RepositoryName::parse(name) else {
+                        continue;
+                    };
+                    if repo.mount_blob(digest, Some(&source)).await? {
+                        return Ok(true);
+                    }
+                }
+                if !page.more {
+                    break;
+                }
+                last = page.entries.last().cloned();
+            }
+            Ok(false)
+        }
+    }
+}
+
 pub(crate) async fn start(mut ctx: Ctx, name: RepositoryName) -> Result<Response, ApiError> {
     let repo = ctx.repository(name.clone());
     if let Some(mount) = ctx.query.get("mount") {
@@ -118,7 +168,15 @@ pub(crate) async fn start(mut ctx: Ctx, name: RepositoryName) -> Result<Response
             .get("from")
             .map(RepositoryName::parse)
             .transpose()?;
-        if repo.mount_blob(&dg, from.as_ref()).await? {
+        if mount_visible(
+            &ctx.state,
+            &ctx.principal,
+            repo.as_ref(),
+            &dg,
+            from.as_ref(),
+        )
+        .await?
+        {
             return Ok(blob_created(&ctx, &name, &dg));
         }
     }

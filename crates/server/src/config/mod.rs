@@ -4,6 +4,7 @@
 //! (`validate`). Every error names its key. Options berth does not implement yet are
 //! reported as warnings (or refused, where ignoring them would be unsafe; `support`).
 
+mod auth;
 pub mod duration;
 pub mod env;
 pub mod schema;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use yaml_serde::Value;
 
+pub use auth::Auth;
 pub use schema::Document;
 pub use support::unsupported_options;
 pub use validate::validate;
@@ -75,6 +77,8 @@ pub struct Config {
     pub http: Http,
     /// `storage`.
     pub storage: Storage,
+    /// `auth` with `berth.auth`; `None`: everyone may do everything.
+    pub auth: Option<Auth>,
 }
 
 /// `log`.

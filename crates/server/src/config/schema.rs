@@ -28,6 +28,8 @@ pub struct Document {
     pub http: HttpSection,
     /// `storage`; required.
     pub storage: Option<StorageSection>,
+    /// `auth`.
+    pub auth: AuthSection,
     /// `berth`: berth's own options (distribution ignores a top-level key it does not know).
     pub berth: BerthSection,
 }
@@ -38,6 +40,78 @@ pub struct Document {
 pub struct BerthSection {
     /// `berth.referrers`.
     pub referrers: BerthReferrersSection,
+    /// `berth.auth`.
+    pub auth: BerthAuthSection,
+}
+
+/// `berth.auth`: berth's policy and token issuer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BerthAuthSection {
+    /// htpasswd file of the users the issuer authenticates.
+    pub users: Option<PathBuf>,
+    /// Group name to member user names.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Rules: who may do what to which repositories.
+    pub policy: Option<Vec<berth_auth::policy::RuleSpec>>,
+    /// `berth.auth.issuer`.
+    pub issuer: BerthIssuerSection,
+}
+
+/// `berth.auth.issuer`: serve a token endpoint at `auth.token.realm`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BerthIssuerSection {
+    /// PEM private key tokens are signed with.
+    pub key: Option<PathBuf>,
+    /// PEM certificate of that key (default: `auth.token.rootcertbundle`).
+    pub certificate: Option<PathBuf>,
+    /// Access-token lifetime.
+    pub expiration: Option<GoDuration>,
+    /// Refresh-token lifetime.
+    pub refreshexpiration: Option<GoDuration>,
+}
+
+/// `auth`: one access controller.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AuthSection {
+    /// `auth.htpasswd`.
+    pub htpasswd: Option<HtpasswdSection>,
+    /// `auth.token`.
+    pub token: Option<TokenSection>,
+}
+
+/// `auth.htpasswd`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct HtpasswdSection {
+    /// Realm of the Basic challenge.
+    pub realm: Option<String>,
+    /// The users file.
+    pub path: Option<PathBuf>,
+}
+
+/// `auth.token`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TokenSection {
+    /// Where clients get tokens.
+    pub realm: Option<String>,
+    /// The audience tokens must name.
+    pub service: Option<String>,
+    /// The issuer tokens must name.
+    pub issuer: Option<String>,
+    /// PEM bundle of the certificates whose keys sign tokens.
+    pub rootcertbundle: Option<PathBuf>,
+    /// A JWK Set file of signing keys.
+    pub jwks: Option<PathBuf>,
+    /// Accepted signature algorithms.
+    pub signingalgorithms: Option<Vec<String>>,
+    /// Challenge with a realm on the request's own host.
+    pub autoredirect: Option<Flag>,
+    /// The path of that realm.
+    pub autoredirectpath: Option<String>,
 }
 
 /// `berth.referrers`.

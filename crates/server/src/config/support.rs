@@ -40,18 +40,32 @@ const SUPPORTED: &[&str] = &[
     "http.headers",
     "http.tls.certificate",
     "http.tls.key",
+    "auth.htpasswd.realm",
+    "auth.htpasswd.path",
+    "auth.token.realm",
+    "auth.token.service",
+    "auth.token.issuer",
+    "auth.token.rootcertbundle",
+    "auth.token.jwks",
+    "auth.token.signingalgorithms",
+    "auth.token.autoredirect",
+    "auth.token.autoredirectpath",
+    "berth.auth.users",
+    "berth.auth.groups",
+    "berth.auth.policy",
+    "berth.auth.issuer.key",
+    "berth.auth.issuer.certificate",
+    "berth.auth.issuer.expiration",
+    "berth.auth.issuer.refreshexpiration",
 ];
 
 /// Keys that are typed, so a value of the wrong type fails, but not acted on yet: they
 /// are still named in the start-up warning.
 const CHECKED_ONLY: &[&str] = &["storage.filesystem.maxthreads"];
 
-/// Sections that must not be ignored: serving without them would expose or mislead.
-const REFUSED: &[(&str, &str)] = &[(
-    "auth",
-    "authentication (auth) is not supported yet; berth refuses to start an open registry \
-     in place of a protected one (remove the auth section to run without authentication)",
-)];
+/// An `auth` option berth does not implement is refused, never ignored: serving
+/// without it would open a protected registry.
+const REFUSED_UNDER: &str = "auth";
 
 /// Dotted paths of the leaves (and empty sections) of a YAML tree.
 fn leaves(prefix: &str, v: &Value, out: &mut Vec<String>) {
@@ -85,13 +99,18 @@ fn covered(path: &str) -> bool {
 
 /// Warnings for present-but-unsupported options; an error for refused ones.
 pub fn unsupported_options(root: &Value) -> Result<Vec<String>, ConfigError> {
-    for (section, why) in REFUSED {
-        if root.get(*section).is_some_and(|v| !v.is_null()) {
-            return Err(ConfigError::Refused((*why).to_owned()));
-        }
-    }
     let mut paths = Vec::new();
     leaves("", root, &mut paths);
+    if let Some(p) = paths.iter().find(|p| {
+        (p.as_str() == REFUSED_UNDER || p.starts_with(&format!("{REFUSED_UNDER}.")))
+            && !covered(p)
+            && root.get(REFUSED_UNDER).is_some_and(|v| !v.is_null())
+    }) {
+        return Err(ConfigError::Refused(format!(
+            "{p}: this access controller is not supported (berth has auth.htpasswd and \
+             auth.token); berth refuses to start an open registry in place of a protected one"
+        )));
+    }
     let mut warnings: Vec<String> = paths
         .into_iter()
         .filter(|p| !p.is_empty() && !covered(p))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use super::schema::{Document, Flag, HttpSection, StorageSection};
-use super::{ConfigError, Driver, Http, Log, Storage, Tls, UploadPurging, invalid, tls};
+use super::{ConfigError, Driver, Http, Log, Storage, Tls, UploadPurging, auth, invalid, tls};
 use crate::config::Config;
 
 /// distribution's default root directory.
@@ -41,6 +41,7 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
         },
         http: http(&doc.http)?,
         storage,
+        auth: auth::auth(&doc.auth, &doc.berth.auth)?,
     })
 }
 
