@@ -34,6 +34,7 @@ pub struct ClientBuilder {
     max_idle_per_host: Option<usize>,
     http1_only: bool,
     follow_redirects: bool,
+    authorization: Option<String>,
 }
 
 impl ClientBuilder {
@@ -68,6 +69,12 @@ impl ClientBuilder {
         self
     }
 
+    /// An `Authorization` value sent with every request (`Basic ...`, `Bearer ...`).
+    pub fn authorization(mut self, value: impl Into<String>) -> Self {
+        self.authorization = Some(value.into());
+        self
+    }
+
     /// The client.
     pub fn build(self) -> Result<Client, Error> {
         let base = Url::parse(&self.base).map_err(|source| Error::Url {
@@ -91,6 +98,14 @@ impl ClientBuilder {
         if !self.follow_redirects {
             http = http.redirect(reqwest::redirect::Policy::none());
         }
+        if let Some(value) = &self.authorization {
+            let mut v = HeaderValue::from_str(value)
+                .map_err(|e| Error::Build(format!("Authorization value: {e}")))?;
+            v.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+            http = http.default_headers(headers);
+        }
         let http = http.build().map_err(|e| Error::Build(describe(&e)))?;
         Ok(Client { http, base })
     }
@@ -111,6 +126,7 @@ impl Client {
             max_idle_per_host: None,
             http1_only: false,
             follow_redirects: true,
+            authorization: None,
         }
     }
 

@@ -208,7 +208,8 @@ fn refuses_what_it_must_not_ignore() {
     // An access controller berth does not have must not leave the registry open.
     let silly = "version: 0.1\nstorage: {inmemory: {}}\nauth: {silly: {realm: r, service: s}}\n";
     assert!(matches!(parse(silly), Err(ConfigError::Refused(m)) if m.contains("auth.silly")));
-    let extra = "version: 0.1\nstorage: {inmemory: {}}\nauth: {htpasswd: {realm: r, path: /p, x: 1}}\n";
+    let extra =
+        "version: 0.1\nstorage: {inmemory: {}}\nauth: {htpasswd: {realm: r, path: /p, x: 1}}\n";
     assert!(matches!(parse(extra), Err(ConfigError::Refused(m)) if m.contains("auth.htpasswd.x")));
     let s3 = "version: 0.1\nstorage: {s3: {region: x}}\n";
     assert!(matches!(parse(s3), Err(ConfigError::Refused(m)) if m.contains("s3")));

@@ -43,6 +43,16 @@ pub fn client(addr: &str) -> BlockingClient {
     BlockingClient::connect(&format!("http://{addr}")).expect("client")
 }
 
+/// A blocking client for the registry at `addr` that sends `authorization` (`Basic ...`,
+/// `Bearer ...`) with every request.
+pub fn client_as(addr: &str, authorization: &str) -> BlockingClient {
+    Client::builder(&format!("http://{addr}"))
+        .authorization(authorization)
+        .build()
+        .and_then(BlockingClient::new)
+        .expect("client")
+}
+
 /// The path and query of `url` (an upload `Location` one server gave) resolved against
 /// the registry `reg` talks to: the same upload, continued on another server.
 pub fn rebase(reg: &BlockingClient, url: &Url) -> Url {
@@ -54,7 +64,7 @@ pub fn rebase(reg: &BlockingClient, url: &Url) -> Url {
     reg.client().url(&target).expect("rebased URL")
 }
 
-/// Waits until `GET /v2/` answers 200.
+/// Waits until `GET /v2/` answers: 200, or 401 from a registry with access control.
 pub fn wait_ready(addr: &str, child: &mut Child, log: &Path) {
     let poll = Client::builder(&format!("http://{addr}"))
         .timeout(Duration::from_secs(5))
@@ -64,7 +74,10 @@ pub fn wait_ready(addr: &str, child: &mut Child, log: &Path) {
         .expect("client");
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if poll.run(|c| c.ping()).is_ok_and(|r| r.status == 200) {
+        if poll
+            .run(|c| c.ping())
+            .is_ok_and(|r| r.status == 200 || r.status == 401)
+        {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -182,15 +195,31 @@ pub fn berth_config(
     storage_extra: &str,
     extra: &str,
 ) -> (PathBuf, String) {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let config = work.join(format!("berth-{port}.yml"));
+    berth_config_on(
+        &format!("127.0.0.1:{}", free_port()),
+        root,
+        work,
+        storage_extra,
+        extra,
+    )
+}
+
+/// Like [`berth_config`], listening on `addr` (so that `extra` can name it, as a token
+/// realm on the registry itself does).
+pub fn berth_config_on(
+    addr: &str,
+    root: &Path,
+    work: &Path,
+    storage_extra: &str,
+    extra: &str,
+) -> (PathBuf, String) {
+    let config = work.join(format!("berth-{}.yml", addr.replace([':', '.'], "-")));
     let yaml = format!(
         "version: 0.1\nlog: {{level: info}}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n{storage_extra}http:\n  addr: {addr}\n{extra}",
         root.display()
     );
     std::fs::write(&config, yaml).expect("write config");
-    (config, addr)
+    (config, addr.to_owned())
 }
 
 /// Starts Debian's `docker-registry` (CNCF distribution 2.8.2) on `root`.

@@ -1,0 +1,657 @@
+//! Access control on the real binary: htpasswd users (made with `htpasswd -B`), the
+//! policy, bearer tokens minted outside berth the way an external token server mints them
+//! (signed with `openssl`), and berth's own token issuer, whose tokens distribution 2.8.2
+//! accepts too. Every refused request is checked for its status, its challenge and an
+//! untouched storage tree.
+
+mod common;
+#[path = "support/oci_layout.rs"]
+mod oci_layout;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use berth_client::{BlockingClient, Body, Method, Request, Response};
+use oci_layout::*;
+use serde_json::{Value, json};
+
+const AUTH_TOOLS: [&str; 2] = ["htpasswd", "openssl"];
+
+fn tools_present() -> bool {
+    AUTH_TOOLS.iter().all(|t| common::have_tool(t))
+}
+
+/// An htpasswd file made by the real `htpasswd -B`.
+fn htpasswd_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join("htpasswd");
+    for (i, (user, pw)) in users.iter().enumerate() {
+        let mut cmd = Command::new("htpasswd");
+        cmd.arg("-B").arg("-b");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        common::run(cmd.arg(&path).arg(user).arg(pw));
+    }
+    path
+}
+
+fn basic(user: &str, pw: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{pw}")))
+}
+
+/// Every file under `root` with its bytes: what a refused request must leave alone.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(dir: &Path, base: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.insert(p.strip_prefix(base).unwrap().to_owned(), Vec::new());
+                walk(&p, base, out);
+            } else {
+                out.insert(
+                    p.strip_prefix(base).unwrap().to_owned(),
+                    std::fs::read(&p).unwrap_or_default(),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// One request with an optional `Authorization`.
+fn send(reg: &BlockingClient, method: Method, path: &str, auth: Option<&str>) -> Response {
+    let url = reg.client().url(path).unwrap();
+    let mut req = Request::new(method.clone(), url);
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    if method == Method::PUT || method == Method::POST {
+        req = req.body(Body::bytes(Vec::<u8>::new()));
+    }
+    reg.run(|c| c.send(req))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+fn push_image(reg: &BlockingClient, repo: &str, tag: &str, img: &Image) {
+    for b in img.blobs() {
+        let r = reg
+            .run(|c| c.push_blob(repo, &b.digest, b.bytes.clone()))
+            .unwrap();
+        assert_eq!(r.status, 201, "push blob to {repo}: {}", r.text());
+    }
+    let r = reg
+        .run(|c| {
+            c.put_manifest(
+                repo,
+                tag,
+                &img.manifest.media_type,
+                img.manifest.bytes.clone(),
+                &[],
+            )
+        })
+        .unwrap();
+    assert_eq!(r.status, 201, "push manifest to {repo}: {}", r.text());
+}
+
+fn codes(r: &Response) -> Vec<String> {
+    r.error_codes().unwrap_or_default()
+}
+
+fn assert_refused(r: &Response, status: u16, code: &str, what: &str) {
+    assert_eq!(r.status, status, "{what}: {}", r.text());
+    assert_eq!(codes(r), [code], "{what}");
+    assert_eq!(
+        r.header("docker-distribution-api-version"),
+        Some("registry/2.0"),
+        "{what}: every refusal keeps the API version header"
+    );
+}
+
+#[test]
+fn htpasswd_users_must_authenticate_and_refusals_change_nothing() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let users = htpasswd_file(work.path(), &[("alice", "alice-pw")]);
+    let berth = common::berth(
+        root.path(),
+        work.path(),
+        &format!(
+            "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+            users.display()
+        ),
+    );
+    let anon = berth.client();
+    let challenge = Some("Basic realm=\"berth-test\"");
+
+    for (auth, what) in [
+        (None, "no credentials"),
+        (Some(basic("alice", "wrong")), "wrong password"),
+        (Some(basic("mallory", "alice-pw")), "unknown user"),
+        (Some("Bearer abc.def.ghi".to_owned()), "another scheme"),
+        (Some("Basic !!!".to_owned()), "malformed Basic"),
+    ] {
+        for method in [Method::GET, Method::HEAD] {
+            let r = send(anon, method.clone(), "/v2/", auth.as_deref());
+            assert_eq!(r.status, 401, "{what} {method}");
+            assert_eq!(r.header("www-authenticate"), challenge, "{what}");
+            assert_eq!(
+                r.header("docker-distribution-api-version"),
+                Some("registry/2.0")
+            );
+        }
+        let r = send(anon, Method::GET, "/v2/", auth.as_deref());
+        assert_refused(&r, 401, "UNAUTHORIZED", what);
+    }
+
+    let alice = common::client_as(&berth.addr, &basic("alice", "alice-pw"));
+    assert_eq!(send(&alice, Method::GET, "/v2/", None).status, 200);
+    let img = image(&mut Rng::new("htpasswd"), "amd64", &[4096]);
+    push_image(&alice, "team/app", "v1", &img);
+    let r = alice
+        .run(|c| c.get_manifest("team/app", "v1", &img.manifest.media_type))
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.as_ref(), img.manifest.bytes.as_slice());
+
+    let before = snapshot(root.path());
+    let layer = &img.layers[0].digest;
+    for (method, path, auth) in [
+        (Method::PUT, "/v2/team/app/manifests/v2".to_owned(), None),
+        (Method::POST, "/v2/team/new/blobs/uploads/".to_owned(), None),
+        (Method::DELETE, "/v2/team/app/manifests/v1".to_owned(), None),
+        (
+            Method::DELETE,
+            format!("/v2/team/app/blobs/{layer}"),
+            Some(basic("alice", "nope")),
+        ),
+        (Method::GET, format!("/v2/team/app/blobs/{layer}"), None),
+        (Method::GET, "/v2/_catalog".to_owned(), None),
+    ] {
+        let r = send(anon, method.clone(), &path, auth.as_deref());
+        assert_eq!(r.status, 401, "{method} {path}: {}", r.text());
+        assert_eq!(r.header("www-authenticate"), challenge);
+    }
+    assert!(
+        before == snapshot(root.path()),
+        "a refused request changed storage"
+    );
+}
+
+const POLICY: &str = "berth:
+  auth:
+    groups:
+      readers: [bob]
+    policy:
+      - repositories: [\"team/*\"]
+        users: [alice]
+        actions: [pull, push]
+      - repositories: [\"team/*\"]
+        groups: [readers]
+        actions: [pull]
+      - repositories: [\"public/**\"]
+        anonymous: true
+        actions: [pull]
+      - repositories: [\"**\"]
+        users: [root]
+        actions: [\"*\"]
+        catalog: true
+";
+
+fn catalog_as(reg: &BlockingClient) -> Vec<String> {
+    let r = reg.run(|c| c.catalog(Some(100), None)).unwrap();
+    assert_eq!(r.status, 200, "catalog: {}", r.text());
+    r.repository_names().unwrap()
+}
+
+#[test]
+fn the_policy_decides_pushes_deletes_catalog_and_mounts() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let users = htpasswd_file(
+        work.path(),
+        &[("alice", "a-pw"), ("bob", "b-pw"), ("root", "r-pw")],
+    );
+    let berth = common::berth(
+        root.path(),
+        work.path(),
+        &format!(
+            "auth:\n  htpasswd:\n    realm: policy\n    path: {}\n{POLICY}",
+            users.display()
+        ),
+    );
+    let admin = common::client_as(&berth.addr, &basic("root", "r-pw"));
+    let alice = common::client_as(&berth.addr, &basic("alice", "a-pw"));
+    let bob = common::client_as(&berth.addr, &basic("bob", "b-pw"));
+    let anon = berth.client();
+    let mut rng = Rng::new("policy");
+    let secret = image(&mut rng, "amd64", &[2048]);
+    let public = image(&mut rng, "amd64", &[2048]);
+    let team = image(&mut rng, "amd64", &[2048]);
+    push_image(&admin, "secret/x", "v1", &secret);
+    push_image(&admin, "public/base", "v1", &public);
+    push_image(&alice, "team/app", "v1", &team);
+    let mt = &team.manifest.media_type;
+
+    // bob reads team/*, and nothing he may not do changes storage.
+    assert_eq!(
+        bob.run(|c| c.get_manifest("team/app", "v1", mt))
+            .unwrap()
+            .status,
+        200
+    );
+    let before = snapshot(root.path());
+    let r = bob
+        .run(|c| c.put_manifest("team/app", "v2", mt, team.manifest.bytes.clone(), &[]))
+        .unwrap();
+    assert_refused(&r, 403, "DENIED", "bob pushes");
+    assert!(r.header("www-authenticate").is_none());
+    let r = bob.run(|c| c.start_upload("team/other")).unwrap();
+    assert_refused(&r, 403, "DENIED", "bob uploads");
+    let r = bob.run(|c| c.delete_manifest("team/app", "v1")).unwrap();
+    assert_refused(&r, 403, "DENIED", "bob deletes");
+    // alice may push but not delete.
+    let r = alice
+        .run(|c| c.delete_blob("team/app", &team.layers[0].digest))
+        .unwrap();
+    assert_refused(&r, 403, "DENIED", "alice deletes");
+    // alice may not read secret/x: denied, not hidden behind a 404.
+    let r = alice.run(|c| c.get_manifest("secret/x", "v1", mt)).unwrap();
+    assert_refused(&r, 403, "DENIED", "alice reads secret");
+    assert!(
+        before == snapshot(root.path()),
+        "a refused request changed storage"
+    );
+
+    // Anonymous pulls of public/** only; elsewhere a Basic challenge.
+    assert_eq!(
+        anon.run(|c| c.get_manifest("public/base", "v1", mt))
+            .unwrap()
+            .status,
+        200
+    );
+    let r = anon.run(|c| c.get_manifest("team/app", "v1", mt)).unwrap();
+    assert_refused(&r, 401, "UNAUTHORIZED", "anonymous reads team");
+    assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"policy\""));
+
+    // The catalog lists what each caller may pull.
+    assert_eq!(catalog_as(&admin), ["public/base", "secret/x", "team/app"]);
+    assert_eq!(catalog_as(&alice), ["public/base", "team/app"]);
+    assert_eq!(catalog_as(&bob), ["public/base", "team/app"]);
+    assert_eq!(catalog_as(anon), ["public/base"]);
+    // Paging a filtered catalog one name at a time still reaches every visible name.
+    let r = alice.run(|c| c.catalog(Some(1), None)).unwrap();
+    assert_eq!(r.repository_names().unwrap(), ["public/base"]);
+    let next = r.next_link().expect("a next page");
+    let r = alice.run(|c| c.get(&next)).unwrap();
+    assert_eq!(r.repository_names().unwrap(), ["team/app"]);
+
+    // Mounts: from a repository alice cannot read, or with no source, a secret blob is
+    // never linked and its existence never shown: an ordinary upload session.
+    let hidden = &secret.layers[0].digest;
+    for from in [Some("secret/x"), None] {
+        let r = alice
+            .run(|c| c.mount_blob("team/app", hidden, from))
+            .unwrap();
+        assert_eq!(r.status, 202, "mount from {from:?}: {}", r.text());
+        assert!(r.header("location").is_some());
+        let r = alice.run(|c| c.head_blob("team/app", hidden)).unwrap();
+        assert_eq!(r.status, 404, "mount from {from:?} linked a hidden blob");
+    }
+    // From a repository alice reads, the mount works, with or without naming it.
+    let shared = &team.layers[0].digest;
+    let r = alice
+        .run(|c| c.mount_blob("team/copy", shared, Some("team/app")))
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = alice
+        .run(|c| c.mount_blob("team/copy2", &public.layers[0].digest, None))
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    // The administrator may delete.
+    let r = admin.run(|c| c.delete_manifest("team/app", "v1")).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A self-signed RSA signing certificate: (key, cert).
+fn signing_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (k, c) = (format!("{name}.key"), format!("{name}.crt"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-newkey",
+            "rsa:2048",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &k,
+            "-out",
+            &c,
+        ],
+    );
+    (dir.join(k), dir.join(c))
+}
+
+fn cert_der(cert: &Path) -> Vec<u8> {
+    let text = std::fs::read_to_string(cert).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    STANDARD.decode(body).unwrap()
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A token signed with `openssl dgst` (RS256), as a token server outside berth would.
+fn mint(dir: &Path, key: &Path, header: &Value, claims: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    std::fs::write(dir.join("input"), &input).unwrap();
+    let sig = openssl(
+        dir,
+        &["dgst", "-sha256", "-sign", key.to_str().unwrap(), "input"],
+    );
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+fn claims(access: Value) -> Value {
+    let t = now();
+    json!({"iss": "test-issuer", "sub": "ci", "aud": "registry.test", "exp": t + 300,
+           "nbf": t - 10, "iat": t - 10, "jti": "x", "access": access})
+}
+
+fn repo_access(name: &str, actions: &[&str]) -> Value {
+    json!([{"type": "repository", "name": name, "actions": actions}])
+}
+
+#[test]
+fn external_tokens_are_checked_and_challenges_name_the_scope() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let d = work.path();
+    let (key, cert) = signing_pair(d, "signer");
+    let (rogue_key, rogue_cert) = signing_pair(d, "rogue");
+    let berth = common::berth(
+        root.path(),
+        d,
+        &format!(
+            "auth:\n  token:\n    realm: https://auth.example.test/token\n    service: registry.test\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+            cert.display()
+        ),
+    );
+    let x5c = json!({"alg": "RS256", "typ": "JWT", "x5c": [STANDARD.encode(cert_der(&cert))]});
+    let kid = json!({"alg": "RS256", "typ": "JWT", "kid": libtrust_kid(d, &cert)});
+    let bearer = |t: &str| format!("Bearer {t}");
+    let full = mint(
+        d,
+        &key,
+        &x5c,
+        &claims(repo_access("team/app", &["pull", "push"])),
+    );
+    let pusher = common::client_as(&berth.addr, &bearer(&full));
+    let img = image(&mut Rng::new("tokens"), "amd64", &[3000]);
+    push_image(&pusher, "team/app", "v1", &img);
+    // The same rights through a kid naming the bundle certificate's key.
+    let by_kid = mint(d, &key, &kid, &claims(repo_access("team/app", &["pull"])));
+    let r = send(
+        berth.client(),
+        Method::GET,
+        &format!("/v2/team/app/manifests/{}", img.manifest.digest),
+        Some(&bearer(&by_kid)),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let challenge = |scope: &str, error: Option<&str>| {
+        let mut c = format!(
+            "Bearer realm=\"https://auth.example.test/token\",service=\"registry.test\",scope=\"{scope}\""
+        );
+        if let Some(e) = error {
+            c.push_str(&format!(",error=\"{e}\""));
+        }
+        c
+    };
+    let base_challenge =
+        "Bearer realm=\"https://auth.example.test/token\",service=\"registry.test\"";
+    let r = send(berth.client(), Method::GET, "/v2/", None);
+    assert_refused(&r, 401, "UNAUTHORIZED", "no token on /v2/");
+    assert_eq!(r.header("www-authenticate"), Some(base_challenge));
+
+    let t = now();
+    let mut expired = claims(repo_access("team/app", &["pull"]));
+    expired["exp"] = json!(t - 120);
+    let mut early = claims(repo_access("team/app", &["pull"]));
+    early["nbf"] = json!(t + 600);
+    let mut wrong_iss = claims(repo_access("team/app", &["pull"]));
+    wrong_iss["iss"] = json!("someone-else");
+    let mut wrong_aud = claims(repo_access("team/app", &["pull"]));
+    wrong_aud["aud"] = json!("other.registry");
+    let pull_claims = claims(repo_access("team/app", &["pull"]));
+    let rogue_x5c = json!({"alg": "RS256", "x5c": [STANDARD.encode(cert_der(&rogue_cert))]});
+    let mut tampered: Vec<String> = mint(d, &key, &x5c, &pull_claims)
+        .split('.')
+        .map(str::to_owned)
+        .collect();
+    tampered[1] = URL_SAFE_NO_PAD
+        .encode(claims(repo_access("team/app", &["pull", "push", "delete"])).to_string());
+    let manifest = "/v2/team/app/manifests/v1";
+    let invalid = [
+        ("expired", mint(d, &key, &x5c, &expired)),
+        ("not yet valid", mint(d, &key, &x5c, &early)),
+        ("wrong issuer", mint(d, &key, &x5c, &wrong_iss)),
+        ("wrong audience", mint(d, &key, &x5c, &wrong_aud)),
+        ("bad signature", tampered.join(".")),
+        ("unknown key", mint(d, &rogue_key, &rogue_x5c, &pull_claims)),
+        (
+            "trusted chain, other key",
+            mint(d, &rogue_key, &x5c, &pull_claims),
+        ),
+        ("garbage", "not-a-token".to_owned()),
+    ];
+    for (what, token) in &invalid {
+        let r = send(berth.client(), Method::GET, manifest, Some(&bearer(token)));
+        assert_refused(&r, 401, "UNAUTHORIZED", what);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some(challenge("repository:team/app:pull", Some("invalid_token")).as_str()),
+            "{what}"
+        );
+    }
+    let r = send(berth.client(), Method::GET, manifest, None);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(challenge("repository:team/app:pull", None).as_str())
+    );
+
+    let before = snapshot(root.path());
+    let other_repo = mint(
+        d,
+        &key,
+        &x5c,
+        &claims(repo_access("team/other", &["pull", "push", "delete"])),
+    );
+    let pull_only = mint(d, &key, &x5c, &pull_claims);
+    let insufficient = [
+        (
+            "token for another repository",
+            other_repo.clone(),
+            Method::GET,
+            manifest.to_owned(),
+            "repository:team/app:pull",
+        ),
+        (
+            "pull-only token pushing",
+            pull_only.clone(),
+            Method::PUT,
+            "/v2/team/app/manifests/v2".to_owned(),
+            "repository:team/app:pull,push",
+        ),
+        (
+            "pull-only token uploading",
+            pull_only.clone(),
+            Method::POST,
+            "/v2/team/app/blobs/uploads/".to_owned(),
+            "repository:team/app:pull,push",
+        ),
+        (
+            "delete without the right",
+            full.clone(),
+            Method::DELETE,
+            manifest.to_owned(),
+            "repository:team/app:delete",
+        ),
+        (
+            "catalog without the scope",
+            full.clone(),
+            Method::GET,
+            "/v2/_catalog".to_owned(),
+            "registry:catalog:*",
+        ),
+    ];
+    for (what, token, method, path, scope) in &insufficient {
+        let r = send(berth.client(), method.clone(), path, Some(&bearer(token)));
+        assert_refused(&r, 401, "UNAUTHORIZED", what);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some(challenge(scope, Some("insufficient_scope")).as_str()),
+            "{what}"
+        );
+    }
+    // A mount whose source the token cannot read is an ordinary upload, and the
+    // challenge of an unauthenticated mount names the source too.
+    let layer = &img.layers[0].digest;
+    let mounter = mint(
+        d,
+        &key,
+        &x5c,
+        &claims(repo_access("team/other", &["pull", "push"])),
+    );
+    let r = send(
+        berth.client(),
+        Method::POST,
+        &format!("/v2/team/other/blobs/uploads/?mount={layer}&from=secret/x"),
+        None,
+    );
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(
+            challenge(
+                "repository:team/other:pull,push repository:secret/x:pull",
+                None
+            )
+            .as_str()
+        )
+    );
+    let r = send(
+        berth.client(),
+        Method::POST,
+        &format!("/v2/team/other/blobs/uploads/?mount={layer}&from=team/app"),
+        Some(&bearer(&mounter)),
+    );
+    assert_eq!(
+        r.status,
+        202,
+        "mount from an unreadable source: {}",
+        r.text()
+    );
+    let r = send(
+        berth.client(),
+        Method::HEAD,
+        &format!("/v2/team/other/blobs/{layer}"),
+        Some(&bearer(&mounter)),
+    );
+    assert_eq!(r.status, 404, "the refused mount linked the blob");
+    let session = snapshot(root.path());
+    // Only the new upload session (and the repository directory holding it) differs.
+    let added: Vec<_> = session
+        .keys()
+        .filter(|k| !before.contains_key(*k))
+        .collect();
+    let other = Path::new("docker/registry/v2/repositories/team/other");
+    assert!(
+        added
+            .iter()
+            .all(|k| *k == other || k.starts_with(other.join("_uploads"))),
+        "refused requests changed storage: {added:?}"
+    );
+    assert!(before.keys().all(|k| session.get(k) == before.get(k)));
+
+    // With the catalog scope, the whole catalog.
+    let cat = mint(
+        d,
+        &key,
+        &x5c,
+        &claims(json!([{"type": "registry", "name": "catalog", "actions": ["*"]}])),
+    );
+    let r = send(
+        berth.client(),
+        Method::GET,
+        "/v2/_catalog",
+        Some(&bearer(&cat)),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.repository_names()
+            .unwrap()
+            .contains(&"team/app".to_owned())
+    );
+}
+
+/// The libtrust key ID of a certificate's key, as berth computes it (cross-checked
+/// against an independent computation in berth-auth's own tests).
+fn libtrust_kid(dir: &Path, cert: &Path) -> String {
+    let pem = openssl(
+        dir,
+        &["x509", "-in", cert.to_str().unwrap(), "-pubkey", "-noout"],
+    );
+    std::fs::write(dir.join("pub.pem"), pem).unwrap();
+    let spki = openssl(
+        dir,
+        &["pkey", "-pubin", "-in", "pub.pem", "-outform", "DER"],
+    );
+    berth_auth::token::keys::PublicKey::from_spki(&spki)
+        .unwrap()
+        .libtrust_id()
+        .unwrap()
+}
