@@ -40,6 +40,14 @@ const SUPPORTED: &[&str] = &[
     "http.headers",
     "http.tls.certificate",
     "http.tls.key",
+    "http.tls.clientcas",
+    "http.tls.minimumtls",
+    "http.tls.ciphersuites",
+    "http.tls.letsencrypt.cachefile",
+    "http.tls.letsencrypt.email",
+    "http.tls.letsencrypt.hosts",
+    "http.tls.letsencrypt.directoryurl",
+    "http.http2.disabled",
 ];
 
 /// Keys that are typed, so a value of the wrong type fails, but not acted on yet: they
