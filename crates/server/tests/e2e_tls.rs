@@ -1,0 +1,619 @@
+//! End-to-end TLS: the real `berth` binary behind HTTPS, driven by curl, openssl
+//! s_client and skopeo with certificates made by the openssl CLI: pushes and pulls over
+//! verified TLS, mutual TLS (`clientcas`), `minimumtls`, `ciphersuites`, HTTP/2 by ALPN
+//! and `http2.disabled`, certificate reload on file change and SIGHUP without dropping a
+//! connection in flight, and ACME (`letsencrypt`) against Debian's pebble test CA.
+
+mod common;
+#[path = "support/oci_layout.rs"]
+mod oci_layout;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_layout::*;
+
+/// Whether every tool these tests drive is present (a missing one fails the test under
+/// `BERTH_E2E_REQUIRED=1`).
+fn have(tools: &[&str]) -> bool {
+    tools.iter().all(|t| common::have_tool(t))
+}
+
+fn output(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A directory of test certificates made with the openssl CLI (EC P-256 keys).
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        Pki {
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        common::run(Command::new("openssl").current_dir(&self.dir).args(args));
+    }
+
+    /// A self-signed CA: `<name>.crt`, `<name>.key`.
+    fn ca(&self, name: &str) -> PathBuf {
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=berth test {name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+        ]);
+        self.path(&format!("{name}.crt"))
+    }
+
+    /// A leaf `<name>.crt`/`<name>.key` signed by CA `ca`, with subject CN `cn` and the
+    /// given extensions (subjectAltName, extendedKeyUsage).
+    fn leaf(&self, ca: &str, name: &str, cn: &str, extensions: &[&str]) -> (PathBuf, PathBuf) {
+        let mut req = vec![
+            "req".to_owned(),
+            "-new".into(),
+            "-newkey".into(),
+            "ec".into(),
+            "-pkeyopt".into(),
+            "ec_paramgen_curve:P-256".into(),
+            "-nodes".into(),
+            "-subj".into(),
+            format!("/CN={cn}"),
+            "-keyout".into(),
+            format!("{name}.key"),
+            "-out".into(),
+            format!("{name}.csr"),
+        ];
+        for ext in extensions {
+            req.push("-addext".into());
+            req.push((*ext).to_owned());
+        }
+        let req: Vec<&str> = req.iter().map(String::as_str).collect();
+        self.openssl(&req);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            &format!("{name}.crt"),
+        ]);
+        (
+            self.path(&format!("{name}.crt")),
+            self.path(&format!("{name}.key")),
+        )
+    }
+
+    /// A server certificate for 127.0.0.1 and localhost.
+    fn server(&self, ca: &str, name: &str, cn: &str) -> (PathBuf, PathBuf) {
+        self.leaf(
+            ca,
+            name,
+            cn,
+            &[
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                "extendedKeyUsage=serverAuth",
+            ],
+        )
+    }
+
+    /// A client certificate.
+    fn client(&self, ca: &str, name: &str) -> (PathBuf, PathBuf) {
+        self.leaf(ca, name, name, &["extendedKeyUsage=clientAuth"])
+    }
+}
+
+/// The usual test PKI: CA `ca` and a server certificate `server` (CN berth-a).
+fn server_pki(work: &Path) -> (Pki, PathBuf, PathBuf, PathBuf) {
+    let pki = Pki::new(&work.join("pki"));
+    let ca = pki.ca("ca");
+    let (cert, key) = pki.server("ca", "server", "berth-a");
+    (pki, ca, cert, key)
+}
+
+/// `http.tls` lines (indented for the http section) for a certificate and key.
+fn tls_yaml(cert: &Path, key: &Path, more: &str) -> String {
+    format!(
+        "  tls:\n    certificate: {}\n    key: {}\n{more}",
+        cert.display(),
+        key.display()
+    )
+}
+
+/// Starts berth with `http_extra` appended to its http section and `env` set, and waits
+/// until `curl <ready>` gets a 200 from `https://127.0.0.1:<port>/v2/` (or the plain URL
+/// when `scheme` is http).
+fn start(
+    work: &Path,
+    root: &Path,
+    http_extra: &str,
+    env: &[(&str, &str)],
+    scheme: &str,
+    ready: &[&str],
+) -> common::Process {
+    let (config, addr) = common::berth_config(root, work, "", http_extra);
+    let log = work.join(format!("berth-{}.log", common::free_port()));
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("serve")
+        .arg(&config)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn berth");
+    let mut process = common::Process::new(child, addr.clone(), log);
+    let url = format!("{scheme}://{addr}/v2/");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = output(
+            Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                .args(ready)
+                .arg(&url),
+        );
+        if text(&out.stdout) == "200" {
+            return process;
+        }
+        if let Ok(Some(status)) = process.child.try_wait() {
+            panic!("berth exited with {status}:\n{}", process.log_text());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "berth never answered {url}:\n{}",
+            process.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// curl's exit code and `-w` output for `url` with `args`.
+fn curl(args: &[&str], url: &str) -> (Option<i32>, String) {
+    let out = output(
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "20"])
+            .args(args)
+            .arg(url),
+    );
+    (out.status.code(), text(&out.stdout))
+}
+
+/// Subject, issuer and serial of the certificate `host:port` presents, by
+/// `openssl s_client` (no verification: this is what the server sends).
+fn presented(addr: &str, servername: &str) -> String {
+    let out = output(Command::new("openssl").args([
+        "s_client",
+        "-connect",
+        addr,
+        "-servername",
+        servername,
+    ]));
+    let pem = text(&out.stdout);
+    let mut x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-issuer", "-serial"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    x509.stdin
+        .take()
+        .unwrap()
+        .write_all(pem.as_bytes())
+        .unwrap();
+    let out = x509.wait_with_output().unwrap();
+    text(&out.stdout)
+}
+
+/// skopeo copy with verified TLS; `cert_dir` is used for both ends. Answers the digest
+/// written, or skopeo's error.
+fn skopeo_copy_verified(
+    cert_dir: &Path,
+    src: &str,
+    dest: &str,
+    work: &Path,
+) -> Result<String, String> {
+    let digestfile = work.join(format!("digest-{}", common::free_port()));
+    let dir = cert_dir.display().to_string();
+    let out = output(Command::new("skopeo").args([
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        "--retry-times",
+        "0",
+        "--src-tls-verify=true",
+        "--dest-tls-verify=true",
+        "--src-cert-dir",
+        &dir,
+        "--dest-cert-dir",
+        &dir,
+        "--digestfile",
+        digestfile.to_str().unwrap(),
+        src,
+        dest,
+    ]));
+    if !out.status.success() {
+        return Err(text(&out.stderr));
+    }
+    Ok(std::fs::read_to_string(&digestfile)
+        .expect("digestfile")
+        .trim()
+        .to_owned())
+}
+
+/// A cert dir for skopeo (containers/image): `ca.crt`, and a client pair if given.
+fn cert_dir(work: &Path, name: &str, ca: &Path, client: Option<(&Path, &Path)>) -> PathBuf {
+    let dir = work.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(ca, dir.join("ca.crt")).unwrap();
+    if let Some((cert, key)) = client {
+        std::fs::copy(cert, dir.join("client.cert")).unwrap();
+        std::fs::copy(key, dir.join("client.key")).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn skopeo_pushes_and_pulls_over_verified_tls_with_http2() {
+    if !have(&["openssl", "curl", "skopeo"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (_pki, ca, cert, key) = server_pki(work.path());
+    let ca_s = ca.display().to_string();
+    let berth = start(
+        work.path(),
+        root.path(),
+        &tls_yaml(&cert, &key, ""),
+        &[],
+        "https",
+        &["--cacert", &ca_s],
+    );
+    let url = format!("https://{}/v2/", berth.addr);
+
+    // Verified TLS with HTTP/2 chosen by ALPN.
+    let (code, version) = curl(
+        &["--cacert", &ca_s, "--http2", "-w", "%{http_version}"],
+        &url,
+    );
+    assert_eq!((code, version.as_str()), (Some(0), "2"));
+    // Without the CA, the certificate is not trusted.
+    let (code, _) = curl(&[], &url);
+    assert_eq!(
+        code,
+        Some(60),
+        "curl trusted a certificate of an unknown CA"
+    );
+
+    let img = image(&mut Rng::new("tls"), "amd64", &[300 * 1024 + 7, 1000]);
+    let src = work.path().join("src");
+    LayoutWriter::new(&src).add_image(&img, "v1");
+    let certs = cert_dir(work.path(), "certs", &ca, None);
+    let dest = format!("docker://{}/team/app:v1", berth.host());
+    let pushed = skopeo_copy_verified(&certs, &layout_str(&src, "v1"), &dest, work.path())
+        .expect("push over TLS");
+    assert_eq!(pushed, img.manifest.digest);
+    let out = work.path().join("out");
+    let pulled = skopeo_copy_verified(&certs, &dest, &layout_str(&out, "v1"), work.path())
+        .expect("pull over TLS");
+    assert_eq!(pulled, img.manifest.digest);
+    assert_layout_has_image(&out, "v1", &img);
+
+    // skopeo with no CA for this server refuses it.
+    let empty = work.path().join("no-certs");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = skopeo_copy_verified(
+        &empty,
+        &dest,
+        &layout_str(&work.path().join("out2"), "v1"),
+        work.path(),
+    )
+    .expect_err("an untrusted certificate was accepted");
+    assert!(err.contains("certificate"), "{err}");
+    assert!(berth.stop().success());
+}
+
+#[test]
+fn mutual_tls_requires_a_client_certificate_from_the_configured_ca() {
+    if !have(&["openssl", "curl", "skopeo"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (pki, ca, cert, key) = server_pki(work.path());
+    let client_ca = pki.ca("client-ca");
+    let (client_cert, client_key) = pki.client("client-ca", "alice");
+    pki.ca("other-ca");
+    let (other_cert, other_key) = pki.client("other-ca", "mallory");
+    let s = |p: &Path| p.display().to_string();
+    let (ca_s, cc, ck) = (s(&ca), s(&client_cert), s(&client_key));
+    // clientcas given by the environment, as distribution reads it: a YAML list.
+    let clientcas = format!("[{}]", client_ca.display());
+    let berth = start(
+        work.path(),
+        root.path(),
+        &tls_yaml(&cert, &key, ""),
+        &[("REGISTRY_HTTP_TLS_CLIENTCAS", &clientcas)],
+        "https",
+        &["--cacert", &ca_s, "--cert", &cc, "--key", &ck],
+    );
+    let url = format!("https://{}/v2/", berth.addr);
+
+    let (code, status) = curl(
+        &[
+            "--cacert",
+            &ca_s,
+            "--cert",
+            &cc,
+            "--key",
+            &ck,
+            "-w",
+            "%{http_code}",
+        ],
+        &url,
+    );
+    assert_eq!((code, status.as_str()), (Some(0), "200"));
+    // No certificate: the handshake is refused (under TLS 1.3 curl learns it on its first send or read).
+    let (code, status) = curl(&["--cacert", &ca_s, "-w", "%{http_code}"], &url);
+    assert!(
+        matches!(code, Some(35 | 55 | 56)),
+        "curl exit {code:?}, status {status}"
+    );
+    assert_eq!(status, "000");
+    // A certificate from another CA: refused too, also over TLS 1.2.
+    for max in ["1.3", "1.2"] {
+        let (code, status) = curl(
+            &[
+                "--cacert",
+                &ca_s,
+                "--tls-max",
+                max,
+                "--cert",
+                &s(&other_cert),
+                "--key",
+                &s(&other_key),
+                "-w",
+                "%{http_code}",
+            ],
+            &url,
+        );
+        assert!(
+            matches!(code, Some(35 | 55 | 56)),
+            "TLS {max}: curl exit {code:?}, status {status}"
+        );
+        assert_eq!(status, "000");
+    }
+
+    let img = image(&mut Rng::new("mtls"), "amd64", &[2000]);
+    let src = layout_str(
+        &{
+            let src = work.path().join("src");
+            LayoutWriter::new(&src).add_image(&img, "v1");
+            src
+        },
+        "v1",
+    );
+    let dest = format!("docker://{}/team/mtls:v1", berth.host());
+    let without = cert_dir(work.path(), "ca-only", &ca, None);
+    let err = skopeo_copy_verified(&without, &src, &dest, work.path())
+        .expect_err("pushed without a client certificate");
+    assert!(!err.is_empty());
+    let wrong = cert_dir(work.path(), "wrong", &ca, Some((&other_cert, &other_key)));
+    skopeo_copy_verified(&wrong, &src, &dest, work.path())
+        .expect_err("pushed with another CA's client certificate");
+    let right = cert_dir(work.path(), "right", &ca, Some((&client_cert, &client_key)));
+    let pushed = skopeo_copy_verified(&right, &src, &dest, work.path()).expect("push with mTLS");
+    assert_eq!(pushed, img.manifest.digest);
+    let pulled = skopeo_copy_verified(
+        &right,
+        &dest,
+        &layout_str(&work.path().join("out"), "v1"),
+        work.path(),
+    )
+    .expect("pull with mTLS");
+    assert_eq!(pulled, img.manifest.digest);
+    assert!(berth.stop().success());
+}
+
+#[test]
+fn minimum_version_and_cipher_suites_are_enforced() {
+    if !have(&["openssl", "curl"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (_pki, ca, cert, key) = server_pki(work.path());
+    let ca_s = ca.display().to_string();
+
+    let tls13 = start(
+        work.path(),
+        root.path(),
+        &tls_yaml(&cert, &key, "    minimumtls: tls1.3\n"),
+        &[],
+        "https",
+        &["--cacert", &ca_s],
+    );
+    let url = format!("https://{}/v2/", tls13.addr);
+    let (code, _) = curl(&["--cacert", &ca_s, "--tls-max", "1.2"], &url);
+    assert_eq!(
+        code,
+        Some(35),
+        "a TLS 1.2 handshake was accepted by a tls1.3 floor"
+    );
+    let (code, status) = curl(&["--cacert", &ca_s, "-w", "%{http_code}"], &url);
+    assert_eq!((code, status.as_str()), (Some(0), "200"));
+    drop(tls13);
+
+    // tls1.0 is accepted with a warning (the floor stays TLS 1.2); one TLS 1.2 suite is
+    // served, and a CBC suite distribution knows is named as ignored.
+    let suites = "    minimumtls: tls1.0\n    ciphersuites:\n      - TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n      - TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA\n";
+    let restricted = start(
+        work.path(),
+        root.path(),
+        &tls_yaml(&cert, &key, suites),
+        &[],
+        "https",
+        &["--cacert", &ca_s],
+    );
+    let url = format!("https://{}/v2/", restricted.addr);
+    let (code, _) = curl(
+        &[
+            "--cacert",
+            &ca_s,
+            "--tls-max",
+            "1.2",
+            "--ciphers",
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+        ],
+        &url,
+    );
+    assert_eq!(code, Some(35), "a suite that was not listed was negotiated");
+    let (code, _) = curl(
+        &[
+            "--cacert",
+            &ca_s,
+            "--tls-max",
+            "1.2",
+            "--ciphers",
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+        ],
+        &url,
+    );
+    assert_eq!(code, Some(35), "a suite that was not listed was negotiated");
+    let (code, status) = curl(
+        &[
+            "--cacert",
+            &ca_s,
+            "--tls-max",
+            "1.2",
+            "--ciphers",
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+            "-w",
+            "%{http_code}",
+        ],
+        &url,
+    );
+    assert_eq!((code, status.as_str()), (Some(0), "200"));
+    let (code, _) = curl(&["--cacert", &ca_s, "--tlsv1.0", "--tls-max", "1.1"], &url);
+    assert_ne!(code, Some(0), "TLS 1.1 was accepted");
+    // TLS 1.3 suites were not named, so they all stay (distribution cannot restrict them).
+    let (code, _) = curl(
+        &[
+            "--cacert",
+            &ca_s,
+            "--tlsv1.3",
+            "--tls13-ciphers",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ],
+        &url,
+    );
+    assert_eq!(code, Some(0));
+    let log = restricted.log_text();
+    assert!(log.contains("lowest version accepted is TLS 1.2"), "{log}");
+    assert!(
+        log.contains("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"),
+        "{log}"
+    );
+    assert!(restricted.stop().success());
+}
+
+#[test]
+fn http2_is_offered_unless_disabled() {
+    if !have(&["openssl", "curl"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (_pki, ca, cert, key) = server_pki(work.path());
+    let ca_s = ca.display().to_string();
+    let disabled = start(
+        work.path(),
+        root.path(),
+        &format!(
+            "{}  http2:\n    disabled: true\n",
+            tls_yaml(&cert, &key, "")
+        ),
+        &[],
+        "https",
+        &["--cacert", &ca_s],
+    );
+    let url = format!("https://{}/v2/", disabled.addr);
+    let (code, version) = curl(
+        &["--cacert", &ca_s, "--http2", "-w", "%{http_version}"],
+        &url,
+    );
+    assert_eq!((code, version.as_str()), (Some(0), "1.1"));
+    // Even a client that insists on HTTP/2 gets nothing but HTTP/1.1.
+    let (_, version) = curl(
+        &[
+            "--cacert",
+            &ca_s,
+            "--http2-prior-knowledge",
+            "-w",
+            "%{http_version}",
+        ],
+        &url,
+    );
+    assert_ne!(version, "2");
+    drop(disabled);
+
+    // Plain HTTP: cleartext HTTP/2 (prior knowledge) is served, unless disabled.
+    let plain = start(work.path(), root.path(), "", &[], "http", &[]);
+    let url = format!("http://{}/v2/", plain.addr);
+    let (code, version) = curl(&["--http2-prior-knowledge", "-w", "%{http_version}"], &url);
+    assert_eq!((code, version.as_str()), (Some(0), "2"));
+    drop(plain);
+    let plain = start(
+        work.path(),
+        root.path(),
+        "",
+        &[("REGISTRY_HTTP_HTTP2_DISABLED", "true")],
+        "http",
+        &[],
+    );
+    let url = format!("http://{}/v2/", plain.addr);
+    let (_, version) = curl(&["--http2-prior-knowledge", "-w", "%{http_version}"], &url);
+    assert_ne!(version, "2");
+    let (code, version) = curl(&["-w", "%{http_version}"], &url);
+    assert_eq!((code, version.as_str()), (Some(0), "1.1"));
+    assert!(plain.stop().success());
+}
