@@ -617,3 +617,215 @@ fn http2_is_offered_unless_disabled() {
     assert_eq!((code, version.as_str()), (Some(0), "1.1"));
     assert!(plain.stop().success());
 }
+
+/// Sends SIGHUP to the server.
+fn hangup(process: &common::Process) {
+    common::run(Command::new("kill").args(["-HUP", &process.child.id().to_string()]));
+}
+
+/// Waits until new connections to `addr` are shown a certificate whose subject contains
+/// `cn`; answers how long that took.
+fn wait_for_certificate(addr: &str, cn: &str, process: &common::Process) -> Duration {
+    let started = Instant::now();
+    loop {
+        let seen = presented(addr, "localhost");
+        if seen.contains(cn) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still presented {seen} instead of {cn}:\n{}",
+            process.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Overwrites the served files in place, certificate first, as an operator's `cp` would.
+fn install(cert: &Path, key: &Path, live_cert: &Path, live_key: &Path) {
+    std::fs::copy(cert, live_cert).unwrap();
+    std::fs::copy(key, live_key).unwrap();
+}
+
+#[test]
+fn certificates_reload_on_change_and_sighup_without_dropping_a_download() {
+    if !have(&["openssl", "curl"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (pki, ca, cert_a, key_a) = server_pki(work.path());
+    let ca_s = ca.display().to_string();
+    let live = work.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    let (live_cert, live_key) = (live.join("tls.crt"), live.join("tls.key"));
+    install(&cert_a, &key_a, &live_cert, &live_key);
+    let berth = start(
+        work.path(),
+        root.path(),
+        &tls_yaml(&live_cert, &live_key, ""),
+        &[],
+        "https",
+        &["--cacert", &ca_s],
+    );
+    let addr = berth.addr.clone();
+    assert!(presented(&addr, "localhost").contains("CN = berth-a"));
+
+    // A blob large enough that a rate-limited download spans every reload below.
+    let data = Rng::new("reload").bytes(40 * 1024 * 1024);
+    let digest = sha256_digest(&data);
+    let blob = work.path().join("blob");
+    std::fs::write(&blob, &data).unwrap();
+    let (code, status) = curl(
+        &[
+            "--cacert",
+            &ca_s,
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", blob.display()),
+            "-w",
+            "%{http_code}",
+        ],
+        &format!("https://{addr}/v2/big/blobs/uploads/?digest={digest}"),
+    );
+    assert_eq!((code, status.as_str()), (Some(0), "201"));
+    let downloaded = work.path().join("downloaded");
+    let mut download = Command::new("curl")
+        .args(["-s", "--cacert", &ca_s, "--limit-rate", "4M", "-o"])
+        .arg(&downloaded)
+        .arg(format!("https://{addr}/v2/big/blobs/{digest}"))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // 1. The files change: the next handshake gets the new certificate.
+    let (cert_b, key_b) = pki.server("ca", "server-b", "berth-b");
+    install(&cert_b, &key_b, &live_cert, &live_key);
+    let took = wait_for_certificate(&addr, "CN = berth-b", &berth);
+    assert!(took < Duration::from_secs(10), "reload took {took:?}");
+    let (code, status) = curl(
+        &["--cacert", &ca_s, "-w", "%{http_code}"],
+        &format!("https://{addr}/v2/"),
+    );
+    assert_eq!((code, status.as_str()), (Some(0), "200"));
+    assert!(
+        download.try_wait().unwrap().is_none(),
+        "the download ended too soon to prove anything"
+    );
+
+    // 2. A pair that does not belong together is refused; the last good one stays.
+    let (cert_c, _) = pki.server("ca", "server-c", "berth-c");
+    install(&cert_c, &key_b, &live_cert, &live_key);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !berth
+        .log_text()
+        .contains("still serving the previous certificate")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no warning:\n{}",
+            berth.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(presented(&addr, "localhost").contains("CN = berth-b"));
+
+    // 3. SIGHUP reloads at once.
+    let (cert_d, key_d) = pki.server("ca", "server-d", "berth-d");
+    install(&cert_d, &key_d, &live_cert, &live_key);
+    hangup(&berth);
+    wait_for_certificate(&addr, "CN = berth-d", &berth);
+    let log = berth.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("SIGHUP") && l.contains("berth-d")),
+        "no SIGHUP reload in:\n{log}"
+    );
+    assert!(
+        download.try_wait().unwrap().is_none(),
+        "the download ended too soon to prove anything"
+    );
+
+    // The download that started under the first certificate finished whole.
+    let status = download.wait().unwrap();
+    assert!(status.success(), "download failed: {status}");
+    let got = std::fs::read(&downloaded).unwrap();
+    assert_eq!(got.len(), data.len());
+    assert_eq!(sha256_digest(&got), digest);
+    assert!(
+        berth.stop().success(),
+        "berth did not survive SIGHUP cleanly"
+    );
+}
+
+#[test]
+fn sighup_reloads_the_client_cas() {
+    if !have(&["openssl", "curl"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (pki, ca, cert, key) = server_pki(work.path());
+    let ca_s = ca.display().to_string();
+    let first_ca = pki.ca("first-ca");
+    let (first_cert, first_key) = pki.client("first-ca", "first");
+    let second_ca = pki.ca("second-ca");
+    let (second_cert, second_key) = pki.client("second-ca", "second");
+    let live_ca = work.path().join("clients.pem");
+    std::fs::copy(&first_ca, &live_ca).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let (fc, fk, sc, sk) = (
+        s(&first_cert),
+        s(&first_key),
+        s(&second_cert),
+        s(&second_key),
+    );
+    let berth = start(
+        work.path(),
+        root.path(),
+        &tls_yaml(
+            &cert,
+            &key,
+            &format!("    clientcas: [{}]\n", live_ca.display()),
+        ),
+        &[],
+        "https",
+        &["--cacert", &ca_s, "--cert", &fc, "--key", &fk],
+    );
+    let url = format!("https://{}/v2/", berth.addr);
+    let with = |c: &str, k: &str| {
+        curl(
+            &[
+                "--cacert",
+                &ca_s,
+                "--cert",
+                c,
+                "--key",
+                k,
+                "-w",
+                "%{http_code}",
+            ],
+            &url,
+        )
+        .1
+    };
+    assert_eq!(with(&sc, &sk), "000");
+
+    std::fs::copy(&second_ca, &live_ca).unwrap();
+    hangup(&berth);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while with(&sc, &sk) != "200" {
+        assert!(
+            Instant::now() < deadline,
+            "new client CA never used:\n{}",
+            berth.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(with(&fc, &fk), "000", "the replaced CA still verifies");
+    assert!(berth.stop().success());
+}
