@@ -168,11 +168,23 @@ fn start(
     ready: &[&str],
 ) -> common::Process {
     let (config, addr) = common::berth_config(root, work, "", http_extra);
+    spawn(work, &config, addr, env, scheme, ready)
+}
+
+/// Starts berth on a written `config` listening on `addr`, and waits as [`start`] does.
+fn spawn(
+    work: &Path,
+    config: &Path,
+    addr: String,
+    env: &[(&str, &str)],
+    scheme: &str,
+    ready: &[&str],
+) -> common::Process {
     let log = work.join(format!("berth-{}.log", common::free_port()));
     let out = std::fs::File::create(&log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_berth"))
         .arg("serve")
-        .arg(&config)
+        .arg(config)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
@@ -827,5 +839,209 @@ fn sighup_reloads_the_client_cas() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(with(&fc, &fk), "000", "the replaced CA still verifies");
+    assert!(berth.stop().success());
+}
+
+/// Debian's pebble (an ACME test CA) on free loopback ports, serving its API with a
+/// certificate of our test CA; answers the process and the directory URL.
+fn pebble(work: &Path, pki: &Pki, tls_port: u16, always_valid: bool) -> (common::Process, String) {
+    let (cert, key) = pki.server("ca", "pebble", "pebble");
+    let (acme, management) = (common::free_port(), common::free_port());
+    let config = work.join("pebble.json");
+    let json = serde_json::json!({
+        "pebble": {
+            "listenAddress": format!("127.0.0.1:{acme}"),
+            "managementListenAddress": format!("127.0.0.1:{management}"),
+            "certificate": cert,
+            "privateKey": key,
+            "httpPort": common::free_port(),
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false
+        }
+    });
+    std::fs::write(&config, json.to_string()).unwrap();
+    let log = work.join("pebble.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new("pebble");
+    cmd.arg("-config")
+        .arg(&config)
+        .env("PEBBLE_VA_NOSLEEP", "1")
+        // Every nonce honoured and no authorization reused, so each order is visible.
+        .env("PEBBLE_WFE_NONCEREJECT", "0")
+        .env("PEBBLE_AUTHZREUSE", "0")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    if always_valid {
+        cmd.env("PEBBLE_VA_ALWAYS_VALID", "1");
+    }
+    let child = cmd.spawn().expect("spawn pebble");
+    let process = common::Process::new(child, format!("127.0.0.1:{management}"), log);
+    let directory = format!("https://127.0.0.1:{acme}/dir");
+    let ca = pki.path("ca.crt").display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while curl(&["--cacert", &ca, "-w", "%{http_code}"], &directory).1 != "200" {
+        assert!(
+            Instant::now() < deadline,
+            "pebble never answered:\n{}",
+            process.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (process, directory)
+}
+
+/// pebble's root CA of this run, from its management interface.
+fn pebble_root(pebble: &common::Process, pki: &Pki, work: &Path) -> PathBuf {
+    let root = work.join("pebble-root.pem");
+    let ca = pki.path("ca.crt").display().to_string();
+    let out = output(
+        Command::new("curl")
+            .args(["-sf", "--cacert", &ca, "-o"])
+            .arg(&root)
+            .arg(format!("https://{}/roots/0", pebble.addr)),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    root
+}
+
+/// The `letsencrypt` section for pebble's directory.
+fn letsencrypt_yaml(cache: &Path, directory: &str) -> String {
+    format!(
+        "  tls:\n    letsencrypt:\n      cachefile: {}\n      email: ops@example.com\n      hosts: [localhost]\n      directoryurl: {directory}\n",
+        cache.display()
+    )
+}
+
+/// A request to berth as `https://localhost:<port>/v2/`, verified against `root`.
+fn verified_by(root: &Path, addr: &str) -> (Option<i32>, String) {
+    let port = addr.rsplit_once(':').unwrap().1;
+    curl(
+        &[
+            "--cacert",
+            root.to_str().unwrap(),
+            "--resolve",
+            &format!("localhost:{port}:127.0.0.1"),
+            "-w",
+            "%{http_code}",
+        ],
+        &format!("https://localhost:{port}/v2/"),
+    )
+}
+
+fn serial(presented: &str) -> String {
+    presented
+        .lines()
+        .find_map(|l| l.strip_prefix("serial="))
+        .unwrap_or_else(|| panic!("no serial in {presented}"))
+        .to_owned()
+}
+
+#[test]
+fn acme_certificate_from_pebble_is_served_and_cached_across_restarts() {
+    if !have(&["openssl", "curl", "pebble"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let ca = pki.ca("ca");
+    let (pebble, directory) = pebble(work.path(), &pki, common::free_port(), true);
+    let pebble_ca = pebble_root(&pebble, &pki, work.path());
+    let cache = work.path().join("acme.json");
+    let ca_s = ca.display().to_string();
+    let env = [("SSL_CERT_FILE", ca_s.as_str())];
+    // Until the certificate is issued every handshake fails; -k only waits for one.
+    let yaml = letsencrypt_yaml(&cache, &directory);
+    let berth = start(work.path(), root.path(), &yaml, &env, "https", &["-k"]);
+
+    let (code, status) = verified_by(&pebble_ca, &berth.addr);
+    assert_eq!(
+        (code, status.as_str()),
+        (Some(0), "200"),
+        "{}",
+        berth.log_text()
+    );
+    let first = presented(&berth.addr, "localhost");
+    assert!(first.contains("Pebble Intermediate CA"), "{first}");
+    let orders = |p: &common::Process| p.log_text().matches("/order-plz").count();
+    assert_eq!(orders(&pebble), 1, "{}", pebble.log_text());
+    let meta = std::fs::metadata(&cache).expect("cache file written");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    assert!(berth.stop().success());
+
+    // A restart serves the cached certificate and orders nothing.
+    let berth = start(work.path(), root.path(), &yaml, &env, "https", &["-k"]);
+    let (code, status) = verified_by(&pebble_ca, &berth.addr);
+    assert_eq!((code, status.as_str()), (Some(0), "200"));
+    let again = presented(&berth.addr, "localhost");
+    assert_eq!(serial(&again), serial(&first));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        orders(&pebble),
+        1,
+        "a restart ordered again:\n{}",
+        pebble.log_text()
+    );
+    let log = berth.log_text();
+    assert!(log.contains("serving the cached certificate"), "{log}");
+    assert!(!log.contains("certificate issued"), "{log}");
+    assert!(berth.stop().success());
+    drop(pebble);
+}
+
+/// pebble really validates here: it connects to berth's port for `localhost` with ALPN
+/// `acme-tls/1` and checks the challenge certificate berth answers with.
+#[test]
+fn acme_tls_alpn_01_challenge_is_answered() {
+    if !have(&["openssl", "curl", "pebble"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let ca = pki.ca("ca");
+    let cache = work.path().join("acme.json");
+    let (config, addr) = common::berth_config(root.path(), work.path(), "", "");
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let (pebble, directory) = pebble(work.path(), &pki, port, false);
+    let pebble_ca = pebble_root(&pebble, &pki, work.path());
+    let yaml = std::fs::read_to_string(&config).unwrap() + &letsencrypt_yaml(&cache, &directory);
+    std::fs::write(&config, yaml).unwrap();
+    let ca_s = ca.display().to_string();
+    let berth = spawn(
+        work.path(),
+        &config,
+        addr,
+        &[("SSL_CERT_FILE", &ca_s)],
+        "https",
+        &["-k"],
+    );
+    let (code, status) = verified_by(&pebble_ca, &berth.addr);
+    assert_eq!(
+        (code, status.as_str()),
+        (Some(0), "200"),
+        "{}",
+        berth.log_text()
+    );
+    let log = pebble.log_text();
+    assert!(!log.contains("VA always returns valid"), "{log}");
+    assert!(log.contains("set VALID by completed challenge"), "{log}");
+    // Once issued, the challenge certificate is gone: an acme-tls/1 handshake gets none.
+    let out = output(Command::new("openssl").args([
+        "s_client",
+        "-connect",
+        &berth.addr,
+        "-servername",
+        "localhost",
+        "-alpn",
+        "acme-tls/1",
+    ]));
+    assert!(!out.status.success(), "{}", text(&out.stdout));
     assert!(berth.stop().success());
 }

@@ -305,9 +305,16 @@ fn challenge_certificate(host: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>,
     let key = rcgen::KeyPair::generate().map_err(failed)?;
     let cert = params.self_signed(&key).map_err(failed)?;
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let pair = CertifiedKey::from_der(vec![cert.der().clone()], private, &certs::provider())
+    // Not `CertifiedKey::from_der`: its key check parses the certificate with webpki,
+    // which refuses the critical acmeIdentifier extension this certificate must carry.
+    let signer = certs::provider()
+        .key_provider
+        .load_private_key(private)
         .map_err(|e| AcmeError::Challenge(e.to_string()))?;
-    Ok(Arc::new(pair))
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signer,
+    )))
 }
 
 /// One order: answer each pending authorization's `tls-alpn-01` challenge from `store`,
