@@ -160,6 +160,11 @@ impl Serving {
                 CertificateSource::Files {
                     certificate, key, ..
                 } => reload::watch_files(store, certificate, key, tls, http2, rustls).await,
+                CertificateSource::Acme(le) if !tls.client_cas.is_empty() => {
+                    let hangup =
+                        reload::client_cas_on_hangup(store.clone(), tls.clone(), http2, rustls);
+                    tokio::join!(acme::maintain(store, le), hangup);
+                }
                 CertificateSource::Acme(le) => acme::maintain(store, le).await,
             }
         }

@@ -112,7 +112,10 @@ pub async fn watch_files(
     http2: bool,
     rustls: RustlsConfig,
 ) {
-    let mut seen = read_both(&certificate, &key).map(|(chain, key)| Seen { chain, key });
+    // Nothing seen yet: the first tick (at once) serves what the files hold now, in case
+    // they changed between validation and this task's start.
+    let mut seen: Result<Seen, String> = Err(String::new());
+    let mut first = true;
     let mut hangup = hangup_signal();
     let mut ticker = tokio::time::interval(POLL_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -121,6 +124,7 @@ pub async fn watch_files(
             _ = ticker.tick() => false,
             Some(()) = recv(&mut hangup) => true,
         };
+        let quiet = std::mem::take(&mut first);
         let files = read_both(&certificate, &key);
         let (chain_pem, key_pem) = match files {
             Ok(files) => files,
@@ -138,6 +142,7 @@ pub async fn watch_files(
         };
         if changed || forced {
             match certs::parse_pair(&chain_pem, &key_pem, &certificate, &key) {
+                Ok(pair) if quiet => store.set(pair),
                 Ok(pair) => {
                     let subject = describe(&pair);
                     store.set(pair);
@@ -159,6 +164,20 @@ pub async fn watch_files(
         if forced {
             reload_client_cas(&store, &tls, http2, &rustls);
         }
+    }
+}
+
+/// Re-reads the client CA files on every SIGHUP (when the certificate comes from ACME,
+/// so no file watcher does it). Runs until the task is aborted.
+pub async fn client_cas_on_hangup(
+    store: Arc<CertStore>,
+    tls: Tls,
+    http2: bool,
+    rustls: RustlsConfig,
+) {
+    let mut hangup = hangup_signal();
+    while recv(&mut hangup).await.is_some() {
+        reload_client_cas(&store, &tls, http2, &rustls);
     }
 }
 
