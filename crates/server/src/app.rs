@@ -27,6 +27,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The TLS settings could not be put in place.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The listen address could not be used.
     #[error("listening on {addr}: {message}")]
     Listen {

@@ -1,6 +1,7 @@
 //! berth-server: the `berth` binary's library half. Configuration (distribution's
 //! `config.yml`), the composition root that wires concrete types, logging, and the server
-//! lifecycle (listen, TLS, upload purging, graceful shutdown).
+//! lifecycle (listen, TLS, upload purging, graceful shutdown), and TLS while serving
+//! (certificate reload, ACME).
 
 pub mod app;
 pub mod config;
@@ -8,6 +9,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod logging;
 pub mod storage_check;
+pub mod tls;
 pub mod zerocopy;
 
 pub use app::{App, StartError};

@@ -11,13 +11,13 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
 use berth_storage::StorageRegistry;
 use tracing::Instrument;
 
 use crate::app::{self, StartError};
 use crate::config::{Config, UploadPurging};
 use crate::logging;
+use crate::tls::Serving;
 use crate::zerocopy::SendfileAcceptor;
 
 /// A bound, not yet serving, registry.
@@ -25,7 +25,8 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     registry: Arc<StorageRegistry>,
-    tls: Option<RustlsConfig>,
+    tls: Option<Serving>,
+    http2: bool,
     drain: Duration,
     purging: Option<UploadPurging>,
     /// One line saying where data lives.
@@ -68,11 +69,10 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(|e| listen_err(e.to_string()))?;
-        let tls = config
-            .http
-            .tls
-            .as_ref()
-            .map(|t| RustlsConfig::from_config(t.server.clone()));
+        let tls = match &config.http.tls {
+            Some(t) => Some(Serving::new(t, config.http.http2)?),
+            None => None,
+        };
         let purging = config.storage.upload_purging.clone();
         let purging = (purging.enabled && !config.storage.read_only).then_some(purging);
         Ok(Server {
@@ -80,6 +80,7 @@ impl Server {
             router,
             registry: app.registry,
             tls,
+            http2: config.http.http2,
             drain: config.http.drain_timeout,
             purging,
             storage_description: app.storage_description,
@@ -120,26 +121,34 @@ impl Server {
         let purger = self
             .purging
             .map(|p| tokio::spawn(purge_loop(self.registry.clone(), p)));
+        // Certificate reloads and ACME renewals run beside the listener.
+        let tls_maintainer = self.tls.as_ref().map(|t| tokio::spawn(t.maintain()));
         let service = self.router.into_make_service();
         let result = match self.tls {
             Some(tls) => {
-                axum_server::from_tcp_rustls(self.listener, tls)
-                    .map_err(|e| listen_err(e.to_string()))?
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                let mut server = axum_server::from_tcp_rustls(self.listener, tls.rustls())
+                    .map_err(|e| listen_err(e.to_string()))?;
+                if !self.http2 {
+                    server = server.http1_only();
+                }
+                server.handle(handle).serve(service).await
             }
             None => {
-                axum_server::from_tcp(self.listener)
+                let mut server = axum_server::from_tcp(self.listener)
                     .map_err(|e| listen_err(e.to_string()))?
-                    .acceptor(SendfileAcceptor)
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                    .acceptor(SendfileAcceptor);
+                // `http.http2.disabled` also turns off cleartext HTTP/2 (prior knowledge).
+                if !self.http2 {
+                    server = server.http1_only();
+                }
+                server.handle(handle).serve(service).await
             }
         };
         if let Some(p) = purger {
             p.abort();
+        }
+        if let Some(t) = tls_maintainer {
+            t.abort();
         }
         result.map_err(|e| listen_err(e.to_string()))
     }

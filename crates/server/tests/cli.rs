@@ -146,6 +146,9 @@ fn check_config_and_serve_refuse_the_same_bad_configurations() {
     let not_pem = dir.path().join("not.pem");
     std::fs::write(&not_pem, "this is not a certificate\n").expect("write");
     let not_pem = not_pem.display().to_string();
+    let cache = dir.path().join("acme.json").display().to_string();
+    // A valid certificate source that needs no certificate files.
+    let acme = format!("letsencrypt: {{cachefile: {cache}, hosts: [registry.example.com]}}");
     let storage = "storage: {inmemory: {}}";
     let http = format!("http: {{addr: \"{addr}\"}}");
     let base = format!("version: 0.1\n{storage}\n{http}\n");
@@ -185,6 +188,104 @@ fn check_config_and_serve_refuse_the_same_bad_configurations() {
             ),
             vec![],
             "http.tls.certificate",
+        ),
+        (
+            "missing client CA file",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{{acme}, clientcas: [/nonexistent/ca.pem]}}}}\n"
+            ),
+            vec![],
+            "http.tls.clientcas",
+        ),
+        (
+            "client CA file that is not PEM",
+            base.clone(),
+            vec![
+                ("REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE", cache.as_str()),
+                (
+                    "REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS",
+                    "[registry.example.com]",
+                ),
+                ("REGISTRY_HTTP_TLS_CLIENTCAS", not_pem.as_str()),
+            ],
+            "http.tls.clientcas",
+        ),
+        (
+            "unknown minimumtls",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{{acme}, minimumtls: tls1.4}}}}\n"
+            ),
+            vec![],
+            "http.tls.minimumtls",
+        ),
+        (
+            "unknown minimumtls from the environment",
+            format!("version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{{acme}}}}}\n"),
+            vec![("REGISTRY_HTTP_TLS_MINIMUMTLS", "ssl3")],
+            "http.tls.minimumtls",
+        ),
+        (
+            "no usable cipher suite",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{{acme}, ciphersuites: [TLS_RSA_WITH_RC4_128_SHA, TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA]}}}}\n"
+            ),
+            vec![],
+            "http.tls.ciphersuites",
+        ),
+        (
+            "unknown cipher suite",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{{acme}, ciphersuites: [TLS_MADE_UP_SUITE]}}}}\n"
+            ),
+            vec![],
+            "http.tls.ciphersuites",
+        ),
+        (
+            "letsencrypt without hosts",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{letsencrypt: {{cachefile: {cache}}}}}}}\n"
+            ),
+            vec![],
+            "http.tls.letsencrypt.hosts",
+        ),
+        (
+            "letsencrypt without cachefile",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{letsencrypt: {{hosts: [registry.example.com], email: a@example.com}}}}}}\n"
+            ),
+            vec![],
+            "http.tls.letsencrypt.cachefile",
+        ),
+        (
+            "letsencrypt cachefile in a missing directory",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{letsencrypt: {{cachefile: /nonexistent/acme.json, hosts: [registry.example.com]}}}}}}\n"
+            ),
+            vec![],
+            "http.tls.letsencrypt.cachefile",
+        ),
+        (
+            "letsencrypt with a plain-http directory",
+            format!("version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{{acme}}}}}\n"),
+            vec![(
+                "REGISTRY_HTTP_TLS_LETSENCRYPT_DIRECTORYURL",
+                "http://acme.example.com/dir",
+            )],
+            "http.tls.letsencrypt.directoryurl",
+        ),
+        (
+            "letsencrypt and a certificate",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{{acme}, certificate: {not_pem}, key: {not_pem}}}}}\n"
+            ),
+            vec![],
+            "http.tls.letsencrypt",
+        ),
+        (
+            "bad http2.disabled",
+            base.clone(),
+            vec![("REGISTRY_HTTP_HTTP2_DISABLED", "sometimes")],
+            "http.http2.disabled",
         ),
         (
             "bad draintimeout",

@@ -21,6 +21,7 @@ use http::{HeaderName, HeaderValue};
 use yaml_serde::Value;
 
 pub use auth::Auth;
+pub use crate::tls::suites::MinimumTls;
 pub use schema::Document;
 pub use support::unsupported_options;
 pub use validate::validate;
@@ -110,19 +111,57 @@ pub struct Http {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// `http.tls`, loaded.
     pub tls: Option<Tls>,
+    /// HTTP/2 offered (`http.http2.disabled` turns it off: HTTP/1.1 only).
+    pub http2: bool,
     /// How long shutdown waits for in-flight requests (`http.draintimeout`, 30s).
     pub drain_timeout: Duration,
 }
 
-/// `http.tls`: the files, and the server settings built from them.
+/// `http.tls`, validated: where the certificate comes from and how handshakes go.
 #[derive(Debug, Clone)]
 pub struct Tls {
-    /// PEM certificate chain.
-    pub certificate: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
-    /// The chain and key, read and checked to belong together.
-    pub server: Arc<rustls::ServerConfig>,
+    /// The certificate's source.
+    pub source: CertificateSource,
+    /// `http.tls.clientcas`: when not empty, a client certificate chaining to one of
+    /// these CAs is required.
+    pub client_cas: Vec<PathBuf>,
+    /// The verifier built from `client_cas` (read while validating).
+    pub client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    /// `http.tls.minimumtls`, as far as rustls goes (TLS 1.2 at least).
+    pub minimum: MinimumTls,
+    /// `http.tls.ciphersuites` resolved to the suites rustls serves.
+    pub cipher_suites: Vec<rustls::SupportedCipherSuite>,
+    /// What the settings could not honour exactly, said at start-up.
+    pub warnings: Vec<String>,
+}
+
+/// Where the served certificate comes from.
+#[derive(Debug, Clone)]
+pub enum CertificateSource {
+    /// `http.tls.certificate` and `http.tls.key`, reloaded when they change.
+    Files {
+        /// PEM certificate chain.
+        certificate: PathBuf,
+        /// PEM private key.
+        key: PathBuf,
+        /// The pair as read while validating.
+        pair: Arc<rustls::sign::CertifiedKey>,
+    },
+    /// `http.tls.letsencrypt`: obtained and renewed by ACME.
+    Acme(LetsEncrypt),
+}
+
+/// `http.tls.letsencrypt`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LetsEncrypt {
+    /// The one file holding the ACME account and the certificate.
+    pub cache_file: PathBuf,
+    /// Contact address given to the ACME server.
+    pub email: Option<String>,
+    /// The names the certificate covers.
+    pub hosts: Vec<String>,
+    /// The ACME directory (Let's Encrypt's production directory by default).
+    pub directory_url: String,
 }
 
 /// Where data lives.
@@ -203,9 +242,13 @@ impl Config {
             root = Value::Mapping(Default::default());
         }
         env::apply(&mut root, vars);
-        let warnings = unsupported_options(&root)?;
+        let mut warnings = unsupported_options(&root)?;
         let document = Document::from_tree(root)?;
-        Ok((validate(&document)?, warnings))
+        let config = validate(&document)?;
+        if let Some(tls) = &config.http.tls {
+            warnings.extend(tls.warnings.iter().cloned());
+        }
+        Ok((config, warnings))
     }
 
     /// The embedded default (filesystem storage in `./data`, `127.0.0.1:5000`, in-memory

@@ -166,6 +166,16 @@ pub struct HttpSection {
     pub headers: BTreeMap<String, Vec<String>>,
     /// `http.tls`.
     pub tls: TlsSection,
+    /// `http.http2`.
+    pub http2: Http2Section,
+}
+
+/// `http.http2`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Http2Section {
+    /// Serve HTTP/1.1 only (no `h2` in ALPN, no cleartext HTTP/2).
+    pub disabled: Option<Flag>,
 }
 
 /// `http.tls`.
@@ -176,6 +186,65 @@ pub struct TlsSection {
     pub certificate: Option<PathBuf>,
     /// PEM private key.
     pub key: Option<PathBuf>,
+    /// PEM CA files; when set, clients must present a certificate chaining to one.
+    pub clientcas: StringList,
+    /// Lowest TLS version: tls1.0, tls1.1, tls1.2 (default), tls1.3.
+    pub minimumtls: Option<String>,
+    /// Cipher suites by Go's names.
+    pub ciphersuites: StringList,
+    /// `http.tls.letsencrypt`.
+    pub letsencrypt: LetsEncryptSection,
+}
+
+/// `http.tls.letsencrypt`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LetsEncryptSection {
+    /// The file holding the ACME account and certificate.
+    pub cachefile: Option<PathBuf>,
+    /// Contact address for the ACME account.
+    pub email: Option<String>,
+    /// Names the certificate is for.
+    pub hosts: StringList,
+    /// The ACME directory URL (Let's Encrypt's by default).
+    pub directoryurl: Option<String>,
+}
+
+/// A list of strings. A single string is read as a list of one, so a `REGISTRY_*`
+/// variable can name one file without YAML brackets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StringList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StringList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StringListVisitor)
+    }
+}
+
+struct StringListVisitor;
+
+impl<'de> Visitor<'de> for StringListVisitor {
+    type Value = StringList;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of strings")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<StringList, E> {
+        Ok(StringList(vec![s.to_owned()]))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<StringList, E> {
+        Ok(StringList::default())
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<StringList, A::Error> {
+        let mut out = Vec::new();
+        while let Some(s) = seq.next_element::<String>()? {
+            out.push(s);
+        }
+        Ok(StringList(out))
+    }
 }
 
 /// `storage`: one driver section (named by its key) and the shared settings.

@@ -57,6 +57,14 @@ const SUPPORTED: &[&str] = &[
     "berth.auth.issuer.certificate",
     "berth.auth.issuer.expiration",
     "berth.auth.issuer.refreshexpiration",
+    "http.tls.clientcas",
+    "http.tls.minimumtls",
+    "http.tls.ciphersuites",
+    "http.tls.letsencrypt.cachefile",
+    "http.tls.letsencrypt.email",
+    "http.tls.letsencrypt.hosts",
+    "http.tls.letsencrypt.directoryurl",
+    "http.http2.disabled",
 ];
 
 /// Keys that are typed, so a value of the wrong type fails, but not acted on yet: they

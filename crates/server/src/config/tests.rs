@@ -302,3 +302,52 @@ fn embedded_default_takes_overrides() {
     .unwrap();
     assert_eq!(c.http.addr, "127.0.0.1:0");
 }
+
+#[test]
+fn tls_keys_come_from_the_environment_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("acme.json").display().to_string();
+    let vars = [
+        ("REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE", cache.as_str()),
+        ("REGISTRY_HTTP_TLS_LETSENCRYPT_EMAIL", "ops@example.com"),
+        // One name without brackets is a list of one; a YAML list is read as one.
+        (
+            "REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS",
+            "registry.example.com",
+        ),
+        ("REGISTRY_HTTP_TLS_MINIMUMTLS", "tls1.3"),
+        (
+            "REGISTRY_HTTP_TLS_CIPHERSUITES",
+            "[TLS_AES_128_GCM_SHA256, TLS_RSA_WITH_RC4_128_SHA]",
+        ),
+        ("REGISTRY_HTTP_HTTP2_DISABLED", "true"),
+    ];
+    let (c, warnings) = Config::from_yaml(
+        "version: 0.1\nstorage: {inmemory: }\n",
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+    .unwrap();
+    assert!(!c.http.http2);
+    let tls = c.http.tls.expect("TLS from the environment");
+    match &tls.source {
+        CertificateSource::Acme(le) => {
+            assert_eq!(le.hosts, ["registry.example.com"]);
+            assert_eq!(le.email.as_deref(), Some("ops@example.com"));
+            assert_eq!(le.directory_url, tls::LETS_ENCRYPT_DIRECTORY);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(tls.minimum, MinimumTls::Tls13);
+    assert_eq!(
+        tls.cipher_suites,
+        [rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256]
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("TLS_RSA_WITH_RC4_128_SHA")),
+        "{warnings:?}"
+    );
+    let (c, _) = parse("version: 0.1\nstorage: {inmemory: }\n").unwrap();
+    assert!(c.http.http2, "HTTP/2 is on by default");
+}

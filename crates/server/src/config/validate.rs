@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use super::schema::{Document, Flag, HttpSection, StorageSection};
-use super::{ConfigError, Driver, Http, Log, Storage, Tls, UploadPurging, auth, invalid, tls};
+use super::{ConfigError, Driver, Http, Log, Storage, UploadPurging, auth, invalid, tls};
 use crate::config::Config;
 
 /// distribution's default root directory.
@@ -53,26 +53,8 @@ fn http(h: &HttpSection) -> Result<Http, ConfigError> {
     }
     let addr = h.addr.clone().unwrap_or_else(|| ":5000".to_owned());
     check_listen_addr(&addr).map_err(|m| invalid("http.addr", format!("{addr:?}: {m}")))?;
-    let tls = match (&h.tls.certificate, &h.tls.key) {
-        (Some(certificate), Some(key)) => Some(Tls {
-            server: tls::server_config(certificate, key)?,
-            certificate: certificate.clone(),
-            key: key.clone(),
-        }),
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(invalid(
-                "http.tls.key",
-                "is required with http.tls.certificate",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(invalid(
-                "http.tls.certificate",
-                "is required with http.tls.key",
-            ));
-        }
-    };
+    let http2 = !Flag::or(h.http2.disabled, false);
+    let tls = tls::validate(&h.tls, http2)?;
     Ok(Http {
         addr,
         prefix: h.prefix.clone(),
@@ -80,6 +62,7 @@ fn http(h: &HttpSection) -> Result<Http, ConfigError> {
         secret: h.secret.clone().filter(|s| !s.is_empty()),
         headers: headers(h)?,
         tls,
+        http2,
         drain_timeout: h.draintimeout.map_or(Duration::from_secs(30), |d| d.0),
     })
 }
