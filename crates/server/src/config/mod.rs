@@ -20,8 +20,8 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use yaml_serde::Value;
 
-pub use auth::Auth;
 pub use crate::tls::suites::MinimumTls;
+pub use auth::Auth;
 pub use schema::Document;
 pub use support::unsupported_options;
 pub use validate::validate;
