@@ -655,3 +655,242 @@ fn libtrust_kid(dir: &Path, cert: &Path) -> String {
         .libtrust_id()
         .unwrap()
 }
+
+fn token_payload(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWS");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+fn form(reg: &BlockingClient, path: &str, body: &str) -> Response {
+    let req = Request::new(Method::POST, reg.client().url(path).unwrap())
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(Body::bytes(body.as_bytes().to_vec()));
+    reg.run(|c| c.send(req)).unwrap()
+}
+
+#[test]
+fn the_builtin_issuer_serves_docker_oauth2_and_distribution_accepts_its_tokens() {
+    if !tools_present() || !common::have_tool("docker-registry") || !common::have_tool("skopeo") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let d = work.path();
+    let (key, cert) = signing_pair(d, "issuer");
+    let users = htpasswd_file(d, &[("alice", "a-pw"), ("bob", "b-pw"), ("root", "r-pw")]);
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let realm = format!("http://{addr}/auth/token");
+    let token_auth = format!(
+        "auth:\n  token:\n    realm: {realm}\n    service: registry.test\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+        cert.display()
+    );
+    let extra = format!(
+        "{token_auth}{POLICY}    users: {}\n    issuer:\n      key: {}\n      expiration: 2m\n",
+        users.display(),
+        key.display()
+    );
+    let (config, addr) = common::berth_config_on(&addr, root.path(), d, "", &extra);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("serve").arg(&config);
+    let berth = common::spawn(cmd, addr.clone(), d, "berth");
+    let reg = berth.client();
+
+    // docker's GET, with Basic credentials; the token carries what the policy grants.
+    let scope = "service=registry.test&scope=repository:team/app:pull,push,delete";
+    let get_token = |auth: Option<&str>, query: &str| {
+        send(reg, Method::GET, &format!("/auth/token?{query}"), auth)
+    };
+    let r = get_token(Some(&basic("alice", "a-pw")), scope);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let body = r.json().unwrap();
+    assert_eq!(body["token"], body["access_token"]);
+    assert_eq!(body["expires_in"], 120);
+    assert!(body["issued_at"].as_str().unwrap().contains('T'));
+    assert!(body.get("refresh_token").is_none());
+    let alice_token = body["token"].as_str().unwrap().to_owned();
+    let claims = token_payload(&alice_token);
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(
+        claims["access"],
+        repo_access("team/app", &["pull", "push"]),
+        "delete is not granted to alice"
+    );
+    let alice = common::client_as(&addr, &format!("Bearer {alice_token}"));
+    let img = image(&mut Rng::new("issuer"), "amd64", &[5000]);
+    push_image(&alice, "team/app", "v1", &img);
+
+    // bob asks for push and gets pull only: his push is refused with the scope named.
+    let r = get_token(Some(&basic("bob", "b-pw")), scope);
+    let bob_token = r.json().unwrap()["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        token_payload(&bob_token)["access"],
+        repo_access("team/app", &["pull"])
+    );
+    let bob = common::client_as(&addr, &format!("Bearer {bob_token}"));
+    let r = bob
+        .run(|c| {
+            c.put_manifest(
+                "team/app",
+                "v2",
+                &img.manifest.media_type,
+                img.manifest.bytes.clone(),
+                &[],
+            )
+        })
+        .unwrap();
+    assert_refused(&r, 401, "UNAUTHORIZED", "bob pushes with a pull token");
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .ends_with("scope=\"repository:team/app:pull,push\",error=\"insufficient_scope\"")
+    );
+    assert_eq!(
+        bob.run(|c| c.get_manifest("team/app", "v1", &img.manifest.media_type))
+            .unwrap()
+            .status,
+        200
+    );
+
+    // Anonymous: a token with only what anonymous callers may do.
+    let r = get_token(
+        None,
+        "service=registry.test&scope=repository:public/base:pull&scope=repository:team/app:pull",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        token_payload(r.json().unwrap()["token"].as_str().unwrap())["access"],
+        repo_access("public/base", &["pull"])
+    );
+    // Wrong password, wrong service, malformed scope.
+    let r = get_token(Some(&basic("alice", "nope")), scope);
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").unwrap().starts_with("Basic "));
+    assert_eq!(get_token(None, "service=elsewhere").status, 400);
+    assert_eq!(get_token(None, "scope=nonsense").status, 400);
+
+    // The OAuth2 form: a password grant with a refresh token, then the refresh grant.
+    let r = form(
+        reg,
+        "/auth/token",
+        "grant_type=password&username=alice&password=a-pw&service=registry.test&client_id=test&access_type=offline&scope=repository:team/app:pull",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let refresh = r.json().unwrap()["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    let r = form(
+        reg,
+        "/auth/token",
+        &format!(
+            "grant_type=refresh_token&refresh_token={refresh}&service=registry.test&client_id=test&scope=repository:team/app:pull"
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        token_payload(r.json().unwrap()["access_token"].as_str().unwrap())["sub"],
+        "alice"
+    );
+    // A refresh token opens nothing by itself.
+    let r = send(
+        reg,
+        Method::GET,
+        "/v2/team/app/tags/list",
+        Some(&format!("Bearer {refresh}")),
+    );
+    assert_refused(&r, 401, "UNAUTHORIZED", "refresh token as access token");
+    for (body, error) in [
+        (
+            "grant_type=password&username=alice&password=bad",
+            "invalid_grant",
+        ),
+        (
+            "grant_type=refresh_token&refresh_token=forged.token.here",
+            "invalid_grant",
+        ),
+        ("grant_type=client_credentials", "unsupported_grant_type"),
+        ("grant_type=password&username=alice", "invalid_request"),
+    ] {
+        let r = form(reg, "/auth/token", body);
+        assert!(r.status == 400 || r.status == 401, "{body}: {}", r.status);
+        assert_eq!(r.json().unwrap()["error"], error, "{body}");
+    }
+
+    // distribution 2.8.2, trusting the same certificate, accepts berth's tokens.
+    let droot = tempfile::tempdir().unwrap();
+    let dport = common::free_port();
+    let daddr = format!("127.0.0.1:{dport}");
+    let dconfig = d.join("distribution.yml");
+    std::fs::write(
+        &dconfig,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {daddr}\n{token_auth}",
+            droot.path().display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("docker-registry");
+    cmd.arg("serve").arg(&dconfig);
+    let dist = common::spawn(cmd, daddr.clone(), d, "distribution");
+    let to_dist = common::client_as(&daddr, &format!("Bearer {alice_token}"));
+    push_image(&to_dist, "team/app", "v1", &img);
+    let r = to_dist
+        .run(|c| c.get_manifest("team/app", "v1", &img.manifest.media_type))
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.as_ref(), img.manifest.bytes.as_slice());
+    let r = send(
+        dist.client(),
+        Method::GET,
+        "/v2/team/app/tags/list",
+        Some(&format!("Bearer {bob_token}")),
+    );
+    assert_eq!(r.status, 200, "distribution reads with bob's pull token");
+    let r = common::client_as(&daddr, &format!("Bearer {bob_token}"))
+        .run(|c| c.start_upload("team/app"))
+        .unwrap();
+    assert_eq!(r.status, 401, "distribution refuses bob's push too");
+
+    // skopeo follows the challenge to the issuer with Basic credentials (docker's flow).
+    let src = d.join("layout");
+    LayoutWriter::new(&src).add_image(&img, "v1");
+    let dest = format!("docker://{addr}/team/skopeo:v1");
+    let pushed = skopeo_copy(
+        &["--dest-creds", "alice:a-pw"],
+        &layout_str(&src, "v1"),
+        &dest,
+        d,
+    );
+    assert_eq!(pushed, img.manifest.digest);
+    let out = d.join("pulled");
+    let pulled = skopeo_copy(
+        &["--src-creds", "bob:b-pw"],
+        &dest,
+        &format!("oci:{}:v1", out.display()),
+        d,
+    );
+    assert_eq!(pulled, img.manifest.digest);
+    let refused = Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--retry-times",
+            "0",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "bob:b-pw",
+            &layout_str(&src, "v1"),
+            &format!("docker://{addr}/team/bob:v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "bob pushed through skopeo");
+    let stderr = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+    assert!(
+        stderr.contains("unauthorized")
+            || stderr.contains("denied")
+            || stderr.contains("authentication"),
+        "{stderr}"
+    );
+}

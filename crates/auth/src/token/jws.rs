@@ -86,9 +86,18 @@ pub fn parse(raw: &str) -> Result<Jws<'_>, TokenError> {
 }
 
 /// `aud`: one string or a list.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Audience(pub Vec<String>);
+
+/// One audience is written as a plain string: distribution 2.x reads `aud` only that way.
+impl Serialize for Audience {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for Audience {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -172,6 +181,8 @@ mod tests {
         assert_eq!(jws.signing_input, format!("{h}.{p}"));
         let claims: Claims = serde_json::from_slice(&jws.payload).unwrap();
         assert_eq!(claims.aud.0, ["svc"]);
+        let written = serde_json::to_value(&claims).unwrap();
+        assert_eq!(written["aud"], "svc", "one audience is a plain string");
         assert_eq!(claims.exp, Some(1_500_000_000));
         for bad in ["", "a.b", "a.b.c.d", "!!.e30.AA", &format!("{h}.{p}.!!")] {
             assert!(parse(bad).is_err(), "{bad}");
