@@ -10,12 +10,20 @@
 # berth by default). --nofsync adds a third registry, berth with
 # `storage.filesystem.fsync: false`, and a second table comparing it with distribution.
 #
+# --auth basic|token measures access control: berth and distribution both get the same
+# `auth` section (htpasswd made by `htpasswd -B`, or auth.token trusting a certificate made
+# here, with a token signed by `berth-bench token`), a third registry, berth without auth
+# (label berth-noauth), runs too, and only push-large, pull-large and pull-small run. The
+# report then also compares berth with berth-noauth.
+#
 # usage: scripts/bench.sh [--rounds N] [--size smoke|full] [--out DIR] [--no-scale] [--nofsync]
+#                         [--auth basic|token]
 #   --rounds N   rounds (default 3)
 #   --size S     smoke (seconds) or full (default)
 #   --out DIR    where results go (default target/bench/<date>)
 #   --no-scale   skip catalog-scale (populating 20,000 repositories)
 #   --nofsync    also run berth without flushing to the disk (label berth-nofsync)
+#   --auth MODE  basic or token (see above)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +32,7 @@ size=full
 out=""
 scenario=all
 labels=(berth distribution)
+auth=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -31,7 +40,8 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift 2 ;;
     --no-scale) scenario=""; shift ;;
     --nofsync) labels+=(berth-nofsync); shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --auth) auth="$2"; shift 2 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -57,6 +67,39 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 berth="$target_dir/release/berth"
 bench="$target_dir/release/berth-bench"
 distribution="$(command -v docker-registry)"
+
+# Auth mode: the credentials and the config section both registries get.
+auth_yaml=""
+authorization=""
+case "$auth" in
+  "") ;;
+  basic)
+    # htpasswd -B's default cost (5), as an operator's `htpasswd -B` writes it.
+    htpasswd -Bbc "$out/htpasswd" bench bench-password 2>/dev/null
+    auth_yaml="auth:
+  htpasswd:
+    realm: bench
+    path: $out/htpasswd"
+    authorization="Basic $(printf 'bench:bench-password' | base64)"
+    ;;
+  token)
+    openssl req -x509 -nodes -days 2 -newkey rsa:2048 -subj /CN=bench-token \
+      -keyout "$out/token.key" -out "$out/token.crt" 2>/dev/null
+    auth_yaml="auth:
+  token:
+    realm: https://auth.invalid/token
+    service: bench-registry
+    issuer: bench-issuer
+    rootcertbundle: $out/token.crt"
+    authorization="Bearer $("$bench" token --key "$out/token.key" --cert "$out/token.crt" \
+      --issuer bench-issuer --service bench-registry --expires 86400)"
+    ;;
+  *) echo "bench.sh: --auth takes basic or token" >&2; exit 2 ;;
+esac
+if [ -n "$auth" ]; then
+  labels+=(berth-noauth)
+  scenario="push-large,pull-large,pull-small"
+fi
 
 results="$out/results.jsonl"
 : >"$results"
@@ -120,8 +163,11 @@ storage:
 http:
   addr: 127.0.0.1:$port
 EOF
+  if [ -n "$auth" ] && [ "$label" != berth-noauth ]; then
+    echo "$auth_yaml" >>"$cfg"
+  fi
   case "$label" in
-    berth|berth-nofsync) "$berth" serve "$cfg" >"$log" 2>&1 & ;;
+    berth|berth-nofsync|berth-noauth) "$berth" serve "$cfg" >"$log" 2>&1 & ;;
     distribution) "$distribution" serve "$cfg" >"$log" 2>&1 & ;;
   esac
   server_pid=$!
@@ -129,6 +175,9 @@ EOF
   echo "bench.sh: round $round: $label (pid $server_pid, port $port)" >&2
   local args=(run --url "http://127.0.0.1:$port" --size "$size" --pid "$server_pid" --label "$label")
   [ -n "$scenario" ] && args+=(--scenario "$scenario")
+  if [ -n "$auth" ] && [ "$label" != berth-noauth ]; then
+    args+=(--authorization "$authorization")
+  fi
   "$bench" "${args[@]}" | tee -a "$results" >/dev/null
   if ! kill -0 "$server_pid" 2>/dev/null; then
     echo "bench.sh: $label exited during the run; see $log" >&2
@@ -160,6 +209,12 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "machine crash) against distribution, which flushes every file:"
     echo
     "$bench" report --candidate berth-nofsync "$results"
+  fi
+  if [ -n "$auth" ]; then
+    echo
+    echo "berth with $auth auth against berth without auth (same machine, same rounds):"
+    echo
+    "$bench" report --candidate berth --baseline berth-noauth "$results"
   fi
 } | tee "$out/report.md"
 echo "bench.sh: results in $results" >&2

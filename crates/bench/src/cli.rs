@@ -11,13 +11,19 @@ use crate::size::Size;
 pub const USAGE: &str = "\
 usage:
   berth-bench run --url URL [--scenario NAME]... [--size smoke|full] [--pid PID]
-                  [--label LABEL] [--seed N]
+                  [--label LABEL] [--seed N] [--authorization VALUE]
       Runs scenarios against the registry at URL; prints one JSON line per variant.
+      --authorization sends `Authorization: VALUE` with every request (auth mode).
       Scenarios: memory push-large pull-large push-small pull-small tags-list catalog
       image-push catalog-scale, or `all`. Default: all but catalog-scale.
   berth-bench report [--candidate LABEL] [--baseline LABEL] FILE...
       Reads JSON lines (several rounds) and prints a Markdown table of medians,
       ratios (above 1 = candidate better) and targets. Default labels: berth, distribution.
+  berth-bench token --key PEM --cert PEM --issuer NAME --service NAME
+                    [--repository NAME]... [--expires SECONDS]
+      Prints a bearer token granting pull, push and delete on each repository (default:
+      the repositories of push-large, pull-large and pull-small), signed as a token
+      server would sign it, for registries whose auth.token trusts CERT.
   berth-bench free-port
       Prints a free TCP port on 127.0.0.1.
   berth-bench wait --url URL [--timeout SECONDS]
@@ -36,6 +42,8 @@ pub enum Command {
         /// Files of JSON lines.
         files: Vec<String>,
     },
+    /// `token`.
+    Token(TokenOptions),
     /// `free-port`.
     FreePort,
     /// `wait`.
@@ -57,6 +65,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     match sub.as_str() {
         "run" => parse_run(rest).map(|o| Command::Run(Box::new(o))),
         "report" => parse_report(rest),
+        "token" => parse_token(rest).map(Command::Token),
         "free-port" => Ok(Command::FreePort),
         "wait" => parse_wait(rest),
         "help" | "-h" | "--help" => Ok(Command::Help),
@@ -93,6 +102,7 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
     let mut pid = None;
     let mut label = "registry".to_owned();
     let mut seed = 1;
+    let mut authorization = None;
     for (name, value) in pairs(args, &mut free)? {
         match name.as_str() {
             "url" => url = Some(value.trim_end_matches('/').to_owned()),
@@ -113,6 +123,7 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
             "pid" => pid = Some(value.parse().map_err(|_| format!("bad --pid {value:?}"))?),
             "label" => label = value,
             "seed" => seed = value.parse().map_err(|_| format!("bad --seed {value:?}"))?,
+            "authorization" => authorization = Some(value),
             other => return Err(format!("run: unknown option --{other}")),
         }
     }
@@ -131,6 +142,63 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
         pid,
         label,
         seed,
+        authorization,
+    })
+}
+
+/// What `token` signs.
+#[derive(Debug)]
+pub struct TokenOptions {
+    /// PEM private key file.
+    pub key: String,
+    /// PEM certificate file of that key.
+    pub cert: String,
+    /// `iss`.
+    pub issuer: String,
+    /// `aud`.
+    pub service: String,
+    /// Repositories granted pull, push and delete.
+    pub repositories: Vec<String>,
+    /// Lifetime in seconds.
+    pub expires: u64,
+}
+
+fn parse_token(args: &[String]) -> Result<TokenOptions, String> {
+    let mut free = Vec::new();
+    let (mut key, mut cert, mut issuer, mut service) = (None, None, None, None);
+    let mut repositories = Vec::new();
+    let mut expires = 3600;
+    for (name, value) in pairs(args, &mut free)? {
+        match name.as_str() {
+            "key" => key = Some(value),
+            "cert" => cert = Some(value),
+            "issuer" => issuer = Some(value),
+            "service" => service = Some(value),
+            "repository" => repositories.push(value),
+            "expires" => {
+                expires = value
+                    .parse()
+                    .map_err(|_| format!("bad --expires {value:?}"))?
+            }
+            other => return Err(format!("token: unknown option --{other}")),
+        }
+    }
+    if let Some(extra) = free.first() {
+        return Err(format!("token: unexpected argument {extra:?}"));
+    }
+    if repositories.is_empty() {
+        repositories = crate::scenarios::AUTH_MODE_REPOSITORIES
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect();
+    }
+    Ok(TokenOptions {
+        key: key.ok_or("token: --key is required")?,
+        cert: cert.ok_or("token: --cert is required")?,
+        issuer: issuer.ok_or("token: --issuer is required")?,
+        service: service.ok_or("token: --service is required")?,
+        repositories,
+        expires,
     })
 }
 

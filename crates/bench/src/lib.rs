@@ -18,6 +18,7 @@ pub mod runner;
 pub mod scenarios;
 pub mod size;
 pub mod stats;
+pub mod token;
 pub mod wait;
 
 pub use line::Line;

@@ -60,6 +60,10 @@ async fn execute(command: Command) -> Result<(), String> {
             print!("{}", report::render(&rows, &labels));
             Ok(())
         }
+        Command::Token(opts) => {
+            println!("{}", berth_bench::token::mint(&opts)?);
+            Ok(())
+        }
         Command::FreePort => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")
                 .map_err(|e| format!("cannot bind a port: {e}"))?;

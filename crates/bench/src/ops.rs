@@ -20,15 +20,23 @@ const STREAM_PIECE: usize = 1 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The client for the registry under test: HTTP/1.1 keep-alive connections, up to
-/// `connections` of them idle, redirects not followed (a redirect is a wrong answer).
-pub fn connect(base_url: &str, connections: usize) -> Result<Client, String> {
-    Ok(Client::builder(base_url)
+/// `connections` of them idle, redirects not followed (a redirect is a wrong answer),
+/// `authorization` sent with every request when given.
+pub fn connect(
+    base_url: &str,
+    connections: usize,
+    authorization: Option<&str>,
+) -> Result<Client, String> {
+    let mut builder = Client::builder(base_url)
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(Duration::from_secs(10))
         .max_idle_connections(connections)
         .http1_only()
-        .follow_redirects(false)
-        .build()?)
+        .follow_redirects(false);
+    if let Some(a) = authorization {
+        builder = builder.authorization(a);
+    }
+    Ok(builder.build()?)
 }
 
 /// Awaits one request and records it: answered (with its time) or not. A body that

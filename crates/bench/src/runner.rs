@@ -25,6 +25,8 @@ pub struct RunOptions {
     pub label: String,
     /// Seed of all generated data.
     pub seed: u64,
+    /// `Authorization` value sent with every request (auth mode).
+    pub authorization: Option<String>,
 }
 
 /// Runs every chosen scenario, calls `emit` with each line, and answers them all.
@@ -35,8 +37,9 @@ pub async fn run(opts: &RunOptions, mut emit: impl FnMut(&Line)) -> Result<Vec<L
         .max(size.push_workers)
         .max(size.populate_workers)
         .max(size.images);
-    let reg = crate::ops::connect(&opts.url, connections)?;
-    let ctx = Ctx::new(reg, size.clone(), opts.seed, &opts.label, opts.pid);
+    let reg = crate::ops::connect(&opts.url, connections, opts.authorization.as_deref())?;
+    let mut ctx = Ctx::new(reg, size.clone(), opts.seed, &opts.label, opts.pid);
+    ctx.authorization = opts.authorization.clone();
     let chosen = |s: Scenario| opts.scenarios.contains(&s);
     let mut all = Vec::new();
     for scenario in Scenario::ALL {

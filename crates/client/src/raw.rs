@@ -39,11 +39,13 @@ pub struct RawAnswer {
     pub len: usize,
 }
 
-/// `GET url` on a new connection; the body is handed to `sink` piece by piece, in order,
-/// through one reused buffer of [`PIECE`] bytes. Blocking: run it on a blocking thread.
+/// `GET url` on a new connection (with `Authorization: <authorization>` when given); the
+/// body is handed to `sink` piece by piece, in order, through one reused buffer of
+/// [`PIECE`] bytes. Blocking: run it on a blocking thread.
 pub fn get_with(
     url: &Url,
     timeout: Duration,
+    authorization: Option<&str>,
     mut sink: impl FnMut(&[u8]),
 ) -> Result<RawAnswer, Error> {
     let fail = |detail: String| Error::Raw {
@@ -63,8 +65,11 @@ pub fn get_with(
         path.push('?');
         path.push_str(q);
     }
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: */*\r\n{auth}Connection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).map_err(io)?;
 
@@ -132,6 +137,6 @@ mod tests {
     #[test]
     fn refuses_tls_urls() {
         let url = Url::parse("https://127.0.0.1:1/v2/").unwrap();
-        assert!(get_with(&url, Duration::from_secs(1), |_| {}).is_err());
+        assert!(get_with(&url, Duration::from_secs(1), None, |_| {}).is_err());
     }
 }

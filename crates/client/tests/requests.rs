@@ -327,7 +327,7 @@ async fn bodies_arrive_whole_or_in_pieces() {
     let target = reg.blob_url("r", "sha256:b").unwrap();
     let (mut at, mut same) = (0, true);
     let answer = tokio::task::spawn_blocking(move || {
-        raw::get_with(&target, Duration::from_secs(10), |piece| {
+        raw::get_with(&target, Duration::from_secs(10), None, |piece| {
             same &= blob[at..at + piece.len()] == *piece;
             at += piece.len();
         })

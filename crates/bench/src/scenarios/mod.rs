@@ -12,6 +12,14 @@ pub mod push_large;
 pub mod push_small;
 pub mod tags_list;
 
+/// The repositories of the scenarios run in auth mode (push-large, pull-large,
+/// pull-small): what a benchmark token must grant.
+pub const AUTH_MODE_REPOSITORIES: [&str; 3] = [
+    push_large::MONOLITHIC_REPO,
+    push_large::CHUNKED_REPO,
+    pull_small::REPO,
+];
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +45,8 @@ pub struct Ctx {
     pub label: String,
     /// Server process to sample memory of, if known.
     pub pid: Option<u32>,
+    /// `Authorization` value for requests made outside [`Ctx::reg`] (the raw GETs).
+    pub authorization: Option<String>,
     large: OnceCell<Blob>,
 }
 
@@ -49,6 +59,7 @@ impl Ctx {
             seed,
             label: label.to_owned(),
             pid,
+            authorization: None,
             large: OnceCell::new(),
         }
     }

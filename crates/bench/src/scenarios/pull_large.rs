@@ -59,16 +59,22 @@ async fn full(ctx: &Ctx, blob: &Blob) -> Line {
         let started = Instant::now();
         let target = url.clone();
         let want = blob.data.clone();
+        let authorization = ctx.authorization.clone();
         let answer = tokio::task::spawn_blocking(move || {
             let mut at = 0usize;
             let mut differs = None;
-            let answer = raw::get_with(&target, REQUEST_TIMEOUT, |piece| {
-                let expected = want.get(at..at + piece.len());
-                if differs.is_none() && expected != Some(piece) {
-                    differs = Some(at);
-                }
-                at += piece.len();
-            });
+            let answer = raw::get_with(
+                &target,
+                REQUEST_TIMEOUT,
+                authorization.as_deref(),
+                |piece| {
+                    let expected = want.get(at..at + piece.len());
+                    if differs.is_none() && expected != Some(piece) {
+                        differs = Some(at);
+                    }
+                    at += piece.len();
+                },
+            );
             answer.map(|a| (a, differs)).map_err(String::from)
         })
         .await

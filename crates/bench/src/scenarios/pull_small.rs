@@ -14,7 +14,7 @@ use crate::stats::Recorder;
 
 /// Scenario name.
 pub const NAME: &str = "pull-small";
-const REPO: &str = "bench/pull-small";
+pub const REPO: &str = "bench/pull-small";
 
 struct Image {
     tag: String,

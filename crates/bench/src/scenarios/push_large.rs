@@ -14,7 +14,7 @@ use crate::stats::Recorder;
 pub const NAME: &str = "push-large";
 /// Repository of the monolithic push (pull-large reads it).
 pub const MONOLITHIC_REPO: &str = "bench/large-monolithic";
-const CHUNKED_REPO: &str = "bench/large-chunked";
+pub const CHUNKED_REPO: &str = "bench/large-chunked";
 
 /// Runs both variants.
 pub async fn run(ctx: &Ctx) -> Vec<Line> {
