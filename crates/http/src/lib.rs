@@ -7,8 +7,10 @@ mod error;
 mod handlers;
 mod headers;
 mod log;
+mod principal;
 mod query;
 mod range;
+mod ratelimit;
 mod upload_state;
 
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use http::{HeaderName, HeaderValue};
 
 pub use endpoint::Endpoint;
 pub use error::ApiError;
+pub use principal::Principal;
+pub use ratelimit::{BucketLimit, RateLimit, RateLimiter, TokenBuckets};
 pub use upload_state::{StateError, UploadSecret};
 
 /// Largest manifest accepted (distribution's limit); larger bodies get 413.
@@ -38,6 +42,8 @@ pub struct Options {
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
     /// Signs and checks the `_state` token of upload URLs (`http.secret`).
     pub upload_secret: UploadSecret,
+    /// Request rate limits (`berth.limits.ratelimit`); off by default.
+    pub rate_limit: RateLimit,
 }
 
 /// Shared state of every handler.
@@ -45,6 +51,8 @@ pub struct Options {
 pub struct AppState {
     pub(crate) registry: Arc<dyn Registry>,
     pub(crate) options: Arc<Options>,
+    /// The rate limiter, when `options.rate_limit` turns one on.
+    pub(crate) limiter: Option<Arc<RateLimiter>>,
 }
 
 impl AppState {
@@ -63,13 +71,22 @@ pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
     let prefix = options.prefix.clone();
     let state = AppState {
         registry,
+        limiter: RateLimiter::new(options.rate_limit).map(Arc::new),
         options: Arc::new(options),
     };
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/v2", any(handlers::dispatch))
         .route("/v2/", any(handlers::dispatch))
         .route("/v2/{*rest}", any(handlers::dispatch))
-        .fallback(handlers::not_found)
+        .fallback(handlers::not_found);
+    if state.limiter.is_some() {
+        // Inside `common_headers`, so a refusal carries the API version header too.
+        api = api.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit_requests,
+        ));
+    }
+    let api = api
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             headers::common_headers,

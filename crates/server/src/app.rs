@@ -100,6 +100,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             referrers_tag_schema: config.storage.referrers_tag_schema,
             // Only nodes sharing a secret can continue each other's sessions.
             upload_startedat: config.http.secret.is_some(),
+            max_upload_sessions: config.limits.max_upload_sessions,
         },
     ));
     let upload_secret = match config.http.secret.as_deref() {
@@ -124,6 +125,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         read_only: config.storage.read_only,
         extra_headers: config.http.headers.clone(),
         upload_secret,
+        rate_limit: config.limits.rate_limit,
     };
     let router = berth_http::router(registry.clone(), options);
     Ok(App {

@@ -16,7 +16,8 @@ use berth_storage::StorageRegistry;
 use tracing::Instrument;
 
 use crate::app::{self, StartError};
-use crate::config::{Config, UploadPurging};
+use crate::config::{Config, Limits, UploadPurging};
+use crate::connection::{self, LimitedAcceptor, Timeouts};
 use crate::logging;
 use crate::zerocopy::SendfileAcceptor;
 
@@ -28,6 +29,7 @@ pub struct Server {
     tls: Option<RustlsConfig>,
     drain: Duration,
     purging: Option<UploadPurging>,
+    limits: Limits,
     /// One line saying where data lives.
     pub storage_description: String,
 }
@@ -82,6 +84,7 @@ impl Server {
             tls,
             drain: config.http.drain_timeout,
             purging,
+            limits: config.limits.clone(),
             storage_description: app.storage_description,
         })
     }
@@ -120,22 +123,25 @@ impl Server {
         let purger = self
             .purging
             .map(|p| tokio::spawn(purge_loop(self.registry.clone(), p)));
-        let service = self.router.into_make_service();
+        // The peer address reaches handlers (the rate limiter) as `ConnectInfo`.
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let (limits, timeouts) = (&self.limits, Timeouts::from_limits(&self.limits));
         let result = match self.tls {
             Some(tls) => {
-                axum_server::from_tcp_rustls(self.listener, tls)
+                let mut server = axum_server::from_tcp_rustls(self.listener, tls)
                     .map_err(|e| listen_err(e.to_string()))?
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                    .map(|a| LimitedAcceptor::new(a, timeouts));
+                connection::configure(&mut server, limits);
+                server.handle(handle).serve(service).await
             }
             None => {
-                axum_server::from_tcp(self.listener)
+                let mut server = axum_server::from_tcp(self.listener)
                     .map_err(|e| listen_err(e.to_string()))?
-                    .acceptor(SendfileAcceptor)
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                    .acceptor(LimitedAcceptor::new(SendfileAcceptor, timeouts));
+                connection::configure(&mut server, limits);
+                server.handle(handle).serve(service).await
             }
         };
         if let Some(p) = purger {

@@ -331,3 +331,59 @@ async fn read_only_prefix_and_extra_headers() {
     let r = call(&app, "GET", "/v2/", &[], b"").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// `Options::rate_limit`: a client's burst passes, the next request is refused with 429
+/// `TOOMANYREQUESTS`, `Retry-After` and the API version header; another address and
+/// (per user) another principal have buckets of their own.
+#[tokio::test]
+async fn rate_limits_refuse_with_retry_after() {
+    use axum::extract::connect_info::ConnectInfo;
+
+    use crate::{BucketLimit, Principal, RateLimit};
+
+    let app = app(Options {
+        rate_limit: RateLimit {
+            per_client: Some(BucketLimit {
+                rate: 0.01,
+                burst: 2,
+            }),
+            per_user: Some(BucketLimit {
+                rate: 0.01,
+                burst: 3,
+            }),
+        },
+        ..Options::default()
+    });
+    let get = |from: &str, user: Option<&str>| {
+        let mut req = Request::builder().uri("/v2/").body(Body::empty()).unwrap();
+        let addr: std::net::SocketAddr = from.parse().unwrap();
+        req.extensions_mut().insert(ConnectInfo(addr));
+        if let Some(u) = user {
+            req.extensions_mut().insert(Principal(u.to_owned()));
+        }
+        let app = app.clone();
+        async move { app.oneshot(req).await.unwrap() }
+    };
+    for _ in 0..2 {
+        assert_eq!(get("127.0.0.1:1000", None).await.status(), StatusCode::OK);
+    }
+    let refused = get("127.0.0.1:1001", None).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let h = refused.headers();
+    assert_eq!(h["docker-distribution-api-version"], "registry/2.0");
+    let wait: u64 = h[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((90..=100).contains(&wait), "{wait}");
+    let body = refused.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["errors"][0]["code"], "TOOMANYREQUESTS");
+
+    // Another address is not affected; a user's bucket counts across addresses.
+    for from in ["127.0.0.2:1", "127.0.0.3:1", "127.0.0.4:1"] {
+        let r = get(from, Some("alice")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{from}");
+    }
+    let r = get("127.0.0.5:1", Some("alice")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let r = get("127.0.0.6:1", Some("bob")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}

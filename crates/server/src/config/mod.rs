@@ -75,6 +75,39 @@ pub struct Config {
     pub http: Http,
     /// `storage`.
     pub storage: Storage,
+    /// `berth.limits` (berth's own).
+    pub limits: Limits,
+}
+
+/// `berth.limits`, with berth's defaults: what one connection, client or user may hold
+/// or ask of this node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// A request head must arrive whole within this of its first byte
+    /// (`headerreadtimeout`, 10s); `None` (`0s`) turns it off.
+    pub header_read_timeout: Option<Duration>,
+    /// A connection with no request in flight and no bytes moving is closed after this
+    /// (`idletimeout`, 60s); `None` (`0s`) turns it off.
+    pub idle_timeout: Option<Duration>,
+    /// Largest request head in bytes (`maxheaderbytes`, 64 KiB); larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Upload sessions this node keeps open at once (`maxuploadsessions`, 10,000);
+    /// `None` (`0`) for no bound.
+    pub max_upload_sessions: Option<usize>,
+    /// `ratelimit`: off unless a bucket is written.
+    pub rate_limit: berth_http::RateLimit,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: Some(Duration::from_secs(60)),
+            max_header_bytes: 64 * 1024,
+            max_upload_sessions: Some(10_000),
+            rate_limit: berth_http::RateLimit::default(),
+        }
+    }
 }
 
 /// `log`.
