@@ -30,9 +30,9 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use axum_server::accept::Accept;
@@ -144,6 +144,10 @@ struct ConnState {
     /// When the first byte arrived while no request was in flight; [`UNSET`] when none
     /// has since the last request started.
     head_started: AtomicU64,
+    /// The connection task, when it last found no deadline to wait for (a request was
+    /// in flight): woken when the request is answered, so it arms the idle timer even
+    /// if no byte ever arrives to wake it.
+    parked: Mutex<Option<Waker>>,
 }
 
 impl ConnState {
@@ -153,7 +157,12 @@ impl ConnState {
             in_flight: AtomicUsize::new(0),
             last_activity: AtomicU64::new(0),
             head_started: AtomicU64::new(UNSET),
+            parked: Mutex::new(None),
         }
+    }
+
+    fn parked(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn now(&self) -> u64 {
@@ -178,7 +187,11 @@ impl ConnState {
 
     fn request_answered(&self) {
         self.last_activity.store(self.now(), Ordering::Relaxed);
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(waker) = self.parked().take()
+        {
+            waker.wake();
+        }
     }
 
     /// When the connection is over a limit, in milliseconds from `epoch`; `None` while a
@@ -220,6 +233,13 @@ impl<T> LimitedStream<T> {
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             let Some(deadline) = self.state.deadline(&self.timeouts) else {
+                if self.timeouts.header_read.is_some() || self.timeouts.idle.is_some() {
+                    *self.state.parked() = Some(cx.waker().clone());
+                    // Answered meanwhile: look again rather than miss the wake-up.
+                    if self.state.in_flight.load(Ordering::Acquire) == 0 {
+                        continue;
+                    }
+                }
                 return Poll::Pending;
             };
             if self.state.now() >= deadline {
@@ -243,11 +263,20 @@ impl<T> LimitedStream<T> {
         }
     }
 
-    /// A write's outcome, noting progress, or failing a stalled write past a deadline.
-    fn wrote<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+    /// A write's outcome, noting bytes sent, or failing a stalled write past a deadline.
+    /// A flush is no progress: hyper flushes on every turn of its loop, so counting it
+    /// would keep an idle connection alive forever.
+    fn wrote<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<R>>,
+        sent: impl Fn(&R) -> bool,
+    ) -> Poll<io::Result<R>> {
         match r {
             Poll::Ready(r) => {
-                self.state.moved(false);
+                if r.as_ref().is_ok_and(sent) {
+                    self.state.moved(false);
+                }
                 Poll::Ready(r)
             }
             Poll::Pending => match self.poll_expired(cx) {
@@ -288,7 +317,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for LimitedStream<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.wrote(cx, r)
+        self.wrote(cx, r, |n| *n > 0)
     }
 
     fn poll_write_vectored(
@@ -297,7 +326,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for LimitedStream<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.wrote(cx, r)
+        self.wrote(cx, r, |n| *n > 0)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -307,7 +336,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for LimitedStream<T> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let r = Pin::new(&mut self.inner).poll_flush(cx);
-        self.wrote(cx, r)
+        self.wrote(cx, r, |()| false)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
