@@ -254,3 +254,131 @@ fn the_per_client_rate_limit_refuses_a_burst_and_recovers() {
     assert_eq!(request(&mut busy, "GET", "/v2/").status, 200);
     assert_eq!(request(&mut busy, "GET", "/v2/").status, 429);
 }
+
+/// Starts `openssl s_client` on `addr` with its stdin ours to write, and answers it
+/// with when it started.
+fn tls_client(addr: &str) -> (std::process::Child, Instant) {
+    let child = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", addr])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    (child, Instant::now())
+}
+
+/// Whether `child` exits (the server hung up on it) before `until`.
+fn exited_by(child: &mut std::process::Child, until: Instant) -> bool {
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Over TLS too, after the handshake: a connection that never sends a request is
+/// closed after `idletimeout`, and a head sent a byte at a time after
+/// `headerreadtimeout`.
+#[test]
+fn tls_connections_get_the_same_timeouts() {
+    if !common::have_tool("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    common::run(
+        std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    let (config, addr) = common::berth_config(
+        &dir.path().join("root"),
+        dir.path(),
+        "",
+        &format!(
+            "  tls:\n    certificate: {}\n    key: {}\nberth:\n  limits:\n    \
+             headerreadtimeout: 1s\n    idletimeout: 3s\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let log = dir.path().join("tls.log");
+    let out = std::fs::File::create(&log).expect("log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("serve")
+        .arg(&config)
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
+        .spawn()
+        .expect("berth");
+    let server = common::Process::new(child, addr.clone(), log);
+    // Ready once a TLS client gets through the handshake and an answer.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let probe = std::process::Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect", &addr])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                if let Some(mut i) = c.stdin.take() {
+                    i.write_all(b"GET /v2/ HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")?;
+                }
+                c.wait_with_output()
+            })
+            .expect("probe");
+        if String::from_utf8_lossy(&probe.stdout).starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "TLS never answered: {}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let (mut idle, started) = tls_client(&addr);
+    let closed = exited_by(&mut idle, started + Duration::from_secs(10));
+    let ran = started.elapsed();
+    let _ = idle.kill();
+    let _ = idle.wait();
+    assert!(closed, "an idle TLS connection stayed open");
+    assert!(
+        ran >= Duration::from_millis(2900) && ran < Duration::from_secs(7),
+        "idle TLS connection closed after {ran:?}, idletimeout is 3s"
+    );
+
+    let (mut loris, _) = tls_client(&addr);
+    let mut input = loris.stdin.take().expect("stdin");
+    // Let the handshake finish, then one byte every 300 ms.
+    std::thread::sleep(Duration::from_millis(500));
+    let first_byte = Instant::now();
+    let mut cut = None;
+    for b in b"GET /v2/ HTTP/1.1\r\nHost: registry\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa" {
+        let _ = input.write_all(&[*b]);
+        let _ = input.flush();
+        if exited_by(&mut loris, Instant::now() + Duration::from_millis(300)) {
+            cut = Some(first_byte.elapsed());
+            break;
+        }
+    }
+    let _ = loris.kill();
+    let _ = loris.wait();
+    let cut = cut.expect("the slow TLS head was never cut off");
+    assert!(
+        cut >= Duration::from_millis(900) && cut < Duration::from_secs(3),
+        "slow TLS head cut off {cut:?} after its first byte, headerreadtimeout is 1s"
+    );
+}
