@@ -26,6 +26,22 @@ pub use principal::Principal;
 pub use ratelimit::{BucketLimit, RateLimit, RateLimiter, TokenBuckets};
 pub use upload_state::{StateError, UploadSecret};
 
+/// Entry points for `fuzz/` to parsers this crate keeps private; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use berth_core::RangeRequest;
+
+    /// The `Range` parser of blob GETs.
+    pub fn blob_range(header: Option<&str>) -> Option<RangeRequest> {
+        crate::range::blob_range(header)
+    }
+
+    /// The `Content-Range` parser of upload PATCHes: start offset and length.
+    pub fn content_range(header: &str) -> Option<(u64, u64)> {
+        crate::range::content_range(header)
+    }
+}
+
 /// Largest manifest accepted (distribution's limit); larger bodies get 413.
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 
