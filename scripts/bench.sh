@@ -203,7 +203,7 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "($(nproc) cores; load average before: $load_before, after: $load_after)"
   echo
   "$bench" report "$results"
-  if [ ${#labels[@]} -gt 2 ]; then
+  if [[ " ${labels[*]} " == *" berth-nofsync "* ]]; then
     echo
     echo "berth with storage.filesystem.fsync: false (acknowledged writes may be lost in a"
     echo "machine crash) against distribution, which flushes every file:"

@@ -68,6 +68,14 @@ pub enum Error {
     /// The operation is disabled by configuration (deletes, read-only mode) or not implemented.
     #[error("{0}")]
     Unsupported(String),
+    /// Opening an upload session would pass this node's bound on open sessions
+    /// (`berth.limits.maxuploadsessions`); one frees up when a session finishes, is
+    /// cancelled or purged.
+    #[error("too many open upload sessions (the limit is {limit}); retry later")]
+    TooManyUploads {
+        /// The configured bound.
+        limit: usize,
+    },
     /// The client's request body ended early or could not be read.
     #[error("request body: {0}")]
     BodyRead(#[source] std::io::Error),

@@ -1,6 +1,8 @@
 //! The one mapping from failures to HTTP: status, OCI error code, and the JSON body
 //! `{"errors":[{"code","message"}]}`. Nothing else in berth knows status codes.
 
+use std::time::Duration;
+
 use axum::response::{IntoResponse, Response};
 use berth_auth::issuer::IssueError;
 use berth_auth::{Refusal, RefusalKind};
@@ -25,6 +27,23 @@ pub enum ApiError {
     UploadState(StateError),
     /// Access control refused the request.
     Access(Refusal),
+    /// The client's (or user's) request rate passed `berth.limits.ratelimit`; a request
+    /// would be admitted again after `retry_after`.
+    RateLimited {
+        /// When the bucket holds a token again.
+        retry_after: Duration,
+    },
+}
+
+/// What `Retry-After` tells a client refused a new upload session: sessions end as
+/// pushes finish, so a short wait is worth it; there is no telling exactly when.
+const UPLOAD_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// `Retry-After` in whole seconds, rounded up and at least 1: a client told 0 would
+/// retry at once and be refused again.
+fn retry_after_value(wait: Duration) -> HeaderValue {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
 }
 
 impl From<Error> for ApiError {
@@ -73,6 +92,13 @@ impl ApiError {
                     RefusalKind::Denied => (S::FORBIDDEN, "DENIED", r.message.clone()),
                 };
             }
+            ApiError::RateLimited { .. } => {
+                return (
+                    S::TOO_MANY_REQUESTS,
+                    "TOOMANYREQUESTS",
+                    "too many requests; retry after the time Retry-After gives".into(),
+                );
+            }
             ApiError::Domain(e) => e,
         };
         let (status, code) = match e {
@@ -95,6 +121,7 @@ impl ApiError {
             Error::SizeInvalid(_) => (S::BAD_REQUEST, "SIZE_INVALID"),
             Error::PaginationInvalid(_) => (S::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
             Error::Unsupported(_) => (S::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            Error::TooManyUploads { .. } => (S::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
             Error::Internal { .. } => (S::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         };
         (status, code, e.to_string())
@@ -146,6 +173,12 @@ impl IntoResponse for ApiError {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     h.insert(header::CONTENT_RANGE, v);
                 }
+            }
+            ApiError::Domain(Error::TooManyUploads { .. }) => {
+                h.insert(header::RETRY_AFTER, retry_after_value(UPLOAD_RETRY_AFTER));
+            }
+            ApiError::RateLimited { retry_after } => {
+                h.insert(header::RETRY_AFTER, retry_after_value(retry_after));
             }
             _ => {}
         }
@@ -244,6 +277,7 @@ mod tests {
             "SIZE_INVALID",
             "UNSUPPORTED",
             "PAGINATION_NUMBER_INVALID",
+            "TOOMANYREQUESTS",
         ];
         let errors = [
             Error::BlobUnknown(String::new()),
@@ -266,11 +300,38 @@ mod tests {
             Error::PaginationInvalid(String::new()),
             Error::Unsupported(String::new()),
             Error::BodyRead(std::io::Error::other("eof")),
+            Error::TooManyUploads { limit: 1 },
         ];
-        for e in errors {
-            let (status, code, _) = ApiError::Domain(e).parts();
+        let others = [ApiError::RateLimited {
+            retry_after: Duration::from_millis(1),
+        }];
+        for e in errors.into_iter().map(ApiError::Domain).chain(others) {
+            let (status, code, _) = e.parts();
             assert!(status.is_client_error(), "{code}");
             assert!(spec.contains(&code), "{code}");
         }
+    }
+
+    #[test]
+    fn refusals_for_load_say_when_to_retry() {
+        let retry = |e: ApiError| {
+            let resp = e.into_response();
+            assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+            resp.headers()[header::RETRY_AFTER]
+                .to_str()
+                .map(str::to_owned)
+                .unwrap_or_default()
+        };
+        let limited = |ms| ApiError::RateLimited {
+            retry_after: Duration::from_millis(ms),
+        };
+        assert_eq!(retry(limited(0)), "1", "never 0");
+        assert_eq!(retry(limited(20)), "1");
+        assert_eq!(retry(limited(1000)), "1");
+        assert_eq!(retry(limited(1001)), "2", "rounded up");
+        assert_eq!(
+            retry(ApiError::Domain(Error::TooManyUploads { limit: 3 })),
+            "5"
+        );
     }
 }

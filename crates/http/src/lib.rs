@@ -10,6 +10,7 @@ mod headers;
 mod log;
 mod query;
 mod range;
+mod ratelimit;
 mod token;
 mod upload_state;
 
@@ -24,7 +25,24 @@ use http::{HeaderName, HeaderValue};
 
 pub use endpoint::Endpoint;
 pub use error::ApiError;
+pub use ratelimit::{BucketLimit, RateLimit, RateLimiter, TokenBuckets};
 pub use upload_state::{StateError, UploadSecret};
+
+/// Entry points for `fuzz/` to parsers this crate keeps private; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use berth_core::RangeRequest;
+
+    /// The `Range` parser of blob GETs.
+    pub fn blob_range(header: Option<&str>) -> Option<RangeRequest> {
+        crate::range::blob_range(header)
+    }
+
+    /// The `Content-Range` parser of upload PATCHes: start offset and length.
+    pub fn content_range(header: &str) -> Option<(u64, u64)> {
+        crate::range::content_range(header)
+    }
+}
 
 /// Largest manifest accepted (distribution's limit); larger bodies get 413.
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
@@ -47,6 +65,8 @@ pub struct Options {
     pub access: Option<Arc<AccessController>>,
     /// berth's own token endpoint: served at this path (the realm's) by this issuer.
     pub token_endpoint: Option<(String, Arc<Issuer>)>,
+    /// Request rate limits (`berth.limits.ratelimit`); off by default.
+    pub rate_limit: RateLimit,
 }
 
 /// Shared state of every handler.
@@ -54,6 +74,8 @@ pub struct Options {
 pub struct AppState {
     pub(crate) registry: Arc<dyn Registry>,
     pub(crate) options: Arc<Options>,
+    /// The rate limiter, when `options.rate_limit` turns one on.
+    pub(crate) limiter: Option<Arc<RateLimiter>>,
 }
 
 impl AppState {
@@ -73,13 +95,23 @@ pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
     let token_endpoint = options.token_endpoint.clone();
     let state = AppState {
         registry,
+        limiter: RateLimiter::new(options.rate_limit).map(Arc::new),
         options: Arc::new(options),
     };
-    let api = Router::new()
+    let limiter = state.limiter.clone();
+    let mut api = Router::new()
         .route("/v2", any(handlers::dispatch))
         .route("/v2/", any(handlers::dispatch))
         .route("/v2/{*rest}", any(handlers::dispatch))
-        .fallback(handlers::not_found)
+        .fallback(handlers::not_found);
+    if let Some(limiter) = limiter.clone() {
+        // Inside `common_headers`, so a refusal carries the API version header too.
+        api = api.layer(axum::middleware::from_fn_with_state(
+            limiter,
+            ratelimit::limit_by_client,
+        ));
+    }
+    let api = api
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             headers::common_headers,
@@ -91,12 +123,17 @@ pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
         Router::new().nest(&prefix, api)
     };
     if let Some((path, issuer)) = token_endpoint {
-        app = app.route(
-            &path,
-            axum::routing::get(token::get)
-                .post(token::post)
-                .with_state(issuer),
-        );
+        let mut endpoint = axum::routing::get(token::get)
+            .post(token::post)
+            .with_state(issuer);
+        if let Some(limiter) = limiter.clone() {
+            // Password guessing at the token endpoint is limited per client as well.
+            endpoint = endpoint.layer(axum::middleware::from_fn_with_state(
+                limiter,
+                ratelimit::limit_by_client,
+            ));
+        }
+        app = app.route(&path, endpoint);
     }
     app.layer(axum::middleware::from_fn(log::log_request))
 }

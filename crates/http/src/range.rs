@@ -36,7 +36,9 @@ pub(crate) fn content_range(header: &str) -> Option<(u64, u64)> {
     let s = s.split('/').next()?;
     let (a, b) = s.split_once('-')?;
     let (a, b) = (a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?);
-    (b >= a).then(|| (a, b - a + 1))
+    // `0-18446744073709551615` covers 2^64 bytes, one more than a length can say.
+    let len = b.checked_sub(a)?.checked_add(1)?;
+    Some((a, len))
 }
 
 #[cfg(test)]
@@ -70,5 +72,18 @@ mod tests {
         assert_eq!(content_range("bytes=10-19"), Some((10, 10)));
         assert_eq!(content_range("9-0"), None);
         assert_eq!(content_range("abc"), None);
+    }
+
+    /// Found by the `range` fuzz target: a chunk of every offset was a length
+    /// overflow (a panic in debug builds, a zero-byte chunk in release ones).
+    #[test]
+    fn a_content_range_of_every_offset_is_malformed() {
+        assert_eq!(content_range("0-18446744073709551615"), None);
+        assert_eq!(content_range("bytes=0-18446744073709551615/*"), None);
+        assert_eq!(content_range("1-18446744073709551615"), Some((1, u64::MAX)));
+        assert_eq!(
+            content_range("18446744073709551615-18446744073709551615"),
+            Some((u64::MAX, 1))
+        );
     }
 }

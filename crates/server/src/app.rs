@@ -103,6 +103,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             referrers_tag_schema: config.storage.referrers_tag_schema,
             // Only nodes sharing a secret can continue each other's sessions.
             upload_startedat: config.http.secret.is_some(),
+            max_upload_sessions: config.limits.max_upload_sessions,
         },
     ));
     let upload_secret = match config.http.secret.as_deref() {
@@ -129,6 +130,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         upload_secret,
         access: config.auth.as_ref().map(|a| a.controller.clone()),
         token_endpoint: config.auth.as_ref().and_then(|a| a.token_endpoint.clone()),
+        rate_limit: config.limits.rate_limit,
     };
     let router = berth_http::router(registry.clone(), options);
     Ok(App {

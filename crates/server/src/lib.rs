@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod config;
+pub mod connection;
 pub mod lifecycle;
 pub mod limits;
 pub mod logging;

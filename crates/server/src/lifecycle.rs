@@ -15,7 +15,8 @@ use berth_storage::StorageRegistry;
 use tracing::Instrument;
 
 use crate::app::{self, StartError};
-use crate::config::{Config, UploadPurging};
+use crate::config::{Config, Limits, UploadPurging};
+use crate::connection::{self, LimitedAcceptor, Timeouts};
 use crate::logging;
 use crate::tls::Serving;
 use crate::zerocopy::SendfileAcceptor;
@@ -29,6 +30,7 @@ pub struct Server {
     http2: bool,
     drain: Duration,
     purging: Option<UploadPurging>,
+    limits: Limits,
     /// One line saying where data lives.
     pub storage_description: String,
 }
@@ -83,6 +85,7 @@ impl Server {
             http2: config.http.http2,
             drain: config.http.drain_timeout,
             purging,
+            limits: config.limits.clone(),
             storage_description: app.storage_description,
         })
     }
@@ -123,11 +126,17 @@ impl Server {
             .map(|p| tokio::spawn(purge_loop(self.registry.clone(), p)));
         // Certificate reloads and ACME renewals run beside the listener.
         let tls_maintainer = self.tls.as_ref().map(|t| tokio::spawn(t.maintain()));
-        let service = self.router.into_make_service();
+        // The peer address reaches handlers (the rate limiter) as `ConnectInfo`.
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let (limits, timeouts) = (&self.limits, Timeouts::from_limits(&self.limits));
         let result = match self.tls {
             Some(tls) => {
                 let mut server = axum_server::from_tcp_rustls(self.listener, tls.rustls())
-                    .map_err(|e| listen_err(e.to_string()))?;
+                    .map_err(|e| listen_err(e.to_string()))?
+                    .map(|a| LimitedAcceptor::new(a, timeouts));
+                connection::configure(&mut server, limits);
                 if !self.http2 {
                     server = server.http1_only();
                 }
@@ -136,7 +145,8 @@ impl Server {
             None => {
                 let mut server = axum_server::from_tcp(self.listener)
                     .map_err(|e| listen_err(e.to_string()))?
-                    .acceptor(SendfileAcceptor);
+                    .acceptor(LimitedAcceptor::new(SendfileAcceptor, timeouts));
+                connection::configure(&mut server, limits);
                 // `http.http2.disabled` also turns off cleartext HTTP/2 (prior knowledge).
                 if !self.http2 {
                     server = server.http1_only();

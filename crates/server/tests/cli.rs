@@ -353,6 +353,48 @@ fn check_config_and_serve_refuse_the_same_bad_configurations() {
             "authentication (auth)",
         ),
         (
+            "bad head timeout",
+            format!("{base}berth: {{limits: {{headerreadtimeout: soon}}}}\n"),
+            vec![],
+            "berth.limits.headerreadtimeout",
+        ),
+        (
+            "negative idle timeout",
+            format!("{base}berth: {{limits: {{idletimeout: -5}}}}\n"),
+            vec![],
+            "berth.limits.idletimeout",
+        ),
+        (
+            "head limit too small",
+            format!("{base}berth: {{limits: {{maxheaderbytes: 100}}}}\n"),
+            vec![],
+            "berth.limits.maxheaderbytes",
+        ),
+        (
+            "session bound not a number, from the environment",
+            base.clone(),
+            vec![("REGISTRY_BERTH_LIMITS_MAXUPLOADSESSIONS", "lots")],
+            "berth.limits.maxuploadsessions",
+        ),
+        (
+            "rate limit without a rate",
+            format!("{base}berth: {{limits: {{ratelimit: {{perclient: {{burst: 5}}}}}}}}\n"),
+            vec![],
+            "berth.limits.ratelimit.perclient.rate",
+        ),
+        (
+            "rate limit burst of zero",
+            format!("{base}berth: {{limits: {{ratelimit: {{peruser: {{rate: 5, burst: 0}}}}}}}}\n"),
+            vec![],
+            "berth.limits.ratelimit.peruser.burst",
+        ),
+        (
+            "negative rate",
+            format!("{base}berth: {{limits: {{ratelimit: {{perclient: {{rate: -1}}}}}}}}\n"),
+            vec![],
+            "berth.limits.ratelimit.perclient.rate",
+        ),
+        (
             "no version",
             format!("{storage}\n{http}\n"),
             vec![],

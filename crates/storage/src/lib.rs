@@ -44,6 +44,9 @@ pub struct Options {
     /// on a journal-less ext4, depending on what was freed lately), so it is for fleets,
     /// which share an `http.secret`.
     pub upload_startedat: bool,
+    /// Bound on upload sessions this process opened and has not seen end
+    /// (`berth.limits.maxuploadsessions`); `None` for no bound. See `uploads::Opened`.
+    pub max_upload_sessions: Option<usize>,
 }
 
 impl Default for Options {
@@ -53,6 +56,7 @@ impl Default for Options {
             descriptor_cache: Some(cache::DEFAULT_CAPACITY),
             referrers_tag_schema: false,
             upload_startedat: false,
+            max_upload_sessions: None,
         }
     }
 }

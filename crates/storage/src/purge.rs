@@ -47,12 +47,16 @@ impl StorageRegistry {
             .checked_sub(older_than)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut report = PurgeReport::default();
+        // Sessions counted against the upload bound before the walk and not found by it
+        // ended elsewhere (another node finished them): their slots are freed after it.
+        let mut gone = stores.uploads.counted();
         for repo in stores.catalog.walk(ANY_DATA_MARKERS).await? {
             let sessions = stores
                 .access
                 .children(StoragePath::UploadsDir(&repo))
                 .await?;
             for id in sessions.iter().filter_map(|s| UploadId::parse(s).ok()) {
+                gone.remove(&(repo.clone(), id.clone()));
                 let started = self.upload_started(&repo, &id).await;
                 if started.is_some_and(|t| t < cutoff) {
                     report.purged += 1;
@@ -64,6 +68,7 @@ impl StorageRegistry {
                 }
             }
         }
+        stores.uploads.uncount(gone);
         Ok(report)
     }
 

@@ -47,7 +47,11 @@ impl StorageRegistry {
                 access.clone(),
                 options.descriptor_cache.map(DescriptorCache::new),
             ),
-            uploads: UploadStore::new(access.clone(), options.upload_startedat),
+            uploads: UploadStore::new(
+                access.clone(),
+                options.upload_startedat,
+                options.max_upload_sessions,
+            ),
             manifests: ManifestStore::new(access.clone()),
             tags: TagStore::new(access.clone()),
             referrers: ReferrerStore::new(access.clone()),

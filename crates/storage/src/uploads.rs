@@ -3,8 +3,12 @@
 //! finished upload is verified and then renamed into the blob store: nobody ever reads an
 //! unverified blob. A session belongs to the repository that opened it: every step names
 //! it by repository and id, so another repository's request finds no session.
+//!
+//! Optionally the store bounds the sessions open at once (`Opened`): a session counts on
+//! the node that opened it, from its start until this node finishes, cancels or purges
+//! it, or finds it gone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -40,12 +44,42 @@ type SessionKey = (RepositoryName, UploadId);
 /// A session's lock and what memory knows of it.
 type SessionSlot = Arc<AsyncMutex<Option<LiveSession>>>;
 
+/// The sessions this process opened and has not yet seen end, counted against a bound
+/// (`berth.limits.maxuploadsessions`). Only sessions started here count: one started
+/// by another node of a fleet and continued here is not counted on either side of the
+/// hand-over twice, and a restart starts from zero (sessions left on storage by an
+/// earlier process are the purger's). A session this node opened but another node
+/// finished stays counted until this node touches it again (and finds it gone) or
+/// its next purge pass, which drops every count whose session is no longer stored.
+struct Opened {
+    limit: usize,
+    keys: Mutex<HashSet<SessionKey>>,
+}
+
+impl Opened {
+    fn keys(&self) -> std::sync::MutexGuard<'_, HashSet<SessionKey>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a slot for `key`, or refuses when every slot is taken.
+    fn reserve(&self, key: &SessionKey) -> Result<(), Error> {
+        let mut keys = self.keys();
+        if keys.len() >= self.limit {
+            return Err(Error::TooManyUploads { limit: self.limit });
+        }
+        keys.insert(key.clone());
+        Ok(())
+    }
+}
+
 /// Upload sessions over the driver.
 pub(crate) struct UploadStore {
     access: Access,
     /// Write `startedat` when a session starts (`Options::upload_startedat`).
     startedat: bool,
     sessions: Mutex<HashMap<SessionKey, SessionSlot>>,
+    /// The bound on open sessions, when one is configured.
+    opened: Option<Opened>,
 }
 
 /// A finished upload whose bytes matched the digest, still holding its session, ready to
@@ -127,11 +161,35 @@ impl Verified<'_> {
 }
 
 impl UploadStore {
-    pub(crate) fn new(access: Access, startedat: bool) -> Self {
+    pub(crate) fn new(access: Access, startedat: bool, max_sessions: Option<usize>) -> Self {
         UploadStore {
             access,
             startedat,
             sessions: Mutex::new(HashMap::new()),
+            opened: max_sessions.map(|limit| Opened {
+                limit,
+                keys: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// The sessions counted against the bound right now (a snapshot), for the purger
+    /// to reconcile with storage; empty without a bound.
+    pub(crate) fn counted(&self) -> HashSet<SessionKey> {
+        self.opened
+            .as_ref()
+            .map(|o| o.keys().clone())
+            .unwrap_or_default()
+    }
+
+    /// Frees the slots of `gone`: sessions counted when a purge pass began that the
+    /// pass did not find on storage (another node finished or cancelled them).
+    pub(crate) fn uncount(&self, gone: impl IntoIterator<Item = SessionKey>) {
+        if let Some(opened) = &self.opened {
+            let mut keys = opened.keys();
+            for key in gone {
+                keys.remove(&key);
+            }
         }
     }
 
@@ -165,11 +223,16 @@ impl UploadStore {
         }
     }
 
+    /// Drops what memory holds of a session, its slot under the bound included: every
+    /// way a session ends (published, discarded, found unknown) comes through here.
     fn forget(&self, key: &SessionKey) {
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
+        if let Some(opened) = &self.opened {
+            opened.keys().remove(key);
+        }
     }
 
     /// Bytes received so far; `BlobUploadUnknown` when the session does not exist.
@@ -304,13 +367,30 @@ impl UploadStore {
             .await
     }
 
-    /// Opens a session.
+    /// Opens a session; `TooManyUploads` when the bound on open sessions is reached.
     pub(crate) async fn start(
         &self,
         repo: &RepositoryName,
         algorithm: Algorithm,
     ) -> Result<UploadState, Error> {
         let id = UploadId::random();
+        let key = (repo.clone(), id.clone());
+        // The slot is taken before any I/O, so concurrent starts cannot overshoot.
+        if let Some(opened) = &self.opened {
+            opened.reserve(&key)?;
+        }
+        self.create(repo, id, algorithm)
+            .await
+            .inspect_err(|_| self.forget(&key))
+    }
+
+    /// Creates the files of a new session and what memory knows of it.
+    async fn create(
+        &self,
+        repo: &RepositoryName,
+        id: UploadId,
+        algorithm: Algorithm,
+    ) -> Result<UploadState, Error> {
         // The empty data file is the session; `startedat` is what distribution needs to
         // resume it and to purge it when stale (see `crate::purge::startedat`).
         self.access
@@ -564,5 +644,10 @@ impl UploadStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .len()
+    }
+
+    /// Sessions counted against the bound.
+    pub(crate) fn counted_sessions(&self) -> usize {
+        self.counted().len()
     }
 }

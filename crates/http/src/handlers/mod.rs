@@ -84,6 +84,11 @@ pub(crate) async fn dispatch(State(state): State<AppState>, req: Request) -> Res
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    if let (Some(limiter), Some(user)) = (&state.limiter, principal.user())
+        && let Err(e) = limiter.check_user(user)
+    {
+        return e.into_response();
+    }
     let reading = method == Method::GET || method == Method::HEAD;
     if state.options.read_only && !reading {
         return ApiError::ReadOnly.into_response();

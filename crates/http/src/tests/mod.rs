@@ -331,3 +331,92 @@ async fn read_only_prefix_and_extra_headers() {
     let r = call(&app, "GET", "/v2/", &[], b"").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// `Options::rate_limit`: a client's burst passes, the next request is refused with 429
+/// `TOOMANYREQUESTS`, `Retry-After` and the API version header; another address and
+/// (per user) another principal have buckets of their own.
+#[tokio::test]
+async fn rate_limits_refuse_with_retry_after() {
+    use axum::extract::connect_info::ConnectInfo;
+
+    use berth_auth::htpasswd::Htpasswd;
+    use berth_auth::{AccessController, Scheme};
+
+    use crate::{BucketLimit, RateLimit};
+
+    // Users come from the access check, so the per-user bucket sees who authenticated.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("htpasswd");
+    let hash = |pw: &str| bcrypt::hash(pw, 4).unwrap();
+    std::fs::write(&path, format!("alice:{}\nbob:{}\n", hash("a"), hash("b"))).unwrap();
+    let users = Arc::new(Htpasswd::load(&path).unwrap());
+    let anonymous_pull = berth_auth::policy::Policy::new(
+        &[berth_auth::policy::RuleSpec {
+            repositories: vec!["**".into()],
+            anonymous: true,
+            actions: vec!["pull".into()],
+            ..Default::default()
+        }],
+        &Default::default(),
+    )
+    .unwrap();
+    let access = AccessController::new(
+        Scheme::Basic {
+            realm: "r".into(),
+            users,
+        },
+        Some(Arc::new(anonymous_pull)),
+    );
+    let app = app(Options {
+        access: Some(Arc::new(access)),
+        rate_limit: RateLimit {
+            per_client: Some(BucketLimit {
+                rate: 0.01,
+                burst: 2,
+            }),
+            per_user: Some(BucketLimit {
+                rate: 0.01,
+                burst: 3,
+            }),
+        },
+        ..Options::default()
+    });
+    let get = |from: &str, user: Option<&str>| {
+        let mut req = Request::builder().uri("/v2/_catalog");
+        if let Some(u) = user {
+            let pw = if u == "alice" { "a" } else { "b" };
+            let creds = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("{u}:{pw}"),
+            );
+            req = req.header(header::AUTHORIZATION, format!("Basic {creds}"));
+        }
+        let mut req = req.body(Body::empty()).unwrap();
+        let addr: std::net::SocketAddr = from.parse().unwrap();
+        req.extensions_mut().insert(ConnectInfo(addr));
+        let app = app.clone();
+        async move { app.oneshot(req).await.unwrap() }
+    };
+    for _ in 0..2 {
+        assert_eq!(get("127.0.0.1:1000", None).await.status(), StatusCode::OK);
+    }
+    let refused = get("127.0.0.1:1001", None).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let h = refused.headers();
+    assert_eq!(h["docker-distribution-api-version"], "registry/2.0");
+    let wait: u64 = h[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((90..=100).contains(&wait), "{wait}");
+    let body = refused.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["errors"][0]["code"], "TOOMANYREQUESTS");
+
+    // Another address is not affected; a user's bucket counts across addresses.
+    for from in ["127.0.0.2:1", "127.0.0.3:1", "127.0.0.4:1"] {
+        let r = get(from, Some("alice")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{from}");
+    }
+    let r = get("127.0.0.5:1", Some("alice")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let r = get("127.0.0.6:1", Some("bob")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}

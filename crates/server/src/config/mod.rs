@@ -80,6 +80,41 @@ pub struct Config {
     pub storage: Storage,
     /// `auth` with `berth.auth`; `None`: everyone may do everything.
     pub auth: Option<Auth>,
+    /// `berth.limits` (berth's own).
+    pub limits: Limits,
+}
+
+/// `berth.limits`, with berth's defaults: what one connection, client or user may hold
+/// or ask of this node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// A request head must arrive whole within this of its first byte
+    /// (`headerreadtimeout`, 10s); `None` (`0s`) turns it off.
+    pub header_read_timeout: Option<Duration>,
+    /// A connection with no request in flight and no bytes moving is closed after this
+    /// (`idletimeout`, 60s); `None` (`0s`) turns it off.
+    pub idle_timeout: Option<Duration>,
+    /// Largest request head in bytes (`maxheaderbytes`, 1 MiB as in Go's `net/http`, so
+    /// distribution's); larger ones get 431. It is also hyper's read-buffer bound, and a
+    /// small one would cap each read of an upload body (hyper's own default is 408 KiB).
+    pub max_header_bytes: usize,
+    /// Upload sessions this node keeps open at once (`maxuploadsessions`, 10,000);
+    /// `None` (`0`) for no bound.
+    pub max_upload_sessions: Option<usize>,
+    /// `ratelimit`: off unless a bucket is written.
+    pub rate_limit: berth_http::RateLimit,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: Some(Duration::from_secs(60)),
+            max_header_bytes: 1024 * 1024,
+            max_upload_sessions: Some(10_000),
+            rate_limit: berth_http::RateLimit::default(),
+        }
+    }
 }
 
 /// `log`.

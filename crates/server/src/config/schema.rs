@@ -40,6 +40,8 @@ pub struct Document {
 pub struct BerthSection {
     /// `berth.referrers`.
     pub referrers: BerthReferrersSection,
+    /// `berth.limits`.
+    pub limits: BerthLimitsSection,
     /// `berth.auth`.
     pub auth: BerthAuthSection,
 }
@@ -112,6 +114,42 @@ pub struct TokenSection {
     pub autoredirect: Option<Flag>,
     /// The path of that realm.
     pub autoredirectpath: Option<String>,
+}
+
+/// `berth.limits`: what one connection, client or user may hold or ask of a node.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BerthLimitsSection {
+    /// Time a request head may take from its first byte to its last.
+    pub headerreadtimeout: Option<GoDuration>,
+    /// Time a connection may sit with no request and no traffic.
+    pub idletimeout: Option<GoDuration>,
+    /// Largest request head (request line and headers), in bytes.
+    pub maxheaderbytes: Option<u64>,
+    /// Upload sessions this node keeps open at once.
+    pub maxuploadsessions: Option<u64>,
+    /// `berth.limits.ratelimit`.
+    pub ratelimit: RateLimitSection,
+}
+
+/// `berth.limits.ratelimit`: token buckets, each off unless written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RateLimitSection {
+    /// A bucket per client address.
+    pub perclient: Option<BucketSection>,
+    /// A bucket per authenticated user.
+    pub peruser: Option<BucketSection>,
+}
+
+/// One token bucket.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BucketSection {
+    /// Requests per second, sustained.
+    pub rate: Option<f64>,
+    /// Requests admitted at once.
+    pub burst: Option<u64>,
 }
 
 /// `berth.referrers`.

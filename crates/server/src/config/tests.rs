@@ -351,3 +351,84 @@ fn tls_keys_come_from_the_environment_too() {
     let (c, _) = parse("version: 0.1\nstorage: {inmemory: }\n").unwrap();
     assert!(c.http.http2, "HTTP/2 is on by default");
 }
+
+#[test]
+fn limits_have_defaults_and_read_overrides() {
+    let base = "version: 0.1\nstorage: {inmemory: {}}\n";
+    let (c, _) = parse(base).unwrap();
+    assert_eq!(c.limits, Limits::default());
+    assert_eq!(c.limits.header_read_timeout, Some(Duration::from_secs(10)));
+    assert_eq!(c.limits.idle_timeout, Some(Duration::from_secs(60)));
+    assert_eq!(c.limits.max_header_bytes, 1_048_576);
+    assert_eq!(c.limits.max_upload_sessions, Some(10_000));
+    assert_eq!(c.limits.rate_limit, berth_http::RateLimit::default());
+
+    let text = format!(
+        "{base}berth:\n  limits:\n    headerreadtimeout: 2s\n    idletimeout: 0s\n    \
+         maxheaderbytes: 4096\n    maxuploadsessions: 0\n    ratelimit:\n      \
+         perclient: {{rate: 2.5}}\n      peruser: {{rate: 10, burst: 40}}\n"
+    );
+    let (c, w) = parse(&text).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.limits.header_read_timeout, Some(Duration::from_secs(2)));
+    assert_eq!(c.limits.idle_timeout, None, "0s turns it off");
+    assert_eq!(c.limits.max_header_bytes, 4096);
+    assert_eq!(c.limits.max_upload_sessions, None, "0 is unbounded");
+    let rl = c.limits.rate_limit;
+    let client = rl.per_client.unwrap();
+    assert_eq!(
+        (client.rate, client.burst),
+        (2.5, 3),
+        "burst: a second's worth"
+    );
+    let user = rl.per_user.unwrap();
+    assert_eq!((user.rate, user.burst), (10.0, 40));
+
+    let env = vec![(
+        "REGISTRY_BERTH_LIMITS_MAXUPLOADSESSIONS".to_owned(),
+        "7".to_owned(),
+    )];
+    let (c, _) = Config::from_yaml(base, env).unwrap();
+    assert_eq!(c.limits.max_upload_sessions, Some(7));
+}
+
+#[test]
+fn bad_limits_name_their_key() {
+    let base = "version: 0.1\nstorage: {inmemory: {}}\nberth:\n  limits:\n";
+    for (body, key) in [
+        (
+            "    headerreadtimeout: soon\n",
+            "berth.limits.headerreadtimeout",
+        ),
+        ("    idletimeout: -1\n", "berth.limits.idletimeout"),
+        ("    maxheaderbytes: 10\n", "berth.limits.maxheaderbytes"),
+        (
+            "    maxheaderbytes: 2000000\n",
+            "berth.limits.maxheaderbytes",
+        ),
+        ("    maxheaderbytes: lots\n", "berth.limits.maxheaderbytes"),
+        (
+            "    maxuploadsessions: -3\n",
+            "berth.limits.maxuploadsessions",
+        ),
+        (
+            "    ratelimit: {perclient: {burst: 3}}\n",
+            "berth.limits.ratelimit.perclient.rate",
+        ),
+        (
+            "    ratelimit: {perclient: {rate: 0}}\n",
+            "berth.limits.ratelimit.perclient.rate",
+        ),
+        (
+            "    ratelimit: {peruser: {rate: fast}}\n",
+            "berth.limits.ratelimit.peruser.rate",
+        ),
+        (
+            "    ratelimit: {peruser: {rate: 1, burst: 0}}\n",
+            "berth.limits.ratelimit.peruser.burst",
+        ),
+    ] {
+        let err = parse(&format!("{base}{body}")).unwrap_err().to_string();
+        assert!(err.contains(key), "{body}: {err}");
+    }
+}

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use super::schema::{Document, Flag, HttpSection, StorageSection};
-use super::{ConfigError, Driver, Http, Log, Storage, UploadPurging, auth, invalid, tls};
+use super::schema::{
+    BerthLimitsSection, BucketSection, Document, Flag, HttpSection, StorageSection,
+};
+use super::{ConfigError, Driver, Http, Limits, Log, Storage, UploadPurging, auth, invalid, tls};
 use crate::config::Config;
 
 /// distribution's default root directory.
@@ -42,7 +44,93 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
         http: http(&doc.http)?,
         storage,
         auth: auth::auth(&doc.auth, &doc.berth.auth)?,
+        limits: limits(&doc.berth.limits)?,
     })
+}
+
+/// Bounds of `berth.limits.maxheaderbytes`: below 1 KiB ordinary requests do not fit;
+/// 1 MiB is Go's (and so distribution's) default.
+const HEADER_BYTES: std::ops::RangeInclusive<u64> = 1024..=1024 * 1024;
+
+/// Largest `burst` of a rate-limit bucket.
+const MAX_BURST: u64 = 1_000_000;
+
+fn limits(l: &BerthLimitsSection) -> Result<Limits, ConfigError> {
+    let defaults = Limits::default();
+    // Zero turns a timeout off.
+    let timeout = |d: Option<super::duration::GoDuration>, default| {
+        d.map_or(default, |d| Some(d.0).filter(|d| !d.is_zero()))
+    };
+    let max_header_bytes = match l.maxheaderbytes {
+        None => defaults.max_header_bytes,
+        Some(n) if HEADER_BYTES.contains(&n) => n as usize,
+        Some(n) => {
+            return Err(invalid(
+                "berth.limits.maxheaderbytes",
+                format!("{n} is not from 1024 to 1048576 (bytes)"),
+            ));
+        }
+    };
+    let max_upload_sessions = match l.maxuploadsessions {
+        None => defaults.max_upload_sessions,
+        Some(0) => None,
+        Some(n) => Some(usize::try_from(n).map_err(|_| {
+            invalid(
+                "berth.limits.maxuploadsessions",
+                format!("{n} is too large"),
+            )
+        })?),
+    };
+    let rl = &l.ratelimit;
+    Ok(Limits {
+        header_read_timeout: timeout(l.headerreadtimeout, defaults.header_read_timeout),
+        idle_timeout: timeout(l.idletimeout, defaults.idle_timeout),
+        max_header_bytes,
+        max_upload_sessions,
+        rate_limit: berth_http::RateLimit {
+            per_client: bucket(rl.perclient.as_ref(), "berth.limits.ratelimit.perclient")?,
+            per_user: bucket(rl.peruser.as_ref(), "berth.limits.ratelimit.peruser")?,
+        },
+    })
+}
+
+/// A written bucket needs a positive `rate`; `burst` defaults to one second's worth.
+fn bucket(
+    b: Option<&BucketSection>,
+    key: &str,
+) -> Result<Option<berth_http::BucketLimit>, ConfigError> {
+    let Some(b) = b else {
+        return Ok(None);
+    };
+    let rate = match b.rate {
+        None => {
+            return Err(invalid(
+                &format!("{key}.rate"),
+                "is required (requests per second)",
+            ));
+        }
+        Some(r) if r.is_finite() && r > 0.0 => r,
+        Some(r) => {
+            return Err(invalid(
+                &format!("{key}.rate"),
+                format!("{r} is not a positive number of requests per second"),
+            ));
+        }
+    };
+    let burst = match b.burst {
+        None => (rate.ceil() as u64).clamp(1, MAX_BURST),
+        Some(n) if (1..=MAX_BURST).contains(&n) => n,
+        Some(n) => {
+            return Err(invalid(
+                &format!("{key}.burst"),
+                format!("{n} is not from 1 to {MAX_BURST}"),
+            ));
+        }
+    };
+    Ok(Some(berth_http::BucketLimit {
+        rate,
+        burst: burst as u32,
+    }))
 }
 
 fn http(h: &HttpSection) -> Result<Http, ConfigError> {

@@ -775,3 +775,81 @@ async fn a_committed_blob_directory_holds_only_data() {
         );
     }
 }
+
+/// `max_upload_sessions`: a start beyond the bound is refused with `TooManyUploads`
+/// (across repositories); every way a session ends frees its slot, and a session this
+/// node opened that another node finished is freed by the next purge pass.
+#[tokio::test]
+async fn the_upload_session_bound_refuses_and_frees_slots() {
+    for (driver, _dir) in drivers().await {
+        let bounded = Options {
+            max_upload_sessions: Some(2),
+            ..opts()
+        };
+        let r = StorageRegistry::new(driver.clone(), bounded);
+        let (one, two) = (r.repository(repo("one")), r.repository(repo("two")));
+        let full = |res: Result<_, Error>| matches!(res, Err(Error::TooManyUploads { limit: 2 }));
+        let a = one.start_upload(Algorithm::Sha256).await.unwrap();
+        let b = two.start_upload(Algorithm::Sha512).await.unwrap();
+        assert!(full(one.start_upload(Algorithm::Sha256).await));
+        assert!(full(two.start_upload(Algorithm::Sha256).await));
+        assert_eq!(r.stores.uploads.counted_sessions(), 2);
+
+        // Cancelled: freed.
+        one.cancel_upload(&a.id).await.unwrap();
+        let c = one.start_upload(Algorithm::Sha256).await.unwrap();
+        assert!(full(one.start_upload(Algorithm::Sha256).await));
+
+        // Finished: freed.
+        let data = b"bounded";
+        let d = Digest::of(Algorithm::Sha256, data);
+        one.finish_upload(&c.id, &d, Some(Chunk::stream(body(data))))
+            .await
+            .unwrap();
+        let e = one.start_upload(Algorithm::Sha256).await.unwrap();
+
+        // A digest mismatch discards the session: freed.
+        let wrong = Digest::of(Algorithm::Sha256, b"other");
+        assert!(
+            one.finish_upload(&e.id, &wrong, Some(Chunk::stream(body(data))))
+                .await
+                .is_err()
+        );
+        let f = one.start_upload(Algorithm::Sha256).await.unwrap();
+        assert!(full(two.start_upload(Algorithm::Sha256).await));
+
+        // Finished by another node sharing the storage: still counted here until a
+        // purge pass (which keeps young sessions) sees it is gone.
+        let other = StorageRegistry::new(driver.clone(), opts());
+        let d512 = Digest::of(Algorithm::Sha512, data);
+        other
+            .repository(repo("two"))
+            .finish_upload(&b.id, &d512, Some(Chunk::stream(body(data))))
+            .await
+            .unwrap();
+        assert!(full(two.start_upload(Algorithm::Sha256).await));
+        let report = r
+            .purge_uploads(Duration::from_secs(3600), false)
+            .await
+            .unwrap();
+        assert_eq!(report.kept, 1, "f is young and stays");
+        assert_eq!(r.stores.uploads.counted_sessions(), 1);
+        let g = two.start_upload(Algorithm::Sha256).await.unwrap();
+
+        // Purged: freed.
+        r.purge_uploads(Duration::ZERO, false).await.unwrap();
+        assert_eq!(r.stores.uploads.counted_sessions(), 0);
+        assert!(one.upload_status(&f.id).await.is_err() && two.upload_status(&g.id).await.is_err());
+    }
+}
+
+/// Without a bound nothing is counted (no bookkeeping on the push path).
+#[tokio::test]
+async fn no_bound_counts_nothing() {
+    let r = StorageRegistry::new(Arc::new(InMemoryDriver::new()), opts());
+    let rp = r.repository(repo("free"));
+    for _ in 0..5 {
+        rp.start_upload(Algorithm::Sha256).await.unwrap();
+    }
+    assert_eq!(r.stores.uploads.counted_sessions(), 0);
+}
