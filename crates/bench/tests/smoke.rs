@@ -7,8 +7,13 @@ use berth_bench::{RunOptions, Scenario, Size};
 use berth_server::{Config, Server};
 
 async fn start_berth(root: &std::path::Path) -> String {
+    start_berth_with(root, "").await
+}
+
+/// berth with `extra` YAML appended to the benchmark's configuration.
+async fn start_berth_with(root: &std::path::Path, extra: &str) -> String {
     let yaml = format!(
-        "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\n  cache: {{blobdescriptor: inmemory}}\nhttp: {{addr: 127.0.0.1:0}}\n",
+        "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\n  cache: {{blobdescriptor: inmemory}}\nhttp: {{addr: 127.0.0.1:0}}\n{extra}",
         root.display()
     );
     let (config, _warnings) = Config::from_yaml(&yaml, Vec::new()).expect("config");
@@ -32,6 +37,7 @@ async fn every_scenario_runs_without_errors() {
         pid: Some(std::process::id()),
         label: "berth".into(),
         seed: 7,
+        authorization: None,
     };
     let mut printed = 0;
     let lines = berth_bench::run(&opts, |_| printed += 1)
@@ -113,5 +119,78 @@ async fn every_scenario_runs_without_errors() {
     assert!(
         table.contains("| push-large | monolithic | MiB/s |"),
         "{table}"
+    );
+}
+
+/// Auth mode: with a token from `berth-bench token`, the auth-mode scenarios run without
+/// errors against a registry that checks tokens; without it, every request is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_mode_runs_with_a_token_and_fails_without_one() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, cert) = (dir.path().join("t.key"), dir.path().join("t.crt"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-nodes", "-days", "1", "-newkey", "rsa:2048",
+        ])
+        .args(["-subj", "/CN=bench", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (scripts/test.sh installs it)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let url = start_berth_with(
+        root.path(),
+        &format!(
+            "auth:\n  token:\n    realm: https://auth.invalid/token\n    service: s\n    issuer: i\n    rootcertbundle: {}\n",
+            cert.display()
+        ),
+    )
+    .await;
+    let token = berth_bench::token::mint(&berth_bench::cli::TokenOptions {
+        key: key.display().to_string(),
+        cert: cert.display().to_string(),
+        issuer: "i".into(),
+        service: "s".into(),
+        repositories: berth_bench::scenarios::AUTH_MODE_REPOSITORIES
+            .map(str::to_owned)
+            .to_vec(),
+        expires: 600,
+    })
+    .expect("token");
+    let run = |authorization: Option<String>| {
+        let opts = RunOptions {
+            url: url.clone(),
+            scenarios: vec![
+                Scenario::PushLarge,
+                Scenario::PullLarge,
+                Scenario::PullSmall,
+            ],
+            size: Size::smoke(),
+            pid: None,
+            label: "berth".into(),
+            seed: 3,
+            authorization,
+        };
+        async move { berth_bench::run(&opts, |_| {}).await.expect("run") }
+    };
+    let lines = run(Some(format!("Bearer {token}"))).await;
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert_eq!(
+            l.errors, 0,
+            "{} {}: {:?}",
+            l.scenario, l.variant, l.first_error
+        );
+    }
+    let refused = run(None).await;
+    assert!(
+        refused.iter().all(|l| l.errors > 0),
+        "a run without the token got through"
     );
 }
