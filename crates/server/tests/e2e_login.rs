@@ -5,9 +5,10 @@
 //! 2. bearer tokens from a token server outside berth (a thread of this test minting RS256
 //!    tokens with `openssl dgst`), which berth verifies against its `rootcertbundle`;
 //! 3. berth's own token issuer with a policy: alice pushes `team/*`, bob only pulls it
-//!    and his push is refused, anyone pulls `public/**` and nothing else; podman also
-//!    takes its token by the OAuth2 POST (`grant_type=refresh_token` with an identity
-//!    token), and the `grant_type=password` form answers a token that pulls;
+//!    and his push is refused, anyone pulls `public/**` and nothing else, only root
+//!    deletes; the issuer serves podman's login (GET with Basic, as containers/image asks
+//!    with a password), podman's OAuth2 POST `grant_type=refresh_token` (with an identity
+//!    token in its authfile), and containerd's POST `grant_type=password` (`ctr`);
 //! 4. a client certificate checked against `http.tls.clientcas`, with htpasswd;
 //! 5. a certificate berth obtained from pebble (ACME), with htpasswd.
 //!
@@ -26,8 +27,9 @@ mod tls;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use auth::*;
 use base64::Engine;
@@ -390,7 +392,8 @@ fn htpasswd_round_trips(clients: &Clients, host: &str, label: &str) {
     let out = clients.login(Tool::Skopeo, host, "alice", "wrong");
     assert_auth_refused(&out, "skopeo login with a wrong password");
     clients.logs_in(Tool::Skopeo, host, "alice", "a-pw");
-    let img = image(&mut Rng::new(label), "amd64", &[64 * 1024 + 3, 1000]);
+    // A layer of megabytes: many HTTP/2 frames and several PATCH-sized reads.
+    let img = image(&mut Rng::new(label), "amd64", &[3 * 1024 * 1024 + 3, 1000]);
     clients.push_and_pull(&[], &img, &format!("docker://{host}/team/app:v1"));
     if clients.podman {
         let out = clients.login(Tool::Podman, host, "alice", "wrong");
@@ -702,21 +705,52 @@ fn berths_own_issuer_with_a_policy() {
         clients.logs_in(Tool::Podman, host, "alice", "a-pw");
         assert!(served(&berth.log_text(), "GET", "/auth/token") > gets);
         clients.podman_pull_tag_push(host, &team, "team/app:v1", "team/podman:v1");
-        podman_pulls_anonymously(&clients, host, &public, &team);
+        podman_pulls_anonymously(&clients, host, &public);
         podman_refreshes_over_oauth2(&clients, &berth, &ca, &team);
     }
-    password_grant_pulls(&berth, &ca, &team);
+    if have(&["containerd", "ctr"]) {
+        containerd_fetches_by_password_grant(d, &berth, &ca, &team);
+    }
+
+    // Tags list as bob; deletes: alice's refused (she may not delete), root's done.
+    let tags = clients.skopeo(&[
+        "list-tags",
+        "--cert-dir",
+        &clients.certs(),
+        "--creds",
+        "bob:b-pw",
+        &format!("docker://{host}/team/app"),
+    ]);
+    assert!(tags.status.success(), "list-tags: {}", failure(&tags));
+    let tags: Value = serde_json::from_slice(&tags.stdout).unwrap();
+    assert_eq!(tags["Tags"], json!(["v1"]));
+    let delete = |creds: &str, image: &str| {
+        clients.skopeo(&[
+            "delete",
+            "--cert-dir",
+            &clients.certs(),
+            "--creds",
+            creds,
+            image,
+        ])
+    };
+    assert_auth_refused(&delete("alice:a-pw", &team_ref), "alice deletes");
+    let out = delete("root:r-pw", &public_ref);
+    assert!(out.status.success(), "root deletes: {}", failure(&out));
+    let err = clients
+        .raw_manifest(&anonymous, &public_ref)
+        .expect_err("a deleted image is still served");
+    assert!(err.contains("manifest unknown"), "{err}");
     stop_clean(berth);
 }
 
 /// podman with no credentials at all gets an anonymous token: it pulls `public/**` and
 /// is refused `team/*`.
-fn podman_pulls_anonymously(clients: &Clients, host: &str, public: &Image, team: &Image) {
+fn podman_pulls_anonymously(clients: &Clients, host: &str, public: &Image) {
     let anonymous = Clients::new(&clients.work, clients.certs.clone(), "anonymous");
     anonymous.podman_pulls(&format!("{host}/public/base:v1"), public);
     let out = anonymous.podman_pull(&format!("{host}/team/app:v1"));
     assert_auth_refused(&out, "anonymous podman pull of a team image");
-    assert!(!failure(&out).contains(&team.config.digest[7..]));
 }
 
 /// A refresh token for alice from berth's token endpoint (`offline_token=true`), as
@@ -763,41 +797,103 @@ fn podman_refreshes_over_oauth2(
     );
 }
 
-/// The OAuth2 password grant (containerd's first try): the token it answers pulls.
-fn password_grant_pulls(berth: &common::Process, ca: &Path, img: &Image) {
+/// containerd asks for tokens by the OAuth2 POST `grant_type=password` whenever it has
+/// a password. Its `ctr` client, through a containerd daemon of the test's own, fetches
+/// `img` as bob: the content is the image's, and the access log shows the POSTs.
+fn containerd_fetches_by_password_grant(
+    work: &Path,
+    berth: &common::Process,
+    ca: &Path,
+    img: &Image,
+) {
+    let dir = work.join("containerd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("containerd.sock");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            // The CRI plugin serves kubelets; fetching does not need it.
+            "version = 2\nroot = {:?}\nstate = {:?}\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = {:?}\n",
+            dir.join("root"),
+            dir.join("state"),
+            sock
+        ),
+    )
+    .unwrap();
+    let log = dir.join("containerd.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new("containerd")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn containerd");
+    let daemon = common::Process::new(child, sock.display().to_string(), log);
+    let ctr = |args: &[&str]| {
+        output(
+            Command::new("ctr")
+                .arg("--address")
+                .arg(&sock)
+                .args(["--namespace", "berth-test"])
+                .args(args),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ctr(&["version"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "containerd never answered:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // containerd speaks plain HTTP to loopback registries unless a hosts.toml says
+    // otherwise; this one names the HTTPS server and its CA.
     let host = berth.host();
-    let ca_s = ca.to_str().unwrap();
-    let out = common::run(Command::new("curl").args([
-        "-sf",
-        "--cacert",
-        ca_s,
-        "--data-urlencode",
-        "grant_type=password",
-        "--data-urlencode",
-        "username=bob",
-        "--data-urlencode",
-        "password=b-pw",
-        "--data-urlencode",
-        &format!("service={SERVICE}"),
-        "--data-urlencode",
-        "scope=repository:team/app:pull",
-        "--data-urlencode",
-        "client_id=berth-test",
-        &format!("https://{host}/auth/token"),
-    ]));
-    let answer: Value = serde_json::from_str(&out).unwrap();
-    let token = answer["access_token"].as_str().expect("access_token");
-    let manifest = common::run(Command::new("curl").args([
-        "-sf",
-        "--cacert",
-        ca_s,
-        "-H",
-        &format!("Authorization: Bearer {token}"),
-        "-H",
-        &format!("Accept: {OCI_MANIFEST}"),
-        &format!("https://{host}/v2/team/app/manifests/v1"),
-    ]));
-    assert_eq!(sha256_digest(manifest.as_bytes()), img.manifest.digest);
+    let hosts = dir.join("certs.d");
+    std::fs::create_dir_all(hosts.join(host)).unwrap();
+    std::fs::write(
+        hosts.join(host).join("hosts.toml"),
+        format!(
+            "server = \"https://{host}\"\n[host.\"https://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = {ca:?}\n"
+        ),
+    )
+    .unwrap();
+    let posts = served(&berth.log_text(), "POST", "/auth/token");
+    let out = ctr(&[
+        "content",
+        "fetch",
+        "--user",
+        "bob:b-pw",
+        // The dump shows the token request's form.
+        "--http-dump",
+        "--hosts-dir",
+        hosts.to_str().unwrap(),
+        &format!("{host}/team/app:v1"),
+    ]);
+    assert!(out.status.success(), "ctr content fetch: {}", failure(&out));
+    assert!(
+        failure(&out).contains("grant_type=password"),
+        "{}",
+        failure(&out)
+    );
+    assert!(
+        served(&berth.log_text(), "POST", "/auth/token") > posts,
+        "containerd took no token by POST:\n{}",
+        berth.log_text()
+    );
+    for blob in std::iter::once(&img.manifest).chain(img.blobs()) {
+        let out = ctr(&["content", "get", &blob.digest]);
+        assert!(out.status.success(), "{}", failure(&out));
+        assert!(
+            out.stdout == blob.bytes,
+            "containerd fetched another {}",
+            blob.digest
+        );
+    }
 }
 
 #[test]
