@@ -311,9 +311,9 @@ impl Clients {
         );
     }
 
-    /// podman pulls `from` on `host` (an image skopeo pushed), tags it as `to` and pushes that: the
-    /// digest podman reports is the one the registry serves for `to`, whose manifest
-    /// keeps the image's config; skopeo then pulls `to` back with that digest.
+    /// podman pulls `from` on `host` (an image skopeo pushed), tags it as `to` and pushes
+    /// that: the digest podman reports is the one the registry serves for `to`, whose
+    /// manifest keeps the image's config; skopeo then pulls `to` back with that digest.
     fn podman_pull_tag_push(&self, host: &str, img: &Image, from: &str, to: &str) {
         let (from, to) = (&format!("{host}/{from}"), &format!("{host}/{to}"));
         self.podman_pulls(from, img);
@@ -392,7 +392,7 @@ fn htpasswd_round_trips(clients: &Clients, host: &str, label: &str) {
     let out = clients.login(Tool::Skopeo, host, "alice", "wrong");
     assert_auth_refused(&out, "skopeo login with a wrong password");
     clients.logs_in(Tool::Skopeo, host, "alice", "a-pw");
-    // A layer of megabytes: many HTTP/2 frames and several PATCH-sized reads.
+    // A layer of megabytes, so that transfers span many TLS records and HTTP/2 frames.
     let img = image(&mut Rng::new(label), "amd64", &[3 * 1024 * 1024 + 3, 1000]);
     clients.push_and_pull(&[], &img, &format!("docker://{host}/team/app:v1"));
     if clients.podman {
