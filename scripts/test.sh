@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs berth's whole test suite: unit, router, conformance and end-to-end tests.
 # Installs what the end-to-end tests drive (Debian's skopeo and docker-registry, i.e.
-# CNCF distribution 2.8.2, and pebble, an ACME test CA) when missing; they then run against the real binary.
+# CNCF distribution 2.8.2, pebble, an ACME test CA, podman and containerd) when missing;
+# they then run against the real binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,8 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 command -v pebble >/dev/null 2>&1 || missing+=(pebble)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v containerd >/dev/null 2>&1 || missing+=(containerd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}"
   sudo_cmd=()

@@ -4,15 +4,16 @@
 //! accepts too. Every refused request is checked for its status, its challenge and an
 //! untouched storage tree.
 
+#[path = "support/auth.rs"]
+mod auth;
 mod common;
 #[path = "support/oci_layout.rs"]
 mod oci_layout;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use auth::*;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use berth_client::{BlockingClient, Body, Method, Request, Response};
@@ -23,24 +24,6 @@ const AUTH_TOOLS: [&str; 2] = ["htpasswd", "openssl"];
 
 fn tools_present() -> bool {
     AUTH_TOOLS.iter().all(|t| common::have_tool(t))
-}
-
-/// An htpasswd file made by the real `htpasswd -B`.
-fn htpasswd_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
-    let path = dir.join("htpasswd");
-    for (i, (user, pw)) in users.iter().enumerate() {
-        let mut cmd = Command::new("htpasswd");
-        cmd.arg("-B").arg("-b");
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        common::run(cmd.arg(&path).arg(user).arg(pw));
-    }
-    path
-}
-
-fn basic(user: &str, pw: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{user}:{pw}")))
 }
 
 /// Every file under `root` with its bytes: what a refused request must leave alone.
@@ -189,26 +172,6 @@ fn htpasswd_users_must_authenticate_and_refusals_change_nothing() {
     );
 }
 
-const POLICY: &str = "berth:
-  auth:
-    groups:
-      readers: [bob]
-    policy:
-      - repositories: [\"team/*\"]
-        users: [alice]
-        actions: [pull, push]
-      - repositories: [\"team/*\"]
-        groups: [readers]
-        actions: [pull]
-      - repositories: [\"public/**\"]
-        anonymous: true
-        actions: [pull]
-      - repositories: [\"**\"]
-        users: [root]
-        actions: [\"*\"]
-        catalog: true
-";
-
 fn catalog_as(reg: &BlockingClient) -> Vec<String> {
     let r = reg.run(|c| c.catalog(Some(100), None)).unwrap();
     assert_eq!(r.status, 200, "catalog: {}", r.text());
@@ -325,72 +288,6 @@ fn the_policy_decides_pushes_deletes_catalog_and_mounts() {
     // The administrator may delete.
     let r = admin.run(|c| c.delete_manifest("team/app", "v1")).unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
-}
-
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// A self-signed RSA signing certificate: (key, cert).
-fn signing_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (k, c) = (format!("{name}.key"), format!("{name}.crt"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-nodes",
-            "-days",
-            "2",
-            "-newkey",
-            "rsa:2048",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &k,
-            "-out",
-            &c,
-        ],
-    );
-    (dir.join(k), dir.join(c))
-}
-
-fn cert_der(cert: &Path) -> Vec<u8> {
-    let text = std::fs::read_to_string(cert).unwrap();
-    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    STANDARD.decode(body).unwrap()
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// A token signed with `openssl dgst` (RS256), as a token server outside berth would.
-fn mint(dir: &Path, key: &Path, header: &Value, claims: &Value) -> String {
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    std::fs::write(dir.join("input"), &input).unwrap();
-    let sig = openssl(
-        dir,
-        &["dgst", "-sha256", "-sign", key.to_str().unwrap(), "input"],
-    );
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
 }
 
 fn claims(access: Value) -> Value {

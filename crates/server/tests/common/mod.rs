@@ -244,6 +244,11 @@ pub fn distribution_with(root: &Path, work: &Path, http_extra: &str) -> Process 
 
 /// Runs a command, panicking with its output when it fails; returns stdout.
 pub fn run(cmd: &mut Command) -> String {
+    String::from_utf8_lossy(&run_bytes(cmd)).into_owned()
+}
+
+/// Like [`run`], returning stdout as it is (a signature, a DER file).
+pub fn run_bytes(cmd: &mut Command) -> Vec<u8> {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
@@ -254,5 +259,5 @@ pub fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out.stdout
 }
