@@ -12,6 +12,7 @@ mod oci_layout;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use auth::*;
 use base64::Engine;
@@ -789,5 +790,43 @@ fn the_builtin_issuer_serves_docker_oauth2_and_distribution_accepts_its_tokens()
             || stderr.contains("denied")
             || stderr.contains("authentication"),
         "{stderr}"
+    );
+}
+
+/// `autoredirect`: challenges name a token realm on the host the client asked, at
+/// `autoredirectpath`, with the scheme a proxy in front reports.
+#[test]
+fn autoredirect_challenges_point_at_the_requested_host() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (_, cert) = signing_pair(work.path(), "signer");
+    let berth = common::berth(
+        root.path(),
+        work.path(),
+        &format!(
+            "auth:\n  token:\n    realm: https://auth.example.test/token\n    service: registry.test\n    issuer: test-issuer\n    rootcertbundle: {}\n    autoredirect: true\n    autoredirectpath: /v1/token\n",
+            cert.display()
+        ),
+    );
+    let url = berth.client().client().url("/v2/").unwrap();
+    let ask = |proto: Option<&str>| {
+        let mut req =
+            Request::new(Method::GET, url.clone()).header("Host", "registry.example.com:5000");
+        if let Some(p) = proto {
+            req = req.header("X-Forwarded-Proto", p);
+        }
+        let r = berth.client().run(|c| c.send(req)).unwrap();
+        assert_eq!(r.status, 401);
+        r.header("www-authenticate").unwrap().to_owned()
+    };
+    assert_eq!(
+        ask(None),
+        "Bearer realm=\"https://registry.example.com:5000/v1/token\",service=\"registry.test\""
+    );
+    assert!(
+        ask(Some("http")).starts_with("Bearer realm=\"http://registry.example.com:5000/v1/token\"")
     );
 }
