@@ -347,10 +347,44 @@ fn check_config_and_serve_refuse_the_same_bad_configurations() {
             "storage driver `s3`",
         ),
         (
-            "auth",
-            format!("{base}auth: {{htpasswd: {{realm: r, path: /p}}}}\n"),
+            "htpasswd file missing",
+            format!("{base}auth: {{htpasswd: {{realm: r, path: /nonexistent/htpasswd}}}}\n"),
             vec![],
-            "authentication (auth)",
+            "auth.htpasswd.path",
+        ),
+        (
+            "an access controller berth does not have",
+            format!("{base}auth: {{silly: {{realm: r, service: s}}}}\n"),
+            vec![],
+            "auth.silly",
+        ),
+        (
+            "two access controllers",
+            format!("{base}auth: {{htpasswd: {{realm: r, path: /p}}, token: {{realm: r}}}}\n"),
+            vec![],
+            "configure one access controller",
+        ),
+        (
+            "token auth without signing keys",
+            format!("{base}auth: {{token: {{realm: https://a/t, service: s, issuer: i}}}}\n"),
+            vec![],
+            "rootcertbundle or jwks",
+        ),
+        (
+            "a policy without an access controller",
+            format!(
+                "{base}berth: {{auth: {{policy: [{{repositories: [a], users: [u], actions: [pull]}}]}}}}\n"
+            ),
+            vec![],
+            "berth.auth",
+        ),
+        (
+            "a policy rule with an unknown action",
+            format!(
+                "{base}auth: {{htpasswd: {{realm: r, path: /nonexistent}}}}\nberth: {{auth: {{policy: [{{repositories: [a], users: [u], actions: [write]}}]}}}}\n"
+            ),
+            vec![],
+            "berth.auth.policy",
         ),
         (
             "bad head timeout",
