@@ -32,8 +32,10 @@ pub fn apply(root: &mut Value, vars: impl IntoIterator<Item = (String, String)>)
     }
 }
 
+/// `v` as a mapping, replacing whatever else it holds. A tagged mapping (`!tag {...}`)
+/// counts as something else: `is_mapping` looks through tags, the match below does not.
 fn as_map(v: &mut Value) -> &mut Mapping {
-    if !v.is_mapping() {
+    if !matches!(v, Value::Mapping(_)) {
         *v = Value::Mapping(Mapping::new());
     }
     match v {
@@ -86,6 +88,20 @@ fn select_driver(root: &mut Value, driver: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `config` fuzz target: an override below a tagged mapping panicked.
+    #[test]
+    fn overrides_below_a_tagged_mapping_replace_it() {
+        let mut root: Value = yaml_serde::from_str("berth: !custom {limits: {}}\n").unwrap();
+        apply(
+            &mut root,
+            vars(&[("REGISTRY_BERTH_LIMITS_MAXUPLOADSESSIONS", "5")]),
+        );
+        assert_eq!(root["berth"]["limits"]["maxuploadsessions"], Value::from(5));
+        let mut root: Value = yaml_serde::from_str("!top {storage: x}\n").unwrap();
+        apply(&mut root, vars(&[("REGISTRY_STORAGE", "inmemory")]));
+        assert!(root["storage"].get("inmemory").is_some());
+    }
 
     fn vars(v: &[(&str, &str)]) -> Vec<(String, String)> {
         v.iter()
