@@ -20,7 +20,7 @@ use crate::access::DriverResult;
 use crate::layout::StoragePath;
 
 /// Every algorithm a link directory can be named after.
-const ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
+pub(crate) const ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
 
 /// What makes a directory under `repositories/` worth checking: any registry data.
 const MARKERS: &[&str] = &["_layers", "_manifests", "_uploads", "_berth"];
@@ -118,7 +118,7 @@ enum LinkState {
 
 /// The digest a link directory is named after (`<alg>/<hex>`); `None` for a name no
 /// registry writes, which nothing reads either.
-fn digest_named(alg: Algorithm, hex: &str) -> Option<Digest> {
+pub(crate) fn digest_named(alg: Algorithm, hex: &str) -> Option<Digest> {
     Digest::parse(&format!("{alg}:{hex}")).ok()
 }
 
@@ -440,11 +440,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::tests::{drivers, image, opts, push_blob, repo};
-
-    fn tag(s: &str) -> Tag {
-        Tag::parse(s).unwrap()
-    }
+    use crate::tests::{drivers, image, opts, push_blob, put, repo, tag};
 
     fn sha(data: &[u8]) -> Digest {
         Digest::of(Algorithm::Sha256, data)
@@ -456,16 +452,6 @@ mod tests {
             .put_content(&at.path(), Bytes::copy_from_slice(content))
             .await
             .unwrap();
-    }
-
-    /// Pushes `body` (whose blobs are in `name`) under `tags`; answers its digest.
-    async fn put(r: &StorageRegistry, name: &RepositoryName, body: Bytes, tags: &[Tag]) -> Digest {
-        let d = sha(&body);
-        r.repository(name.clone())
-            .put_manifest(&Reference::Digest(d.clone()), None, body, tags)
-            .await
-            .unwrap();
-        d
     }
 
     /// The (kind, path, removed path) of each finding, sorted.
