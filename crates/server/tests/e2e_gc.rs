@@ -13,6 +13,7 @@ use std::process::Command;
 
 use oci_layout::*;
 use serde_json::json;
+use tempfile::TempDir;
 
 const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
 const SIGNATURE: &str = "application/vnd.example.signature.v1";
@@ -121,27 +122,24 @@ fn blob_files(root: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-fn blob_dir(root: &Path, digest: &str) -> PathBuf {
+/// `<root>/docker/registry/v2/<dir>/<hex>`: a digest's directory in the layout.
+fn digest_dir(root: &Path, dir: &str, digest: &str) -> PathBuf {
     let hex = digest.strip_prefix("sha256:").expect("sha256");
-    root.join("docker/registry/v2/blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
+    root.join("docker/registry/v2").join(dir).join(hex)
+}
+
+fn blob_dir(root: &Path, digest: &str) -> PathBuf {
+    let prefix = &digest["sha256:".len()..][..2];
+    digest_dir(root, &format!("blobs/sha256/{prefix}"), digest)
 }
 
 fn layer_link(root: &Path, name: &str, digest: &str) -> PathBuf {
-    let hex = digest.strip_prefix("sha256:").expect("sha256");
-    root.join("docker/registry/v2/repositories")
-        .join(name)
-        .join("_layers/sha256")
-        .join(hex)
+    digest_dir(root, &format!("repositories/{name}/_layers/sha256"), digest)
 }
 
 fn revision(root: &Path, name: &str, digest: &str) -> PathBuf {
-    let hex = digest.strip_prefix("sha256:").expect("sha256");
-    root.join("docker/registry/v2/repositories")
-        .join(name)
-        .join("_manifests/revisions/sha256")
-        .join(hex)
+    let dir = format!("repositories/{name}/_manifests/revisions/sha256");
+    digest_dir(root, &dir, digest)
 }
 
 /// Runs a garbage collector (`berth` or `docker-registry`) on `config`; answers its
@@ -200,7 +198,7 @@ fn distribution_config(root: &Path, work: &Path, name: &str) -> PathBuf {
 }
 
 /// `cp -a` of a storage root (small test data) into a new temporary directory.
-fn copy_root(root: &Path) -> tempfile::TempDir {
+fn copy_root(root: &Path) -> TempDir {
     let copy = tempfile::tempdir().unwrap();
     common::run(
         Command::new("cp")
@@ -295,6 +293,20 @@ fn push_scenario(berth: &common::Process, work: &Path, label: &str) -> Pushed {
     }
 }
 
+/// A storage root berth wrote with [`push_scenario`] (berth stopped), with the work
+/// directory; `None` when a tool is missing (see `common::have_tool`).
+fn berth_root(label: &str, tools: &[&str]) -> Option<(TempDir, TempDir, Pushed)> {
+    if !tools.iter().all(|t| common::have_tool(t)) {
+        return None;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let berth = common::berth(root.path(), work.path(), "");
+    let pushed = push_scenario(&berth, work.path(), label);
+    berth.stop();
+    Some((work, root, pushed))
+}
+
 /// The referrers berth lists for `subject` in `team/app`.
 fn referrers_of(reg: &berth_client::BlockingClient, subject: &str) -> BTreeSet<String> {
     let r = reg
@@ -336,14 +348,9 @@ fn assert_survivors_pull(registry: &common::Process, p: &Pushed, work: &Path, la
 
 #[test]
 fn collects_what_berth_wrote() {
-    if !common::have_tool("skopeo") {
+    let Some((work, root, p)) = berth_root("gc-berth", &["skopeo"]) else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let berth = common::berth(root.path(), work.path(), "");
-    let p = push_scenario(&berth, work.path(), "gc-berth");
-    berth.stop();
+    };
     let (config, _) = common::berth_config(root.path(), work.path(), "", "");
 
     // A dry run reports and removes nothing.
@@ -465,14 +472,9 @@ fn collects_what_berth_wrote() {
 
 #[test]
 fn agrees_with_distribution_on_a_berth_root() {
-    if !common::have_tool("skopeo") || !common::have_tool("docker-registry") {
+    let Some((work, root, p)) = berth_root("gc-agree", &["skopeo", "docker-registry"]) else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let berth = common::berth(root.path(), work.path(), "");
-    let p = push_scenario(&berth, work.path(), "gc-agree");
-    berth.stop();
+    };
 
     // Without --delete-untagged: the same report (distribution prints eligible blobs in
     // no particular order) and the same blobs kept. berth also removes the layer links

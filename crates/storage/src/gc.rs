@@ -25,8 +25,8 @@ use berth_core::{Digest, Error, RepositoryName};
 use serde_json::Value;
 
 use crate::StorageRegistry;
+use crate::access::{ALGORITHMS, digest_named};
 use crate::catalog::{ANY_DATA_MARKERS, catalog_order};
-use crate::check::{ALGORITHMS, digest_named};
 use crate::layout::StoragePath;
 
 /// How a collection runs.
@@ -139,6 +139,24 @@ struct Mark {
     untagged: Vec<(RepositoryName, Digest)>,
 }
 
+/// The report being made and whom to tell each step.
+struct Progress<'a> {
+    report: GcReport,
+    on: &'a mut dyn FnMut(GcEvent<'_>),
+}
+
+impl Progress<'_> {
+    fn tell(&mut self, event: GcEvent<'_>) {
+        (self.on)(event);
+    }
+
+    /// Counts and tells one removal.
+    fn removed(&mut self, at: StoragePath<'_>) {
+        self.report.removed += 1;
+        (self.on)(GcEvent::Removed(&at.path()));
+    }
+}
+
 impl StorageRegistry {
     /// Marks what the kept manifests need and sweeps the rest, telling `on` each step
     /// (see [`GcEvent`]). With `dry_run` nothing is removed; the events and the report
@@ -148,59 +166,59 @@ impl StorageRegistry {
     where
         F: FnMut(GcEvent<'_>),
     {
-        let mut report = GcReport::default();
+        let mut progress = Progress {
+            report: GcReport::default(),
+            on: &mut on,
+        };
         let mut repos = self.stores.catalog.walk(ANY_DATA_MARKERS).await?;
         repos.sort_by(|a, b| catalog_order(a.as_str(), b.as_str()));
         let mut mark = Mark::default();
         for repo in &repos {
-            report.repositories += 1;
-            on(GcEvent::Repository(repo));
-            self.mark_repository(repo, options.delete_untagged, &mut mark, &mut on)
+            progress.report.repositories += 1;
+            progress.tell(GcEvent::Repository(repo));
+            self.mark_repository(repo, options.delete_untagged, &mut mark, &mut progress)
                 .await?;
         }
-        report.manifests_eligible = mark.untagged.len();
+        progress.report.manifests_eligible = mark.untagged.len();
         if !options.dry_run {
             for (repo, digest) in &mark.untagged {
-                self.delete_untagged(repo, digest, &mut report, &mut on)
-                    .await?;
+                self.delete_untagged(repo, digest, &mut progress).await?;
             }
         }
         let doomed = self.unmarked_blobs(&mark.marked).await?;
-        report.marked = mark.marked.len();
-        report.blobs_eligible = doomed.len();
+        progress.report.marked = mark.marked.len();
+        progress.report.blobs_eligible = doomed.len();
         drop(mark);
-        on(GcEvent::Summary {
+        let report = &progress.report;
+        let summary = GcEvent::Summary {
             marked: report.marked,
             blobs: report.blobs_eligible,
             manifests: report.manifests_eligible,
-        });
+        };
+        progress.tell(summary);
         for digest in &doomed {
-            on(GcEvent::BlobEligible(digest));
+            progress.tell(GcEvent::BlobEligible(digest));
             if !options.dry_run && self.stores.blobs.remove_global(digest).await? {
                 self.stores.manifests.forget_body(digest);
-                removed(StoragePath::BlobDir(digest), &mut report, &mut on);
+                progress.removed(StoragePath::BlobDir(digest));
             }
         }
         if !options.dry_run && !doomed.is_empty() {
             let doomed: HashSet<Digest> = doomed.into_iter().collect();
-            self.unlink_swept(&repos, &doomed, &mut report, &mut on)
-                .await?;
+            self.unlink_swept(&repos, &doomed, &mut progress).await?;
         }
-        Ok(report)
+        Ok(progress.report)
     }
 
     /// Marks one repository's kept manifests and what they name; records the manifests
     /// to delete when `delete_untagged`.
-    async fn mark_repository<F>(
+    async fn mark_repository(
         &self,
         repo: &RepositoryName,
         delete_untagged: bool,
         mark: &mut Mark,
-        on: &mut F,
-    ) -> Result<(), Error>
-    where
-        F: FnMut(GcEvent<'_>),
-    {
+        progress: &mut Progress<'_>,
+    ) -> Result<(), Error> {
         let revisions = self.revisions(repo).await?;
         let kept = if delete_untagged {
             Some(self.reachable(repo, &revisions).await?)
@@ -209,15 +227,15 @@ impl StorageRegistry {
         };
         for digest in &revisions {
             if kept.as_ref().is_some_and(|k| !k.contains(digest)) {
-                on(GcEvent::ManifestEligible(repo, digest));
+                progress.tell(GcEvent::ManifestEligible(repo, digest));
                 mark.untagged.push((repo.clone(), digest.clone()));
                 continue;
             }
-            on(GcEvent::MarkManifest(repo, digest));
+            progress.tell(GcEvent::MarkManifest(repo, digest));
             mark.marked.insert(digest.clone());
             let refs = self.refs(digest).await?;
             for d in refs.blobs.iter().chain(&refs.children) {
-                on(GcEvent::MarkBlob(repo, d));
+                progress.tell(GcEvent::MarkBlob(repo, d));
                 mark.marked.insert(d.clone());
             }
         }
@@ -231,21 +249,16 @@ impl StorageRegistry {
     async fn revisions(&self, repo: &RepositoryName) -> Result<Vec<Digest>, Error> {
         let access = &self.stores.access;
         let mut out = Vec::new();
-        for alg in ALGORITHMS {
-            for hex in access
-                .children(StoragePath::RevisionsOfAlgorithm(repo, alg))
+        for digest in access
+            .digest_dirs(|alg| StoragePath::RevisionsOfAlgorithm(repo, alg))
+            .await?
+        {
+            if access
+                .exists(StoragePath::RevisionLink(repo, &digest))
                 .await?
+                && access.exists(StoragePath::BlobData(&digest)).await?
             {
-                let Some(digest) = digest_named(alg, &hex) else {
-                    continue;
-                };
-                if access
-                    .exists(StoragePath::RevisionLink(repo, &digest))
-                    .await?
-                    && access.exists(StoragePath::BlobData(&digest)).await?
-                {
-                    out.push(digest);
-                }
+                out.push(digest);
             }
         }
         out.sort();
@@ -303,30 +316,26 @@ impl StorageRegistry {
     /// revision's lock: the history entries naming it in every tag (as distribution's
     /// collection does), the revision, and berth's referrer link to it. Its bytes stay
     /// until the sweep, which finds them unmarked.
-    async fn delete_untagged<F>(
+    async fn delete_untagged(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
-        report: &mut GcReport,
-        on: &mut F,
-    ) -> Result<(), Error>
-    where
-        F: FnMut(GcEvent<'_>),
-    {
+        progress: &mut Progress<'_>,
+    ) -> Result<(), Error> {
         let stores = &self.stores;
         let subject = self.refs(digest).await?.subject;
         let _revision = stores.manifests.lock(repo, digest).await;
         for tag in stores.tags.remove_history(repo, digest).await? {
-            removed(StoragePath::TagIndexDir(repo, &tag, digest), report, on);
+            progress.removed(StoragePath::TagIndexDir(repo, &tag, digest));
         }
         if stores.manifests.remove_locked(repo, digest).await? {
-            removed(StoragePath::RevisionDir(repo, digest), report, on);
+            progress.removed(StoragePath::RevisionDir(repo, digest));
         }
         stores.blobs.forget(repo, digest).await;
         if let Some(s) = &subject
             && stores.referrers.unlink(repo, s, digest).await?
         {
-            removed(StoragePath::ReferrerDir(repo, s, digest), report, on);
+            progress.removed(StoragePath::ReferrerDir(repo, s, digest));
         }
         Ok(())
     }
@@ -361,44 +370,26 @@ impl StorageRegistry {
 
     /// Removes every `_layers` link naming a swept blob (distribution 2.8.2 leaves them,
     /// and then answers 404 for a blob its repository still lists as linked).
-    async fn unlink_swept<F>(
+    async fn unlink_swept(
         &self,
         repos: &[RepositoryName],
         swept: &HashSet<Digest>,
-        report: &mut GcReport,
-        on: &mut F,
-    ) -> Result<(), Error>
-    where
-        F: FnMut(GcEvent<'_>),
-    {
+        progress: &mut Progress<'_>,
+    ) -> Result<(), Error> {
         let stores = &self.stores;
         for repo in repos {
-            for alg in ALGORITHMS {
-                for hex in stores
-                    .access
-                    .children(StoragePath::LayersOfAlgorithm(repo, alg))
-                    .await?
-                {
-                    let Some(digest) = digest_named(alg, &hex).filter(|d| swept.contains(d)) else {
-                        continue;
-                    };
-                    if stores.blobs.unlink(repo, &digest).await? {
-                        removed(StoragePath::LayerDir(repo, &digest), report, on);
-                    }
+            let linked = stores
+                .access
+                .digest_dirs(|alg| StoragePath::LayersOfAlgorithm(repo, alg))
+                .await?;
+            for digest in linked.iter().filter(|d| swept.contains(*d)) {
+                if stores.blobs.unlink(repo, digest).await? {
+                    progress.removed(StoragePath::LayerDir(repo, digest));
                 }
             }
         }
         Ok(())
     }
-}
-
-/// Counts and tells one removal.
-fn removed<F>(at: StoragePath<'_>, report: &mut GcReport, on: &mut F)
-where
-    F: FnMut(GcEvent<'_>),
-{
-    report.removed += 1;
-    on(GcEvent::Removed(&at.path()));
 }
 
 #[cfg(test)]
@@ -627,7 +618,7 @@ mod tests {
             };
             let (report, events) = collect(&fresh(), dry).await;
             assert_eq!(files(&driver).await, before, "a dry run removed something");
-            let mut untagged = vec![lone.clone(), lone_sig.clone()];
+            let mut untagged = [lone.clone(), lone_sig.clone()];
             untagged.sort();
             let eligible: Vec<String> = events
                 .iter()
