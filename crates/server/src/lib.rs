@@ -1,14 +1,17 @@
 //! berth-server: the `berth` binary's library half. Configuration (distribution's
 //! `config.yml`), the composition root that wires concrete types, logging, and the server
-//! lifecycle (listen, TLS, upload purging, graceful shutdown), and TLS while serving
-//! (certificate reload, ACME).
+//! lifecycle (listen, TLS, upload purging, graceful shutdown), TLS while serving
+//! (certificate reload, ACME), and the offline subcommands over the storage
+//! (`check-storage`, `garbage-collect`).
 
 pub mod app;
 pub mod config;
 pub mod connection;
+pub mod garbage_collect;
 pub mod lifecycle;
 pub mod limits;
 pub mod logging;
+pub mod offline;
 pub mod storage_check;
 pub mod tls;
 pub mod zerocopy;

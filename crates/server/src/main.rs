@@ -1,20 +1,21 @@
 //! The `berth` command line: parses arguments (clap) and runs one subcommand. Each
-//! subcommand is a variant of [`Command`], so a new one (garbage collection, a storage
-//! check) is a new variant and a new match arm.
+//! subcommand is a variant of [`Command`], so a new one is a new variant and a new match
+//! arm; the work itself lives in the library (`storage_check`, `garbage_collect`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use berth_server::config::Config;
 use berth_server::lifecycle::{Server, shutdown_signal};
-use berth_server::{limits, logging, storage_check};
+use berth_server::{garbage_collect, limits, logging, storage_check};
+use berth_storage::GcOptions;
 use clap::{Parser, Subcommand};
 
 /// Shown after `berth --help`; the README's "Using it" section says the same.
 const EXIT_STATUS: &str = "Exit status:
   0  success (check-storage: storage is clean, or every finding was repaired)
   1  the configuration is invalid, the registry failed while starting or running, or
-     check-storage could not read or repair the storage
+     check-storage or garbage-collect could not read or change the storage
   2  usage error (unknown subcommand, missing or extra argument)
   3  check-storage found damage (run without --repair)";
 
@@ -39,6 +40,35 @@ Exit status:
   1  the configuration is invalid, or the storage could not be read or repaired
   2  usage error
   3  findings present (without --repair)";
+
+/// Shown after `berth garbage-collect --help`.
+const GARBAGE_COLLECT_HELP: &str =
+    "Deletes the blobs no kept manifest references, as distribution's garbage-collect
+does, with its flags and its report on standard output:
+  <repository>                                     as the mark enters each repository
+  <repository>: marking manifest <digest>          a kept manifest (2.8.2's trailing space)
+  <repository>: marking blob <digest>              a blob or child manifest it references
+  manifest eligible for deletion: <digest>         (--delete-untagged) no tag reaches it
+  (an empty line)
+  <N> blobs marked, <M> blobs and <K> manifests eligible for deletion
+  blob eligible for deletion: <digest>
+Every path removed is printed to standard error as `removed <path>`.
+
+Kept: every manifest revision; with --delete-untagged only what a tag reaches: tagged
+manifests, the children of a kept index and the referrers (`subject`) of a kept
+manifest, to any depth (distribution 2.8.2 deletes index children and referrers). The
+_layers links naming a deleted blob are removed too (2.8.2 leaves them).
+
+Run it only while no registry writes to the storage: stop the registry, or restart it
+with storage.maintenance.readonly.enabled: true; collect; then restart it without
+read-only mode, so no cache remembers what was removed. A blob uploaded for a manifest
+not yet pushed has no reference and would be deleted.
+
+Exit status:
+  0  done (--dry-run: nothing removed)
+  1  the configuration is invalid or names inmemory storage, or the storage could not be
+     read or changed
+  2  usage error";
 
 /// A container image registry, a drop-in replacement for CNCF distribution.
 #[derive(Debug, Parser)]
@@ -75,6 +105,21 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Delete blobs no manifest references (and, with --delete-untagged, manifests no tag
+    /// reaches). Only while no registry writes to the storage.
+    #[command(after_help = GARBAGE_COLLECT_HELP)]
+    GarbageCollect {
+        /// A distribution-style config.yml naming the storage (REGISTRY_* environment
+        /// variables apply).
+        config: PathBuf,
+        /// Report what would be removed, and remove nothing.
+        #[arg(short = 'd', long)]
+        dry_run: bool,
+        /// Also delete manifests no tag reaches (children of tagged indexes and
+        /// referrers of kept manifests are kept).
+        #[arg(short = 'm', long)]
+        delete_untagged: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -85,6 +130,17 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config.as_deref()),
         Command::CheckConfig { config } => check_config(&config),
         Command::CheckStorage { config, repair } => check_storage(&config, repair),
+        Command::GarbageCollect {
+            config,
+            dry_run,
+            delete_untagged,
+        } => garbage_collect(
+            &config,
+            GcOptions {
+                dry_run,
+                delete_untagged,
+            },
+        ),
         Command::Version => {
             println!("berth {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -94,6 +150,15 @@ fn main() -> ExitCode {
 
 fn load(path: &Path) -> Result<(Config, Vec<String>), String> {
     Config::load(path).map_err(|e| format!("berth: invalid configuration {}: {e}", path.display()))
+}
+
+/// The configuration of an offline subcommand (its warnings are about serving); a load
+/// that fails is reported and answers the exit status.
+fn load_offline(path: &Path) -> Result<Config, ExitCode> {
+    load(path).map(|(config, _)| config).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::FAILURE
+    })
 }
 
 fn check_config(path: &Path) -> ExitCode {
@@ -113,12 +178,9 @@ fn check_config(path: &Path) -> ExitCode {
 }
 
 fn check_storage(path: &Path, repair: bool) -> ExitCode {
-    let config = match load(path) {
-        Ok((config, _)) => config,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let config = match load_offline(path) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
     match storage_check::run(&config, repair) {
         Ok(checked) => {
@@ -134,6 +196,21 @@ fn check_storage(path: &Path, repair: bool) -> ExitCode {
         }
         Err(e) => {
             eprintln!("berth: check-storage: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn garbage_collect(path: &Path, options: GcOptions) -> ExitCode {
+    let config = match load_offline(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+    match garbage_collect::run(&config, options, &mut out, &mut err) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: garbage-collect: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,29 +1,14 @@
-//! `berth check-storage`: opens the storage a configuration names (an existing root only:
-//! checking a directory a typo just created would report a clean registry), runs the
-//! storage check of `berth-storage`, and renders its report as text, one line per
+//! `berth check-storage`: opens the storage a configuration names (see `offline`), runs
+//! the storage check of `berth-storage`, and renders its report as text, one line per
 //! finding and a summary.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use berth_storage::CheckReport;
 
-use berth_driver::{FilesystemDriver, InMemoryDriver, StorageDriver};
-use berth_storage::{CheckReport, Options, StorageRegistry};
-
-use crate::config::{Config, Driver};
+use crate::config::Config;
+use crate::offline::{Offline, OfflineError};
 
 /// Why the check could not run to its end.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckStorageError {
-    /// The configured filesystem root is not a directory.
-    #[error("storage root {0} does not exist or is not a directory")]
-    MissingRoot(PathBuf),
-    /// The async runtime did not start.
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
-    /// Storage failed during the walk or a repair.
-    #[error("{0}")]
-    Storage(#[from] berth_core::Error),
-}
+pub type CheckStorageError = OfflineError;
 
 /// The outcome of one run: the report, and how to show a driver path to the operator.
 pub struct Checked {
@@ -35,30 +20,12 @@ pub struct Checked {
 
 /// Checks (and with `repair`, repairs) the storage `config` names.
 pub fn run(config: &Config, repair: bool) -> Result<Checked, CheckStorageError> {
-    let (driver, root): (Arc<dyn StorageDriver>, String) = match &config.storage.driver {
-        Driver::Filesystem { root, fsync } => {
-            if !root.is_dir() {
-                return Err(CheckStorageError::MissingRoot(root.clone()));
-            }
-            let shown = root.display().to_string().trim_end_matches('/').to_owned();
-            let driver = FilesystemDriver::new(root.clone()).with_fsync(*fsync);
-            (Arc::new(driver), shown)
-        }
-        Driver::InMemory => (Arc::new(InMemoryDriver::new()), String::new()),
-    };
-    // Deletes are how repairs work, whatever the registry allows its clients.
-    let options = Options {
-        delete_enabled: true,
-        descriptor_cache: None,
-        ..Options::default()
-    };
-    let registry = StorageRegistry::new(driver, options);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(CheckStorageError::Runtime)?;
-    let report = runtime.block_on(registry.check_storage(repair))?;
-    Ok(Checked { report, root })
+    let storage = Offline::open(config, "check-storage", true)?;
+    let report = storage.block_on(storage.registry.check_storage(repair))?;
+    Ok(Checked {
+        report,
+        root: storage.root,
+    })
 }
 
 impl Checked {

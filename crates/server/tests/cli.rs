@@ -43,6 +43,7 @@ fn help_names_every_subcommand_and_the_exit_codes() {
     for word in [
         "serve",
         "check-config",
+        "garbage-collect",
         "version",
         "Exit status:",
         "2  usage error",
@@ -58,6 +59,8 @@ fn each_subcommand_has_help() {
         &["serve", "--help"][..],
         &["help", "check-config"][..],
         &["check-config", "--help"][..],
+        &["help", "garbage-collect"][..],
+        &["garbage-collect", "--help"][..],
     ] {
         let out = berth(args);
         assert_eq!(out.status.code(), Some(0), "{args:?}");
@@ -78,6 +81,8 @@ fn usage_errors_exit_with_2() {
         &["check-config"][..],
         &["serve", "a.yml", "b.yml"][..],
         &["version", "extra"][..],
+        &["garbage-collect"][..],
+        &["garbage-collect", "--repair", "a.yml"][..],
     ] {
         let out = berth(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
@@ -98,6 +103,50 @@ fn a_missing_file_is_a_failure_not_a_usage_error() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn garbage_collect_help_says_to_run_it_offline_and_its_flags() {
+    let out = berth(&["garbage-collect", "--help"]);
+    let text = stdout(&out);
+    for word in [
+        "-d, --dry-run",
+        "-m, --delete-untagged",
+        "no registry writes",
+        "storage.maintenance.readonly.enabled",
+        "blobs marked,",
+        "Exit status:",
+    ] {
+        assert!(text.contains(word), "{word} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn garbage_collect_refuses_memory_storage_and_missing_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = dir.path().join("memory.yml");
+    std::fs::write(&memory, "version: 0.1\nstorage:\n  inmemory: {}\n").unwrap();
+    let missing = dir.path().join("missing.yml");
+    let absent = dir.path().join("absent");
+    let yaml = format!(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
+        absent.display()
+    );
+    std::fs::write(&missing, yaml).unwrap();
+    for (config, flags, says) in [
+        (&memory, &[][..], "storage.inmemory"),
+        (&memory, &["-d", "-m"][..], "storage.inmemory"),
+        (&missing, &["--dry-run"][..], "does not exist"),
+    ] {
+        let mut args = vec!["garbage-collect"];
+        args.extend_from_slice(flags);
+        args.push(config.to_str().unwrap());
+        let out = berth(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+    }
+    assert!(!absent.exists(), "garbage-collect created the storage root");
 }
 
 /// Runs berth, killing it (and failing) if it is still running after 20 seconds: a bad

@@ -4,11 +4,20 @@
 
 use std::sync::Arc;
 
-use berth_core::{Digest, Error};
+use berth_core::{Algorithm, Digest, Error};
 use berth_driver::{DriverError, Persist, StorageDriver};
 use bytes::Bytes;
 
 use crate::layout::StoragePath;
+
+/// Every algorithm a link or blob directory can be named after.
+pub(crate) const ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
+
+/// The digest a directory is named after (`<alg>/<hex>`); `None` for a name no registry
+/// writes, which nothing reads either.
+pub(crate) fn digest_named(alg: Algorithm, hex: &str) -> Option<Digest> {
+    Digest::parse(&format!("{alg}:{hex}")).ok()
+}
 
 /// How a driver result becomes a domain result: the only place that looks at
 /// [`DriverError::is_not_found`].
@@ -134,5 +143,19 @@ impl Access {
             .into_iter()
             .map(|p| p.rsplit('/').next().unwrap_or_default().to_owned())
             .collect())
+    }
+
+    /// The digests named by the `<hex>` directories under `dir(alg)`, for every
+    /// algorithm (layer links, revisions, tag history, referrers), in no particular order.
+    pub(crate) async fn digest_dirs<'p>(
+        &self,
+        dir: impl Fn(Algorithm) -> StoragePath<'p>,
+    ) -> Result<Vec<Digest>, Error> {
+        let mut out = Vec::new();
+        for alg in ALGORITHMS {
+            let names = self.children(dir(alg)).await?;
+            out.extend(names.iter().filter_map(|hex| digest_named(alg, hex)));
+        }
+        Ok(out)
     }
 }

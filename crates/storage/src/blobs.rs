@@ -161,6 +161,16 @@ impl BlobStore {
             .await
     }
 
+    /// Removes a blob from the global store (its whole `<hex>` directory), for garbage
+    /// collection; `Ok(false)` when it was not there. Links naming it are the caller's.
+    pub(crate) async fn remove_global(&self, digest: &Digest) -> Result<bool, Error> {
+        let removed = self.access.remove(StoragePath::BlobDir(digest)).await;
+        if let Some(c) = &self.cache {
+            c.forget_global(digest);
+        }
+        removed
+    }
+
     /// Forgets what the cache knows of `digest` in `repo` (a manifest revision removed).
     pub(crate) async fn forget(&self, repo: &RepositoryName, digest: &Digest) {
         let _held = self.links.lock((repo.clone(), digest.clone())).await;

@@ -44,6 +44,11 @@ impl DescriptorCache {
         self.global.insert(digest.clone(), size);
     }
 
+    /// Forgets a blob of the global store (garbage collection removed it).
+    pub fn forget_global(&self, digest: &Digest) {
+        self.global.remove(digest);
+    }
+
     /// Forgets a repository link.
     pub fn unlink(&self, repo: &RepositoryName, digest: &Digest) {
         self.linked.remove(&(repo.clone(), digest.clone()));

@@ -12,15 +12,12 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use berth_core::{Algorithm, Digest, Digester, Error, RepositoryName, Tag};
+use berth_core::{Digest, Digester, Error, RepositoryName, Tag};
 use futures::TryStreamExt;
 
 use crate::StorageRegistry;
 use crate::access::DriverResult;
 use crate::layout::StoragePath;
-
-/// Every algorithm a link directory can be named after.
-const ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
 
 /// What makes a directory under `repositories/` worth checking: any registry data.
 const MARKERS: &[&str] = &["_layers", "_manifests", "_uploads", "_berth"];
@@ -116,12 +113,6 @@ enum LinkState {
     Bad(FindingKind, String),
 }
 
-/// The digest a link directory is named after (`<alg>/<hex>`); `None` for a name no
-/// registry writes, which nothing reads either.
-fn digest_named(alg: Algorithm, hex: &str) -> Option<Digest> {
-    Digest::parse(&format!("{alg}:{hex}")).ok()
-}
-
 impl StorageRegistry {
     /// Walks every repository and reports the damage [`FindingKind`] lists; with `repair`,
     /// removes each damaged entry as its finding says (a link's directory, or a whole tag)
@@ -204,35 +195,30 @@ impl StorageRegistry {
         report: &mut CheckReport,
     ) -> Result<(), Error> {
         let access = &self.stores.access;
-        for alg in ALGORITHMS {
-            for hex in access
-                .children(StoragePath::LayersOfAlgorithm(repo, alg))
-                .await?
-            {
-                let Some(digest) = digest_named(alg, &hex) else {
-                    continue;
-                };
-                let link = StoragePath::LayerLink(repo, &digest);
-                let (kind, detail) = match self.inspect_link(link, Some(&digest), report).await? {
-                    LinkState::Absent => continue,
-                    LinkState::Bad(kind, detail) => (kind, detail),
-                    LinkState::Good(_) => {
-                        if access.exists(StoragePath::BlobData(&digest)).await? {
-                            continue;
-                        }
-                        (
-                            FindingKind::DanglingLink,
-                            format!("blob {} is missing", StoragePath::BlobData(&digest).path()),
-                        )
+        for digest in access
+            .digest_dirs(|alg| StoragePath::LayersOfAlgorithm(repo, alg))
+            .await?
+        {
+            let link = StoragePath::LayerLink(repo, &digest);
+            let (kind, detail) = match self.inspect_link(link, Some(&digest), report).await? {
+                LinkState::Absent => continue,
+                LinkState::Bad(kind, detail) => (kind, detail),
+                LinkState::Good(_) => {
+                    if access.exists(StoragePath::BlobData(&digest)).await? {
+                        continue;
                     }
-                };
-                if repair {
-                    // Through the blob store, so its cache forgets the link with storage.
-                    self.stores.blobs.unlink(repo, &digest).await?;
+                    (
+                        FindingKind::DanglingLink,
+                        format!("blob {} is missing", StoragePath::BlobData(&digest).path()),
+                    )
                 }
-                let dir = StoragePath::LayerDir(repo, &digest);
-                Self::record(report, kind, link, detail, dir, repair);
+            };
+            if repair {
+                // Through the blob store, so its cache forgets the link with storage.
+                self.stores.blobs.unlink(repo, &digest).await?;
             }
+            let dir = StoragePath::LayerDir(repo, &digest);
+            Self::record(report, kind, link, detail, dir, repair);
         }
         Ok(())
     }
@@ -246,56 +232,51 @@ impl StorageRegistry {
     ) -> Result<HashSet<Digest>, Error> {
         let access = &self.stores.access;
         let mut good = HashSet::new();
-        for alg in ALGORITHMS {
-            for hex in access
-                .children(StoragePath::RevisionsOfAlgorithm(repo, alg))
-                .await?
-            {
-                let Some(digest) = digest_named(alg, &hex) else {
-                    continue;
-                };
-                let link = StoragePath::RevisionLink(repo, &digest);
-                let (kind, detail) = match self.inspect_link(link, Some(&digest), report).await? {
-                    LinkState::Absent => continue,
-                    LinkState::Bad(kind, detail) => (kind, detail),
-                    LinkState::Good(_) => match self.stored_digest(&digest).await? {
-                        None => (
-                            FindingKind::DanglingLink,
-                            format!(
-                                "manifest bytes {} are missing",
-                                StoragePath::BlobData(&digest).path()
-                            ),
+        for digest in access
+            .digest_dirs(|alg| StoragePath::RevisionsOfAlgorithm(repo, alg))
+            .await?
+        {
+            let link = StoragePath::RevisionLink(repo, &digest);
+            let (kind, detail) = match self.inspect_link(link, Some(&digest), report).await? {
+                LinkState::Absent => continue,
+                LinkState::Bad(kind, detail) => (kind, detail),
+                LinkState::Good(_) => match self.stored_digest(&digest).await? {
+                    None => (
+                        FindingKind::DanglingLink,
+                        format!(
+                            "manifest bytes {} are missing",
+                            StoragePath::BlobData(&digest).path()
                         ),
-                        Some((0, _)) => (
-                            FindingKind::DamagedManifest,
-                            "the stored manifest bytes are empty (they stay in blobs/; push \
+                    ),
+                    Some((0, _)) => (
+                        FindingKind::DamagedManifest,
+                        "the stored manifest bytes are empty (they stay in blobs/; push \
                              the manifest again)"
-                                .to_owned(),
-                        ),
-                        Some((size, actual)) if actual != digest => (
-                            FindingKind::DamagedManifest,
-                            format!(
-                                "the stored {size} bytes hash to {actual} (they stay in \
+                            .to_owned(),
+                    ),
+                    Some((size, actual)) if actual != digest => (
+                        FindingKind::DamagedManifest,
+                        format!(
+                            "the stored {size} bytes hash to {actual} (they stay in \
                                  blobs/; push the manifest again)"
-                            ),
                         ),
-                        Some(_) => {
-                            report.revisions += 1;
-                            good.insert(digest);
-                            continue;
-                        }
-                    },
-                };
-                if repair {
-                    // Under the revision's lock and through the stores, as a delete does.
-                    let stores = &self.stores;
-                    let _revision = stores.manifests.lock(repo, &digest).await;
-                    stores.manifests.remove_locked(repo, &digest).await?;
-                    stores.blobs.forget(repo, &digest).await;
-                }
-                let dir = StoragePath::RevisionDir(repo, &digest);
-                Self::record(report, kind, link, detail, dir, repair);
+                    ),
+                    Some(_) => {
+                        report.revisions += 1;
+                        good.insert(digest);
+                        continue;
+                    }
+                },
+            };
+            if repair {
+                // Under the revision's lock and through the stores, as a delete does.
+                let stores = &self.stores;
+                let _revision = stores.manifests.lock(repo, &digest).await;
+                stores.manifests.remove_locked(repo, &digest).await?;
+                stores.blobs.forget(repo, &digest).await;
             }
+            let dir = StoragePath::RevisionDir(repo, &digest);
+            Self::record(report, kind, link, detail, dir, repair);
         }
         Ok(good)
     }
@@ -361,25 +342,20 @@ impl StorageRegistry {
                 Self::record(report, kind, at, detail, dir, repair);
                 continue;
             }
-            for alg in ALGORITHMS {
-                for hex in stores
-                    .access
-                    .children(StoragePath::TagIndexOfAlgorithm(repo, &tag, alg))
-                    .await?
+            for digest in stores
+                .access
+                .digest_dirs(|alg| StoragePath::TagIndexOfAlgorithm(repo, &tag, alg))
+                .await?
+            {
+                let link = StoragePath::TagIndexLink(repo, &tag, &digest);
+                if let LinkState::Bad(kind, detail) =
+                    self.inspect_link(link, Some(&digest), report).await?
                 {
-                    let Some(digest) = digest_named(alg, &hex) else {
-                        continue;
-                    };
-                    let link = StoragePath::TagIndexLink(repo, &tag, &digest);
-                    if let LinkState::Bad(kind, detail) =
-                        self.inspect_link(link, Some(&digest), report).await?
-                    {
-                        let entry = StoragePath::TagIndexDir(repo, &tag, &digest);
-                        if repair {
-                            stores.access.remove(entry).await?;
-                        }
-                        Self::record(report, kind, link, detail, entry, repair);
+                    let entry = StoragePath::TagIndexDir(repo, &tag, &digest);
+                    if repair {
+                        stores.access.remove(entry).await?;
                     }
+                    Self::record(report, kind, link, detail, entry, repair);
                 }
             }
         }
@@ -395,35 +371,25 @@ impl StorageRegistry {
         report: &mut CheckReport,
     ) -> Result<(), Error> {
         let stores = &self.stores;
-        for subject_alg in ALGORITHMS {
-            for subject_hex in stores
+        for subject in stores
+            .access
+            .digest_dirs(|alg| StoragePath::ReferrerSubjectsOfAlgorithm(repo, alg))
+            .await?
+        {
+            for referrer in stores
                 .access
-                .children(StoragePath::ReferrerSubjectsOfAlgorithm(repo, subject_alg))
+                .digest_dirs(|alg| StoragePath::ReferrersOfAlgorithm(repo, &subject, alg))
                 .await?
             {
-                let Some(subject) = digest_named(subject_alg, &subject_hex) else {
-                    continue;
-                };
-                for alg in ALGORITHMS {
-                    for hex in stores
-                        .access
-                        .children(StoragePath::ReferrersOfAlgorithm(repo, &subject, alg))
-                        .await?
-                    {
-                        let Some(referrer) = digest_named(alg, &hex) else {
-                            continue;
-                        };
-                        let link = StoragePath::ReferrerLink(repo, &subject, &referrer);
-                        if let LinkState::Bad(kind, detail) =
-                            self.inspect_link(link, Some(&referrer), report).await?
-                        {
-                            if repair {
-                                stores.referrers.unlink(repo, &subject, &referrer).await?;
-                            }
-                            let dir = StoragePath::ReferrerDir(repo, &subject, &referrer);
-                            Self::record(report, kind, link, detail, dir, repair);
-                        }
+                let link = StoragePath::ReferrerLink(repo, &subject, &referrer);
+                if let LinkState::Bad(kind, detail) =
+                    self.inspect_link(link, Some(&referrer), report).await?
+                {
+                    if repair {
+                        stores.referrers.unlink(repo, &subject, &referrer).await?;
                     }
+                    let dir = StoragePath::ReferrerDir(repo, &subject, &referrer);
+                    Self::record(report, kind, link, detail, dir, repair);
                 }
             }
         }
@@ -435,16 +401,12 @@ impl StorageRegistry {
 mod tests {
     use std::sync::Arc;
 
-    use berth_core::{Reference, Registry};
+    use berth_core::{Algorithm, Reference, Registry};
     use berth_driver::StorageDriver;
     use bytes::Bytes;
 
     use super::*;
-    use crate::tests::{drivers, image, opts, push_blob, repo};
-
-    fn tag(s: &str) -> Tag {
-        Tag::parse(s).unwrap()
-    }
+    use crate::tests::{drivers, image, opts, push_blob, put, repo, tag};
 
     fn sha(data: &[u8]) -> Digest {
         Digest::of(Algorithm::Sha256, data)
@@ -456,16 +418,6 @@ mod tests {
             .put_content(&at.path(), Bytes::copy_from_slice(content))
             .await
             .unwrap();
-    }
-
-    /// Pushes `body` (whose blobs are in `name`) under `tags`; answers its digest.
-    async fn put(r: &StorageRegistry, name: &RepositoryName, body: Bytes, tags: &[Tag]) -> Digest {
-        let d = sha(&body);
-        r.repository(name.clone())
-            .put_manifest(&Reference::Digest(d.clone()), None, body, tags)
-            .await
-            .unwrap();
-        d
     }
 
     /// The (kind, path, removed path) of each finding, sorted.

@@ -18,6 +18,12 @@ pub enum StoragePath<'a> {
     /// `blobs/<alg>/<xx>/<hex>/startedat`: a session's start time, carried in when the
     /// whole session directory became the blob's and removed right after.
     BlobStartedAt(&'a Digest),
+    /// `blobs/<alg>`: the blobs of one algorithm (where garbage collection's sweep
+    /// starts).
+    BlobsOfAlgorithm(Algorithm),
+    /// `blobs/<alg>/<prefix>`: a directory met on the sweep, named by what the driver
+    /// listed under `blobs/<alg>` (so made of names the driver returned).
+    BlobPrefix(Algorithm, &'a str),
     /// `repositories/`: where the catalog walk starts.
     Repositories,
     /// `repositories/<prefix>`: a directory met on the catalog walk, named by the
@@ -98,6 +104,8 @@ impl StoragePath<'_> {
                 &d.hex()[..2],
                 d.hex()
             ),
+            BlobsOfAlgorithm(a) => format!("{ROOT}/blobs/{a}"),
+            BlobPrefix(a, prefix) => format!("{ROOT}/blobs/{a}/{prefix}"),
             Repositories => format!("{ROOT}/repositories"),
             RepositoryTree(prefix) => format!("{ROOT}/repositories/{prefix}"),
             LayersDir(n) => format!("{}/_layers", repo(n)),

@@ -2,13 +2,15 @@
 //! distribution lays it out. Each store owns one kind of data and its caches (blobs and
 //! their links, uploads, manifests, tags, referrers, the catalog); `StorageRegistry`
 //! composes them into `berth_core::Registry`, and `repository` holds the use cases that
-//! span stores.
+//! span stores. Maintenance walks (the storage check, garbage collection, upload
+//! purging) work through the same stores.
 
 mod access;
 mod blobs;
 mod cache;
 mod catalog;
 mod check;
+mod gc;
 mod hashing;
 mod listing;
 mod locks;
@@ -25,6 +27,7 @@ pub mod layout;
 
 pub use cache::DEFAULT_CAPACITY as DEFAULT_CACHE_CAPACITY;
 pub use check::{CheckReport, Finding, FindingKind};
+pub use gc::{GcEvent, GcOptions, GcReport};
 pub use purge::PurgeReport;
 pub use registry::StorageRegistry;
 

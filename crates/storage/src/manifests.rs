@@ -139,6 +139,11 @@ impl ManifestStore {
         Ok(())
     }
 
+    /// Forgets a manifest body (garbage collection removed its bytes).
+    pub(crate) fn forget_body(&self, digest: &Digest) {
+        self.bodies.remove(digest);
+    }
+
     /// Removes a revision link; the caller holds its lock.
     pub(crate) async fn remove_locked(
         &self,

@@ -29,17 +29,16 @@ impl ReferrerStore {
             .await
     }
 
-    /// Forgets that `referrer` names `subject`.
+    /// Forgets that `referrer` names `subject`; `Ok(false)` when no link said so.
     pub(crate) async fn unlink(
         &self,
         repo: &RepositoryName,
         subject: &Digest,
         referrer: &Digest,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         self.access
             .remove(StoragePath::ReferrerDir(repo, subject, referrer))
             .await
-            .map(|_| ())
     }
 
     /// Every manifest recorded as naming `subject`, in digest order (unchecked: the

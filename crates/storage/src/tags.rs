@@ -142,8 +142,30 @@ impl TagStore {
         existed
     }
 
+    /// Removes the history entry naming `digest` from every tag of the repository
+    /// (garbage collection deleting an untagged manifest, as distribution's does), each
+    /// under its tag's lock; answers the entries removed. No `current` link changes.
+    pub(crate) async fn remove_history(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<Tag>, Error> {
+        let mut removed = Vec::new();
+        for tag in self.names(repo).await? {
+            let _held = self.locks.lock((repo.clone(), tag.clone())).await;
+            if self
+                .access
+                .remove(StoragePath::TagIndexDir(repo, &tag, digest))
+                .await?
+            {
+                removed.push(tag);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Every valid tag name stored for the repository.
-    async fn names(&self, repo: &RepositoryName) -> Result<Vec<Tag>, Error> {
+    pub(crate) async fn names(&self, repo: &RepositoryName) -> Result<Vec<Tag>, Error> {
         let names = self.access.children(StoragePath::TagsDir(repo)).await?;
         Ok(names.iter().filter_map(|t| Tag::parse(t).ok()).collect())
     }

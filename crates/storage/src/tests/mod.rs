@@ -83,6 +83,25 @@ pub(super) fn image(config: &Digest, layer: &Digest, subject: Option<&Digest>) -
     ))
 }
 
+pub(super) fn tag(s: &str) -> Tag {
+    Tag::parse(s).unwrap()
+}
+
+/// Pushes `body` (whose blobs are in `name`) under `tags`; answers its digest.
+pub(super) async fn put(
+    r: &StorageRegistry,
+    name: &RepositoryName,
+    body: Bytes,
+    tags: &[Tag],
+) -> Digest {
+    let d = Digest::of(Algorithm::Sha256, &body);
+    r.repository(name.clone())
+        .put_manifest(&Reference::Digest(d.clone()), None, body, tags)
+        .await
+        .unwrap();
+    d
+}
+
 pub(super) async fn drivers() -> Vec<(Arc<dyn StorageDriver>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     vec![
