@@ -108,6 +108,12 @@ pub fn rows(lines: &[Line], labels: &Labels) -> Vec<Row> {
             base.iter().map(|l| l.errors).sum(),
         );
         for (metric, target) in rows_for(&key.0, &key.1) {
+            // Ratio targets are set against distribution; against another berth (without
+            // auth, without fsync) only a bound on the candidate's own value applies.
+            let target = match target {
+                Target::Ratio(_) if labels.baseline != Labels::default().baseline => Target::None,
+                t => t,
+            };
             let med = |ls: &[&Line]| median(ls.iter().filter_map(|l| metric.get(l)).collect());
             let (c, b) = (med(&cand), med(&base));
             // An informative row without data (CPU times of a run without `--pid`)
@@ -234,6 +240,28 @@ mod tests {
         assert_eq!(cpu.baseline, Some(8.0));
         assert_eq!(cpu.ratio, Some(16.0));
         assert_eq!(cpu.met, None);
+    }
+
+    #[test]
+    fn ratio_targets_apply_only_against_distribution() {
+        let pull = |label: &str, rps: f64, p99: f64| Line {
+            req_per_s: Some(rps),
+            p99_ms: Some(p99),
+            ..Line::new(label, "pull-small", "manifest+head")
+        };
+        let lines = vec![
+            pull("berth", 1000.0, 4.0),
+            pull("berth-noauth", 1100.0, 3.0),
+        ];
+        let labels = Labels {
+            candidate: "berth".into(),
+            baseline: "berth-noauth".into(),
+        };
+        let rows = rows(&lines, &labels);
+        let rps = rows.iter().find(|r| r.metric == "req/s").unwrap();
+        assert_eq!((rps.target.as_str(), rps.met), ("—", None));
+        let p99 = rows.iter().find(|r| r.metric == "p99 ms").unwrap();
+        assert_eq!(p99.met, Some(true), "the absolute bound still applies");
     }
 
     #[test]
