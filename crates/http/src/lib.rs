@@ -11,6 +11,7 @@ mod log;
 mod query;
 mod range;
 mod ratelimit;
+mod request_id;
 mod token;
 mod upload_state;
 
@@ -26,6 +27,7 @@ use http::{HeaderName, HeaderValue};
 pub use endpoint::Endpoint;
 pub use error::ApiError;
 pub use ratelimit::{BucketLimit, RateLimit, RateLimiter, TokenBuckets};
+pub use request_id::{MAX_REQUEST_ID_LEN, REQUEST_ID, RequestId};
 pub use upload_state::{StateError, UploadSecret};
 
 /// Entry points for `fuzz/` to parsers this crate keeps private; not an API.
@@ -67,6 +69,8 @@ pub struct Options {
     pub token_endpoint: Option<(String, Arc<Issuer>)>,
     /// Request rate limits (`berth.limits.ratelimit`); off by default.
     pub rate_limit: RateLimit,
+    /// `log.fields` as one `key=value` text, carried by every request's span.
+    pub log_fields: Option<Arc<str>>,
 }
 
 /// Shared state of every handler.
@@ -89,9 +93,11 @@ impl AppState {
     }
 }
 
-/// The router serving `/v2/...` (under `options.prefix`), with request logging.
+/// The router serving `/v2/...` (under `options.prefix`), with request ids and request
+/// logging.
 pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
     let prefix = options.prefix.clone();
+    let log_fields = options.log_fields.clone();
     let token_endpoint = options.token_endpoint.clone();
     let state = AppState {
         registry,
@@ -136,6 +142,10 @@ pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
         app = app.route(&path, endpoint);
     }
     app.layer(axum::middleware::from_fn(log::log_request))
+        .layer(axum::middleware::from_fn_with_state(
+            log_fields,
+            request_id::assign,
+        ))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! One structured log line per request: method, path, status, the bytes of body actually
-//! sent, and the time from the request's arrival to the end of its response body. The
+//! One structured log line per request: its id, method, path, status, the bytes of body
+//! actually sent, and the time from the request's arrival to the end of its response body. The
 //! response body is wrapped so that the line is written when the body ends, fails, or is
 //! dropped unfinished (a client that went away, a HEAD response).
 
@@ -14,6 +14,8 @@ use axum::response::Response;
 use http::{Method, StatusCode};
 use http_body::{Frame, SizeHint};
 
+use crate::request_id::RequestId;
+
 /// Logs the request once its response body is finished.
 pub(crate) async fn log_request(req: Request, next: Next) -> Response {
     // With the access log off (`log.accesslog.disabled`), the body is left as it is.
@@ -21,11 +23,13 @@ pub(crate) async fn log_request(req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let start = Instant::now();
+    let id = req.extensions().get::<RequestId>().cloned();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let resp = next.run(req).await;
     let (parts, body) = resp.into_parts();
     let line = Line {
+        id,
         method,
         path,
         status: parts.status,
@@ -44,6 +48,9 @@ pub(crate) async fn log_request(req: Request, next: Next) -> Response {
 
 /// What the access line says besides the byte count.
 struct Line {
+    /// Written in the line itself (not only in its span) so that a search for one
+    /// request's access line needs no knowledge of span nesting.
+    id: Option<RequestId>,
     method: Method,
     path: String,
     status: StatusCode,
@@ -56,6 +63,7 @@ impl Line {
         let _entered = self.span.enter();
         tracing::info!(
             target: "berth::access",
+            request_id = self.id.as_ref().map(RequestId::as_str),
             method = %self.method,
             path = %self.path,
             status = self.status.as_u16(),

@@ -131,6 +131,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         access: config.auth.as_ref().map(|a| a.controller.clone()),
         token_endpoint: config.auth.as_ref().and_then(|a| a.token_endpoint.clone()),
         rate_limit: config.limits.rate_limit,
+        log_fields: crate::logging::static_fields(config).map(Into::into),
     };
     let router = berth_http::router(registry.clone(), options);
     Ok(App {

@@ -8,16 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::middleware::Next;
 use axum_server::Handle;
 use berth_storage::StorageRegistry;
-use tracing::Instrument;
 
 use crate::app::{self, StartError};
 use crate::config::{Config, Limits, UploadPurging};
 use crate::connection::{self, LimitedAcceptor, Timeouts};
-use crate::logging;
 use crate::tls::Serving;
 use crate::zerocopy::SendfileAcceptor;
 
@@ -48,16 +44,7 @@ impl Server {
     /// Wires the registry and binds its address (port 0 picks a free one).
     pub fn bind(config: &Config) -> Result<Server, StartError> {
         let app = app::build(config)?;
-        let mut router = app.router;
-        if let Some(fields) = logging::static_fields(config) {
-            let span = tracing::info_span!("berth", fields = %fields);
-            router = router.layer(axum::middleware::from_fn(
-                move |req: Request, next: Next| {
-                    let span = span.clone();
-                    async move { next.run(req).instrument(span).await }
-                },
-            ));
-        }
+        let router = app.router;
         let raw = config.http.addr.as_str();
         let listen_err = |message: String| StartError::Listen {
             addr: raw.to_owned(),
