@@ -1,76 +1,139 @@
-//! One structured log line per request: its id, method, path, status, the bytes of body
-//! actually sent, and the time from the request's arrival to the end of its response body. The
-//! response body is wrapped so that the line is written when the body ends, fails, or is
-//! dropped unfinished (a client that went away, a HEAD response).
+//! What is recorded of every request once its response body is finished: one
+//! structured log line (its id, method, path, status, the bytes of body actually sent,
+//! and the time from the request's arrival to the end of its response body), and, with
+//! `http.debug.prometheus` on, its metrics (`metrics.rs`). The response body is wrapped
+//! so that both are taken when the body ends, fails, or is dropped unfinished (a client
+//! that went away, a HEAD response); the request body is wrapped to count what is read.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{Method, StatusCode};
 use http_body::{Frame, SizeHint};
 
+use crate::metrics::{Finished, HttpMetrics, Routed, approximate_request_size, method_index};
 use crate::request_id::RequestId;
 
-/// Logs the request once its response body is finished.
-pub(crate) async fn log_request(req: Request, next: Next) -> Response {
-    // With the access log off (`log.accesslog.disabled`), the body is left as it is.
-    if !tracing::enabled!(target: "berth::access", tracing::Level::INFO) {
+/// Records the request once its response body is finished.
+pub(crate) async fn observe_request(
+    State(metrics): State<Option<Arc<HttpMetrics>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    // With the access log off (`log.accesslog.disabled`) and no metrics, the bodies are
+    // left as they are.
+    let logging = tracing::enabled!(target: "berth::access", tracing::Level::INFO);
+    if !logging && metrics.is_none() {
         return next.run(req).await;
     }
     let start = Instant::now();
-    let id = req.extensions().get::<RequestId>().cloned();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let line = logging.then(|| Line {
+        id: req.extensions().get::<RequestId>().cloned(),
+        method: method.clone(),
+        path: req.uri().path().to_owned(),
+        // The body is polled by the connection task, outside the request's span; the
+        // line keeps the span so its fields (the request id, `log.fields`) still come
+        // with it.
+        span: tracing::Span::current(),
+    });
+    let (req, request_size) = match &metrics {
+        Some(m) => {
+            let size = approximate_request_size(&req);
+            let counted = req.map(|inner| {
+                Body::new(CountedBody {
+                    inner,
+                    metrics: m.clone(),
+                })
+            });
+            (counted, size)
+        }
+        None => (req, 0),
+    };
     let resp = next.run(req).await;
     let (parts, body) = resp.into_parts();
-    let line = Line {
-        id,
-        method,
-        path,
-        status: parts.status,
+    let routed = parts.extensions.get::<Routed>().copied();
+    let record = Record {
         start,
-        // The body is polled by the connection task, outside the request's span; the
-        // line keeps the span so its fields (`log.fields`) still come with it.
-        span: tracing::Span::current(),
+        status: parts.status,
+        line,
+        metrics: metrics.map(|m| Metered {
+            metrics: m,
+            routed,
+            method: method_index(&method),
+            request_size,
+        }),
     };
-    let body = LoggedBody {
+    let body = ObservedBody {
         inner: body,
         bytes: 0,
-        line: Some(line),
+        record: Some(record),
     };
     Response::from_parts(parts, Body::new(body))
 }
 
-/// What the access line says besides the byte count.
+/// What is written when the body ends, besides its byte count.
+struct Record {
+    start: Instant,
+    status: StatusCode,
+    line: Option<Line>,
+    metrics: Option<Metered>,
+}
+
+/// The access line's fields.
 struct Line {
     /// Written in the line itself (not only in its span) so that a search for one
     /// request's access line needs no knowledge of span nesting.
     id: Option<RequestId>,
     method: Method,
     path: String,
-    status: StatusCode,
-    start: Instant,
     span: tracing::Span,
 }
 
-impl Line {
+/// What the metrics need of a request.
+struct Metered {
+    metrics: Arc<HttpMetrics>,
+    /// The route `dispatch` counted the request under, if it named one.
+    routed: Option<Routed>,
+    method: usize,
+    request_size: u64,
+}
+
+impl Record {
     fn write(self, bytes: u64) {
-        let _entered = self.span.enter();
-        tracing::info!(
-            target: "berth::access",
-            request_id = self.id.as_ref().map(RequestId::as_str),
-            method = %self.method,
-            path = %self.path,
-            status = self.status.as_u16(),
-            bytes,
-            duration_ms = duration_ms(self.start.elapsed()),
-            "request"
-        );
+        let elapsed = self.start.elapsed();
+        if let Some(m) = self.metrics {
+            m.metrics.sent(bytes);
+            if let Some(Routed(route)) = m.routed {
+                m.metrics.finished(&Finished {
+                    route,
+                    method: m.method,
+                    status: self.status,
+                    request_size: m.request_size,
+                    response_size: bytes,
+                    elapsed,
+                });
+            }
+        }
+        if let Some(line) = self.line {
+            let _entered = line.span.enter();
+            tracing::info!(
+                target: "berth::access",
+                request_id = line.id.as_ref().map(RequestId::as_str),
+                method = %line.method,
+                path = %line.path,
+                status = self.status.as_u16(),
+                bytes,
+                duration_ms = duration_ms(elapsed),
+                "request"
+            );
+        }
     }
 }
 
@@ -85,22 +148,22 @@ fn duration_ms(elapsed: Duration) -> f64 {
     micros as f64 / 1000.0
 }
 
-/// A response body that counts the data it yields and writes the access line once.
-struct LoggedBody {
+/// A response body that counts the data it yields and writes its record once.
+struct ObservedBody {
     inner: Body,
     bytes: u64,
-    line: Option<Line>,
+    record: Option<Record>,
 }
 
-impl LoggedBody {
+impl ObservedBody {
     fn finish(&mut self) {
-        if let Some(line) = self.line.take() {
-            line.write(self.bytes);
+        if let Some(record) = self.record.take() {
+            record.write(self.bytes);
         }
     }
 }
 
-impl HttpBody for LoggedBody {
+impl HttpBody for ObservedBody {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -134,9 +197,42 @@ impl HttpBody for LoggedBody {
     }
 }
 
-impl Drop for LoggedBody {
+impl Drop for ObservedBody {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// A request body that adds the data read from it to the received-bytes counter as it
+/// goes (a dropped upload still counts what arrived).
+struct CountedBody {
+    inner: Body,
+    metrics: Arc<HttpMetrics>,
+}
+
+impl HttpBody for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.metrics.received(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -213,7 +309,7 @@ mod tests {
                     Body::from_stream(stream::iter(chunks))
                 }),
             )
-            .layer(axum::middleware::from_fn(log_request))
+            .layer(axum::middleware::from_fn_with_state(None, observe_request))
     }
 
     fn get_request(path: &str) -> Request {

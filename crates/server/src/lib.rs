@@ -6,6 +6,7 @@
 pub mod app;
 pub mod config;
 pub mod connection;
+pub mod health;
 pub mod lifecycle;
 pub mod limits;
 pub mod logging;
