@@ -5,7 +5,7 @@
 //! lists the failing checks with their last error.
 //!
 //! The storage probe writes and deletes a small file under berth's own prefix
-//! ([`PROBE_DIR`]): distribution only reads the root, which a filesystem remounted
+//! (`StoragePath::HealthProbe`, `docker/registry/v2/_berth/health/`): distribution only reads the root, which a filesystem remounted
 //! read-only, a full disk or lost permissions still allow, so a registry unable to
 //! take a push would report healthy. A read-only registry
 //! (`storage.maintenance.readonly`) may sit on read-only storage, so its probe only
@@ -19,16 +19,13 @@ use std::time::Duration;
 use axum::body::Body;
 use berth_driver::{DriverError, StorageDriver};
 use berth_http::HealthGate;
+use berth_storage::layout::StoragePath;
 use bytes::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinHandle;
 
 use crate::config::{HealthCheck, Probe};
-
-/// Where the storage probe writes: beside distribution's `repositories` and `blobs`,
-/// in a directory distribution never reads.
-pub const PROBE_DIR: &str = "/docker/registry/v2/_berth/health";
 
 /// One check and what its probes found.
 struct CheckState {
@@ -86,14 +83,15 @@ impl Health {
         driver: Arc<dyn StorageDriver>,
         read_only: bool,
     ) -> Vec<JoinHandle<()>> {
-        let probe_name = format!("probe-{}-{:08x}", std::process::id(), rand_suffix());
+        // One file per process, so nodes sharing a storage never delete each other's.
+        let probe_path = StoragePath::HealthProbe(probe_key()).path();
         (0..self.checks.len())
             .map(|i| {
                 let health = self.clone();
                 let prober = Prober {
                     driver: driver.clone(),
                     read_only,
-                    probe_path: format!("{PROBE_DIR}/{probe_name}"),
+                    probe_path: probe_path.clone(),
                     http: Client::builder(TokioExecutor::new()).build_http(),
                 };
                 tokio::spawn(async move { health.run(i, prober).await })
@@ -152,12 +150,12 @@ impl Health {
     }
 }
 
-fn rand_suffix() -> u32 {
-    // Distinct enough between processes sharing a storage; nothing depends on it.
+/// A key distinct between processes (of one machine or several) sharing a storage.
+fn probe_key() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    nanos ^ std::process::id().rotate_left(16)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ u64::from(std::process::id()).rotate_left(40)
 }
 
 /// What the probes need.

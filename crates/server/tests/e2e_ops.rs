@@ -66,7 +66,7 @@ fn debug_get(debug: &str, path: &str) -> (u16, String) {
 fn send(reg: &BlockingClient, method: Method, path: &str, headers: &[(&str, &str)]) -> Response {
     let mut req = Request::new(method.clone(), reg.client().url(path).unwrap());
     for (k, v) in headers {
-        req = req.header(*k, *v);
+        req = req.header(k, *v);
     }
     if method == Method::PUT || method == Method::POST {
         req = req.body(Body::bytes(Vec::<u8>::new()));
@@ -75,11 +75,14 @@ fn send(reg: &BlockingClient, method: Method, path: &str, headers: &[(&str, &str
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
+/// A series: its name and sorted labels.
+type Series = (String, Vec<(String, String)>);
+
 /// One parsed exposition: every sample by name and sorted label set, and each
 /// family's type.
 #[derive(Debug, Default)]
 struct Scrape {
-    samples: BTreeMap<(String, Vec<(String, String)>), f64>,
+    samples: BTreeMap<Series, f64>,
     types: HashMap<String, String>,
 }
 
@@ -201,7 +204,7 @@ fn parse(text: &str) -> Scrape {
     }
     // Histograms: per series, buckets ascending by bound are non-decreasing and the
     // +Inf bucket is the count.
-    let mut buckets: BTreeMap<(String, Vec<(String, String)>), Vec<(f64, f64)>> = BTreeMap::new();
+    let mut buckets: BTreeMap<Series, Vec<(f64, f64)>> = BTreeMap::new();
     for ((name, labels), v) in &s.samples {
         if let Some(base) = name.strip_suffix("_bucket") {
             let le = labels
@@ -427,8 +430,9 @@ fn request_ids_are_echoed_generated_and_logged() {
     assert_eq!(r.status, 404);
     let made = r.header("x-request-id").expect("an id").to_owned();
     assert_eq!(made.len(), 36, "{made}");
+    let log = berth.log.clone();
     assert!(berth.stop().success());
-    let text = std::fs::read_to_string(&berth_log(work.path())).unwrap_or_default();
+    let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<serde_json::Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -448,16 +452,6 @@ fn request_ids_are_echoed_generated_and_logged() {
         made.as_str(),
         "the span carries it too"
     );
-}
-
-/// The log file `common::spawn` wrote in `dir`.
-fn berth_log(dir: &Path) -> std::path::PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "log"))
-        .expect("log file")
 }
 
 /// Polls until `done` or 15 seconds pass; answers how long it took.
