@@ -47,9 +47,9 @@ pub(crate) async fn observe_request(
         Some(m) => {
             let size = approximate_request_size(&req);
             let counted = req.map(|inner| {
-                Body::new(CountedBody {
+                Body::new(Tapped {
                     inner,
-                    metrics: m.clone(),
+                    tap: Received(m.clone()),
                 })
             });
             (counted, size)
@@ -70,10 +70,12 @@ pub(crate) async fn observe_request(
             request_size,
         }),
     };
-    let body = ObservedBody {
+    let body = Tapped {
         inner: body,
-        bytes: 0,
-        record: Some(record),
+        tap: Observed {
+            bytes: 0,
+            record: Some(record),
+        },
     };
     Response::from_parts(parts, Body::new(body))
 }
@@ -148,22 +150,20 @@ fn duration_ms(elapsed: Duration) -> f64 {
     micros as f64 / 1000.0
 }
 
-/// A response body that counts the data it yields and writes its record once.
-struct ObservedBody {
+/// What a wrapped body reports: each data frame's length, and its end (reached, failed,
+/// or the body dropped unfinished; possibly more than once).
+trait Tap: Send + Unpin + 'static {
+    fn data(&mut self, len: u64);
+    fn end(&mut self);
+}
+
+/// A body passed through unchanged while its [`Tap`] watches.
+struct Tapped<T: Tap> {
     inner: Body,
-    bytes: u64,
-    record: Option<Record>,
+    tap: T,
 }
 
-impl ObservedBody {
-    fn finish(&mut self) {
-        if let Some(record) = self.record.take() {
-            record.write(self.bytes);
-        }
-    }
-}
-
-impl HttpBody for ObservedBody {
+impl<T: Tap> HttpBody for Tapped<T> {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -176,13 +176,13 @@ impl HttpBody for ObservedBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    this.bytes += data.len() as u64;
+                    this.tap.data(data.len() as u64);
                 }
                 if this.inner.is_end_stream() {
-                    this.finish();
+                    this.tap.end();
                 }
             }
-            Poll::Ready(Some(Err(_)) | None) => this.finish(),
+            Poll::Ready(Some(Err(_)) | None) => this.tap.end(),
             Poll::Pending => {}
         }
         polled
@@ -197,43 +197,40 @@ impl HttpBody for ObservedBody {
     }
 }
 
-impl Drop for ObservedBody {
+impl<T: Tap> Drop for Tapped<T> {
     fn drop(&mut self) {
-        self.finish();
+        self.tap.end();
     }
 }
 
-/// A request body that adds the data read from it to the received-bytes counter as it
-/// goes (a dropped upload still counts what arrived).
-struct CountedBody {
-    inner: Body,
-    metrics: Arc<HttpMetrics>,
+/// The response's tap: counts the bytes sent and writes the record once.
+struct Observed {
+    bytes: u64,
+    record: Option<Record>,
 }
 
-impl HttpBody for CountedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
+impl Tap for Observed {
+    fn data(&mut self, len: u64) {
+        self.bytes += len;
+    }
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.metrics.received(data.len() as u64);
+    fn end(&mut self) {
+        if let Some(record) = self.record.take() {
+            record.write(self.bytes);
         }
-        polled
+    }
+}
+
+/// The request's tap: adds what is read to the received-bytes counter as it goes (a
+/// dropped upload still counts what arrived).
+struct Received(Arc<HttpMetrics>);
+
+impl Tap for Received {
+    fn data(&mut self, len: u64) {
+        self.0.received(len);
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+    fn end(&mut self) {}
 }
 
 #[cfg(test)]

@@ -69,42 +69,33 @@ pub struct Buckets {
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000_000_000;
 
+/// Duration bounds shared by both duration bucket sets: 5 ms to 60 s.
+const DURATION_BOUNDS: [u64; 13] = [
+    5 * MS,
+    10 * MS,
+    25 * MS,
+    50 * MS,
+    100 * MS,
+    250 * MS,
+    500 * MS,
+    S,
+    2 * S + S / 2,
+    5 * S,
+    10 * S,
+    25 * S,
+    60 * S,
+];
+
 /// distribution's buckets for HTTP request durations, 5 ms to 60 s.
 pub const HTTP_DURATION: Buckets = Buckets {
-    bounds: &[
-        5 * MS,
-        10 * MS,
-        25 * MS,
-        50 * MS,
-        100 * MS,
-        250 * MS,
-        500 * MS,
-        S,
-        2 * S + S / 2,
-        5 * S,
-        10 * S,
-        25 * S,
-        60 * S,
-    ],
+    bounds: &DURATION_BOUNDS,
     divisor: 1e9,
 };
 
 /// The Prometheus client's default buckets (distribution's storage action timer), 5 ms
-/// to 10 s.
+/// to 10 s: the HTTP ones without the last two.
 pub const DEFAULT_DURATION: Buckets = Buckets {
-    bounds: &[
-        5 * MS,
-        10 * MS,
-        25 * MS,
-        50 * MS,
-        100 * MS,
-        250 * MS,
-        500 * MS,
-        S,
-        2 * S + S / 2,
-        5 * S,
-        10 * S,
-    ],
+    bounds: DURATION_BOUNDS.split_at(11).0,
     divisor: 1e9,
 };
 
@@ -350,6 +341,12 @@ mod tests {
             "{text}"
         );
         assert_eq!(h.count(), 5);
+    }
+
+    #[test]
+    fn default_durations_end_at_ten_seconds() {
+        assert_eq!(DEFAULT_DURATION.bounds.last(), Some(&(10 * S)));
+        assert_eq!(HTTP_DURATION.bounds.last(), Some(&(60 * S)));
     }
 
     #[test]

@@ -108,6 +108,16 @@ fn probe_timeout(
     }
 }
 
+/// A check named by what it checks.
+fn entry(name: &str, probe: Probe, (interval, threshold): (Duration, u32)) -> HealthCheck {
+    HealthCheck {
+        name: name.to_owned(),
+        probe,
+        interval,
+        threshold,
+    }
+}
+
 fn health(h: &HealthSection, storage: &Storage) -> Result<Vec<HealthCheck>, ConfigError> {
     let mut checks = Vec::new();
     let sd = &h.storagedriver;
@@ -117,12 +127,8 @@ fn health(h: &HealthSection, storage: &Storage) -> Result<Vec<HealthCheck>, Conf
             Driver::Filesystem { .. } => "filesystem",
             Driver::InMemory => "inmemory",
         };
-        checks.push(HealthCheck {
-            name: format!("storagedriver_{driver}"),
-            probe: Probe::StorageDriver,
-            interval,
-            threshold,
-        });
+        let name = format!("storagedriver_{driver}");
+        checks.push(entry(&name, Probe::StorageDriver, (interval, threshold)));
     }
     for (i, f) in h.file.iter().enumerate() {
         let key = format!("health.file[{i}]");
@@ -132,12 +138,8 @@ fn health(h: &HealthSection, storage: &Storage) -> Result<Vec<HealthCheck>, Conf
             .as_deref()
             .filter(|p| !p.is_empty())
             .ok_or_else(|| invalid(&format!("{key}.file"), "is required (a path)"))?;
-        checks.push(HealthCheck {
-            name: file.to_owned(),
-            probe: Probe::File(PathBuf::from(file)),
-            interval,
-            threshold,
-        });
+        let probe = Probe::File(PathBuf::from(file));
+        checks.push(entry(file, probe, (interval, threshold)));
     }
     for (i, c) in h.http.iter().enumerate() {
         let key = format!("health.http[{i}]");
@@ -173,17 +175,13 @@ fn health(h: &HealthSection, storage: &Storage) -> Result<Vec<HealthCheck>, Conf
             }
         };
         let headers = header_pairs(&format!("{key}.headers"), &c.headers)?;
-        checks.push(HealthCheck {
-            name: uri.to_owned(),
-            probe: Probe::Http {
-                uri: uri.to_owned(),
-                headers,
-                status,
-                timeout: probe_timeout(&key, c.timeout, interval)?,
-            },
-            interval,
-            threshold,
-        });
+        let probe = Probe::Http {
+            uri: uri.to_owned(),
+            headers,
+            status,
+            timeout: probe_timeout(&key, c.timeout, interval)?,
+        };
+        checks.push(entry(uri, probe, (interval, threshold)));
     }
     for (i, c) in h.tcp.iter().enumerate() {
         let key = format!("health.tcp[{i}]");
@@ -201,15 +199,11 @@ fn health(h: &HealthSection, storage: &Storage) -> Result<Vec<HealthCheck>, Conf
                 ));
             }
         }
-        checks.push(HealthCheck {
-            name: addr.to_owned(),
-            probe: Probe::Tcp {
-                addr: addr.to_owned(),
-                timeout: probe_timeout(&key, c.timeout, interval)?,
-            },
-            interval,
-            threshold,
-        });
+        let probe = Probe::Tcp {
+            addr: addr.to_owned(),
+            timeout: probe_timeout(&key, c.timeout, interval)?,
+        };
+        checks.push(entry(addr, probe, (interval, threshold)));
     }
     let mut names = std::collections::HashSet::new();
     if let Some(c) = checks.iter().find(|c| !names.insert(c.name.as_str())) {
