@@ -33,6 +33,8 @@ pub enum ApiError {
         /// When the bucket holds a token again.
         retry_after: Duration,
     },
+    /// A health check fails (`health`); the debug server's `/debug/health` says which.
+    Unavailable,
 }
 
 /// What `Retry-After` tells a client refused a new upload session: sessions end as
@@ -99,6 +101,13 @@ impl ApiError {
                     "too many requests; retry after the time Retry-After gives".into(),
                 );
             }
+            ApiError::Unavailable => {
+                return (
+                    S::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "service unavailable".into(),
+                );
+            }
             ApiError::Domain(e) => e,
         };
         let (status, code) = match e {
@@ -131,7 +140,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
-        if status.is_server_error() {
+        // An unhealthy registry refuses everything; the failing check is logged once,
+        // where it fails, not with every request.
+        if status.is_server_error() && !matches!(self, ApiError::Unavailable) {
             tracing::error!(error = %message, "request failed");
         }
         let body = match &self {
@@ -154,6 +165,12 @@ impl IntoResponse for ApiError {
                     .collect();
                 serde_json::json!({ "errors": [{ "code": code, "message": message, "detail": detail }] })
             }
+            // The detail points at the health status, as distribution's does.
+            ApiError::Unavailable => serde_json::json!({ "errors": [{
+                "code": code,
+                "message": message,
+                "detail": "health check failed: see /debug/health on the debug address",
+            }] }),
             _ => serde_json::json!({ "errors": [{ "code": code, "message": message }] }),
         };
         let mut resp = (status, axum::Json(body)).into_response();
@@ -183,6 +200,16 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         resp
+    }
+}
+
+/// The status of the debug server's health report: 200 while every check passes, 503
+/// while one fails (as distribution's `/debug/health` answers).
+pub(crate) fn health_status(healthy: bool) -> StatusCode {
+    if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     }
 }
 

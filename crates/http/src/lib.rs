@@ -3,14 +3,18 @@
 //! dispatches to handlers; `error.rs` is the only place that knows statuses and codes.
 
 mod access;
+mod debug;
 mod endpoint;
 mod error;
 mod handlers;
 mod headers;
+mod health;
 mod log;
+mod metrics;
 mod query;
 mod range;
 mod ratelimit;
+mod request_id;
 mod token;
 mod upload_state;
 
@@ -23,9 +27,13 @@ use berth_auth::issuer::Issuer;
 use berth_core::Registry;
 use http::{HeaderName, HeaderValue};
 
+pub use debug::{FailingChecks, HEALTH_PATH, debug_router};
 pub use endpoint::Endpoint;
 pub use error::ApiError;
+pub use health::HealthGate;
+pub use metrics::HttpMetrics;
 pub use ratelimit::{BucketLimit, RateLimit, RateLimiter, TokenBuckets};
+pub use request_id::{MAX_REQUEST_ID_LEN, REQUEST_ID, RequestId};
 pub use upload_state::{StateError, UploadSecret};
 
 /// Entry points for `fuzz/` to parsers this crate keeps private; not an API.
@@ -67,6 +75,13 @@ pub struct Options {
     pub token_endpoint: Option<(String, Arc<Issuer>)>,
     /// Request rate limits (`berth.limits.ratelimit`); off by default.
     pub rate_limit: RateLimit,
+    /// `log.fields` as one `key=value` text, carried by every request's span.
+    pub log_fields: Option<Arc<str>>,
+    /// Where requests are counted and timed (`http.debug.prometheus`); `None`: not at
+    /// all.
+    pub metrics: Option<Arc<HttpMetrics>>,
+    /// Raised while a health check fails: every request is then answered 503.
+    pub health: Option<Arc<HealthGate>>,
 }
 
 /// Shared state of every handler.
@@ -89,9 +104,13 @@ impl AppState {
     }
 }
 
-/// The router serving `/v2/...` (under `options.prefix`), with request logging.
+/// The router serving `/v2/...` (under `options.prefix`), with request ids and request
+/// logging.
 pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
     let prefix = options.prefix.clone();
+    let log_fields = options.log_fields.clone();
+    let metrics = options.metrics.clone();
+    let health = options.health.clone();
     let token_endpoint = options.token_endpoint.clone();
     let state = AppState {
         registry,
@@ -99,6 +118,9 @@ pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
         options: Arc::new(options),
     };
     let limiter = state.limiter.clone();
+    if let (Some(m), Some(l)) = (&metrics, &limiter) {
+        m.watch_limiter(l.clone());
+    }
     let mut api = Router::new()
         .route("/v2", any(handlers::dispatch))
         .route("/v2/", any(handlers::dispatch))
@@ -135,7 +157,19 @@ pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
         }
         app = app.route(&path, endpoint);
     }
-    app.layer(axum::middleware::from_fn(log::log_request))
+    if let Some(gate) = health {
+        // Inside the recording layer, so refusals are logged (and not counted as any
+        // route's, as in distribution, whose health check wraps its router).
+        app = app.layer(axum::middleware::from_fn_with_state(gate, health::gate));
+    }
+    app.layer(axum::middleware::from_fn_with_state(
+        metrics,
+        log::observe_request,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        log_fields,
+        request_id::assign,
+    ))
 }
 
 #[cfg(test)]

@@ -1,68 +1,141 @@
-//! One structured log line per request: method, path, status, the bytes of body actually
-//! sent, and the time from the request's arrival to the end of its response body. The
-//! response body is wrapped so that the line is written when the body ends, fails, or is
-//! dropped unfinished (a client that went away, a HEAD response).
+//! What is recorded of every request once its response body is finished: one
+//! structured log line (its id, method, path, status, the bytes of body actually sent,
+//! and the time from the request's arrival to the end of its response body), and, with
+//! `http.debug.prometheus` on, its metrics (`metrics.rs`). The response body is wrapped
+//! so that both are taken when the body ends, fails, or is dropped unfinished (a client
+//! that went away, a HEAD response); the request body is wrapped to count what is read.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{Method, StatusCode};
 use http_body::{Frame, SizeHint};
 
-/// Logs the request once its response body is finished.
-pub(crate) async fn log_request(req: Request, next: Next) -> Response {
-    // With the access log off (`log.accesslog.disabled`), the body is left as it is.
-    if !tracing::enabled!(target: "berth::access", tracing::Level::INFO) {
+use crate::metrics::{Finished, HttpMetrics, Routed, approximate_request_size, method_index};
+use crate::request_id::RequestId;
+
+/// Records the request once its response body is finished.
+pub(crate) async fn observe_request(
+    State(metrics): State<Option<Arc<HttpMetrics>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    // With the access log off (`log.accesslog.disabled`) and no metrics, the bodies are
+    // left as they are.
+    let logging = tracing::enabled!(target: "berth::access", tracing::Level::INFO);
+    if !logging && metrics.is_none() {
         return next.run(req).await;
     }
     let start = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let line = logging.then(|| Line {
+        id: req.extensions().get::<RequestId>().cloned(),
+        method: method.clone(),
+        path: req.uri().path().to_owned(),
+        // The body is polled by the connection task, outside the request's span; the
+        // line keeps the span so its fields (the request id, `log.fields`) still come
+        // with it.
+        span: tracing::Span::current(),
+    });
+    let (req, request_size) = match &metrics {
+        Some(m) => {
+            let size = approximate_request_size(&req);
+            let counted = req.map(|inner| {
+                Body::new(Tapped {
+                    inner,
+                    tap: Received(m.clone()),
+                })
+            });
+            (counted, size)
+        }
+        None => (req, 0),
+    };
     let resp = next.run(req).await;
     let (parts, body) = resp.into_parts();
-    let line = Line {
-        method,
-        path,
-        status: parts.status,
+    let routed = parts.extensions.get::<Routed>().copied();
+    let record = Record {
         start,
-        // The body is polled by the connection task, outside the request's span; the
-        // line keeps the span so its fields (`log.fields`) still come with it.
-        span: tracing::Span::current(),
+        status: parts.status,
+        line,
+        metrics: metrics.map(|m| Metered {
+            metrics: m,
+            routed,
+            method: method_index(&method),
+            request_size,
+        }),
     };
-    let body = LoggedBody {
+    let body = Tapped {
         inner: body,
-        bytes: 0,
-        line: Some(line),
+        tap: Observed {
+            bytes: 0,
+            record: Some(record),
+        },
     };
     Response::from_parts(parts, Body::new(body))
 }
 
-/// What the access line says besides the byte count.
+/// What is written when the body ends, besides its byte count.
+struct Record {
+    start: Instant,
+    status: StatusCode,
+    line: Option<Line>,
+    metrics: Option<Metered>,
+}
+
+/// The access line's fields.
 struct Line {
+    /// Written in the line itself (not only in its span) so that a search for one
+    /// request's access line needs no knowledge of span nesting.
+    id: Option<RequestId>,
     method: Method,
     path: String,
-    status: StatusCode,
-    start: Instant,
     span: tracing::Span,
 }
 
-impl Line {
+/// What the metrics need of a request.
+struct Metered {
+    metrics: Arc<HttpMetrics>,
+    /// The route `dispatch` counted the request under, if it named one.
+    routed: Option<Routed>,
+    method: usize,
+    request_size: u64,
+}
+
+impl Record {
     fn write(self, bytes: u64) {
-        let _entered = self.span.enter();
-        tracing::info!(
-            target: "berth::access",
-            method = %self.method,
-            path = %self.path,
-            status = self.status.as_u16(),
-            bytes,
-            duration_ms = duration_ms(self.start.elapsed()),
-            "request"
-        );
+        let elapsed = self.start.elapsed();
+        if let Some(m) = self.metrics {
+            m.metrics.sent(bytes);
+            if let Some(Routed(route)) = m.routed {
+                m.metrics.finished(&Finished {
+                    route,
+                    method: m.method,
+                    status: self.status,
+                    request_size: m.request_size,
+                    response_size: bytes,
+                    elapsed,
+                });
+            }
+        }
+        if let Some(line) = self.line {
+            let _entered = line.span.enter();
+            tracing::info!(
+                target: "berth::access",
+                request_id = line.id.as_ref().map(RequestId::as_str),
+                method = %line.method,
+                path = %line.path,
+                status = self.status.as_u16(),
+                bytes,
+                duration_ms = duration_ms(elapsed),
+                "request"
+            );
+        }
     }
 }
 
@@ -77,22 +150,20 @@ fn duration_ms(elapsed: Duration) -> f64 {
     micros as f64 / 1000.0
 }
 
-/// A response body that counts the data it yields and writes the access line once.
-struct LoggedBody {
+/// What a wrapped body reports: each data frame's length, and its end (reached, failed,
+/// or the body dropped unfinished; possibly more than once).
+trait Tap: Send + Unpin + 'static {
+    fn data(&mut self, len: u64);
+    fn end(&mut self);
+}
+
+/// A body passed through unchanged while its [`Tap`] watches.
+struct Tapped<T: Tap> {
     inner: Body,
-    bytes: u64,
-    line: Option<Line>,
+    tap: T,
 }
 
-impl LoggedBody {
-    fn finish(&mut self) {
-        if let Some(line) = self.line.take() {
-            line.write(self.bytes);
-        }
-    }
-}
-
-impl HttpBody for LoggedBody {
+impl<T: Tap> HttpBody for Tapped<T> {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -105,13 +176,13 @@ impl HttpBody for LoggedBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    this.bytes += data.len() as u64;
+                    this.tap.data(data.len() as u64);
                 }
                 if this.inner.is_end_stream() {
-                    this.finish();
+                    this.tap.end();
                 }
             }
-            Poll::Ready(Some(Err(_)) | None) => this.finish(),
+            Poll::Ready(Some(Err(_)) | None) => this.tap.end(),
             Poll::Pending => {}
         }
         polled
@@ -126,10 +197,40 @@ impl HttpBody for LoggedBody {
     }
 }
 
-impl Drop for LoggedBody {
+impl<T: Tap> Drop for Tapped<T> {
     fn drop(&mut self) {
-        self.finish();
+        self.tap.end();
     }
+}
+
+/// The response's tap: counts the bytes sent and writes the record once.
+struct Observed {
+    bytes: u64,
+    record: Option<Record>,
+}
+
+impl Tap for Observed {
+    fn data(&mut self, len: u64) {
+        self.bytes += len;
+    }
+
+    fn end(&mut self) {
+        if let Some(record) = self.record.take() {
+            record.write(self.bytes);
+        }
+    }
+}
+
+/// The request's tap: adds what is read to the received-bytes counter as it goes (a
+/// dropped upload still counts what arrived).
+struct Received(Arc<HttpMetrics>);
+
+impl Tap for Received {
+    fn data(&mut self, len: u64) {
+        self.0.received(len);
+    }
+
+    fn end(&mut self) {}
 }
 
 #[cfg(test)]
@@ -205,7 +306,7 @@ mod tests {
                     Body::from_stream(stream::iter(chunks))
                 }),
             )
-            .layer(axum::middleware::from_fn(log_request))
+            .layer(axum::middleware::from_fn_with_state(None, observe_request))
     }
 
     fn get_request(path: &str) -> Request {

@@ -18,6 +18,7 @@ use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use berth_metrics::Counter;
 
 use crate::error::ApiError;
 
@@ -138,6 +139,8 @@ impl TokenBuckets {
 pub struct RateLimiter {
     per_client: Option<TokenBuckets>,
     per_user: Option<TokenBuckets>,
+    /// Requests refused by each table, for the metrics.
+    refused: [Counter; 2],
 }
 
 impl RateLimiter {
@@ -149,7 +152,23 @@ impl RateLimiter {
         Some(RateLimiter {
             per_client: limit.per_client.map(TokenBuckets::new),
             per_user: limit.per_user.map(TokenBuckets::new),
+            refused: Default::default(),
         })
+    }
+
+    /// Requests refused by the per-client buckets so far.
+    pub fn refused_clients(&self) -> u64 {
+        self.refused[0].get()
+    }
+
+    /// Requests refused by the per-user buckets so far.
+    pub fn refused_users(&self) -> u64 {
+        self.refused[1].get()
+    }
+
+    fn refuse(&self, table: usize, retry_after: Duration) -> ApiError {
+        self.refused[table].inc();
+        ApiError::RateLimited { retry_after }
     }
 
     /// Takes a token for the client at `ip`.
@@ -157,7 +176,7 @@ impl RateLimiter {
         match &self.per_client {
             Some(t) => t
                 .check(&client_key(ip))
-                .map_err(|retry_after| ApiError::RateLimited { retry_after }),
+                .map_err(|retry_after| self.refuse(0, retry_after)),
             None => Ok(()),
         }
     }
@@ -168,7 +187,7 @@ impl RateLimiter {
         match &self.per_user {
             Some(t) => t
                 .check(user)
-                .map_err(|retry_after| ApiError::RateLimited { retry_after }),
+                .map_err(|retry_after| self.refuse(1, retry_after)),
             None => Ok(()),
         }
     }

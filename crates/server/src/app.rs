@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use axum::Router;
-use berth_driver::{FilesystemDriver, InMemoryDriver, StorageDriver};
+use berth_driver::{FilesystemDriver, InMemoryDriver, MeteredDriver, StorageDriver};
+use berth_http::{HealthGate, HttpMetrics};
+use berth_metrics::Collect;
 use berth_storage::{Options as StoreOptions, StorageRegistry};
 
 use crate::config::{Config, ConfigError, Driver};
@@ -48,6 +50,12 @@ pub struct App {
     pub registry: Arc<StorageRegistry>,
     /// One line saying where data lives.
     pub storage_description: String,
+    /// The driver the registry stores through (what the storage health check probes).
+    pub driver: Arc<dyn StorageDriver>,
+    /// Everything scraped at `http.debug.prometheus.path`; empty when metrics are off.
+    pub metrics: Vec<Arc<dyn Collect>>,
+    /// The flag the health checks raise; `None` without checks.
+    pub health: Option<Arc<HealthGate>>,
 }
 
 /// `http.prefix` as the router wants it: leading slash, no trailing slash, "" for none.
@@ -95,8 +103,22 @@ pub fn build(config: &Config) -> Result<App, StartError> {
                 "in-memory storage (not persisted)".to_owned(),
             ),
         };
+    let mut metrics: Vec<Arc<dyn Collect>> = Vec::new();
+    let http_metrics = config
+        .http
+        .metrics_path
+        .is_some()
+        .then(|| Arc::new(HttpMetrics::new()));
+    let driver: Arc<dyn StorageDriver> = if let Some(m) = &http_metrics {
+        metrics.push(m.clone());
+        let metered = MeteredDriver::new(driver);
+        metrics.push(metered.metrics());
+        Arc::new(metered)
+    } else {
+        driver
+    };
     let registry = Arc::new(StorageRegistry::new(
-        driver,
+        driver.clone(),
         StoreOptions {
             delete_enabled: config.storage.delete_enabled,
             descriptor_cache: config.storage.descriptor_cache,
@@ -106,6 +128,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             max_upload_sessions: config.limits.max_upload_sessions,
         },
     ));
+    let health = (!config.health.is_empty()).then(|| Arc::new(HealthGate::default()));
     let upload_secret = match config.http.secret.as_deref() {
         Some(secret) => berth_http::UploadSecret::configured(secret),
         None => {
@@ -131,12 +154,21 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         access: config.auth.as_ref().map(|a| a.controller.clone()),
         token_endpoint: config.auth.as_ref().and_then(|a| a.token_endpoint.clone()),
         rate_limit: config.limits.rate_limit,
+        log_fields: crate::logging::static_fields(config).map(Into::into),
+        metrics: http_metrics.clone(),
+        health: health.clone(),
     };
+    if http_metrics.is_some() {
+        metrics.push(registry.clone());
+    }
     let router = berth_http::router(registry.clone(), options);
     Ok(App {
         router,
         registry,
         storage_description,
+        driver,
+        metrics,
+        health,
     })
 }
 

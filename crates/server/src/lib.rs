@@ -2,12 +2,13 @@
 //! `config.yml`), the composition root that wires concrete types, logging, and the server
 //! lifecycle (listen, TLS, upload purging, graceful shutdown), TLS while serving
 //! (certificate reload, ACME), and the offline subcommands over the storage
-//! (`check-storage`, `garbage-collect`).
+//! (`check-storage`, `garbage-collect`), and the health checks.
 
 pub mod app;
 pub mod config;
 pub mod connection;
 pub mod garbage_collect;
+pub mod health;
 pub mod lifecycle;
 pub mod limits;
 pub mod logging;

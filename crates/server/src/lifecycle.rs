@@ -8,16 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::middleware::Next;
 use axum_server::Handle;
 use berth_storage::StorageRegistry;
-use tracing::Instrument;
+
+use berth_driver::StorageDriver;
 
 use crate::app::{self, StartError};
 use crate::config::{Config, Limits, UploadPurging};
 use crate::connection::{self, LimitedAcceptor, Timeouts};
-use crate::logging;
+use crate::health::Health;
 use crate::tls::Serving;
 use crate::zerocopy::SendfileAcceptor;
 
@@ -31,8 +30,30 @@ pub struct Server {
     drain: Duration,
     purging: Option<UploadPurging>,
     limits: Limits,
+    /// The debug server (`http.debug.addr`), bound, with its routes.
+    debug: Option<(TcpListener, Router)>,
+    /// The health checks and the driver their storage probe writes through.
+    health: Option<(Arc<Health>, Arc<dyn StorageDriver>)>,
+    read_only: bool,
     /// One line saying where data lives.
     pub storage_description: String,
+}
+
+/// Binds a configured listen address, non-blocking for tokio.
+fn bind(raw: &str) -> Result<TcpListener, StartError> {
+    let listen_err = |message: String| StartError::Listen {
+        addr: raw.to_owned(),
+        message,
+    };
+    let addrs: Vec<SocketAddr> = listen_addr(raw)
+        .to_socket_addrs()
+        .map_err(|e| listen_err(e.to_string()))?
+        .collect();
+    let listener = TcpListener::bind(&addrs[..]).map_err(|e| listen_err(e.to_string()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| listen_err(e.to_string()))?;
+    Ok(listener)
 }
 
 /// `:5000` means every interface, as in distribution.
@@ -48,29 +69,38 @@ impl Server {
     /// Wires the registry and binds its address (port 0 picks a free one).
     pub fn bind(config: &Config) -> Result<Server, StartError> {
         let app = app::build(config)?;
-        let mut router = app.router;
-        if let Some(fields) = logging::static_fields(config) {
-            let span = tracing::info_span!("berth", fields = %fields);
-            router = router.layer(axum::middleware::from_fn(
-                move |req: Request, next: Next| {
-                    let span = span.clone();
-                    async move { next.run(req).instrument(span).await }
-                },
-            ));
-        }
-        let raw = config.http.addr.as_str();
-        let listen_err = |message: String| StartError::Listen {
-            addr: raw.to_owned(),
-            message,
+        let router = app.router;
+        let health = app
+            .health
+            .as_ref()
+            .map(|gate| Health::new(&config.health, gate.clone()));
+        let debug = match &config.http.debug_addr {
+            Some(raw) => {
+                let failing: berth_http::FailingChecks = match &health {
+                    Some(h) => {
+                        let h = h.clone();
+                        Arc::new(move || h.failing())
+                    }
+                    None => Arc::new(Default::default),
+                };
+                let metrics = config
+                    .http
+                    .metrics_path
+                    .clone()
+                    .map(|path| (path, app.metrics.clone()));
+                Some((bind(raw)?, berth_http::debug_router(metrics, failing)))
+            }
+            None => {
+                if config.http.metrics_path.is_some() {
+                    tracing::warn!(
+                        "http.debug.prometheus.enabled without http.debug.addr: metrics are \
+                         recorded but served nowhere"
+                    );
+                }
+                None
+            }
         };
-        let addrs: Vec<SocketAddr> = listen_addr(raw)
-            .to_socket_addrs()
-            .map_err(|e| listen_err(e.to_string()))?
-            .collect();
-        let listener = TcpListener::bind(&addrs[..]).map_err(|e| listen_err(e.to_string()))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| listen_err(e.to_string()))?;
+        let listener = bind(&config.http.addr)?;
         let tls = match &config.http.tls {
             Some(t) => Some(Serving::new(t, config.http.http2)?),
             None => None,
@@ -86,8 +116,16 @@ impl Server {
             drain: config.http.drain_timeout,
             purging,
             limits: config.limits.clone(),
+            debug,
+            health: health.map(|h| (h, app.driver.clone())),
+            read_only: config.storage.read_only,
             storage_description: app.storage_description,
         })
+    }
+
+    /// The debug server's bound address, when there is one.
+    pub fn debug_addr(&self) -> Option<SocketAddr> {
+        self.debug.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The bound address.
@@ -124,6 +162,25 @@ impl Server {
         let purger = self
             .purging
             .map(|p| tokio::spawn(purge_loop(self.registry.clone(), p)));
+        let checks = self
+            .health
+            .as_ref()
+            .map(|(h, driver)| h.spawn(driver.clone(), self.read_only))
+            .unwrap_or_default();
+        // The debug server stops with the process, not with the drain: a scrape or a
+        // health probe during shutdown still gets an answer.
+        let debug = match self.debug {
+            Some((listener, router)) => {
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .map_err(|e| listen_err(e.to_string()))?;
+                Some(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, router).await {
+                        tracing::error!("debug server: {e}");
+                    }
+                }))
+            }
+            None => None,
+        };
         // Certificate reloads and ACME renewals run beside the listener.
         let tls_maintainer = self.tls.as_ref().map(|t| tokio::spawn(t.maintain()));
         // The peer address reaches handlers (the rate limiter) as `ConnectInfo`.
@@ -159,6 +216,9 @@ impl Server {
         }
         if let Some(t) = tls_maintainer {
             t.abort();
+        }
+        for task in checks.into_iter().chain(debug) {
+            task.abort();
         }
         result.map_err(|e| listen_err(e.to_string()))
     }

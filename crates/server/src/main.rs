@@ -263,6 +263,9 @@ fn serve(path: Option<&Path>) -> ExitCode {
         let scheme = if server.is_tls() { "https" } else { "http" };
         let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(config = %source, "berth {} listening on {scheme}://{addr}, {}", env!("CARGO_PKG_VERSION"), server.storage_description);
+        if let Some(debug_addr) = server.debug_addr() {
+            tracing::info!("debug server (metrics, /debug/health) listening on http://{debug_addr}");
+        }
         match &config.auth {
             Some(auth) => tracing::info!("access control: {}", auth.description),
             None => tracing::info!("access control: off (no auth section): every client may push and delete"),

@@ -215,6 +215,98 @@ fn check_config_and_serve_refuse_the_same_bad_configurations() {
             "http.addr",
         ),
         (
+            "debug address without a port",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", debug: {{addr: localhost}}}}\n"
+            ),
+            vec![],
+            "http.debug.addr",
+        ),
+        (
+            "metrics path not below /",
+            format!(
+                "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", debug: {{prometheus: {{enabled: true, path: metrics}}}}}}\n"
+            ),
+            vec![],
+            "http.debug.prometheus.path",
+        ),
+        (
+            "metrics path on the health status",
+            base.clone(),
+            vec![
+                ("REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED", "true"),
+                ("REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH", "/debug/health"),
+            ],
+            "http.debug.prometheus.path",
+        ),
+        (
+            "metrics switch that is not a boolean",
+            base.clone(),
+            vec![("REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED", "maybe")],
+            "http.debug.prometheus.enabled",
+        ),
+        (
+            "negative health threshold",
+            format!("{base}health: {{storagedriver: {{enabled: true, threshold: -1}}}}\n"),
+            vec![],
+            "health.storagedriver.threshold",
+        ),
+        (
+            "health interval that is not a duration",
+            base.clone(),
+            vec![
+                ("REGISTRY_HEALTH_STORAGEDRIVER_ENABLED", "true"),
+                ("REGISTRY_HEALTH_STORAGEDRIVER_INTERVAL", "forever"),
+            ],
+            "health.storagedriver.interval",
+        ),
+        (
+            "file check without a file",
+            format!("{base}health: {{file: [{{interval: 1s}}]}}\n"),
+            vec![],
+            "health.file[0].file",
+        ),
+        (
+            "http check whose uri is not a URL",
+            format!("{base}health: {{http: [{{uri: \"not a url\"}}]}}\n"),
+            vec![],
+            "health.http[0].uri",
+        ),
+        (
+            "https check",
+            format!("{base}health: {{http: [{{uri: \"https://127.0.0.1:1/\"}}]}}\n"),
+            vec![],
+            "health.http[0].uri",
+        ),
+        (
+            "http check expecting a status that is none",
+            format!("{base}health: {{http: [{{uri: \"http://127.0.0.1:1/\", statuscode: 99}}]}}\n"),
+            vec![],
+            "health.http[0].statuscode",
+        ),
+        (
+            "http check with a bad header",
+            format!(
+                "{base}health: {{http: [{{uri: \"http://127.0.0.1:1/\", headers: {{\"bad header\": [x]}}}}]}}\n"
+            ),
+            vec![],
+            "health.http[0].headers",
+        ),
+        (
+            "tcp check without a port",
+            format!("{base}health: {{tcp: [{{addr: localhost}}]}}\n"),
+            vec![],
+            "health.tcp[0].addr",
+        ),
+        (
+            "the same check twice",
+            format!(
+                "{base}health: {{tcp: [{{addr: \"127.0.0.1:1\"}}, {{addr: \"127.0.0.1:1\"}}]}}\n"
+            ),
+            vec![],
+            "health",
+        ),
+        (
             "certificate without its key",
             format!(
                 "version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", tls: {{certificate: {not_pem}}}}}\n"

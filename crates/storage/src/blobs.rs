@@ -8,7 +8,7 @@ use std::future::Future;
 use berth_core::{BlobContent, BlobRead, Digest, Error, RepositoryName};
 
 use crate::access::{Access, DriverResult};
-use crate::cache::DescriptorCache;
+use crate::cache::{DescriptorCache, Lookups};
 use crate::layout::StoragePath;
 use crate::locks::KeyedLocks;
 
@@ -17,6 +17,10 @@ pub(crate) struct BlobStore {
     access: Access,
     cache: Option<DescriptorCache>,
     links: KeyedLocks<(RepositoryName, Digest)>,
+    /// Lookups of blobs in the global store, when the cache is on.
+    pub(crate) global_lookups: Lookups,
+    /// Lookups of blobs linked into a repository, when the cache is on.
+    pub(crate) linked_lookups: Lookups,
 }
 
 impl BlobStore {
@@ -25,12 +29,16 @@ impl BlobStore {
             access,
             cache,
             links: KeyedLocks::default(),
+            global_lookups: Lookups::default(),
+            linked_lookups: Lookups::default(),
         }
     }
 
     /// Size of a blob in the global store; `None` when absent.
     pub(crate) async fn size(&self, digest: &Digest) -> Result<Option<u64>, Error> {
-        if let Some(size) = self.cache.as_ref().and_then(|c| c.global(digest)) {
+        if let Some(c) = &self.cache
+            && let Some(size) = self.global_lookups.record(c.global(digest))
+        {
             return Ok(Some(size));
         }
         let size = self.access.size(StoragePath::BlobData(digest)).await?;
@@ -54,7 +62,9 @@ impl BlobStore {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>, Error> {
-        if let Some(size) = self.cache.as_ref().and_then(|c| c.linked(repo, digest)) {
+        if let Some(c) = &self.cache
+            && let Some(size) = self.linked_lookups.record(c.linked(repo, digest))
+        {
             return Ok(Some(size));
         }
         // Filled under the link's lock: an unlink cannot slip between what storage said

@@ -2,7 +2,27 @@
 //! repository, with their sizes. Bounded; an optimisation only: a miss goes to storage.
 
 use berth_core::{Digest, RepositoryName};
+use berth_metrics::Counter;
 use quick_cache::sync::Cache;
+
+/// How often one cache answered and how often storage had to: counted at the first
+/// look of a lookup only (the look repeated under a lock is the same lookup).
+#[derive(Debug, Default)]
+pub(crate) struct Lookups {
+    pub hits: Counter,
+    pub misses: Counter,
+}
+
+impl Lookups {
+    /// Counts what a look found and passes it on.
+    pub fn record<T>(&self, found: Option<T>) -> Option<T> {
+        match &found {
+            Some(_) => self.hits.inc(),
+            None => self.misses.inc(),
+        }
+        found
+    }
+}
 
 /// Entries per map when the configuration does not say.
 pub const DEFAULT_CAPACITY: usize = 10_000;

@@ -86,6 +86,10 @@ pub enum StoragePath<'a> {
     ReferrerDir(&'a RepositoryName, &'a Digest, &'a Digest),
     /// `repositories/<name>/_berth/referrers/<alg>/<hex>/<alg>/<hex>/link`.
     ReferrerLink(&'a RepositoryName, &'a Digest, &'a Digest),
+    /// `_berth/health/probe-<hex>`: the file the storage health check writes and deletes
+    /// (berth's own; distribution reads only `blobs` and `repositories`), one per
+    /// process, named by a key of its own.
+    HealthProbe(u64),
 }
 
 impl StoragePath<'_> {
@@ -136,6 +140,7 @@ impl StoragePath<'_> {
             ReferrersOfAlgorithm(n, s, alg) => format!("{}/{alg}", ReferrersDir(n, s).path()),
             ReferrerDir(n, s, r) => format!("{}/{}", ReferrersDir(n, s).path(), dg(r)),
             ReferrerLink(n, s, r) => format!("{}/link", ReferrerDir(n, s, r).path()),
+            HealthProbe(key) => format!("{ROOT}/_berth/health/probe-{key:016x}"),
         }
     }
 }

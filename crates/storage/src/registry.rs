@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use berth_core::{Digest, Page, Registry, Repository, RepositoryName, Result};
 use berth_driver::StorageDriver;
+use berth_metrics::{Collect, Encoder, Kind};
 
 use crate::Options;
 use crate::access::Access;
@@ -80,5 +81,52 @@ impl Registry for StorageRegistry {
 
     fn repository(&self, name: RepositoryName) -> Box<dyn Repository> {
         Box::new(self.handle(name))
+    }
+}
+
+/// The storage layer's series: distribution's blob-descriptor cache counter, berth's
+/// lookups of each cache, and the upload sessions open. Counts are read as they stand;
+/// the session count takes the session table's lock once per scrape.
+impl Collect for StorageRegistry {
+    fn collect(&self, enc: &mut Encoder) {
+        let s = &self.stores;
+        let (global, linked) = (&s.blobs.global_lookups, &s.blobs.linked_lookups);
+        let hits = global.hits.get() + linked.hits.get();
+        let misses = global.misses.get() + linked.misses.get();
+        let name = "registry_storage_cache_total";
+        enc.family(name, "The number of cache request received", Kind::Counter);
+        enc.sample(name, &[("type", "Request")], hits + misses);
+        enc.sample(name, &[("type", "Hit")], hits);
+        enc.sample(name, &[("type", "Miss")], misses);
+        let name = "berth_storage_cache_lookups_total";
+        enc.family(
+            name,
+            "Lookups of berth's metadata caches by cache and result (miss: storage was read).",
+            Kind::Counter,
+        );
+        for (cache, lookups) in [
+            ("blob_descriptor", global),
+            ("blob_link", linked),
+            ("tag", &s.tags.lookups),
+        ] {
+            enc.sample(
+                name,
+                &[("cache", cache), ("result", "hit")],
+                lookups.hits.get(),
+            );
+            enc.sample(
+                name,
+                &[("cache", cache), ("result", "miss")],
+                lookups.misses.get(),
+            );
+        }
+        let name = "berth_upload_sessions_open";
+        enc.family(
+            name,
+            "Upload sessions this node holds open (started or continued here, not yet ended).",
+            Kind::Gauge,
+        );
+        let open = i64::try_from(s.uploads.open_sessions()).unwrap_or(i64::MAX);
+        enc.sample(name, &[], open);
     }
 }

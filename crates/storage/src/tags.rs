@@ -11,6 +11,7 @@ use berth_core::{Digest, Error, Page, RepositoryName, Tag};
 use quick_cache::sync::Cache;
 
 use crate::access::{Access, DriverResult};
+use crate::cache::Lookups;
 use crate::layout::StoragePath;
 use crate::listing::Listing;
 use crate::locks::KeyedLocks;
@@ -27,6 +28,8 @@ pub(crate) struct TagStore {
     targets: Cache<TagKey, Digest>,
     locks: KeyedLocks<TagKey>,
     listings: Mutex<HashMap<RepositoryName, Arc<Listing<false>>>>,
+    /// Lookups of tag targets.
+    pub(crate) lookups: Lookups,
 }
 
 impl TagStore {
@@ -36,6 +39,7 @@ impl TagStore {
             targets: Cache::new(TARGETS),
             locks: KeyedLocks::default(),
             listings: Mutex::new(HashMap::new()),
+            lookups: Lookups::default(),
         }
     }
 
@@ -46,7 +50,7 @@ impl TagStore {
         tag: &Tag,
     ) -> Result<Option<Digest>, Error> {
         let key = (repo.clone(), tag.clone());
-        if let Some(d) = self.targets.get(&key) {
+        if let Some(d) = self.lookups.record(self.targets.get(&key)) {
             return Ok(Some(d));
         }
         let _held = self.locks.lock(key.clone()).await;

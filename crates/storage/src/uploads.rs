@@ -193,6 +193,15 @@ impl UploadStore {
         }
     }
 
+    /// Sessions this node holds in memory: started or continued here and not yet seen
+    /// to end.
+    pub(crate) fn open_sessions(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     fn slot(&self, key: &SessionKey) -> SessionSlot {
         let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(key.clone()).or_default().clone()

@@ -19,6 +19,7 @@ use crate::AppState;
 use crate::access;
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
+use crate::metrics::{Route, Routed};
 use crate::query::Query;
 
 /// Everything a handler may look at.
@@ -60,7 +61,8 @@ pub(crate) fn digest(s: &str) -> Result<Digest, ApiError> {
     Ok(Digest::parse(s)?)
 }
 
-/// The catch-all route: parse the endpoint, check the method, run the handler.
+/// The catch-all route: parse the endpoint, check the method, run the handler. A
+/// request that names an endpoint is counted in that route's metrics.
 pub(crate) async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     // Exactly one slash after `v2`: an empty path segment is not ignored, so
@@ -75,6 +77,23 @@ pub(crate) async fn dispatch(State(state): State<AppState>, req: Request) -> Res
         Ok(None) => return ApiError::NoSuchEndpoint.into_response(),
         Err(e) => return ApiError::from(e).into_response(),
     };
+    let route = Route::of(&endpoint);
+    if let Some(m) = &state.options.metrics {
+        m.started(route);
+    }
+    let mut resp = routed(state, parts, body, endpoint).await;
+    // The recording layer ends what `started` began when the body ends.
+    resp.extensions_mut().insert(Routed(route));
+    resp
+}
+
+/// `dispatch` once the endpoint is known.
+async fn routed(
+    state: AppState,
+    parts: http::request::Parts,
+    body: Body,
+    endpoint: Endpoint,
+) -> Response {
     let method = parts.method.clone();
     let query = Query::parse(parts.uri.query());
     // Access comes first: a refused request learns nothing, not even that the registry

@@ -117,6 +117,33 @@ async fn base_and_unknown_paths() {
 }
 
 #[tokio::test]
+async fn request_ids_are_echoed_or_made() {
+    let app = app(Options {
+        prefix: "/reg".into(),
+        ..Options::default()
+    });
+    // Kept from the client, on API answers, errors and paths outside the API alike.
+    for path in ["/reg/v2/", "/reg/v2/a/manifests/nope", "/elsewhere"] {
+        let r = call(&app, "GET", path, &[("x-request-id", "trace-42")], b"").await;
+        assert_eq!(r.header("x-request-id"), "trace-42", "{path}");
+    }
+    // Made when absent or unfit, and different every time.
+    let a = call(&app, "GET", "/reg/v2/", &[], b"").await;
+    let b = call(
+        &app,
+        "GET",
+        "/reg/v2/",
+        &[("x-request-id", "two words")],
+        b"",
+    )
+    .await;
+    for r in [&a, &b] {
+        assert_eq!(r.header("x-request-id").len(), 36, "{:?}", r.headers);
+    }
+    assert_ne!(a.header("x-request-id"), b.header("x-request-id"));
+}
+
+#[tokio::test]
 async fn blob_head_ranges_and_conditional() {
     let app = app(Options::default());
     let d = push(&app, "r", b"0123456789").await;

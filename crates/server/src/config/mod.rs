@@ -82,6 +82,49 @@ pub struct Config {
     pub auth: Option<Auth>,
     /// `berth.limits` (berth's own).
     pub limits: Limits,
+    /// `health`: the checks to run, in the order written.
+    pub health: Vec<HealthCheck>,
+}
+
+/// One background health check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    /// Its key in `/debug/health` (distribution's: `storagedriver_<driver>`, the file,
+    /// the URI, the address).
+    pub name: String,
+    /// What is checked.
+    pub probe: Probe,
+    /// Time between checks (10s unless written).
+    pub interval: Duration,
+    /// Failures in a row before the check counts as failing (1 unless written).
+    pub threshold: u32,
+}
+
+/// What a health check looks at.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// The storage accepts a small write and delete (only a read when read-only).
+    StorageDriver,
+    /// Fails while this file exists.
+    File(PathBuf),
+    /// A `HEAD` request must answer `status` within `timeout`.
+    Http {
+        /// The URI (http only).
+        uri: String,
+        /// Sent with the request.
+        headers: Vec<(HeaderName, HeaderValue)>,
+        /// The status expected.
+        status: u16,
+        /// How long the request may take.
+        timeout: Duration,
+    },
+    /// A TCP connection must open within `timeout`.
+    Tcp {
+        /// `host:port`.
+        addr: String,
+        /// How long the connection may take.
+        timeout: Duration,
+    },
 }
 
 /// `berth.limits`, with berth's defaults: what one connection, client or user may hold
@@ -150,6 +193,11 @@ pub struct Http {
     pub http2: bool,
     /// How long shutdown waits for in-flight requests (`http.draintimeout`, 30s).
     pub drain_timeout: Duration,
+    /// `http.debug.addr`: where metrics and `/debug/health` are served; `None`: nowhere.
+    pub debug_addr: Option<String>,
+    /// `http.debug.prometheus.path` (`/metrics`) when `http.debug.prometheus.enabled`;
+    /// `None`: no metrics are recorded.
+    pub metrics_path: Option<String>,
 }
 
 /// `http.tls`, validated: where the certificate comes from and how handshakes go.

@@ -30,6 +30,8 @@ pub struct Document {
     pub storage: Option<StorageSection>,
     /// `auth`.
     pub auth: AuthSection,
+    /// `health`.
+    pub health: HealthSection,
     /// `berth`: berth's own options (distribution ignores a top-level key it does not know).
     pub berth: BerthSection,
 }
@@ -206,6 +208,98 @@ pub struct HttpSection {
     pub tls: TlsSection,
     /// `http.http2`.
     pub http2: Http2Section,
+    /// `http.debug`.
+    pub debug: DebugSection,
+}
+
+/// `http.debug`: the second listener, for metrics and health.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct DebugSection {
+    /// Listen address of the debug server.
+    pub addr: Option<String>,
+    /// `http.debug.prometheus`.
+    pub prometheus: PrometheusSection,
+}
+
+/// `http.debug.prometheus`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PrometheusSection {
+    /// Record and serve metrics.
+    pub enabled: Option<Flag>,
+    /// Path of the exposition on the debug server (`/metrics`).
+    pub path: Option<String>,
+}
+
+/// `health`: background checks that turn the API to 503 while one fails.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct HealthSection {
+    /// `health.storagedriver`.
+    pub storagedriver: StorageDriverCheckSection,
+    /// `health.file`: files whose presence marks the registry unhealthy.
+    pub file: Vec<FileCheckSection>,
+    /// `health.http`: URIs that must answer with a status.
+    pub http: Vec<HttpCheckSection>,
+    /// `health.tcp`: addresses that must accept a connection.
+    pub tcp: Vec<TcpCheckSection>,
+}
+
+/// `health.storagedriver`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct StorageDriverCheckSection {
+    /// Run the check.
+    pub enabled: Option<Flag>,
+    /// Time between checks.
+    pub interval: Option<GoDuration>,
+    /// Failures in a row that make the check fail.
+    pub threshold: Option<i64>,
+}
+
+/// One `health.file` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct FileCheckSection {
+    /// The file whose existence fails the check.
+    pub file: Option<String>,
+    /// Time between checks.
+    pub interval: Option<GoDuration>,
+    /// Failures in a row that make the check fail.
+    pub threshold: Option<i64>,
+}
+
+/// One `health.http` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct HttpCheckSection {
+    /// The URI a `HEAD` request is sent to.
+    pub uri: Option<String>,
+    /// Headers sent with it.
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// The status expected (200).
+    pub statuscode: Option<i64>,
+    /// How long the request may take.
+    pub timeout: Option<GoDuration>,
+    /// Time between checks.
+    pub interval: Option<GoDuration>,
+    /// Failures in a row that make the check fail.
+    pub threshold: Option<i64>,
+}
+
+/// One `health.tcp` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TcpCheckSection {
+    /// `host:port` to connect to.
+    pub addr: Option<String>,
+    /// How long the connection may take.
+    pub timeout: Option<GoDuration>,
+    /// Time between checks.
+    pub interval: Option<GoDuration>,
+    /// Failures in a row that make the check fail.
+    pub threshold: Option<i64>,
 }
 
 /// `http.http2`.

@@ -73,6 +73,15 @@ const SUPPORTED: &[&str] = &[
     "http.tls.letsencrypt.hosts",
     "http.tls.letsencrypt.directoryurl",
     "http.http2.disabled",
+    "http.debug.addr",
+    "http.debug.prometheus.enabled",
+    "http.debug.prometheus.path",
+    "health.storagedriver.enabled",
+    "health.storagedriver.interval",
+    "health.storagedriver.threshold",
+    "health.file",
+    "health.http",
+    "health.tcp",
 ];
 
 /// Keys that are typed, so a value of the wrong type fails, but not acted on yet: they

@@ -57,13 +57,16 @@ fn reads_the_debian_config() {
         )]
     );
     assert_eq!(c.log.fields["service"], Value::from("registry"));
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("health.storagedriver.enabled")),
-        "{warnings:?}"
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        c.health,
+        [HealthCheck {
+            name: "storagedriver_filesystem".into(),
+            probe: Probe::StorageDriver,
+            interval: Duration::from_secs(10),
+            threshold: 3,
+        }]
     );
-    assert_eq!(warnings.len(), 3, "{warnings:?}");
 }
 
 #[test]
@@ -431,4 +434,52 @@ fn bad_limits_name_their_key() {
         let err = parse(&format!("{base}{body}")).unwrap_err().to_string();
         assert!(err.contains(key), "{body}: {err}");
     }
+}
+
+#[test]
+fn debug_server_and_health_checks() {
+    let (c, w) = parse(
+        "version: 0.1\nstorage: {inmemory: }\nhttp:\n  debug:\n    addr: 127.0.0.1:5001\n    \
+         prometheus: {enabled: true}\nhealth:\n  file: [{file: /tmp/down}]\n  \
+         http: [{uri: \"http://127.0.0.1:9/ping\", statuscode: 204, headers: {X-A: [b]}, timeout: 2s}]\n  \
+         tcp: [{addr: \"127.0.0.1:9\", interval: 1s, threshold: 2}]\n",
+    )
+    .unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.http.debug_addr.as_deref(), Some("127.0.0.1:5001"));
+    assert_eq!(c.http.metrics_path.as_deref(), Some("/metrics"));
+    let names: Vec<&str> = c.health.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["/tmp/down", "http://127.0.0.1:9/ping", "127.0.0.1:9"]
+    );
+    assert_eq!(
+        c.health[1].probe,
+        Probe::Http {
+            uri: "http://127.0.0.1:9/ping".into(),
+            headers: vec![(
+                http::HeaderName::from_static("x-a"),
+                http::HeaderValue::from_static("b")
+            )],
+            status: 204,
+            timeout: Duration::from_secs(2),
+        }
+    );
+    assert_eq!(
+        (c.health[2].interval, c.health[2].threshold),
+        (Duration::from_secs(1), 2)
+    );
+    // The tcp timeout defaults to the interval.
+    assert_eq!(
+        c.health[2].probe,
+        Probe::Tcp {
+            addr: "127.0.0.1:9".into(),
+            timeout: Duration::from_secs(1)
+        }
+    );
+    // Off unless enabled; the path is only read when on.
+    let (c, _) =
+        parse("version: 0.1\nstorage: {inmemory: }\nhttp: {debug: {addr: \":5001\"}}\n").unwrap();
+    assert_eq!(c.http.metrics_path, None);
+    assert!(c.health.is_empty());
 }

@@ -10,10 +10,14 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use super::duration::GoDuration;
 use super::schema::{
-    BerthLimitsSection, BucketSection, Document, Flag, HttpSection, StorageSection,
+    BerthLimitsSection, BucketSection, Document, Flag, HealthSection, HttpSection, StorageSection,
 };
-use super::{ConfigError, Driver, Http, Limits, Log, Storage, UploadPurging, auth, invalid, tls};
+use super::{
+    ConfigError, Driver, HealthCheck, Http, Limits, Log, Probe, Storage, UploadPurging, auth,
+    invalid, tls,
+};
 use crate::config::Config;
 
 /// distribution's default root directory.
@@ -34,6 +38,7 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
         }
     };
     storage.referrers_tag_schema = Flag::or(doc.berth.referrers.tagschema, false);
+    let health = health(&doc.health, &storage)?;
     Ok(Config {
         log: Log {
             level: doc.log.level.clone().or_else(|| doc.loglevel.clone()),
@@ -45,7 +50,172 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
         storage,
         auth: auth::auth(&doc.auth, &doc.berth.auth)?,
         limits: limits(&doc.berth.limits)?,
+        health,
     })
+}
+
+/// distribution's time between checks when none is written.
+const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Largest `threshold`: far beyond any sensible count, small enough for a `u32`.
+const MAX_THRESHOLD: i64 = 1_000_000;
+
+/// `interval` (10s when absent or zero, as in distribution) and `threshold` (a single
+/// failure counts when absent or zero) of one check.
+fn cadence(
+    key: &str,
+    interval: Option<GoDuration>,
+    threshold: Option<i64>,
+) -> Result<(Duration, u32), ConfigError> {
+    let interval = interval
+        .map(|d| d.0)
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_CHECK_INTERVAL);
+    if interval < Duration::from_millis(10) {
+        return Err(invalid(
+            &format!("{key}.interval"),
+            format!("{interval:?} is shorter than 10ms"),
+        ));
+    }
+    let threshold = match threshold {
+        None | Some(0) => 1,
+        Some(n) if (1..=MAX_THRESHOLD).contains(&n) => n as u32,
+        Some(n) => {
+            return Err(invalid(
+                &format!("{key}.threshold"),
+                format!("{n} is not from 0 to {MAX_THRESHOLD}"),
+            ));
+        }
+    };
+    Ok((interval, threshold))
+}
+
+/// A probe's timeout: as written, else the check's interval (a probe never outlives
+/// the next one).
+fn probe_timeout(
+    key: &str,
+    t: Option<GoDuration>,
+    interval: Duration,
+) -> Result<Duration, ConfigError> {
+    match t.map(|d| d.0) {
+        None => Ok(interval),
+        Some(d) if d.is_zero() => Ok(interval),
+        Some(d) if d < Duration::from_millis(1) => Err(invalid(
+            &format!("{key}.timeout"),
+            format!("{d:?} is shorter than 1ms"),
+        )),
+        Some(d) => Ok(d),
+    }
+}
+
+/// A check named by what it checks.
+fn entry(name: &str, probe: Probe, (interval, threshold): (Duration, u32)) -> HealthCheck {
+    HealthCheck {
+        name: name.to_owned(),
+        probe,
+        interval,
+        threshold,
+    }
+}
+
+fn health(h: &HealthSection, storage: &Storage) -> Result<Vec<HealthCheck>, ConfigError> {
+    let mut checks = Vec::new();
+    let sd = &h.storagedriver;
+    if Flag::or(sd.enabled, false) {
+        let (interval, threshold) = cadence("health.storagedriver", sd.interval, sd.threshold)?;
+        let driver = match storage.driver {
+            Driver::Filesystem { .. } => "filesystem",
+            Driver::InMemory => "inmemory",
+        };
+        let name = format!("storagedriver_{driver}");
+        checks.push(entry(&name, Probe::StorageDriver, (interval, threshold)));
+    }
+    for (i, f) in h.file.iter().enumerate() {
+        let key = format!("health.file[{i}]");
+        let (interval, threshold) = cadence(&key, f.interval, f.threshold)?;
+        let file = f
+            .file
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| invalid(&format!("{key}.file"), "is required (a path)"))?;
+        let probe = Probe::File(PathBuf::from(file));
+        checks.push(entry(file, probe, (interval, threshold)));
+    }
+    for (i, c) in h.http.iter().enumerate() {
+        let key = format!("health.http[{i}]");
+        let (interval, threshold) = cadence(&key, c.interval, c.threshold)?;
+        let uri = c
+            .uri
+            .as_deref()
+            .ok_or_else(|| invalid(&format!("{key}.uri"), "is required"))?;
+        let parsed = url::Url::parse(uri)
+            .map_err(|e| invalid(&format!("{key}.uri"), format!("{uri:?}: {e}")))?;
+        match parsed.scheme() {
+            "http" => {}
+            "https" => {
+                return Err(ConfigError::Refused(format!(
+                    "{key}.uri: https health checks are not supported yet (http is)"
+                )));
+            }
+            other => {
+                return Err(invalid(
+                    &format!("{key}.uri"),
+                    format!("{uri:?}: scheme {other:?} is not http"),
+                ));
+            }
+        }
+        let status = match c.statuscode {
+            None | Some(0) => 200,
+            Some(n) if (100..=599).contains(&n) => n as u16,
+            Some(n) => {
+                return Err(invalid(
+                    &format!("{key}.statuscode"),
+                    format!("{n} is not an HTTP status (100 to 599)"),
+                ));
+            }
+        };
+        let headers = header_pairs(&format!("{key}.headers"), &c.headers)?;
+        let probe = Probe::Http {
+            uri: uri.to_owned(),
+            headers,
+            status,
+            timeout: probe_timeout(&key, c.timeout, interval)?,
+        };
+        checks.push(entry(uri, probe, (interval, threshold)));
+    }
+    for (i, c) in h.tcp.iter().enumerate() {
+        let key = format!("health.tcp[{i}]");
+        let (interval, threshold) = cadence(&key, c.interval, c.threshold)?;
+        let addr = c
+            .addr
+            .as_deref()
+            .ok_or_else(|| invalid(&format!("{key}.addr"), "is required (host:port)"))?;
+        match addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => {
+                return Err(invalid(
+                    &format!("{key}.addr"),
+                    format!("{addr:?} is not host:port"),
+                ));
+            }
+        }
+        let probe = Probe::Tcp {
+            addr: addr.to_owned(),
+            timeout: probe_timeout(&key, c.timeout, interval)?,
+        };
+        checks.push(entry(addr, probe, (interval, threshold)));
+    }
+    let mut names = std::collections::HashSet::new();
+    if let Some(c) = checks.iter().find(|c| !names.insert(c.name.as_str())) {
+        return Err(invalid(
+            "health",
+            format!(
+                "{:?} is checked twice (each check is named by what it checks)",
+                c.name
+            ),
+        ));
+    }
+    Ok(checks)
 }
 
 /// Bounds of `berth.limits.maxheaderbytes`: below 1 KiB ordinary requests do not fit;
@@ -143,8 +313,36 @@ fn http(h: &HttpSection) -> Result<Http, ConfigError> {
     check_listen_addr(&addr).map_err(|m| invalid("http.addr", format!("{addr:?}: {m}")))?;
     let http2 = !Flag::or(h.http2.disabled, false);
     let tls = tls::validate(&h.tls, http2)?;
+    let debug_addr = h.debug.addr.clone().filter(|a| !a.is_empty());
+    if let Some(d) = &debug_addr {
+        check_listen_addr(d).map_err(|m| invalid("http.debug.addr", format!("{d:?}: {m}")))?;
+    }
+    let prometheus = &h.debug.prometheus;
+    let metrics_path = if Flag::or(prometheus.enabled, false) {
+        let path = prometheus
+            .path
+            .clone()
+            .unwrap_or_else(|| "/metrics".to_owned());
+        let bad = |m: &str| invalid("http.debug.prometheus.path", format!("{path:?} {m}"));
+        if !path.starts_with('/') || path.len() < 2 {
+            return Err(bad("must be a path below / (e.g. /metrics)"));
+        }
+        if path.contains(['?', '#', '{', '}'])
+            || http::uri::PathAndQuery::try_from(path.as_str()).is_err()
+        {
+            return Err(bad("is not a plain URL path"));
+        }
+        if path == berth_http::HEALTH_PATH {
+            return Err(bad("is where the health status is served"));
+        }
+        Some(path)
+    } else {
+        None
+    };
     Ok(Http {
         addr,
+        debug_addr,
+        metrics_path,
         prefix: h.prefix.clone(),
         host: h.host.clone(),
         secret: h.secret.clone().filter(|s| !s.is_empty()),
@@ -175,9 +373,18 @@ fn check_listen_addr(addr: &str) -> Result<(), String> {
 }
 
 fn headers(h: &HttpSection) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
+    header_pairs("http.headers", &h.headers)
+}
+
+/// Header names and values written as a map of lists (`http.headers`,
+/// `health.http[].headers`), checked.
+fn header_pairs(
+    at: &str,
+    map: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
     let mut out = Vec::new();
-    for (name, values) in &h.headers {
-        let key = format!("http.headers.{name}");
+    for (name, values) in map {
+        let key = format!("{at}.{name}");
         let header = HeaderName::try_from(name.as_str())
             .map_err(|_| invalid(&key, "not a valid header name"))?;
         for v in values {
