@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use crate::access::AccessSet;
 use crate::access::Scope;
 use crate::basic::{self, Authorization};
 use crate::htpasswd::Htpasswd;
@@ -262,11 +261,7 @@ impl AccessController {
             )
         })?;
         let user = (!claims.sub.is_empty()).then(|| claims.sub.clone());
-        let principal = Principal::by_token(
-            user,
-            AccessSet::from_claims(&claims.access),
-            self.policy.clone(),
-        );
+        let principal = Principal::by_token(user, claims.rights.clone(), self.policy.clone());
         if principal.satisfies(&needs.scopes) {
             return Ok(principal);
         }

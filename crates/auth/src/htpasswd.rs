@@ -179,7 +179,7 @@ impl Htpasswd {
     pub async fn verify(&self, user: &str, password: &str) -> bool {
         self.refresh();
         let (users, generation) = self.snapshot();
-        let Some(hash) = users.get(user).cloned() else {
+        let Some(hash) = users.get(user) else {
             return false;
         };
         let key = self.key(generation, user, password);
@@ -189,6 +189,7 @@ impl Htpasswd {
             }
             self.remembered.remove(&key);
         }
+        let hash = hash.clone();
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
             .await

@@ -10,7 +10,7 @@ use crate::policy::Policy;
 #[derive(Debug, Clone)]
 enum Rights {
     Everything,
-    Token(AccessSet),
+    Token(Arc<AccessSet>),
     Policy(Arc<Policy>),
 }
 
@@ -56,7 +56,7 @@ impl Principal {
     pub(crate) fn nobody() -> Principal {
         Principal {
             user: None,
-            rights: Rights::Token(AccessSet::default()),
+            rights: Rights::Token(Arc::default()),
             policy: None,
         }
     }
@@ -64,7 +64,7 @@ impl Principal {
     /// A caller holding a verified token.
     pub(crate) fn by_token(
         user: Option<String>,
-        access: AccessSet,
+        access: Arc<AccessSet>,
         policy: Option<Arc<Policy>>,
     ) -> Principal {
         Principal {

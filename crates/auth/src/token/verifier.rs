@@ -2,7 +2,10 @@
 //! `x5c` chain ending in the trusted bundle, an embedded JWK or a `kid` naming a trusted
 //! key (a bundle certificate's key or a JWKS entry); the signature, issuer, audience and
 //! validity period (with a minute of leeway) must hold. A verified token is remembered
-//! until it expires, so each one costs one signature check.
+//! until it expires, with the rights it grants, so each one costs one signature check;
+//! later requests cost a hash of the token text and one comparison with the remembered
+//! text (the cache compares whole tokens, so no forged text can stand for a verified
+//! one).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,16 +14,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use quick_cache::sync::Cache;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::jws::{self, Claims};
 use super::keys::{Algorithm, JwkSet, KeyError, PublicKey};
 use super::{TokenError, chain};
+use crate::access::AccessSet;
 
 /// Clock skew tolerated on `exp` and `nbf`, as distribution tolerates.
 pub const LEEWAY_SECS: i64 = 60;
-/// Verified tokens remembered at most.
+/// Verified tokens remembered at most (a token is one to two KiB with its `x5c`
+/// certificate, so about 20 MiB when full).
 const REMEMBERED: usize = 10_000;
 
 /// Seconds since the epoch.
@@ -44,6 +48,23 @@ pub struct VerifierConfig {
     pub jwks: Option<Vec<u8>>,
     /// Accepted `alg` names (`signingalgorithms`); all that berth checks when empty.
     pub algorithms: Vec<String>,
+}
+
+/// A token that passed verification: its claims, and the rights its `access` grants.
+#[derive(Debug)]
+pub struct Verified {
+    /// The claims.
+    pub claims: Claims,
+    /// The rights `claims.access` grants, built once per token.
+    pub rights: Arc<AccessSet>,
+}
+
+impl std::ops::Deref for Verified {
+    type Target = Claims;
+
+    fn deref(&self) -> &Claims {
+        &self.claims
+    }
 }
 
 /// Why a verifier cannot be built.
@@ -70,7 +91,7 @@ pub struct TokenVerifier {
     roots: Vec<Vec<u8>>,
     keys: HashMap<String, PublicKey>,
     algorithms: Vec<Algorithm>,
-    verified: Cache<[u8; 32], Arc<Claims>>,
+    verified: Cache<Arc<str>, Arc<Verified>>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -158,21 +179,23 @@ impl TokenVerifier {
         }
     }
 
-    /// Verifies a compact JWS token and answers its claims.
-    pub fn verify(&self, raw: &str) -> Result<Arc<Claims>, TokenError> {
+    /// Verifies a compact JWS token and answers its claims and rights.
+    pub fn verify(&self, raw: &str) -> Result<Arc<Verified>, TokenError> {
         let now = now();
-        let id: [u8; 32] = Sha256::digest(raw.as_bytes()).into();
-        if let Some(claims) = self.verified.get(&id) {
-            self.check_time(&claims, now)?;
-            return Ok(claims);
+        if let Some(known) = self.verified.get(raw) {
+            self.check_time(&known.claims, now)?;
+            return Ok(known);
         }
         let claims = self.checked_claims(raw, now)?;
         if claims.refresh {
             return Err(TokenError::RefreshToken);
         }
-        let claims = Arc::new(claims);
-        self.verified.insert(id, claims.clone());
-        Ok(claims)
+        let verified = Arc::new(Verified {
+            rights: Arc::new(AccessSet::from_claims(&claims.access)),
+            claims,
+        });
+        self.verified.insert(Arc::from(raw), verified.clone());
+        Ok(verified)
     }
 
     /// Checks a refresh token berth issued: everything an access token is checked for,
