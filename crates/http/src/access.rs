@@ -48,6 +48,10 @@ pub(crate) fn needs(endpoint: &Endpoint, method: &Method, query: &Query) -> Need
     Needs { scopes, wanted }
 }
 
+/// The user a request was authenticated as, set on its response for the access log.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthenticatedUser(pub String);
+
 /// Runs the configured access check (everyone may do everything when none is).
 pub(crate) async fn check(
     state: &AppState,

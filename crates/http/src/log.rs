@@ -17,6 +17,7 @@ use axum::response::Response;
 use http::{Method, StatusCode};
 use http_body::{Frame, SizeHint};
 
+use crate::access::AuthenticatedUser;
 use crate::metrics::{Finished, HttpMetrics, Routed, approximate_request_size, method_index};
 use crate::request_id::RequestId;
 
@@ -38,6 +39,7 @@ pub(crate) async fn observe_request(
         id: req.extensions().get::<RequestId>().cloned(),
         method: method.clone(),
         path: req.uri().path().to_owned(),
+        user: None,
         // The body is polled by the connection task, outside the request's span; the
         // line keeps the span so its fields (the request id, `log.fields`) still come
         // with it.
@@ -59,6 +61,13 @@ pub(crate) async fn observe_request(
     let resp = next.run(req).await;
     let (parts, body) = resp.into_parts();
     let routed = parts.extensions.get::<Routed>().copied();
+    let line = line.map(|l| Line {
+        user: parts
+            .extensions
+            .get::<AuthenticatedUser>()
+            .map(|u| u.0.clone()),
+        ..l
+    });
     let record = Record {
         start,
         status: parts.status,
@@ -95,6 +104,8 @@ struct Line {
     id: Option<RequestId>,
     method: Method,
     path: String,
+    /// The authenticated user, named as distribution names it (`auth.user.name`).
+    user: Option<String>,
     span: tracing::Span,
 }
 
@@ -130,6 +141,7 @@ impl Record {
                 request_id = line.id.as_ref().map(RequestId::as_str),
                 method = %line.method,
                 path = %line.path,
+                auth.user.name = line.user.as_deref(),
                 status = self.status.as_u16(),
                 bytes,
                 duration_ms = duration_ms(elapsed),

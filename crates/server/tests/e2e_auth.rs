@@ -148,6 +148,11 @@ fn htpasswd_users_must_authenticate_and_refusals_change_nothing() {
         .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body.as_ref(), img.manifest.bytes.as_slice());
+    // The access log names who pushed, as distribution's does.
+    let pushed = berth.log_text().lines().any(|l| {
+        l.contains("PUT") && l.contains("manifests/v1") && l.contains("auth.user.name=\"alice\"")
+    });
+    assert!(pushed, "no access line names alice: {}", berth.log_text());
 
     let before = snapshot(root.path());
     let layer = &img.layers[0].digest;

@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 use http::{HeaderMap, Method, StatusCode, header};
 
 use crate::AppState;
-use crate::access;
+use crate::access::{self, AuthenticatedUser};
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::metrics::{Route, Routed};
@@ -112,6 +112,7 @@ async fn routed(
     if state.options.read_only && !reading {
         return ApiError::ReadOnly.into_response();
     }
+    let user = principal.user().map(|u| AuthenticatedUser(u.to_owned()));
     let ctx = Ctx {
         state,
         method: parts.method,
@@ -145,7 +146,11 @@ async fn routed(
         }
         _ => Err(ApiError::MethodNotAllowed),
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    if let Some(user) = user {
+        resp.extensions_mut().insert(user);
+    }
+    resp
 }
 
 /// Paths outside `/v2/`.
