@@ -49,13 +49,9 @@ out="${out:-target/bench/$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
-if ! command -v docker-registry >/dev/null 2>&1; then
-  echo "bench.sh: installing docker-registry"
-  sudo_cmd=()
-  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends docker-registry
-fi
+. scripts/lib/packages.sh
+# htpasswd and openssl make the credentials of --auth.
+install_missing docker-registry:docker-registry htpasswd:apache2-utils openssl:openssl
 
 cargo build --release -p berth-server -p berth-bench
 # What was built (the source may change while the rounds run).

@@ -40,16 +40,8 @@ out="${out:-target/gc-bench/$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
-need_package() { # need_package COMMAND PACKAGE
-  command -v "$1" >/dev/null 2>&1 && return 0
-  local sudo_cmd=()
-  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "$2"
-}
-need_package docker-registry docker-registry
-need_package /usr/bin/time time
-need_package python3 python3
+. scripts/lib/packages.sh
+install_missing docker-registry:docker-registry /usr/bin/time:time python3:python3 curl:curl
 
 cargo build --release -p berth-server -p berth-bench
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"

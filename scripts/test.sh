@@ -6,23 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
-command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v strace >/dev/null 2>&1 || missing+=(strace)
-command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
-command -v pebble >/dev/null 2>&1 || missing+=(pebble)
-command -v podman >/dev/null 2>&1 || missing+=(podman)
-command -v containerd >/dev/null 2>&1 || missing+=(containerd)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "test.sh: installing ${missing[*]}"
-  sudo_cmd=()
-  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+. scripts/lib/packages.sh
+install_missing skopeo:skopeo docker-registry:docker-registry openssl:openssl curl:curl \
+  strace:strace htpasswd:apache2-utils pebble:pebble podman:podman containerd:containerd
 
 # The end-to-end tests fail (rather than skip) when a tool they drive is missing.
 export BERTH_E2E_REQUIRED=1

@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use quick_cache::sync::Cache;
@@ -85,7 +86,11 @@ struct Loaded {
 pub struct Htpasswd {
     path: PathBuf,
     loaded: RwLock<Loaded>,
-    last_stat: Mutex<Instant>,
+    /// When the file was loaded; `next_stat_ms` counts from it.
+    born: Instant,
+    /// Milliseconds after `born` before which the file is not looked at again: one
+    /// atomic load per check, and one caller at a time wins the look.
+    next_stat_ms: AtomicU64,
     remembered: Cache<[u8; 32], Instant>,
     /// Keys the memory so that its contents say nothing about passwords.
     salt: [u8; 32],
@@ -114,7 +119,8 @@ impl Htpasswd {
                 modified: modified(path),
                 generation: 0,
             }),
-            last_stat: Mutex::new(Instant::now()),
+            born: Instant::now(),
+            next_stat_ms: AtomicU64::new(RECHECK_FILE.as_millis() as u64),
             remembered: Cache::new(REMEMBERED),
             salt: rand::random(),
         })
@@ -123,14 +129,16 @@ impl Htpasswd {
     /// Re-reads the file when its modification time changed. A file that became
     /// unreadable or invalid keeps the last good users (and says so once per change).
     fn refresh(&self) {
+        let now = self.born.elapsed().as_millis() as u64;
+        let due = self.next_stat_ms.load(Ordering::Relaxed);
+        let next = now + RECHECK_FILE.as_millis() as u64;
+        if now < due
+            || self
+                .next_stat_ms
+                .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
         {
-            let Ok(mut last) = self.last_stat.lock() else {
-                return;
-            };
-            if last.elapsed() < RECHECK_FILE {
-                return;
-            }
-            *last = Instant::now();
+            return;
         }
         let now = modified(&self.path);
         let current = self.loaded.read().map(|l| l.modified).unwrap_or(None);
@@ -244,7 +252,7 @@ mod tests {
         let f = std::fs::File::options().write(true).open(&path).unwrap();
         f.set_modified(SystemTime::now() + Duration::from_secs(5))
             .unwrap();
-        *h.last_stat.lock().unwrap() = Instant::now() - RECHECK_FILE;
+        h.next_stat_ms.store(0, Ordering::Relaxed);
         assert!(!h.verify("alice", "secret").await);
         assert!(h.verify("bob", "pw").await);
         assert!(h.has_user("bob") && !h.has_user("alice"));

@@ -71,14 +71,9 @@ fn cert_key(cert: &Path) -> PublicKey {
 }
 
 fn rustls_pem_cert(pem: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(pem);
-    let body: String = text
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    STANDARD.decode(body).unwrap()
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem).unwrap().to_vec()
 }
 
 /// Signs `header.payload` with an RSA key through `openssl dgst` (RS256), as a token
@@ -126,7 +121,7 @@ fn libtrust_key_id_matches_an_independent_computation() {
         &["pkey", "-pubin", "-in", "pub.pem", "-outform", "DER"],
     );
     let sum = openssl_sha256(dir.path(), &der);
-    let expected = python_base32(&sum[..30]);
+    let expected = coreutils_base32(dir.path(), &sum[..30]);
     let groups: Vec<String> = expected
         .as_bytes()
         .chunks(4)
@@ -141,16 +136,20 @@ fn openssl_sha256(dir: &Path, data: &[u8]) -> Vec<u8> {
     openssl(dir, &["dgst", "-sha256", "-binary", "data"])
 }
 
-fn python_base32(b: &[u8]) -> String {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import base64,sys; print(base64.b32encode(bytes.fromhex(sys.argv[1])).decode().rstrip('='))",
-            &b.iter().map(|x| format!("{x:02x}")).collect::<String>(),
-        ])
+/// Base32 by coreutils' `base32`, without padding: a second implementation to check
+/// berth's key IDs against.
+fn coreutils_base32(dir: &Path, b: &[u8]) -> String {
+    std::fs::write(dir.join("raw"), b).unwrap();
+    let out = Command::new("base32")
+        .args(["--wrap=0", "raw"])
+        .current_dir(dir)
         .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        .expect("coreutils base32");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .trim_end_matches('=')
+        .to_owned()
 }
 
 #[test]

@@ -52,15 +52,19 @@ pub(crate) fn needs(endpoint: &Endpoint, method: &Method, query: &Query) -> Need
 #[derive(Debug, Clone)]
 pub(crate) struct AuthenticatedUser(pub String);
 
-/// Runs the configured access check (everyone may do everything when none is).
+/// Runs the configured access check (everyone may do everything when none is; the
+/// scopes are then not even worked out).
 pub(crate) async fn check(
     state: &AppState,
+    method: &Method,
     headers: &HeaderMap,
-    needs: &Needs,
+    endpoint: &Endpoint,
+    query: &Query,
 ) -> Result<Principal, ApiError> {
     let Some(controller) = &state.options.access else {
         return Ok(Principal::unrestricted());
     };
+    let needs = needs(endpoint, method, query);
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let info = RequestInfo {
         authorization: text(header::AUTHORIZATION.as_str()),
@@ -68,7 +72,7 @@ pub(crate) async fn check(
         forwarded_proto: text("x-forwarded-proto"),
     };
     controller
-        .authorize(&info, needs)
+        .authorize(&info, &needs)
         .await
         .map_err(ApiError::Access)
 }

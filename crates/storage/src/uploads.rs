@@ -647,14 +647,6 @@ impl UploadStore {
 
 #[cfg(test)]
 impl UploadStore {
-    /// Sessions memory holds an entry for.
-    pub(crate) fn live_sessions(&self) -> usize {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
-    }
-
     /// Sessions counted against the bound.
     pub(crate) fn counted_sessions(&self) -> usize {
         self.counted().len()

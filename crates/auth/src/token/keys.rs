@@ -256,7 +256,7 @@ impl PublicKey {
     pub fn libtrust_id(&self) -> Option<String> {
         let spki = self.spki.as_ref()?;
         let sum = Sha256::digest(spki);
-        let encoded = base32(&sum[..30]);
+        let encoded = data_encoding::BASE32_NOPAD.encode(&sum[..30]);
         let groups: Vec<&str> = encoded
             .as_bytes()
             .chunks(4)
@@ -356,25 +356,6 @@ fn verify_p521(point: &[u8], message: &[u8], sig: &[u8]) -> bool {
     key.verify(message, &sig).is_ok()
 }
 
-/// RFC 4648 base32 without padding.
-fn base32(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::with_capacity(data.len() * 8 / 5 + 1);
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for &b in data {
-        buffer = (buffer << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
-    }
-    out
-}
-
 /// Standard base64 (the `x5c` encoding) of DER bytes.
 pub(crate) fn x5c_entry(der: &[u8]) -> String {
     STANDARD.encode(der)
@@ -404,12 +385,5 @@ mod tests {
         assert!(key.verify(Algorithm::ES512, b"message", &sig));
         assert!(!key.verify(Algorithm::ES512, b"massage", &sig));
         assert!(!key.verify(Algorithm::ES256, b"message", &sig));
-    }
-
-    #[test]
-    fn base32_matches_rfc4648() {
-        assert_eq!(base32(b""), "");
-        assert_eq!(base32(b"f"), "MY");
-        assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
     }
 }

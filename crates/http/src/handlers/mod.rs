@@ -98,8 +98,7 @@ async fn routed(
     let query = Query::parse(parts.uri.query());
     // Access comes first: a refused request learns nothing, not even that the registry
     // is read-only.
-    let needs = access::needs(&endpoint, &method, &query);
-    let principal = match access::check(&state, &parts.headers, &needs).await {
+    let principal = match access::check(&state, &method, &parts.headers, &endpoint, &query).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };

@@ -50,6 +50,24 @@ pub(super) async fn push_blob(r: &StorageRegistry, name: &RepositoryName, data: 
     d
 }
 
+/// Pushes `{}` and `layer` and an image of them tagged `v1`: (config, layer, image).
+async fn tagged_image(r: &StorageRegistry, name: &RepositoryName) -> (Digest, Digest, Digest) {
+    let cfg = push_blob(r, name, b"{}").await;
+    let layer = push_blob(r, name, b"layer").await;
+    let subject = r
+        .repository(name.clone())
+        .put_manifest(
+            &Reference::Tag(Tag::parse("v1").unwrap()),
+            None,
+            image(&cfg, &layer, None),
+            &[],
+        )
+        .await
+        .unwrap()
+        .digest;
+    (cfg, layer, subject)
+}
+
 async fn read_blob(r: &StorageRegistry, name: &RepositoryName, d: &Digest) -> Vec<u8> {
     let read = BlobRead {
         range: None,
@@ -478,7 +496,7 @@ async fn unknown_sessions_leave_no_state() {
         let d = Digest::of(Algorithm::Sha256, b"");
         assert!(rp.finish_upload(&id, &d, None).await.is_err());
     }
-    assert_eq!(r.stores.uploads.live_sessions(), 0);
+    assert_eq!(r.stores.uploads.open_sessions(), 0);
     // A cancelled session is not resurrected by a chunk that was waiting for it.
     let up = rp.start_upload(Algorithm::Sha256).await.unwrap();
     rp.cancel_upload(&up.id).await.unwrap();
@@ -498,18 +516,7 @@ async fn referrers_include_the_tag_schema_index() {
     let r = StorageRegistry::new(Arc::new(InMemoryDriver::new()), opts());
     let name = repo("ts");
     let rp = r.repository(name.clone());
-    let cfg = push_blob(&r, &name, b"{}").await;
-    let layer = push_blob(&r, &name, b"layer").await;
-    let subject = rp
-        .put_manifest(
-            &Reference::Tag(Tag::parse("v1").unwrap()),
-            None,
-            image(&cfg, &layer, None),
-            &[],
-        )
-        .await
-        .unwrap()
-        .digest;
+    let (cfg, layer, subject) = tagged_image(&r, &name).await;
     // A signature pushed the way a client does for a registry without the referrers API:
     // no `subject` index entry, listed in an index tagged sha256-<hex>.
     let sig = String::from_utf8(image(&cfg, &layer, None).to_vec()).unwrap();
@@ -638,18 +645,7 @@ async fn the_tag_schema_index_keeps_every_concurrent_referrer() {
         ));
         let name = repo("schema");
         let rp = r.repository(name.clone());
-        let cfg = push_blob(&r, &name, b"{}").await;
-        let layer = push_blob(&r, &name, b"layer").await;
-        let subject = rp
-            .put_manifest(
-                &Reference::Tag(Tag::parse("v1").unwrap()),
-                None,
-                image(&cfg, &layer, None),
-                &[],
-            )
-            .await
-            .unwrap()
-            .digest;
+        let (cfg, layer, subject) = tagged_image(&r, &name).await;
         let pushes = (0..8u32).map(|i| {
             let (r, name, subject) = (r.clone(), name.clone(), subject.clone());
             let body = String::from_utf8(image(&cfg, &layer, Some(&subject)).to_vec()).unwrap();

@@ -1,0 +1,17 @@
+# Sourced by the scripts that need tools from Debian's packages.
+# install_missing COMMAND:PACKAGE ...   installs each PACKAGE whose COMMAND is not found,
+# with one `apt-get update` (through sudo when not root).
+install_missing() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  echo "$(basename "$0"): installing ${missing[*]}" >&2
+  local sudo_cmd=()
+  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
