@@ -7,7 +7,7 @@ mod error;
 pub mod filesystem;
 pub mod inmemory;
 pub mod mapped;
-pub mod metered;
+pub mod observed;
 mod path;
 pub mod suite;
 
@@ -21,7 +21,7 @@ use futures::Stream;
 pub use error::DriverError;
 pub use filesystem::FilesystemDriver;
 pub use inmemory::InMemoryDriver;
-pub use metered::{DriverMetrics, MeteredDriver};
+pub use observed::{DriverMetrics, ObservedDriver};
 pub use path::check_path;
 
 /// A stream of file bytes.

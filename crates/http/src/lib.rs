@@ -25,7 +25,7 @@ use axum::routing::any;
 use berth_auth::AccessController;
 use berth_auth::issuer::Issuer;
 use berth_core::Registry;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub use debug::{FailingChecks, HEALTH_PATH, debug_router};
 pub use endpoint::Endpoint;
@@ -82,7 +82,13 @@ pub struct Options {
     pub metrics: Option<Arc<HttpMetrics>>,
     /// Raised while a health check fails: every request is then answered 503.
     pub health: Option<Arc<HealthGate>>,
+    /// Continues the caller's trace (its `traceparent`) in the request's span; `None`
+    /// when traces are not exported.
+    pub continue_trace: Option<ContinueTrace>,
 }
+
+/// Makes a request's span the child of the trace its headers name.
+pub type ContinueTrace = fn(&HeaderMap, &tracing::Span);
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -108,7 +114,10 @@ impl AppState {
 /// logging.
 pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
     let prefix = options.prefix.clone();
-    let log_fields = options.log_fields.clone();
+    let request_span = request_id::SpanSettings {
+        fields: options.log_fields.clone(),
+        continue_trace: options.continue_trace,
+    };
     let metrics = options.metrics.clone();
     let health = options.health.clone();
     let token_endpoint = options.token_endpoint.clone();
@@ -167,7 +176,7 @@ pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
         log::observe_request,
     ))
     .layer(axum::middleware::from_fn_with_state(
-        log_fields,
+        request_span,
         request_id::assign,
     ))
 }

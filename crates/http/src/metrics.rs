@@ -40,6 +40,20 @@ const ROUTES: [&str; 8] = [
 ];
 
 impl Route {
+    /// The route as a path template, for the request span's `http.route`.
+    pub(crate) fn template(self) -> &'static str {
+        match self {
+            Route::Base => "/v2/",
+            Route::Catalog => "/v2/_catalog",
+            Route::Tags => "/v2/{name}/tags/list",
+            Route::Manifest => "/v2/{name}/manifests/{reference}",
+            Route::Blob => "/v2/{name}/blobs/{digest}",
+            Route::BlobUpload => "/v2/{name}/blobs/uploads/",
+            Route::BlobUploadChunk => "/v2/{name}/blobs/uploads/{uuid}",
+            Route::Referrers => "/v2/{name}/referrers/{digest}",
+        }
+    }
+
     pub(crate) fn of(endpoint: &Endpoint) -> Route {
         match endpoint {
             Endpoint::Base => Route::Base,

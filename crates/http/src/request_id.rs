@@ -73,25 +73,57 @@ impl fmt::Debug for RequestId {
     }
 }
 
+/// What the request span carries besides the id.
+#[derive(Clone)]
+pub(crate) struct SpanSettings {
+    /// `log.fields`, as one text.
+    pub fields: Option<std::sync::Arc<str>>,
+    /// Links the span to the caller's trace, when traces are exported.
+    pub continue_trace: Option<crate::ContinueTrace>,
+}
+
 /// Names the request, runs it inside its span (which also carries `log.fields`, the
-/// state), and echoes the id. Outermost layer, so that every other layer logs inside
-/// the span.
+/// state, and what OpenTelemetry's HTTP conventions ask of a server span), and echoes
+/// the id. Outermost layer, so that every other layer logs inside the span.
 pub(crate) async fn assign(
-    State(fields): State<Option<std::sync::Arc<str>>>,
+    State(settings): State<SpanSettings>,
     mut req: Request,
     next: Next,
 ) -> Response {
     let id = RequestId::from_headers(req.headers()).unwrap_or_else(RequestId::generate);
     req.extensions_mut().insert(id.clone());
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        fields = tracing::field::Empty
-    );
-    if let Some(fields) = &fields {
+    let span = match settings.continue_trace {
+        // `otel.name` and `http.route` are filled in by `dispatch` once the endpoint is
+        // known. Only an exported span carries them: they would repeat the access line
+        // in every log line's span.
+        Some(continue_trace) => {
+            let span = tracing::info_span!(
+                "request",
+                request_id = %id,
+                fields = tracing::field::Empty,
+                otel.name = %req.method(),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = %req.method(),
+                http.route = tracing::field::Empty,
+                url.path = req.uri().path(),
+                http.response.status_code = tracing::field::Empty,
+            );
+            continue_trace(req.headers(), &span);
+            span
+        }
+        None => tracing::info_span!("request", request_id = %id, fields = tracing::field::Empty),
+    };
+    if let Some(fields) = &settings.fields {
         span.record("fields", fields.as_ref());
     }
-    let mut resp = next.run(req).instrument(span).await;
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    if settings.continue_trace.is_some() {
+        span.record("http.response.status_code", resp.status().as_u16());
+        if resp.status().is_server_error() {
+            span.record("otel.status_code", "error");
+        }
+    }
     resp.headers_mut().insert(REQUEST_ID, id.0);
     resp
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use berth_driver::{FilesystemDriver, InMemoryDriver, MeteredDriver, StorageDriver};
+use berth_driver::{FilesystemDriver, InMemoryDriver, ObservedDriver, StorageDriver};
 use berth_http::{HealthGate, HttpMetrics};
 use berth_metrics::Collect;
 use berth_storage::{Options as StoreOptions, StorageRegistry};
@@ -109,11 +109,19 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         .metrics_path
         .is_some()
         .then(|| Arc::new(HttpMetrics::new()));
-    let driver: Arc<dyn StorageDriver> = if let Some(m) = &http_metrics {
-        metrics.push(m.clone());
-        let metered = MeteredDriver::new(driver);
-        metrics.push(metered.metrics());
-        Arc::new(metered)
+    let driver: Arc<dyn StorageDriver> = if http_metrics.is_some() || crate::telemetry::active() {
+        let mut observed = ObservedDriver::new(driver);
+        if let Some(m) = &http_metrics {
+            metrics.push(m.clone());
+            observed = observed.with_metrics();
+        }
+        if crate::telemetry::active() {
+            observed = observed.with_spans();
+        }
+        if let Some(timers) = observed.metrics() {
+            metrics.push(timers);
+        }
+        Arc::new(observed)
     } else {
         driver
     };
@@ -157,6 +165,8 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         log_fields: crate::logging::static_fields(config).map(Into::into),
         metrics: http_metrics.clone(),
         health: health.clone(),
+        continue_trace: crate::telemetry::active()
+            .then_some(crate::telemetry::continue_trace as berth_http::ContinueTrace),
     };
     if http_metrics.is_some() {
         metrics.push(registry.clone());

@@ -2,7 +2,7 @@
 //! `config.yml`), the composition root that wires concrete types, logging, and the server
 //! lifecycle (listen, TLS, upload purging, graceful shutdown), TLS while serving
 //! (certificate reload, ACME), and the offline subcommands over the storage
-//! (`check-storage`, `garbage-collect`), and the health checks.
+//! (`check-storage`, `garbage-collect`), the health checks, and trace export.
 
 pub mod app;
 pub mod config;
@@ -14,6 +14,7 @@ pub mod limits;
 pub mod logging;
 pub mod offline;
 pub mod storage_check;
+pub mod telemetry;
 pub mod tls;
 pub mod zerocopy;
 

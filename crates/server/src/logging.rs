@@ -1,13 +1,20 @@
-//! Log set-up from `log.level`, `log.formatter`, `log.fields` and `log.accesslog`.
+//! Log set-up from `log.level`, `log.formatter`, `log.fields` and `log.accesslog`, and
+//! the trace exporter beside it (`telemetry`).
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::Config;
+use crate::telemetry::{Telemetry, TelemetryError};
 
-/// Installs the global subscriber. `RUST_LOG`, when set, overrides the level.
-pub fn init(config: &Config) {
+/// Installs the global subscriber, with the OpenTelemetry layer when the environment asks
+/// for traces (the returned guard sends what is buffered when dropped). `RUST_LOG`, when
+/// set, overrides the level of log lines; it does not change what is traced.
+pub fn init(config: &Config) -> Result<Option<Telemetry>, TelemetryError> {
     let level = config
         .log
         .level
@@ -30,20 +37,35 @@ pub fn init(config: &Config) {
         Some("json") | Some("logstash")
     );
     // Colour codes help a person at a terminal and corrupt a file or a pipe.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let _ = if json {
-        builder
-            .json()
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = if json {
+        fmt.json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init()
+            .with_filter(filter)
+            .boxed()
     } else {
-        builder.try_init()
+        fmt.with_filter(filter).boxed()
     };
+    let (telemetry, otel) = match crate::telemetry::from_env()? {
+        Some((telemetry, layer)) => {
+            // berth's own spans and events only: the exporter's HTTP client must not
+            // trace its own exports, and the access line repeats the request span.
+            let traced = Targets::new()
+                .with_target("berth", LevelFilter::INFO)
+                .with_target("berth::access", LevelFilter::OFF);
+            (Some(telemetry), Some(layer.with_filter(traced)))
+        }
+        None => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    Ok(telemetry)
 }
 
 /// `log.fields` as one `key=value` string, attached to every request's span.

@@ -233,7 +233,14 @@ fn serve(path: Option<&Path>) -> ExitCode {
             }
         },
     };
-    logging::init(&config);
+    // Held until the process ends, so buffered spans are sent at exit.
+    let _telemetry = match logging::init(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     for w in &warnings {
         tracing::warn!("{w}");
     }

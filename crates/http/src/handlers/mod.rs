@@ -78,6 +78,15 @@ pub(crate) async fn dispatch(State(state): State<AppState>, req: Request) -> Res
         Err(e) => return ApiError::from(e).into_response(),
     };
     let route = Route::of(&endpoint);
+    if state.options.continue_trace.is_some() {
+        // Only exported spans need names: this costs an allocation per request.
+        let span = tracing::Span::current();
+        span.record("http.route", route.template());
+        span.record(
+            "otel.name",
+            format!("{} {}", parts.method, route.template()).as_str(),
+        );
+    }
     if let Some(m) = &state.options.metrics {
         m.started(route);
     }

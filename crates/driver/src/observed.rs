@@ -1,15 +1,19 @@
-//! [`MeteredDriver`]: any driver, with the time each call takes recorded by action as
-//! distribution's `registry_storage_action_seconds{driver,action}` histogram. It sits
-//! at the driver boundary, so it times what the backend does (a reader or a writer is
-//! timed until it is open, not while it streams), and costs two clock reads and two
-//! atomic adds per call.
+//! [`ObservedDriver`]: any driver, watched at the driver boundary. With metrics on, the
+//! time each call takes is recorded by action as distribution's
+//! `registry_storage_action_seconds{driver,action}` histogram (two clock reads and two
+//! atomic adds per call); with tracing on, each call runs in a `storage` span (exported
+//! over OTLP as a child of its request's span). Either way a reader or a writer is
+//! observed until it is open, not while it streams.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use berth_metrics::{Collect, DEFAULT_DURATION, Encoder, Histogram, Kind};
 use bytes::Bytes;
+
+use tracing::Instrument;
 
 use crate::{DriverError, FileInfo, FileWriter, Persist, ReadStream, StorageDriver};
 
@@ -68,46 +72,100 @@ impl Collect for DriverMetrics {
     }
 }
 
-/// A driver whose calls are timed.
-pub struct MeteredDriver {
+/// A driver whose calls are timed, traced, or both.
+pub struct ObservedDriver {
     inner: Arc<dyn StorageDriver>,
-    metrics: Arc<DriverMetrics>,
+    metrics: Option<Arc<DriverMetrics>>,
+    spans: bool,
 }
 
-impl MeteredDriver {
-    /// Wraps `inner`; its timers are [`metrics`](Self::metrics).
+impl ObservedDriver {
+    /// Wraps `inner`, observing nothing until told to.
     pub fn new(inner: Arc<dyn StorageDriver>) -> Self {
-        let metrics = Arc::new(DriverMetrics {
-            driver: inner.name(),
-            timers: std::array::from_fn(|_| Histogram::new(DEFAULT_DURATION)),
-        });
-        MeteredDriver { inner, metrics }
+        ObservedDriver {
+            inner,
+            metrics: None,
+            spans: false,
+        }
     }
 
-    /// The timers, for the scrape.
-    pub fn metrics(&self) -> Arc<DriverMetrics> {
+    /// Times every call; the timers are [`metrics`](Self::metrics).
+    pub fn with_metrics(mut self) -> Self {
+        self.metrics = Some(Arc::new(DriverMetrics {
+            driver: self.inner.name(),
+            timers: std::array::from_fn(|_| Histogram::new(DEFAULT_DURATION)),
+        }));
+        self
+    }
+
+    /// Runs every call in a span of its own.
+    pub fn with_spans(mut self) -> Self {
+        self.spans = true;
+        self
+    }
+
+    /// The timers, for the scrape; `None` unless [`with_metrics`](Self::with_metrics).
+    pub fn metrics(&self) -> Option<Arc<DriverMetrics>> {
         self.metrics.clone()
+    }
+
+    /// Runs one call, timed and in its span as configured.
+    async fn observe<T>(
+        &self,
+        action: Action,
+        path: &str,
+        call: impl Future<Output = Result<T, DriverError>>,
+    ) -> Result<T, DriverError> {
+        let start = Instant::now();
+        // Only calls made for a request are traced: the background tasks' (health probes,
+        // purging) would each be a trace of their own, every few seconds.
+        let result = if self.spans && !tracing::Span::current().is_none() {
+            let span = tracing::info_span!(
+                target: "berth::storage",
+                "storage",
+                otel.name = ACTIONS[action as usize].1,
+                storage.driver = self.inner.name(),
+                storage.path = path,
+                otel.status_code = tracing::field::Empty,
+                error.message = tracing::field::Empty,
+            );
+            let result = call.instrument(span.clone()).await;
+            // A missing path is an answer (a cache miss, a 404), not a failed operation.
+            if let Err(e) = &result
+                && !matches!(e, DriverError::PathNotFound(_))
+            {
+                span.record("otel.status_code", "error");
+                span.record("error.message", tracing::field::display(e));
+            }
+            result
+        } else {
+            call.await
+        };
+        if let Some(m) = &self.metrics {
+            m.observe(action, start);
+        }
+        result
     }
 }
 
 #[async_trait]
-impl StorageDriver for MeteredDriver {
+impl StorageDriver for ObservedDriver {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
 
     async fn get_content(&self, path: &str) -> Result<Bytes, DriverError> {
-        let start = Instant::now();
-        let r = self.inner.get_content(path).await;
-        self.metrics.observe(Action::GetContent, start);
-        r
+        self.observe(Action::GetContent, path, self.inner.get_content(path))
+            .await
     }
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
-        let start = Instant::now();
-        let r = self.inner.put_content(path, content).await;
-        self.metrics.observe(Action::PutContent, start);
-        r
+        self.observe(
+            Action::PutContent,
+            path,
+            self.inner.put_content(path, content),
+        )
+        .await
     }
 
     async fn ensure_content(
@@ -116,10 +174,12 @@ impl StorageDriver for MeteredDriver {
         content: Bytes,
         persist: Persist,
     ) -> Result<(), DriverError> {
-        let start = Instant::now();
-        let r = self.inner.ensure_content(path, content, persist).await;
-        self.metrics.observe(Action::EnsureContent, start);
-        r
+        self.observe(
+            Action::EnsureContent,
+            path,
+            self.inner.ensure_content(path, content, persist),
+        )
+        .await
     }
 
     async fn reader(
@@ -128,10 +188,8 @@ impl StorageDriver for MeteredDriver {
         offset: u64,
         len: Option<u64>,
     ) -> Result<ReadStream, DriverError> {
-        let start = Instant::now();
-        let r = self.inner.reader(path, offset, len).await;
-        self.metrics.observe(Action::Reader, start);
-        r
+        self.observe(Action::Reader, path, self.inner.reader(path, offset, len))
+            .await
     }
 
     async fn writer(
@@ -140,17 +198,17 @@ impl StorageDriver for MeteredDriver {
         append: bool,
         persist: Persist,
     ) -> Result<Box<dyn FileWriter>, DriverError> {
-        let start = Instant::now();
-        let r = self.inner.writer(path, append, persist).await;
-        self.metrics.observe(Action::Writer, start);
-        r
+        self.observe(
+            Action::Writer,
+            path,
+            self.inner.writer(path, append, persist),
+        )
+        .await
     }
 
     async fn flush(&self, path: &str) -> Result<(), DriverError> {
-        let start = Instant::now();
-        let r = self.inner.flush(path).await;
-        self.metrics.observe(Action::Flush, start);
-        r
+        self.observe(Action::Flush, path, self.inner.flush(path))
+            .await
     }
 
     fn volatile_epoch(&self) -> &str {
@@ -158,31 +216,23 @@ impl StorageDriver for MeteredDriver {
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo, DriverError> {
-        let start = Instant::now();
-        let r = self.inner.stat(path).await;
-        self.metrics.observe(Action::Stat, start);
-        r
+        self.observe(Action::Stat, path, self.inner.stat(path))
+            .await
     }
 
     async fn list(&self, path: &str) -> Result<Vec<String>, DriverError> {
-        let start = Instant::now();
-        let r = self.inner.list(path).await;
-        self.metrics.observe(Action::List, start);
-        r
+        self.observe(Action::List, path, self.inner.list(path))
+            .await
     }
 
     async fn rename(&self, from: &str, to: &str, persist: Persist) -> Result<(), DriverError> {
-        let start = Instant::now();
-        let r = self.inner.rename(from, to, persist).await;
-        self.metrics.observe(Action::Move, start);
-        r
+        self.observe(Action::Move, from, self.inner.rename(from, to, persist))
+            .await
     }
 
     async fn delete(&self, path: &str) -> Result<(), DriverError> {
-        let start = Instant::now();
-        let r = self.inner.delete(path).await;
-        self.metrics.observe(Action::Delete, start);
-        r
+        self.observe(Action::Delete, path, self.inner.delete(path))
+            .await
     }
 }
 
@@ -193,14 +243,14 @@ mod tests {
 
     #[tokio::test]
     async fn each_call_is_timed_under_its_action() {
-        let d = MeteredDriver::new(Arc::new(InMemoryDriver::new()));
+        let d = ObservedDriver::new(Arc::new(InMemoryDriver::new())).with_metrics();
         d.put_content("/a/b", Bytes::from_static(b"x"))
             .await
             .unwrap();
         d.get_content("/a/b").await.unwrap();
         d.get_content("/a/b").await.unwrap();
         assert!(d.stat("/missing").await.is_err(), "failures are timed too");
-        let m = d.metrics();
+        let m = d.metrics().unwrap();
         let count = |a: Action| m.timers[a as usize].count();
         assert_eq!(count(Action::PutContent), 1);
         assert_eq!(count(Action::GetContent), 2);
