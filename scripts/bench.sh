@@ -16,14 +16,21 @@
 # (label berth-noauth), runs too, and only push-large, pull-large and pull-small run. The
 # report then also compares berth with berth-noauth.
 #
+# --ops measures operations features: berth and distribution both get the same
+# `notifications` endpoint (a live receiver, `berth-bench receive`, started here) and
+# Prometheus metrics on a debug address; a third registry, berth with neither (label
+# berth-noops), runs too, and only pull-small and push-small run. The report then also
+# compares berth with berth-noops, and the events each registry delivered are printed.
+#
 # usage: scripts/bench.sh [--rounds N] [--size smoke|full] [--out DIR] [--no-scale] [--nofsync]
-#                         [--auth basic|token]
+#                         [--auth basic|token] [--ops]
 #   --rounds N   rounds (default 3)
 #   --size S     smoke (seconds) or full (default)
 #   --out DIR    where results go (default target/bench/<date>)
 #   --no-scale   skip catalog-scale (populating 20,000 repositories)
 #   --nofsync    also run berth without flushing to the disk (label berth-nofsync)
 #   --auth MODE  basic or token (see above)
+#   --ops        notifications and metrics on (see above)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +40,7 @@ out=""
 scenario=all
 labels=(berth distribution)
 auth=""
+ops=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -41,7 +49,8 @@ while [ $# -gt 0 ]; do
     --no-scale) scenario=""; shift ;;
     --nofsync) labels+=(berth-nofsync); shift ;;
     --auth) auth="$2"; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --ops) ops=1; shift ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -51,7 +60,7 @@ out="$(cd "$out" && pwd)"
 
 . scripts/lib/packages.sh
 # htpasswd and openssl make the credentials of --auth.
-install_missing docker-registry:docker-registry htpasswd:apache2-utils openssl:openssl
+install_missing docker-registry:docker-registry htpasswd:apache2-utils openssl:openssl curl:curl
 
 cargo build --release -p berth-server -p berth-bench
 # What was built (the source may change while the rounds run).
@@ -97,9 +106,15 @@ if [ -n "$auth" ]; then
   scenario="push-large,pull-large,pull-small"
 fi
 
+if [ -n "$ops" ]; then
+  labels+=(berth-noops)
+  scenario="pull-small,push-small"
+fi
+
 results="$out/results.jsonl"
 : >"$results"
 server_pid=""
+receiver_pid=""
 roots=()
 
 # Roots are deleted only when the script ends. This VM's ext4 has no journal, and such
@@ -110,6 +125,7 @@ roots=()
 # (perf: find_get_block_common, recently_deleted).
 remove_roots() {
   stop_server
+  if [ -n "$receiver_pid" ]; then kill "$receiver_pid" 2>/dev/null || true; fi
   if [ ${#roots[@]} -gt 0 ]; then rm -rf "${roots[@]}"; fi
 }
 
@@ -128,6 +144,28 @@ stop_server() {
 }
 trap remove_roots EXIT
 
+# Ops mode: one live notification endpoint for every round, and the notifications
+# section both registries get.
+ops_yaml=""
+if [ -n "$ops" ]; then
+  receiver_port="$("$bench" free-port)"
+  "$bench" receive --port "$receiver_port" >"$out/receiver.log" 2>&1 &
+  receiver_pid=$!
+  ops_yaml="notifications:
+  endpoints:
+    - name: bench
+      url: http://127.0.0.1:$receiver_port/events
+      timeout: 2s
+      threshold: 5
+      backoff: 1s"
+fi
+
+# Envelopes and events the receiver has counted so far ("posts events").
+received() {
+  curl -fsS "http://127.0.0.1:$receiver_port/count" 2>/dev/null |
+    sed -E 's/.*"posts":([0-9]+),"events":([0-9]+).*/\1 \2/'
+}
+
 # run_one LABEL ROUND: fresh registry, one benchmark run, stop.
 run_one() {
   local label="$1" round="$2"
@@ -139,6 +177,10 @@ run_one() {
   log="$out/$label-round$round.server.log"
   local fsync=true
   [ "$label" = berth-nofsync ] && fsync=false
+  local with_ops=""
+  if [ -n "$ops" ] && [ "$label" != berth-noops ]; then
+    with_ops=1
+  fi
   cat >"$cfg" <<EOF
 version: 0.1
 log:
@@ -159,9 +201,21 @@ storage:
 http:
   addr: 127.0.0.1:$port
 EOF
+  if [ -n "$with_ops" ]; then
+    # Right below `http.addr`: the debug server belongs to the `http` section.
+    cat >>"$cfg" <<EOF
+  debug:
+    addr: 127.0.0.1:$("$bench" free-port)
+    prometheus:
+      enabled: true
+$ops_yaml
+EOF
+  fi
   if [ -n "$auth" ] && [ "$label" != berth-noauth ]; then
     echo "$auth_yaml" >>"$cfg"
   fi
+  local before=""
+  [ -n "$with_ops" ] && before="$(received)"
   case "$label" in
     berth|berth-nofsync|berth-noauth) "$berth" serve "$cfg" >"$log" 2>&1 & ;;
     distribution) "$distribution" serve "$cfg" >"$log" 2>&1 & ;;
@@ -177,6 +231,20 @@ EOF
   "$bench" "${args[@]}" | tee -a "$results" >/dev/null
   if ! kill -0 "$server_pid" 2>/dev/null; then
     echo "bench.sh: $label exited during the run; see $log" >&2
+  fi
+  if [ -n "$with_ops" ]; then
+    # Delivery may trail the run: wait until the count stops moving (at most 30 s).
+    local after prev=""
+    for _ in $(seq 1 30); do
+      after="$(received)"
+      [ "$after" = "$prev" ] && break
+      prev="$after"
+      sleep 1
+    done
+    local p0 e0 p1 e1
+    read -r p0 e0 <<<"$before"
+    read -r p1 e1 <<<"$after"
+    echo "$label round $round: $((e1 - e0)) events in $((p1 - p0)) POSTs" >>"$out/events.txt"
   fi
   stop_server
 }
@@ -211,6 +279,16 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "berth with $auth auth against berth without auth (same machine, same rounds):"
     echo
     "$bench" report --candidate berth --baseline berth-noauth "$results"
+  fi
+  if [ -n "$ops" ]; then
+    echo
+    echo "berth with notifications and metrics against berth with neither:"
+    echo
+    "$bench" report --candidate berth --baseline berth-noops "$results"
+    echo
+    echo "Events delivered to the receiver (counted once each run's queue drained):"
+    echo
+    sed 's/^/    /' "$out/events.txt"
   fi
 } | tee "$out/report.md"
 echo "bench.sh: results in $results" >&2

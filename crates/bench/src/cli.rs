@@ -24,6 +24,9 @@ usage:
       Prints a bearer token granting pull, push and delete on each repository (default:
       the repositories of push-large, pull-large and pull-small), signed as a token
       server would sign it, for registries whose auth.token trusts CERT.
+  berth-bench receive --port PORT
+      Serves a notification endpoint on 127.0.0.1:PORT until stopped: every POST is
+      answered 200 and its events counted; GET /count answers {\"posts\":N,\"events\":M}.
   berth-bench free-port
       Prints a free TCP port on 127.0.0.1.
   berth-bench wait --url URL [--timeout SECONDS]
@@ -44,6 +47,11 @@ pub enum Command {
     },
     /// `token`.
     Token(TokenOptions),
+    /// `receive`.
+    Receive {
+        /// The loopback port to listen on.
+        port: u16,
+    },
     /// `free-port`.
     FreePort,
     /// `wait`.
@@ -66,6 +74,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "run" => parse_run(rest).map(|o| Command::Run(Box::new(o))),
         "report" => parse_report(rest),
         "token" => parse_token(rest).map(Command::Token),
+        "receive" => parse_receive(rest),
         "free-port" => Ok(Command::FreePort),
         "wait" => parse_wait(rest),
         "help" | "-h" | "--help" => Ok(Command::Help),
@@ -237,6 +246,20 @@ fn parse_wait(args: &[String]) -> Result<Command, String> {
     Ok(Command::Wait {
         url: url.ok_or("wait: --url is required")?,
         timeout,
+    })
+}
+
+fn parse_receive(args: &[String]) -> Result<Command, String> {
+    let mut free = Vec::new();
+    let mut port = None;
+    for (name, value) in pairs(args, &mut free)? {
+        match name.as_str() {
+            "port" => port = Some(value.parse().map_err(|_| format!("bad --port {value:?}"))?),
+            other => return Err(format!("receive: unknown option --{other}")),
+        }
+    }
+    Ok(Command::Receive {
+        port: port.ok_or("receive: --port is required")?,
     })
 }
 

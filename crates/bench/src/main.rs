@@ -64,6 +64,7 @@ async fn execute(command: Command) -> Result<(), String> {
             println!("{}", berth_bench::token::mint(&opts)?);
             Ok(())
         }
+        Command::Receive { port } => berth_bench::receiver::serve(port).await,
         Command::FreePort => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")
                 .map_err(|e| format!("cannot bind a port: {e}"))?;
