@@ -139,6 +139,7 @@ fn main() -> ExitCode {
             GcOptions {
                 dry_run,
                 delete_untagged,
+                ..GcOptions::default()
             },
         ),
         Command::Version => {
