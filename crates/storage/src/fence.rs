@@ -215,7 +215,10 @@ mod tests {
             })
         };
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(!begun.is_finished(), "began with a pass of the idle phase out");
+        assert!(
+            !begun.is_finished(),
+            "began with a pass of the idle phase out"
+        );
         assert!(f.active());
         // A pass taken now belongs to the running phase and does not hold it up.
         let during = f.enter();
@@ -226,7 +229,10 @@ mod tests {
             tokio::spawn(async move { f.end().await })
         };
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(!ended.is_finished(), "ended with a pass of the running phase out");
+        assert!(
+            !ended.is_finished(),
+            "ended with a pass of the running phase out"
+        );
         drop(during);
         ended.await.unwrap();
         assert!(!f.active());
@@ -250,7 +256,10 @@ mod tests {
             })
         };
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(!next.is_finished(), "cleared a record a request may still rely on");
+        assert!(
+            !next.is_finished(),
+            "cleared a record a request may still rely on"
+        );
         drop(pass);
         assert!(next.await.unwrap());
         assert!(!f.active());

@@ -163,12 +163,12 @@ struct Mark {
 }
 
 /// The report being made and whom to tell each step.
-struct Progress<'a> {
+struct Progress<'a, F> {
     report: GcReport,
-    on: &'a mut dyn FnMut(GcEvent<'_>),
+    on: &'a mut F,
 }
 
-impl Progress<'_> {
+impl<F: FnMut(GcEvent<'_>)> Progress<'_, F> {
     fn tell(&mut self, event: GcEvent<'_>) {
         (self.on)(event);
     }
@@ -204,17 +204,21 @@ impl StorageRegistry {
     }
 
     /// The collection proper, once the fence is closed.
-    async fn collect(&self, options: GcOptions, progress: &mut Progress<'_>) -> Result<(), Error> {
+    async fn collect<F: FnMut(GcEvent<'_>)>(
+        &self,
+        options: GcOptions,
+        progress: &mut Progress<'_, F>,
+    ) -> Result<(), Error> {
         let (repos, mark) = self.mark(options, progress).await?;
         self.sweep(options, &repos, mark, progress).await
     }
 
     /// Walks every repository, marking what its kept manifests need; answers the
     /// repositories walked and the mark.
-    async fn mark(
+    async fn mark<F: FnMut(GcEvent<'_>)>(
         &self,
         options: GcOptions,
-        progress: &mut Progress<'_>,
+        progress: &mut Progress<'_, F>,
     ) -> Result<(Vec<RepositoryName>, Mark), Error> {
         let mut repos = self.stores.catalog.walk(ANY_DATA_MARKERS).await?;
         repos.sort_by(|a, b| catalog_order(a.as_str(), b.as_str()));
@@ -232,12 +236,12 @@ impl StorageRegistry {
     /// Deletes the untagged manifests the mark found and every unmarked blob, unless a
     /// request touched it meanwhile or it is younger than the grace period, then the
     /// layer links naming the blobs removed.
-    async fn sweep(
+    async fn sweep<F: FnMut(GcEvent<'_>)>(
         &self,
         options: GcOptions,
         repos: &[RepositoryName],
         mark: Mark,
-        progress: &mut Progress<'_>,
+        progress: &mut Progress<'_, F>,
     ) -> Result<(), Error> {
         if !options.dry_run {
             for (repo, digest) in &mark.untagged {
@@ -280,7 +284,12 @@ impl StorageRegistry {
                     progress.report.kept_touched += 1;
                     progress.tell(GcEvent::BlobKept(&digest));
                 }
-                Sweep::Absent => {}
+                // Removed since it was listed (by another collector): its links go too.
+                Sweep::Absent => {
+                    if !options.dry_run {
+                        swept.insert(digest);
+                    }
+                }
             }
         }
         if !swept.is_empty() {
@@ -291,12 +300,12 @@ impl StorageRegistry {
 
     /// Marks one repository's kept manifests and what they name; records the manifests
     /// to delete when `delete_untagged`.
-    async fn mark_repository(
+    async fn mark_repository<F: FnMut(GcEvent<'_>)>(
         &self,
         repo: &RepositoryName,
         delete_untagged: bool,
         mark: &mut Mark,
-        progress: &mut Progress<'_>,
+        progress: &mut Progress<'_, F>,
     ) -> Result<(), Error> {
         let revisions = self.revisions(repo).await?;
         let kept = if delete_untagged {
@@ -396,11 +405,11 @@ impl StorageRegistry {
     /// collection does), the revision, and berth's referrer link to it. Its bytes stay
     /// until the sweep, which finds them unmarked. One a request touched since the mark
     /// (a push tagging it, an index naming it) stays.
-    async fn delete_untagged(
+    async fn delete_untagged<F: FnMut(GcEvent<'_>)>(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
-        progress: &mut Progress<'_>,
+        progress: &mut Progress<'_, F>,
     ) -> Result<(), Error> {
         let stores = &self.stores;
         let subject = self.refs(digest).await?.subject;
@@ -456,11 +465,11 @@ impl StorageRegistry {
     /// Removes every `_layers` link naming a swept blob (distribution 2.8.2 leaves them,
     /// and then answers 404 for a blob its repository still lists as linked), unless the
     /// blob was pushed again since.
-    async fn unlink_swept(
+    async fn unlink_swept<F: FnMut(GcEvent<'_>)>(
         &self,
         repos: &[RepositoryName],
         swept: &HashSet<Digest>,
-        progress: &mut Progress<'_>,
+        progress: &mut Progress<'_, F>,
     ) -> Result<(), Error> {
         let stores = &self.stores;
         for repo in repos {
@@ -477,6 +486,9 @@ impl StorageRegistry {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod online_tests;
 
 #[cfg(test)]
 mod tests {
