@@ -170,3 +170,42 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_count_what_collections_did() {
+        let m = GcMetrics::default();
+        let report = GcReport {
+            blobs_removed: 3,
+            bytes_removed: 4096,
+            manifests_removed: 1,
+            kept_young: 2,
+            kept_touched: 5,
+            ..GcReport::default()
+        };
+        m.finished(&report, false, Duration::from_millis(1500));
+        // A dry run removes nothing, whatever its report says would go.
+        m.finished(&report, true, Duration::from_millis(250));
+        m.skipped.inc();
+        let mut enc = Encoder::new();
+        m.collect(&mut enc);
+        let text = enc.finish();
+        for line in [
+            "berth_gc_runs_total{result=\"ok\"} 2",
+            "berth_gc_runs_total{result=\"failed\"} 0",
+            "berth_gc_runs_total{result=\"skipped\"} 1",
+            "berth_gc_blobs_removed_total 3",
+            "berth_gc_bytes_freed_total 4096",
+            "berth_gc_manifests_removed_total 1",
+            "berth_gc_kept_total{reason=\"young\"} 4",
+            "berth_gc_kept_total{reason=\"touched\"} 10",
+            "berth_gc_last_run_duration_seconds 0.25",
+            "# TYPE berth_gc_last_run_timestamp_seconds gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    }
+}

@@ -242,6 +242,23 @@ fn online_collection_beside_pushes_and_deletes_keeps_every_acknowledged_image() 
     for b in &base {
         assert!(blob_file(root.path(), &b.digest).exists());
     }
+    // A real client pulls a few of them with the digests pushed.
+    if common::have_tool("skopeo") {
+        for (name, tag, img) in kept.iter().step_by(kept.len() / 3 + 1) {
+            let layout = work
+                .path()
+                .join(format!("pulled-{}", name.replace('/', "-")));
+            let src = format!("docker://{}/{name}:{tag}", berth.host());
+            let pulled = skopeo_copy(
+                &["--preserve-digests"],
+                &src,
+                &layout_str(&layout, tag),
+                work.path(),
+            );
+            assert_eq!(pulled, img.manifest.digest);
+            assert_layout_has_image(&layout, tag, img);
+        }
+    }
 
     let scraped = scrape(&debug);
     let runs = sample(&scraped, "berth_gc_runs_total{result=\"ok\"}");
