@@ -15,6 +15,10 @@ use berth_storage::{GcOptions, GcReport, StorageRegistry};
 
 use crate::config::OnlineGc;
 
+/// The longest wait for the first collection after start-up, so that a registry
+/// restarted more often than `interval` still collects.
+const FIRST_AFTER: Duration = Duration::from_secs(600);
+
 /// The collections' series (`berth_gc_*`), scraped when metrics are on.
 #[derive(Debug, Default)]
 pub struct GcMetrics {
@@ -119,8 +123,9 @@ impl Collect for GcMetrics {
     }
 }
 
-/// Runs collections every `gc.interval` (measured from the end of the previous one)
-/// until the task is dropped. `read_only` skips each, with a log line.
+/// Runs collections every `gc.interval` (measured from the end of the previous one; the
+/// first after `gc.interval` or ten minutes, whichever is shorter) until the task is
+/// dropped. `read_only` skips each, with a log line.
 pub async fn run(
     registry: Arc<StorageRegistry>,
     gc: OnlineGc,
@@ -132,8 +137,24 @@ pub async fn run(
         delete_untagged: gc.delete_untagged,
         grace_period: gc.grace_period,
     };
+    tracing::info!(
+        interval_s = gc.interval.as_secs_f64(),
+        grace_period_s = gc.grace_period.as_secs_f64(),
+        delete_untagged = gc.delete_untagged,
+        dry_run = gc.dry_run,
+        "online garbage collection on; it assumes this process is the only writer to the storage"
+    );
+    if gc.grace_period.is_zero() && !gc.dry_run {
+        tracing::warn!(
+            "storage.maintenance.gc.graceperiod is 0s: a blob uploaded before a collection \
+             starts, for a manifest pushed after it, is removed, and that push fails with \
+             MANIFEST_BLOB_UNKNOWN"
+        );
+    }
+    let mut pause = gc.interval.min(FIRST_AFTER);
     loop {
-        tokio::time::sleep(gc.interval).await;
+        tokio::time::sleep(pause).await;
+        pause = gc.interval;
         if read_only {
             metrics.skipped.inc();
             tracing::info!(
