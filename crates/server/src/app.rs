@@ -56,6 +56,9 @@ pub struct App {
     pub metrics: Vec<Arc<dyn Collect>>,
     /// The flag the health checks raise; `None` without checks.
     pub health: Option<Arc<HealthGate>>,
+    /// What online garbage collection records (scraped only when metrics and online
+    /// collection are both on).
+    pub gc_metrics: Arc<crate::online_gc::GcMetrics>,
 }
 
 /// `http.prefix` as the router wants it: leading slash, no trailing slash, "" for none.
@@ -168,8 +171,12 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         continue_trace: crate::telemetry::active()
             .then_some(crate::telemetry::continue_trace as berth_http::ContinueTrace),
     };
+    let gc_metrics = Arc::new(crate::online_gc::GcMetrics::default());
     if http_metrics.is_some() {
         metrics.push(registry.clone());
+        if config.storage.gc.enabled {
+            metrics.push(gc_metrics.clone());
+        }
     }
     let router = berth_http::router(registry.clone(), options);
     Ok(App {
@@ -179,6 +186,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         driver,
         metrics,
         health,
+        gc_metrics,
     })
 }
 

@@ -63,6 +63,8 @@ fn write_event(
             "\n{marked} blobs marked, {blobs} blobs and {manifests} manifests eligible for deletion"
         ),
         GcEvent::BlobEligible(digest) => writeln!(out, "blob eligible for deletion: {digest}"),
+        // Offline nothing touches a blob and the grace period is zero.
+        GcEvent::BlobKept(_) => Ok(()),
         GcEvent::Removed(path) => writeln!(removals, "removed {root}{path}"),
     }
 }

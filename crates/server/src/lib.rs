@@ -1,6 +1,6 @@
 //! berth-server: the `berth` binary's library half. Configuration (distribution's
 //! `config.yml`), the composition root that wires concrete types, logging, and the server
-//! lifecycle (listen, TLS, upload purging, graceful shutdown), TLS while serving
+//! lifecycle (listen, TLS, upload purging, online garbage collection, graceful shutdown), TLS while serving
 //! (certificate reload, ACME), and the offline subcommands over the storage
 //! (`check-storage`, `garbage-collect`), the health checks, and trace export.
 
@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod logging;
 pub mod offline;
+pub mod online_gc;
 pub mod storage_check;
 pub mod telemetry;
 pub mod tls;

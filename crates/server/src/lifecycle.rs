@@ -1,4 +1,5 @@
-//! Running the registry: bind (plain or TLS), serve, purge old uploads on schedule, and
+//! Running the registry: bind (plain or TLS), serve, purge old uploads and collect
+//! garbage (when configured) on schedule, and
 //! on SIGTERM/SIGINT stop accepting, drain in-flight requests (up to
 //! `http.draintimeout`), then return.
 
@@ -14,7 +15,7 @@ use berth_storage::StorageRegistry;
 use berth_driver::StorageDriver;
 
 use crate::app::{self, StartError};
-use crate::config::{Config, Limits, UploadPurging};
+use crate::config::{Config, Limits, OnlineGc, UploadPurging};
 use crate::connection::{self, LimitedAcceptor, Timeouts};
 use crate::health::Health;
 use crate::tls::Serving;
@@ -29,6 +30,8 @@ pub struct Server {
     http2: bool,
     drain: Duration,
     purging: Option<UploadPurging>,
+    /// Online garbage collection, when enabled, and its series.
+    gc: Option<(OnlineGc, Arc<crate::online_gc::GcMetrics>)>,
     limits: Limits,
     /// The debug server (`http.debug.addr`), bound, with its routes.
     debug: Option<(TcpListener, Router)>,
@@ -107,6 +110,8 @@ impl Server {
         };
         let purging = config.storage.upload_purging.clone();
         let purging = (purging.enabled && !config.storage.read_only).then_some(purging);
+        let gc = config.storage.gc.clone();
+        let gc = gc.enabled.then(|| (gc, app.gc_metrics.clone()));
         Ok(Server {
             listener,
             router,
@@ -115,6 +120,7 @@ impl Server {
             http2: config.http.http2,
             drain: config.http.drain_timeout,
             purging,
+            gc,
             limits: config.limits.clone(),
             debug,
             health: health.map(|h| (h, app.driver.clone())),
@@ -162,6 +168,11 @@ impl Server {
         let purger = self
             .purging
             .map(|p| tokio::spawn(purge_loop(self.registry.clone(), p)));
+        // Read-only mode keeps the task, which logs each skipped cycle.
+        let collector = self.gc.map(|(gc, metrics)| {
+            let registry = self.registry.clone();
+            tokio::spawn(crate::online_gc::run(registry, gc, self.read_only, metrics))
+        });
         let checks = self
             .health
             .as_ref()
@@ -213,6 +224,11 @@ impl Server {
         };
         if let Some(p) = purger {
             p.abort();
+        }
+        // A collection stopped part way removes nothing more; the fence it left up only
+        // records touches until the process ends.
+        if let Some(c) = collector {
+            c.abort();
         }
         if let Some(t) = tls_maintainer {
             t.abort();

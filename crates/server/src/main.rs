@@ -63,6 +63,8 @@ Run it only while no registry writes to the storage: stop the registry, or resta
 with storage.maintenance.readonly.enabled: true; collect; then restart it without
 read-only mode, so no cache remembers what was removed. A blob uploaded for a manifest
 not yet pushed has no reference and would be deleted.
+To collect while serving, let the registry do it: storage.maintenance.gc.enabled: true
+(see the README, Online garbage collection).
 
 Exit status:
   0  done (--dry-run: nothing removed)
@@ -139,6 +141,7 @@ fn main() -> ExitCode {
             GcOptions {
                 dry_run,
                 delete_untagged,
+                ..GcOptions::default()
             },
         ),
         Command::Version => {

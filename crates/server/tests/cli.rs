@@ -482,6 +482,39 @@ fn check_config_and_serve_refuse_the_same_bad_configurations() {
             "storage.maintenance.uploadpurging.interval",
         ),
         (
+            "zero online gc interval",
+            format!(
+                "version: 0.1\nstorage: {{inmemory: {{}}, maintenance: {{gc: {{enabled: true, interval: 0s}}}}}}\n{http}\n"
+            ),
+            vec![],
+            "storage.maintenance.gc.interval",
+        ),
+        (
+            "bad online gc grace period",
+            format!(
+                "version: 0.1\nstorage: {{inmemory: {{}}, maintenance: {{gc: {{graceperiod: a-day}}}}}}\n{http}\n"
+            ),
+            vec![],
+            "storage.maintenance.gc.graceperiod",
+        ),
+        (
+            "bad online gc switch from the environment",
+            base.clone(),
+            vec![(
+                "REGISTRY_STORAGE_MAINTENANCE_GC_DELETEUNTAGGED",
+                "sometimes",
+            )],
+            "storage.maintenance.gc.deleteuntagged",
+        ),
+        (
+            "bad online gc dry run",
+            format!(
+                "version: 0.1\nstorage: {{inmemory: {{}}, maintenance: {{gc: {{dryrun: 1}}}}}}\n{http}\n"
+            ),
+            vec![],
+            "storage.maintenance.gc.dryrun",
+        ),
+        (
             "unsupported driver",
             format!("version: 0.1\nstorage: {{s3: {{region: x}}}}\n{http}\n"),
             vec![],

@@ -1,14 +1,19 @@
 //! Blobs: the global content store and the repository-scoped links that make a blob
 //! visible in a repository (the linked blob store of distribution's design), with the
 //! blob-descriptor cache in front. A link and its cache entry change together under the
-//! link's lock, so the cache never claims a link that storage no longer has.
+//! link's lock, so the cache never claims a link that storage no longer has. A blob's
+//! global cache entry is filled, and the blob removed by garbage collection, under the
+//! blob's own lock; requests that rely on a blob touch it in the [`Fence`] first, so a
+//! collection running beside them never removes what they were told exists.
 
 use std::future::Future;
+use std::time::{Duration, SystemTime};
 
 use berth_core::{BlobContent, BlobRead, Digest, Error, RepositoryName};
 
 use crate::access::{Access, DriverResult};
 use crate::cache::{DescriptorCache, Lookups};
+use crate::fence::{Fence, Touch};
 use crate::layout::StoragePath;
 use crate::locks::KeyedLocks;
 
@@ -17,10 +22,28 @@ pub(crate) struct BlobStore {
     access: Access,
     cache: Option<DescriptorCache>,
     links: KeyedLocks<(RepositoryName, Digest)>,
+    /// Held while a blob's global cache entry is filled and while garbage collection
+    /// removes it (taken after a link's lock, never before).
+    blobs: KeyedLocks<Digest>,
+    /// What a running garbage collection must keep.
+    pub(crate) fence: Fence,
     /// Lookups of blobs in the global store, when the cache is on.
     pub(crate) global_lookups: Lookups,
     /// Lookups of blobs linked into a repository, when the cache is on.
     pub(crate) linked_lookups: Lookups,
+}
+
+/// What garbage collection's attempt to remove one blob did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sweep {
+    /// Removed (or, in a dry run, would have been): this many bytes.
+    Removed(u64),
+    /// Its data is younger than the grace period.
+    Young,
+    /// A request relied on it while the collection ran.
+    Touched,
+    /// Already gone.
+    Absent,
 }
 
 impl BlobStore {
@@ -29,9 +52,22 @@ impl BlobStore {
             access,
             cache,
             links: KeyedLocks::default(),
+            blobs: KeyedLocks::default(),
+            fence: Fence::default(),
             global_lookups: Lookups::default(),
             linked_lookups: Lookups::default(),
         }
+    }
+
+    /// Touches `digest` for a request that relies on it (see [`Fence`]). When a running
+    /// collection is removing it, waits until the removal is done: afterwards storage
+    /// and the global cache say it is gone (or back, if pushed again meanwhile).
+    pub(crate) async fn hold(&self, digest: &Digest) -> Touch {
+        let touch = self.fence.touch(digest);
+        if touch == Touch::Doomed {
+            drop(self.blobs.lock(digest.clone()).await);
+        }
+        touch
     }
 
     /// Size of a blob in the global store; `None` when absent.
@@ -39,6 +75,12 @@ impl BlobStore {
         if let Some(c) = &self.cache
             && let Some(size) = self.global_lookups.record(c.global(digest))
         {
+            return Ok(Some(size));
+        }
+        // Filled under the blob's lock: a collection cannot remove it between what
+        // storage said and what the cache is told.
+        let _held = self.blobs.lock(digest.clone()).await;
+        if let Some(size) = self.cache.as_ref().and_then(|c| c.global(digest)) {
             return Ok(Some(size));
         }
         let size = self.access.size(StoragePath::BlobData(digest)).await?;
@@ -56,13 +98,16 @@ impl BlobStore {
     }
 
     /// Size of a blob visible in `repo`: linked as a layer, or (as registries commonly
-    /// allow) a manifest revision of the repository.
+    /// allow) a manifest revision of the repository. Touches the blob (a check a push
+    /// may act on: docker skips uploading what a `HEAD` finds).
     pub(crate) async fn linked_size(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>, Error> {
-        if let Some(c) = &self.cache
+        let trusted = self.hold(digest).await == Touch::Kept;
+        if trusted
+            && let Some(c) = &self.cache
             && let Some(size) = self.linked_lookups.record(c.linked(repo, digest))
         {
             return Ok(Some(size));
@@ -70,6 +115,11 @@ impl BlobStore {
         // Filled under the link's lock: an unlink cannot slip between what storage said
         // and what the cache is told.
         let _held = self.links.lock((repo.clone(), digest.clone())).await;
+        if !trusted {
+            // The blob was collected: its link entry may outlive it until the
+            // collection removes the links.
+            self.forget_locked(repo, digest);
+        }
         if let Some(size) = self.cache.as_ref().and_then(|c| c.linked(repo, digest)) {
             return Ok(Some(size));
         }
@@ -86,7 +136,7 @@ impl BlobStore {
         }
         let size = self.size(digest).await?;
         if let (Some(size), Some(c)) = (size, &self.cache) {
-            c.set_linked(repo, digest, size);
+            c.set_link(repo, digest, size);
         }
         Ok(size)
     }
@@ -171,14 +221,73 @@ impl BlobStore {
             .await
     }
 
-    /// Removes a blob from the global store (its whole `<hex>` directory), for garbage
-    /// collection; `Ok(false)` when it was not there. Links naming it are the caller's.
-    pub(crate) async fn remove_global(&self, digest: &Digest) -> Result<bool, Error> {
+    /// Removes a blob from the global store (its whole `<hex>` directory) for garbage
+    /// collection, under the blob's lock, unless its data is younger than `grace` (or
+    /// of unknown age while `grace` is not zero) or a request touched it during this
+    /// collection. With `dry_run` only decides. Links naming it are the caller's
+    /// ([`unlink_collected`](Self::unlink_collected)).
+    pub(crate) async fn sweep(
+        &self,
+        digest: &Digest,
+        grace: Duration,
+        dry_run: bool,
+    ) -> Result<Sweep, Error> {
+        let _held = self.blobs.lock(digest.clone()).await;
+        let path = StoragePath::BlobData(digest).path();
+        let Some(info) = self.access.driver().stat(&path).await.or_absent()? else {
+            return Ok(Sweep::Absent);
+        };
+        if !grace.is_zero() {
+            let age = info
+                .modified
+                .and_then(|m| SystemTime::now().duration_since(m).ok());
+            if age.is_none_or(|age| age < grace) {
+                return Ok(Sweep::Young);
+            }
+        }
+        if dry_run {
+            return Ok(if self.fence.touched(digest) {
+                Sweep::Touched
+            } else {
+                Sweep::Removed(info.size)
+            });
+        }
+        if !self.fence.doom(digest) {
+            return Ok(Sweep::Touched);
+        }
         let removed = self.access.remove(StoragePath::BlobDir(digest)).await;
         if let Some(c) = &self.cache {
             c.forget_global(digest);
         }
-        removed
+        Ok(match removed? {
+            true => Sweep::Removed(info.size),
+            false => Sweep::Absent,
+        })
+    }
+
+    /// Removes `repo`'s layer link to a blob garbage collection removed, unless the blob
+    /// is back (pushed again since: a commit publishes and links under the same link
+    /// lock, so it cannot slip in between); `Ok(false)` when nothing was removed.
+    pub(crate) async fn unlink_collected(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, Error> {
+        let _held = self.links.lock((repo.clone(), digest.clone())).await;
+        if self.access.exists(StoragePath::BlobData(digest)).await? {
+            return Ok(false);
+        }
+        self.forget_locked(repo, digest);
+        if !self
+            .access
+            .exists(StoragePath::LayerLink(repo, digest))
+            .await?
+        {
+            return Ok(false);
+        }
+        self.access
+            .remove(StoragePath::LayerDir(repo, digest))
+            .await
     }
 
     /// Forgets what the cache knows of `digest` in `repo` (a manifest revision removed).

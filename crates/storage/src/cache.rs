@@ -59,6 +59,13 @@ impl DescriptorCache {
         self.linked.insert((repo.clone(), digest.clone()), size);
     }
 
+    /// Records that `digest` (of `size` bytes) is linked into `repo`, leaving the global
+    /// map alone: a fill through a link learns the size from the global map or storage,
+    /// which is filled under the blob's own lock.
+    pub fn set_link(&self, repo: &RepositoryName, digest: &Digest, size: u64) {
+        self.linked.insert((repo.clone(), digest.clone()), size);
+    }
+
     /// Records a blob in the global store.
     pub fn set_global(&self, digest: &Digest, size: u64) {
         self.global.insert(digest.clone(), size);

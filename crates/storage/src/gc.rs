@@ -14,18 +14,24 @@
 //! would not accept today keeps its blobs. Marking too much only keeps a blob; marking
 //! too little loses one.
 //!
-//! The collection assumes that nothing writes to the storage while it runs, as
-//! distribution's does: a blob uploaded for a manifest not yet pushed is unreferenced and
-//! swept. Deletions go through the stores (under their locks, caches following), so an
-//! online collection can reuse the mark and the sweep once pushes are fenced against it.
+//! The same collection runs offline (`berth garbage-collect`) and inside the serving
+//! process. Deletions go through the stores, under their locks, so the caches follow
+//! storage. Beside requests of this process it is safe through the `fence`: the mark
+//! begins once every push that started before it has finished, a request relies on a
+//! blob or manifest only after touching it, and the collection removes nothing touched
+//! (see `fence` and docs/DESIGN.md). Requests of other processes are not fenced: for
+//! them only the grace period (`GcOptions::grace_period`) protects a blob uploaded for a
+//! manifest not yet pushed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
 
 use berth_core::{Digest, Error, RepositoryName};
 use serde_json::Value;
 
 use crate::StorageRegistry;
 use crate::access::{ALGORITHMS, digest_named};
+use crate::blobs::Sweep;
 use crate::catalog::{ANY_DATA_MARKERS, catalog_order};
 use crate::layout::StoragePath;
 
@@ -37,6 +43,9 @@ pub struct GcOptions {
     /// Delete the manifests no tag reaches (see the module documentation for what a tag
     /// reaches).
     pub delete_untagged: bool,
+    /// A blob whose data changed less than this long ago is never removed (nor, when not
+    /// zero, one whose age the driver cannot tell). Zero offline, as distribution.
+    pub grace_period: Duration,
 }
 
 /// What a collection does, in the order it does it (distribution's order: each
@@ -60,8 +69,12 @@ pub enum GcEvent<'a> {
         /// Manifests no tag reaches (`delete_untagged` only).
         manifests: usize,
     },
-    /// A blob no kept manifest references: deleted unless dry run.
+    /// A blob no kept manifest references: deleted unless dry run, or kept after all
+    /// ([`GcEvent::BlobKept`]).
     BlobEligible(&'a Digest),
+    /// An eligible blob that stays: younger than the grace period, or relied on by a
+    /// request while the collection ran.
+    BlobKept(&'a Digest),
     /// A driver path this run removed (a blob's directory, a revision, a tag history
     /// entry, a layer or referrer link).
     Removed(&'a str),
@@ -80,6 +93,16 @@ pub struct GcReport {
     pub manifests_eligible: usize,
     /// Paths removed (none in a dry run).
     pub removed: usize,
+    /// Eligible blobs removed (in a dry run: that would have been).
+    pub blobs_removed: usize,
+    /// Their bytes.
+    pub bytes_removed: u64,
+    /// Manifests no tag reaches that were deleted (none in a dry run).
+    pub manifests_removed: usize,
+    /// Eligible blobs kept because they are younger than the grace period.
+    pub kept_young: usize,
+    /// Eligible blobs or manifests kept because a request relied on them meanwhile.
+    pub kept_touched: usize,
 }
 
 /// The digests a manifest names, read leniently (see the module documentation).
@@ -140,12 +163,12 @@ struct Mark {
 }
 
 /// The report being made and whom to tell each step.
-struct Progress<'a> {
+struct Progress<'a, F> {
     report: GcReport,
-    on: &'a mut dyn FnMut(GcEvent<'_>),
+    on: &'a mut F,
 }
 
-impl Progress<'_> {
+impl<F: FnMut(GcEvent<'_>)> Progress<'_, F> {
     fn tell(&mut self, event: GcEvent<'_>) {
         (self.on)(event);
     }
@@ -160,29 +183,69 @@ impl Progress<'_> {
 impl StorageRegistry {
     /// Marks what the kept manifests need and sweeps the rest, telling `on` each step
     /// (see [`GcEvent`]). With `dry_run` nothing is removed; the events and the report
-    /// are the same but for [`GcEvent::Removed`]. Only for storage nothing else writes to
-    /// (see the module documentation).
+    /// are the same but for [`GcEvent::Removed`]. Safe beside this registry's own
+    /// requests; other writers to the storage are covered by the grace period only (see
+    /// the module documentation). Dropping the future part way leaves requests recording
+    /// touches until the next collection begins; nothing is removed meanwhile.
     pub async fn garbage_collect<F>(&self, options: GcOptions, mut on: F) -> Result<GcReport, Error>
     where
         F: FnMut(GcEvent<'_>),
     {
+        let fence = &self.stores.blobs.fence;
+        let collecting = fence.begin().await;
         let mut progress = Progress {
             report: GcReport::default(),
             on: &mut on,
         };
+        let collected = self.collect(options, &mut progress).await;
+        fence.end().await;
+        drop(collecting);
+        collected.map(|()| progress.report)
+    }
+
+    /// The collection proper, once the fence is closed.
+    async fn collect<F: FnMut(GcEvent<'_>)>(
+        &self,
+        options: GcOptions,
+        progress: &mut Progress<'_, F>,
+    ) -> Result<(), Error> {
+        let (repos, mark) = self.mark(options, progress).await?;
+        self.sweep(options, &repos, mark, progress).await
+    }
+
+    /// Walks every repository, marking what its kept manifests need; answers the
+    /// repositories walked and the mark.
+    async fn mark<F: FnMut(GcEvent<'_>)>(
+        &self,
+        options: GcOptions,
+        progress: &mut Progress<'_, F>,
+    ) -> Result<(Vec<RepositoryName>, Mark), Error> {
         let mut repos = self.stores.catalog.walk(ANY_DATA_MARKERS).await?;
         repos.sort_by(|a, b| catalog_order(a.as_str(), b.as_str()));
         let mut mark = Mark::default();
         for repo in &repos {
             progress.report.repositories += 1;
             progress.tell(GcEvent::Repository(repo));
-            self.mark_repository(repo, options.delete_untagged, &mut mark, &mut progress)
+            self.mark_repository(repo, options.delete_untagged, &mut mark, progress)
                 .await?;
         }
         progress.report.manifests_eligible = mark.untagged.len();
+        Ok((repos, mark))
+    }
+
+    /// Deletes the untagged manifests the mark found and every unmarked blob, unless a
+    /// request touched it meanwhile or it is younger than the grace period, then the
+    /// layer links naming the blobs removed.
+    async fn sweep<F: FnMut(GcEvent<'_>)>(
+        &self,
+        options: GcOptions,
+        repos: &[RepositoryName],
+        mark: Mark,
+        progress: &mut Progress<'_, F>,
+    ) -> Result<(), Error> {
         if !options.dry_run {
             for (repo, digest) in &mark.untagged {
-                self.delete_untagged(repo, digest, &mut progress).await?;
+                self.delete_untagged(repo, digest, progress).await?;
             }
         }
         let doomed = self.unmarked_blobs(&mark.marked).await?;
@@ -196,28 +259,53 @@ impl StorageRegistry {
             manifests: report.manifests_eligible,
         };
         progress.tell(summary);
-        for digest in &doomed {
-            progress.tell(GcEvent::BlobEligible(digest));
-            if !options.dry_run && self.stores.blobs.remove_global(digest).await? {
-                self.stores.manifests.forget_body(digest);
-                progress.removed(StoragePath::BlobDir(digest));
+        let mut swept = HashSet::new();
+        for digest in doomed {
+            progress.tell(GcEvent::BlobEligible(&digest));
+            let blobs = &self.stores.blobs;
+            match blobs
+                .sweep(&digest, options.grace_period, options.dry_run)
+                .await?
+            {
+                Sweep::Removed(bytes) => {
+                    progress.report.blobs_removed += 1;
+                    progress.report.bytes_removed += bytes;
+                    if !options.dry_run {
+                        self.stores.manifests.forget_body(&digest);
+                        progress.removed(StoragePath::BlobDir(&digest));
+                        swept.insert(digest);
+                    }
+                }
+                Sweep::Young => {
+                    progress.report.kept_young += 1;
+                    progress.tell(GcEvent::BlobKept(&digest));
+                }
+                Sweep::Touched => {
+                    progress.report.kept_touched += 1;
+                    progress.tell(GcEvent::BlobKept(&digest));
+                }
+                // Removed since it was listed (by another collector): its links go too.
+                Sweep::Absent => {
+                    if !options.dry_run {
+                        swept.insert(digest);
+                    }
+                }
             }
         }
-        if !options.dry_run && !doomed.is_empty() {
-            let doomed: HashSet<Digest> = doomed.into_iter().collect();
-            self.unlink_swept(&repos, &doomed, &mut progress).await?;
+        if !swept.is_empty() {
+            self.unlink_swept(repos, &swept, progress).await?;
         }
-        Ok(progress.report)
+        Ok(())
     }
 
     /// Marks one repository's kept manifests and what they name; records the manifests
     /// to delete when `delete_untagged`.
-    async fn mark_repository(
+    async fn mark_repository<F: FnMut(GcEvent<'_>)>(
         &self,
         repo: &RepositoryName,
         delete_untagged: bool,
         mark: &mut Mark,
-        progress: &mut Progress<'_>,
+        progress: &mut Progress<'_, F>,
     ) -> Result<(), Error> {
         let revisions = self.revisions(repo).await?;
         let kept = if delete_untagged {
@@ -315,16 +403,22 @@ impl StorageRegistry {
     /// Deletes a manifest no tag reaches, as a manifest delete does, under its
     /// revision's lock: the history entries naming it in every tag (as distribution's
     /// collection does), the revision, and berth's referrer link to it. Its bytes stay
-    /// until the sweep, which finds them unmarked.
-    async fn delete_untagged(
+    /// until the sweep, which finds them unmarked. One a request touched since the mark
+    /// (a push tagging it, an index naming it) stays.
+    async fn delete_untagged<F: FnMut(GcEvent<'_>)>(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
-        progress: &mut Progress<'_>,
+        progress: &mut Progress<'_, F>,
     ) -> Result<(), Error> {
         let stores = &self.stores;
         let subject = self.refs(digest).await?.subject;
         let _revision = stores.manifests.lock(repo, digest).await;
+        if !stores.blobs.fence.doom(digest) {
+            progress.report.kept_touched += 1;
+            return Ok(());
+        }
+        progress.report.manifests_removed += 1;
         for tag in stores.tags.remove_history(repo, digest).await? {
             progress.removed(StoragePath::TagIndexDir(repo, &tag, digest));
         }
@@ -369,12 +463,13 @@ impl StorageRegistry {
     }
 
     /// Removes every `_layers` link naming a swept blob (distribution 2.8.2 leaves them,
-    /// and then answers 404 for a blob its repository still lists as linked).
-    async fn unlink_swept(
+    /// and then answers 404 for a blob its repository still lists as linked), unless the
+    /// blob was pushed again since.
+    async fn unlink_swept<F: FnMut(GcEvent<'_>)>(
         &self,
         repos: &[RepositoryName],
         swept: &HashSet<Digest>,
-        progress: &mut Progress<'_>,
+        progress: &mut Progress<'_, F>,
     ) -> Result<(), Error> {
         let stores = &self.stores;
         for repo in repos {
@@ -383,7 +478,7 @@ impl StorageRegistry {
                 .digest_dirs(|alg| StoragePath::LayersOfAlgorithm(repo, alg))
                 .await?;
             for digest in linked.iter().filter(|d| swept.contains(*d)) {
-                if stores.blobs.unlink(repo, digest).await? {
+                if stores.blobs.unlink_collected(repo, digest).await? {
                     progress.removed(StoragePath::LayerDir(repo, digest));
                 }
             }
@@ -391,6 +486,9 @@ impl StorageRegistry {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod online_tests;
 
 #[cfg(test)]
 mod tests {
@@ -521,6 +619,7 @@ mod tests {
             let dry = GcOptions {
                 dry_run: true,
                 delete_untagged: false,
+                ..GcOptions::default()
             };
             let (report, events) = collect(&fresh(), dry).await;
             assert_eq!(files(&driver).await, before, "a dry run removed something");
@@ -615,6 +714,7 @@ mod tests {
             let dry = GcOptions {
                 dry_run: true,
                 delete_untagged: true,
+                ..GcOptions::default()
             };
             let (report, events) = collect(&fresh(), dry).await;
             assert_eq!(files(&driver).await, before, "a dry run removed something");
@@ -640,6 +740,7 @@ mod tests {
             let options = GcOptions {
                 dry_run: false,
                 delete_untagged: true,
+                ..GcOptions::default()
             };
             let (report, events) = collect(&fresh(), options).await;
             assert_eq!(

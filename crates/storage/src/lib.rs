@@ -10,6 +10,7 @@ mod blobs;
 mod cache;
 mod catalog;
 mod check;
+mod fence;
 mod gc;
 mod hashing;
 mod listing;

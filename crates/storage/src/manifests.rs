@@ -68,6 +68,18 @@ impl ManifestStore {
         self.has_locked(key).await
     }
 
+    /// [`has`](Self::has) without the cache's first look: the answer waits for whoever
+    /// holds the revision's lock (garbage collection deleting it) to finish.
+    pub(crate) async fn has_settled(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, Error> {
+        let key = (repo.clone(), digest.clone());
+        let _held = self.locks.lock(key.clone()).await;
+        self.has_locked(key).await
+    }
+
     /// [`has`](Self::has) for a caller that holds the revision's lock.
     pub(crate) async fn has_locked(&self, key: RevisionKey) -> Result<bool, Error> {
         if self.revisions.get(&key).is_some() {

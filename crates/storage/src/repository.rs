@@ -14,6 +14,7 @@ use berth_core::{
 use bytes::Bytes;
 use futures::future::try_join_all;
 
+use crate::fence::Touch;
 use crate::layout::StoragePath;
 use crate::registry::Stores;
 
@@ -53,8 +54,10 @@ impl StorageRepository {
             || access.exists(StoragePath::LayersDir(&self.name)).await?)
     }
 
-    /// Checks that every blob and child manifest the manifest names is in the repository.
-    /// The subject is exempt: referrers may be pushed before what they refer to.
+    /// Checks that every blob and child manifest the manifest names is in the repository,
+    /// touching each first (see `fence`): a collection running beside the push either
+    /// keeps it or has removed it before the check looks. The subject is exempt:
+    /// referrers may be pushed before what they refer to.
     async fn check_references(&self, m: &Manifest) -> Result<()> {
         let repo = &self.name;
         let blobs = m
@@ -70,7 +73,13 @@ impl StorageRepository {
         }))
         .await?;
         try_join_all(m.manifests.iter().map(|d| async move {
-            if self.stores.manifests.has(repo, &d.digest).await? {
+            // A child an untagged-manifest collection is deleting: ask once it is done.
+            let manifests = &self.stores.manifests;
+            let has = match self.stores.blobs.hold(&d.digest).await {
+                Touch::Kept => manifests.has(repo, &d.digest).await?,
+                Touch::Doomed => manifests.has_settled(repo, &d.digest).await?,
+            };
+            if has {
                 Ok(())
             } else {
                 Err(Error::ManifestBlobUnknown(d.digest.to_string()))
@@ -135,6 +144,12 @@ impl Repository for StorageRepository {
             }
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
         };
+        // Held until the revision and its tags are written: a collection starting now
+        // waits for this push, so its mark sees the manifest (see `fence`).
+        let _pass = stores.blobs.fence.enter();
+        // Its own bytes too: an identical manifest deleted earlier leaves them unused, and
+        // `put_locked` keeps bytes already there.
+        stores.blobs.hold(&digest).await;
         self.check_references(&manifest).await?;
         let size = body.len() as u64;
         let referrer = manifest.referrer_descriptor(digest.clone(), size);
@@ -229,6 +244,9 @@ impl Repository for StorageRepository {
 
     async fn mount_blob(&self, digest: &Digest, from: Option<&RepositoryName>) -> Result<bool> {
         let blobs = &self.stores.blobs;
+        let _pass = blobs.fence.enter();
+        // Touched before it is looked up: kept by a running collection, or already gone.
+        blobs.hold(digest).await;
         let size = match from {
             Some(source) => blobs.linked_size(source, digest).await?,
             None => blobs.size(digest).await?,
@@ -265,6 +283,10 @@ impl Repository for StorageRepository {
         last_chunk: Option<Chunk>,
     ) -> Result<u64> {
         let stores = &self.stores;
+        let _pass = stores.blobs.fence.enter();
+        // A collection removing an unused copy of this blob finishes before it is published
+        // again, and keeps it from now on.
+        stores.blobs.hold(digest).await;
         let verified = stores
             .uploads
             .verify(&self.name, id, digest, last_chunk)

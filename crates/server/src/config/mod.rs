@@ -275,6 +275,8 @@ pub struct Storage {
     pub upload_purging: UploadPurging,
     /// `storage.maintenance.readonly.enabled`.
     pub read_only: bool,
+    /// `storage.maintenance.gc` (berth's own).
+    pub gc: OnlineGc,
     /// `berth.referrers.tagschema` (berth's own; default false).
     pub referrers_tag_schema: bool,
 }
@@ -298,6 +300,35 @@ impl Default for UploadPurging {
             enabled: true,
             age: Duration::from_secs(168 * 3600),
             interval: Duration::from_secs(24 * 3600),
+            dry_run: false,
+        }
+    }
+}
+
+/// `storage.maintenance.gc`: online garbage collection, berth's own (off by default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineGc {
+    /// Run collections in the serving process.
+    pub enabled: bool,
+    /// Pause between the end of one collection and the start of the next.
+    pub interval: Duration,
+    /// A blob whose data is younger than this is never removed: what protects blobs
+    /// uploaded for a manifest not pushed yet when the collection cannot see the upload
+    /// (it came before the collection started, or through another process).
+    pub grace_period: Duration,
+    /// Also delete manifests no tag reaches (`garbage-collect -m`).
+    pub delete_untagged: bool,
+    /// Only report what would be removed.
+    pub dry_run: bool,
+}
+
+impl Default for OnlineGc {
+    fn default() -> Self {
+        OnlineGc {
+            enabled: false,
+            interval: Duration::from_secs(24 * 3600),
+            grace_period: Duration::from_secs(24 * 3600),
+            delete_untagged: false,
             dry_run: false,
         }
     }

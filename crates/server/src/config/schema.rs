@@ -446,6 +446,8 @@ pub struct MaintenanceSection {
     pub uploadpurging: UploadPurgingSection,
     /// `storage.maintenance.readonly`.
     pub readonly: ReadOnlySection,
+    /// `storage.maintenance.gc` (berth's own; distribution ignores it).
+    pub gc: GcSection,
 }
 
 /// `storage.maintenance.uploadpurging`.
@@ -458,6 +460,22 @@ pub struct UploadPurgingSection {
     pub age: Option<GoDuration>,
     /// Time between passes.
     pub interval: Option<GoDuration>,
+    /// Only report.
+    pub dryrun: Option<Flag>,
+}
+
+/// `storage.maintenance.gc`: online garbage collection in the serving process.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct GcSection {
+    /// Run collections.
+    pub enabled: Option<Flag>,
+    /// Time between the end of one collection and the start of the next.
+    pub interval: Option<GoDuration>,
+    /// Blobs whose data is younger than this are never removed.
+    pub graceperiod: Option<GoDuration>,
+    /// Also delete manifests no tag reaches (`garbage-collect -m`).
+    pub deleteuntagged: Option<Flag>,
     /// Only report.
     pub dryrun: Option<Flag>,
 }

@@ -93,6 +93,55 @@ fn maintenance_and_aliases() {
 }
 
 #[test]
+fn online_gc_is_off_unless_asked_and_reads_every_key() {
+    let (c, w) = parse("version: 0.1\nstorage: {inmemory: {}}\n").unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.storage.gc, OnlineGc::default());
+    assert!(!c.storage.gc.enabled);
+    let (c, w) = parse(
+        "version: 0.1\nstorage:\n  inmemory:\n  maintenance:\n    gc: {enabled: true, interval: 10m, \
+         graceperiod: 2h, deleteuntagged: true, dryrun: \"true\"}\n",
+    )
+    .unwrap();
+    assert!(w.is_empty(), "berth's own keys are supported: {w:?}");
+    assert_eq!(
+        c.storage.gc,
+        OnlineGc {
+            enabled: true,
+            interval: Duration::from_secs(600),
+            grace_period: Duration::from_secs(7200),
+            delete_untagged: true,
+            dry_run: true,
+        }
+    );
+    // Every key from the environment, as distribution's overrides go.
+    let vars = [
+        ("REGISTRY_STORAGE_MAINTENANCE_GC_ENABLED", "true"),
+        ("REGISTRY_STORAGE_MAINTENANCE_GC_INTERVAL", "90s"),
+        ("REGISTRY_STORAGE_MAINTENANCE_GC_GRACEPERIOD", "0s"),
+        ("REGISTRY_STORAGE_MAINTENANCE_GC_DELETEUNTAGGED", "true"),
+        ("REGISTRY_STORAGE_MAINTENANCE_GC_DRYRUN", "false"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let (c, _) = Config::from_yaml("version: 0.1\nstorage: {inmemory: {}}\n", vars).unwrap();
+    assert_eq!(
+        c.storage.gc,
+        OnlineGc {
+            enabled: true,
+            interval: Duration::from_secs(90),
+            grace_period: Duration::ZERO,
+            delete_untagged: true,
+            dry_run: false,
+        }
+    );
+    // A zero interval only matters when collections run.
+    let (c, _) =
+        parse("version: 0.1\nstorage: {inmemory: {}, maintenance: {gc: {interval: 0s}}}\n")
+            .unwrap();
+    assert!(!c.storage.gc.enabled);
+}
+
+#[test]
 fn environment_overrides() {
     let (c, _) = Config::from_yaml(
         "version: 0.1\nstorage: {filesystem: {rootdirectory: /a}}\n",
@@ -195,6 +244,18 @@ fn errors_name_the_key() {
         (
             "version: 0.1\nstorage: {inmemory: {}, redirect: {disable: sometimes}}\n",
             "storage.redirect.disable",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}, maintenance: {gc: {enabled: true, interval: 0s}}}\n",
+            "storage.maintenance.gc.interval",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}, maintenance: {gc: {graceperiod: soon}}}\n",
+            "storage.maintenance.gc.graceperiod",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}, maintenance: {gc: {enabled: yes please}}}\n",
+            "storage.maintenance.gc.enabled",
         ),
     ];
     for (text, key) in cases {

@@ -15,8 +15,8 @@ use super::schema::{
     BerthLimitsSection, BucketSection, Document, Flag, HealthSection, HttpSection, StorageSection,
 };
 use super::{
-    ConfigError, Driver, HealthCheck, Http, Limits, Log, Probe, Storage, UploadPurging, auth,
-    invalid, tls,
+    ConfigError, Driver, HealthCheck, Http, Limits, Log, OnlineGc, Probe, Storage, UploadPurging,
+    auth, invalid, tls,
 };
 use crate::config::Config;
 
@@ -471,12 +471,28 @@ fn storage(s: &StorageSection) -> Result<Storage, ConfigError> {
             "must be greater than zero",
         ));
     }
+    let gc = &s.maintenance.gc;
+    let defaults = OnlineGc::default();
+    let gc = OnlineGc {
+        enabled: Flag::or(gc.enabled, defaults.enabled),
+        interval: gc.interval.map_or(defaults.interval, |d| d.0),
+        grace_period: gc.graceperiod.map_or(defaults.grace_period, |d| d.0),
+        delete_untagged: Flag::or(gc.deleteuntagged, defaults.delete_untagged),
+        dry_run: Flag::or(gc.dryrun, defaults.dry_run),
+    };
+    if gc.enabled && gc.interval.is_zero() {
+        return Err(invalid(
+            "storage.maintenance.gc.interval",
+            "must be greater than zero",
+        ));
+    }
     Ok(Storage {
         driver,
         delete_enabled: Flag::or(s.delete.enabled, false),
         descriptor_cache,
         upload_purging,
         read_only: Flag::or(s.maintenance.readonly.enabled, false),
+        gc,
         referrers_tag_schema: false,
     })
 }
