@@ -82,6 +82,11 @@ pub struct Options {
     pub metrics: Option<Arc<HttpMetrics>>,
     /// Raised while a health check fails: every request is then answered 503.
     pub health: Option<Arc<HealthGate>>,
+    /// Whether the API is served over TLS (the scheme of the URLs events carry).
+    pub tls: bool,
+    /// Where events of successful pushes, pulls, mounts and deletes go
+    /// (`notifications`); `None`: nowhere, and nothing is built for them.
+    pub notifier: Option<berth_notify::Notifier>,
 }
 
 /// Shared state of every handler.
