@@ -23,8 +23,9 @@ use crate::event::{Action, EVENTS_MEDIA_TYPE};
 use crate::metrics::EndpointCounters;
 use crate::queue::{READ_BYTES, Reader, Shared};
 
-/// Most events in one post.
-pub const MAX_BATCH: u64 = 64;
+/// Most events in one post: enough for one delivery task to keep up with tens of
+/// thousands of pulls a second (one post per event, as distribution sends, would not).
+pub const MAX_BATCH: u64 = 256;
 
 /// The HTTP client posts go through.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;

@@ -125,7 +125,11 @@ async fn routed(
     let user = principal.user().map(|u| AuthenticatedUser(u.to_owned()));
     let notifying = state.options.notifier.is_some();
     let ctx = Ctx {
-        request_id: parts.extensions.get::<RequestId>().cloned(),
+        request_id: parts
+            .extensions
+            .get::<RequestId>()
+            .filter(|_| notifying)
+            .cloned(),
         peer: parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
