@@ -209,10 +209,10 @@ impl WriterThread {
         if count == 0 {
             return;
         }
-        if self.appender.len() > 0 && self.appender.len() + self.buf.len() as u64 > SEGMENT_BYTES {
-            if let Err(e) = self.roll(head) {
-                return self.failed(count, &e);
-            }
+        let full =
+            self.appender.len() > 0 && self.appender.len() + self.buf.len() as u64 > SEGMENT_BYTES;
+        if full && let Err(e) = self.roll(head) {
+            return self.failed(count, &e);
         }
         let before = self.appender.len();
         if let Err(e) = self.appender.append(&self.buf) {
