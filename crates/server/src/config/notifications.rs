@@ -52,6 +52,7 @@ fn endpoint(i: usize, e: &EndpointSection) -> Result<EndpointConfig, ConfigError
         url::Url::parse(raw).map_err(|err| invalid(&key("url"), format!("{raw:?}: {err}")))?;
     match parsed.scheme() {
         "http" => {}
+        // TODO(#11): https endpoints (a rustls connector for the delivery client).
         "https" => {
             return Err(ConfigError::Refused(format!(
                 "{}: https endpoints are not supported yet (http is)",
