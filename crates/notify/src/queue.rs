@@ -180,8 +180,9 @@ impl WriterThread {
             }
             if self.dirty && self.last_sync.elapsed() >= self.flush_interval {
                 self.sync();
-                self.compact();
             }
+            // Cursors move without writes: an idle queue still frees what was delivered.
+            self.compact();
         }
         self.sync();
     }

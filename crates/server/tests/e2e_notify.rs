@@ -4,6 +4,8 @@
 //! is shown to lose nothing while the receiver is down, across a `kill -9`, and to drop
 //! (and count) its oldest events past its limit.
 
+#[path = "support/auth.rs"]
+mod auth;
 mod common;
 #[path = "support/receiver.rs"]
 mod receiver;
@@ -416,4 +418,43 @@ fn past_its_limit_the_queue_drops_the_oldest_and_counts_them() {
     let events = await_quiet(&rec, 5);
     assert_eq!(first_seen(&events), pushed[7..]);
     assert!(berth.log_text().contains("dropped its oldest events"));
+}
+
+#[test]
+fn the_actor_is_the_authenticated_user() {
+    if !common::have_tool("htpasswd") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let rec = Receiver::start();
+    let users = auth::htpasswd_file(work.path(), &[("alice", "wonderland")]);
+    let berth = common::berth(
+        root.path(),
+        work.path(),
+        &format!(
+            "auth:\n  htpasswd: {{realm: test, path: {}}}\n{}{}",
+            users.display(),
+            notifications(&rec.url(), ""),
+            queue(work.path(), "")
+        ),
+    );
+    let alice = common::client_as(berth.host(), &auth::basic("alice", "wonderland"));
+    let pushed = push_blobs(&alice, "team/app", "a", 1);
+    let events = rec.wait_for(1, Duration::from_secs(10));
+    assert_eq!(events[0]["actor"], json!({"name": "alice"}));
+    assert_eq!(events[0]["target"]["digest"], pushed[0].as_str());
+    // A refused request does nothing, so it says nothing.
+    let anonymous = common::client(berth.host());
+    let data = b"nope".to_vec();
+    let d = digest(&data);
+    assert_eq!(
+        anonymous
+            .run(|c| c.post_blob("team/app", &d, data))
+            .unwrap()
+            .status,
+        401
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rec.events().len(), 1);
 }
