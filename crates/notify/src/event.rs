@@ -55,7 +55,8 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// A descriptor listed in `target.references` (a manifest's config, layers or
-/// children).
+/// children). distribution 2.8.2 lists an index's children without their platform, and
+/// so does berth.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Reference {
@@ -67,18 +68,6 @@ pub struct Reference {
     pub size: u64,
     /// Digest.
     pub digest: String,
-    /// The platform of an index entry, when it names one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-}
-
-/// An index entry's platform.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Platform {
-    /// `architecture`.
-    pub architecture: String,
-    /// `os`.
-    pub os: String,
 }
 
 /// What the event is about. Empty fields are left out, as distribution leaves them out:

@@ -25,8 +25,7 @@ use hyper_util::rt::TokioExecutor;
 
 pub use config::{EndpointConfig, NotifyConfig, QueueConfig};
 pub use event::{
-    Action, Actor, EVENTS_MEDIA_TYPE, Event, EventDraft, Platform, Reference, RequestRecord,
-    Source, Target,
+    Action, Actor, EVENTS_MEDIA_TYPE, Event, EventDraft, Reference, RequestRecord, Source, Target,
 };
 pub use metrics::NotifyMetrics;
 

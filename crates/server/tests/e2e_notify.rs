@@ -7,6 +7,8 @@
 #[path = "support/auth.rs"]
 mod auth;
 mod common;
+#[path = "support/oci_layout.rs"]
+mod oci_layout;
 #[path = "support/receiver.rs"]
 mod receiver;
 
@@ -457,4 +459,85 @@ fn the_actor_is_the_authenticated_user() {
     );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(rec.events().len(), 1);
+}
+
+/// skopeo pushes blobs in parallel, so two runs order their events differently: compare
+/// them as sorted lists.
+fn sorted(events: Vec<Value>, host: &str) -> Vec<String> {
+    let mut out: Vec<String> = events
+        .into_iter()
+        .map(|e| normalized(e, host).to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn skopeo_push_and_pull_of_a_multi_arch_image_notify_as_distribution_does() {
+    if !common::have_tool("docker-registry") || !common::have_tool("skopeo") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (dist_root, berth_root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (dist_rec, berth_rec) = (Receiver::start(), Receiver::start());
+    let port = common::free_port();
+    let dist_addr = format!("127.0.0.1:{port}");
+    let config = work.path().join("distribution.yml");
+    let yaml = format!(
+        "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {dist_addr}\n{}",
+        dist_root.path().display(),
+        notifications(&dist_rec.url(), "")
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let mut cmd = Command::new("docker-registry");
+    cmd.arg("serve").arg(&config);
+    let dist = common::spawn(cmd, dist_addr, work.path(), "distribution");
+    let berth = common::berth(
+        berth_root.path(),
+        work.path(),
+        &format!(
+            "{}{}",
+            notifications(&berth_rec.url(), ""),
+            queue(work.path(), "")
+        ),
+    );
+    let mut rng = oci_layout::Rng::new("notify");
+    let ma = oci_layout::multi_arch(&mut rng, &["amd64", "arm64"]);
+    let src = work.path().join("src");
+    oci_layout::LayoutWriter::new(&src).add_multi_arch(&ma, "v1");
+    let source = oci_layout::layout_str(&src, "v1");
+    let mut counts = Vec::new();
+    for (host, rec) in [(dist.host(), &dist_rec), (berth.host(), &berth_rec)] {
+        let dest = format!("docker://{host}/team/multi:v1");
+        oci_layout::skopeo_copy(&["--all"], &source, &dest, work.path());
+        let back = work.path().join(format!("back-{}", host.replace(':', "-")));
+        oci_layout::skopeo_copy(
+            &["--all"],
+            &dest,
+            &format!("oci:{}:v1", back.display()),
+            work.path(),
+        );
+        // Quiet for a moment: everything sent.
+        let mut seen = 0;
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let n = rec.events().len();
+            if n == seen && n > 0 {
+                break;
+            }
+            seen = n;
+        }
+        counts.push(seen);
+    }
+    let theirs = sorted(dist_rec.events(), dist.host());
+    let ours = sorted(berth_rec.events(), berth.host());
+    assert_eq!(ours, theirs, "berth's events differ from distribution's");
+    // The index's push lists its children (without platforms, as 2.8.2).
+    assert!(
+        berth_rec.events().iter().any(|e| e["action"] == "push"
+            && e["target"]["tag"] == "v1"
+            && e["target"]["references"].as_array().map(Vec::len) == Some(2)),
+        "{:#?}",
+        berth_rec.events()
+    );
 }

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use berth_core::{Digest, Manifest, RepositoryName, StoredManifest, Tag};
-use berth_notify::{Action, Actor, EventDraft, Platform, Reference, RequestRecord, Target};
+use berth_notify::{Action, Actor, EventDraft, Reference, RequestRecord, Target};
 use http::header;
 
 use super::Ctx;
@@ -211,10 +211,6 @@ fn references(media_type: &str, body: &[u8]) -> Vec<Reference> {
             media_type: d.media_type.clone(),
             size: d.size,
             digest: d.digest.to_string(),
-            platform: d.platform.as_ref().map(|p| Platform {
-                architecture: p.architecture.clone(),
-                os: p.os.clone(),
-            }),
         })
         .collect()
 }
