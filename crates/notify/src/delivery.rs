@@ -112,6 +112,10 @@ impl Delivery {
                 if read.is_empty() {
                     if reader.next >= self.shared.head.load(Ordering::Acquire) {
                         wake.await;
+                    } else {
+                        // Behind the head yet nothing readable (damaged bytes a failed
+                        // write left): look again later rather than spin.
+                        tokio::time::sleep(self.endpoint.backoff).await;
                     }
                     continue;
                 }
@@ -284,5 +288,37 @@ impl Delivery {
                 Outcome::Failed
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn filters_apply_to_stored_events() {
+        let ep = EndpointConfig {
+            name: "e".into(),
+            url: "http://h/".parse().unwrap(),
+            headers: Vec::new(),
+            timeout: Duration::from_secs(1),
+            threshold: 1,
+            backoff: Duration::from_secs(1),
+            ignored_media_types: vec!["application/octet-stream".into()],
+            ignored_actions: vec![Action::Delete],
+        };
+        let blob =
+            br#"{"id":"x","action":"push","target":{"mediaType":"application/octet-stream"}}"#;
+        let manifest = br#"{"action":"pull","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json"}}"#;
+        let delete = br#"{"action":"delete","target":{"repository":"a","tag":"v1"}}"#;
+        assert!(!wanted(&ep, blob));
+        assert!(wanted(&ep, manifest));
+        assert!(!wanted(&ep, delete));
+        let mut batch = VecDeque::new();
+        batch.push_back((1, manifest.to_vec()));
+        batch.push_back((2, delete.to_vec()));
+        let body: serde_json::Value = serde_json::from_slice(&envelope(&batch)).unwrap();
+        assert_eq!(body["events"].as_array().unwrap().len(), 2);
     }
 }

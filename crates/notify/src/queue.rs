@@ -130,6 +130,7 @@ impl Writer {
             dirty: false,
             last_sync: Instant::now(),
             buf: Vec::new(),
+            broken: false,
         };
         std::thread::Builder::new()
             .name("berth-notify-queue".into())
@@ -155,6 +156,8 @@ struct WriterThread {
     dirty: bool,
     last_sync: Instant,
     buf: Vec<u8>,
+    /// The active segment may end in bytes of a failed write: start a new one.
+    broken: bool,
 }
 
 impl WriterThread {
@@ -217,7 +220,8 @@ impl WriterThread {
         }
         let before = self.appender.len();
         if let Err(e) = self.appender.append(&self.buf) {
-            // Cut off whatever part was written, so that the segment stays readable.
+            // Cut off whatever part was written, so that the segment stays readable;
+            // failing that, the next write starts a new segment.
             if let Err(e) = self
                 .shared
                 .store
@@ -226,6 +230,7 @@ impl WriterThread {
                 .map(|a| self.appender = a)
             {
                 tracing::error!(error = %e, "notification queue: cannot repair the segment");
+                self.broken = true;
             }
             return self.failed(count, &e);
         }

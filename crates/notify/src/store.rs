@@ -37,19 +37,32 @@ pub trait Appender: Send {
     fn len(&self) -> u64;
 }
 
-/// Segments and cursors in a directory.
+/// Segments and cursors in a directory, which it holds locked.
 pub struct DirStore {
     dir: PathBuf,
+    /// Held (with its exclusive lock) while the store is open.
+    _lock: File,
 }
 
 const SEGMENT_SUFFIX: &str = ".log";
 
 impl DirStore {
-    /// The store in `dir`, created when missing.
+    /// The store in `dir`, created when missing. Two processes appending to one queue
+    /// would interleave their records, so the directory is locked, and a second process
+    /// is refused.
     pub fn open(dir: &Path) -> io::Result<DirStore> {
         std::fs::create_dir_all(dir)?;
+        let lock = File::create(dir.join("lock"))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "another process holds this queue (each berth needs a queue directory of its own)",
+            ),
+            std::fs::TryLockError::Error(e) => e,
+        })?;
         Ok(DirStore {
             dir: dir.to_owned(),
+            _lock: lock,
         })
     }
 
@@ -249,5 +262,33 @@ impl Appender for MemAppender {
 
     fn len(&self) -> u64 {
         self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_process_per_queue_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirStore::open(dir.path()).unwrap();
+        let err = DirStore::open(dir.path())
+            .err()
+            .expect("second open refused");
+        assert!(err.to_string().contains("another process"), "{err}");
+        drop(first);
+        DirStore::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn cursors_are_kept_under_any_endpoint_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::open(dir.path()).unwrap();
+        assert_eq!(store.cursor("a/b c").unwrap(), None);
+        store.set_cursor("a/b c", 42).unwrap();
+        store.set_cursor("../x", 7).unwrap();
+        assert_eq!(store.cursor("a/b c").unwrap(), Some(42));
+        assert_eq!(store.cursor("../x").unwrap(), Some(7));
     }
 }
