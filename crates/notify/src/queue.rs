@@ -452,3 +452,97 @@ mod tests {
         assert_eq!(store.segments().unwrap().len(), 1);
     }
 }
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    /// A store whose appends fail while `failing` is set.
+    struct Flaky {
+        inner: MemStore,
+        failing: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    struct FlakyAppender {
+        inner: Box<dyn Appender>,
+        failing: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Appender for FlakyAppender {
+        fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+            if self.failing.load(Ordering::Relaxed) {
+                // Part of the write lands, as on a full disk.
+                let _ = self.inner.append(&bytes[..bytes.len() / 2]);
+                return Err(io::Error::other("disk full"));
+            }
+            self.inner.append(bytes)
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            self.inner.sync()
+        }
+        fn len(&self) -> u64 {
+            self.inner.len()
+        }
+    }
+
+    impl Store for Flaky {
+        fn segments(&self) -> io::Result<Vec<u64>> {
+            self.inner.segments()
+        }
+        fn read(&self, seg: u64, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+            self.inner.read(seg, offset, max)
+        }
+        fn truncate(&self, seg: u64, len: u64) -> io::Result<()> {
+            self.inner.truncate(seg, len)
+        }
+        fn remove(&self, seg: u64) -> io::Result<()> {
+            self.inner.remove(seg)
+        }
+        fn appender(&self, seg: u64) -> io::Result<Box<dyn Appender>> {
+            Ok(Box::new(FlakyAppender {
+                inner: self.inner.appender(seg)?,
+                failing: self.failing.clone(),
+            }))
+        }
+        fn cursor(&self, endpoint: &str) -> io::Result<Option<u64>> {
+            self.inner.cursor(endpoint)
+        }
+        fn set_cursor(&self, endpoint: &str, seq: u64) -> io::Result<()> {
+            self.inner.set_cursor(endpoint, seq)
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_counted_and_cut_off_and_the_queue_goes_on() {
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let store = Arc::new(Flaky {
+            inner: MemStore::default(),
+            failing: failing.clone(),
+        });
+        let (w, shared) =
+            Writer::start(store, &["a".to_owned()], Duration::from_millis(5)).unwrap();
+        let ok = |tag: &str| {
+            w.append(vec![tag.as_bytes().to_vec()])
+                .unwrap()
+                .blocking_recv()
+                .unwrap()
+        };
+        ok("one");
+        failing.store(true, Ordering::Relaxed);
+        // The waiter is still released: a request never hangs on the queue.
+        ok("lost");
+        failing.store(false, Ordering::Relaxed);
+        ok("two");
+        assert_eq!(shared.write_errors.get(), 1);
+        assert_eq!(shared.head.load(Ordering::Acquire), 2);
+        let mut r = Reader::at(shared, 0).unwrap();
+        let got: Vec<Vec<u8>> = r
+            .read(READ_BYTES, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
+    }
+}
