@@ -48,6 +48,9 @@ struct PeekTarget<'a> {
 /// Whether `ep` wants the stored event `payload`. Events are filtered when written
 /// too; this applies the filters of the configuration delivering them.
 fn wanted(ep: &EndpointConfig, payload: &[u8]) -> bool {
+    if ep.ignored_actions.is_empty() && ep.ignored_media_types.is_empty() {
+        return true;
+    }
     match serde_json::from_slice::<Peek>(payload) {
         Ok(p) => Action::parse(&p.action).is_none_or(|a| ep.accepts(a, &p.target.media_type)),
         Err(_) => true,

@@ -5,10 +5,11 @@
 //! One writer thread owns the active segment. Requests hand it their encoded events and
 //! wait for a cheap signal; the thread takes everything that arrived meanwhile, writes it
 //! with one `write`, publishes the new head and signals every waiter (group commit).
-//! It flushes the segment to the disk every `flush_interval` while there is something
-//! unflushed, never per request: a process crash loses nothing acknowledged (the page
-//! cache has it), a power cut may lose the last interval's events. A segment is closed
-//! (and flushed) at [`SEGMENT_BYTES`]; segments every cursor has passed are deleted.
+//! The segment is flushed to the disk every `flush_interval` while there is something
+//! unflushed, never per request, and by a second thread, so appends go on while the disk
+//! catches up: a process crash loses nothing acknowledged (the page cache has it), a
+//! power cut may lose the last interval's events. A segment is closed (and flushed) at
+//! [`SEGMENT_BYTES`]; segments every cursor has passed are deleted.
 
 use std::collections::VecDeque;
 use std::io;
@@ -20,7 +21,7 @@ use berth_metrics::Counter;
 use tokio::sync::{Notify, oneshot};
 
 use crate::record;
-use crate::store::{Appender, Store};
+use crate::store::{Appender, Flush, Store};
 
 /// A segment is closed once it holds this much.
 pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
@@ -98,6 +99,7 @@ impl Writer {
             segments.push_back(active);
         }
         let appender = store.appender(active)?;
+        store.names_flusher()()?;
         let first = segments.front().copied().unwrap_or(active);
         let mut cursors = Vec::new();
         for name in endpoints {
@@ -121,7 +123,18 @@ impl Writer {
             write_errors: Counter::default(),
         });
         let (tx, rx) = mpsc::channel();
+        let (flush_tx, flush_rx) = mpsc::sync_channel::<Flush>(4);
+        std::thread::Builder::new()
+            .name("berth-notify-flush".into())
+            .spawn(move || {
+                while let Ok(flush) = flush_rx.recv() {
+                    if let Err(e) = flush() {
+                        tracing::warn!(error = %e, "notification queue: flushing to disk failed");
+                    }
+                }
+            })?;
         let state = WriterThread {
+            flusher: flush_tx,
             shared: shared.clone(),
             appender,
             active,
@@ -148,6 +161,8 @@ impl Writer {
 }
 
 struct WriterThread {
+    /// The thread that runs flushes.
+    flusher: mpsc::SyncSender<Flush>,
     shared: Arc<Shared>,
     appender: Box<dyn Appender>,
     active: u64,
@@ -182,7 +197,7 @@ impl WriterThread {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             if self.dirty && self.last_sync.elapsed() >= self.flush_interval {
-                self.sync();
+                self.flush_behind();
             }
             // Cursors move without writes: an idle queue still frees what was delivered.
             self.compact();
@@ -196,6 +211,25 @@ impl WriterThread {
         }
         self.dirty = false;
         self.last_sync = Instant::now();
+    }
+
+    /// Hands a flush of what was written to the flush thread; while it is still busy
+    /// with earlier ones, tries again next time (the data stays marked unflushed).
+    fn flush_behind(&mut self) {
+        match self.appender.flusher() {
+            Ok(flush) => match self.flusher.try_send(flush) {
+                Ok(()) => {
+                    self.dirty = false;
+                    self.last_sync = Instant::now();
+                }
+                Err(mpsc::TrySendError::Full(_)) => {}
+                Err(mpsc::TrySendError::Disconnected(_)) => self.sync(),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "notification queue: cannot flush");
+                self.sync();
+            }
+        }
     }
 
     /// Writes a group of requests' events in one write, then publishes them.
@@ -249,10 +283,18 @@ impl WriterThread {
         );
     }
 
-    /// Closes the active segment (flushed) and opens one starting at `head`.
+    /// Closes the active segment and opens one starting at `head`; the old segment and
+    /// the new name are flushed by the flush thread (waiting for it only when it is
+    /// four flushes behind).
     fn roll(&mut self, head: u64) -> io::Result<()> {
-        self.appender.sync()?;
-        self.appender = self.shared.store.appender(head)?;
+        let old = self.appender.flusher()?;
+        let next = self.shared.store.appender(head)?;
+        for flush in [old, self.shared.store.names_flusher()] {
+            if let Err(mpsc::SendError(flush)) = self.flusher.send(flush) {
+                flush()?;
+            }
+        }
+        self.appender = next;
         self.active = head;
         self.segments.push_back(head);
         self.compact();
@@ -481,6 +523,9 @@ mod failure_tests {
         fn sync(&mut self) -> io::Result<()> {
             self.inner.sync()
         }
+        fn flusher(&self) -> io::Result<Flush> {
+            self.inner.flusher()
+        }
         fn len(&self) -> u64 {
             self.inner.len()
         }
@@ -504,6 +549,9 @@ mod failure_tests {
                 inner: self.inner.appender(seg)?,
                 failing: self.failing.clone(),
             }))
+        }
+        fn names_flusher(&self) -> Flush {
+            self.inner.names_flusher()
         }
         fn cursor(&self, endpoint: &str) -> io::Result<Option<u64>> {
             self.inner.cursor(endpoint)

@@ -21,11 +21,16 @@ pub trait Store: Send + Sync {
     fn remove(&self, seg: u64) -> io::Result<()>;
     /// Opens segment `seg` for appending, creating it.
     fn appender(&self, seg: u64) -> io::Result<Box<dyn Appender>>;
+    /// Flushes the names of segments created since the last call (their directory).
+    fn names_flusher(&self) -> Flush;
     /// An endpoint's saved cursor: the sequence number of its next undelivered event.
     fn cursor(&self, endpoint: &str) -> io::Result<Option<u64>>;
     /// Saves an endpoint's cursor (atomically: the old value or the new one survives).
     fn set_cursor(&self, endpoint: &str, seq: u64) -> io::Result<()>;
 }
+
+/// A flush to the disk, run on another thread than the one appending.
+pub type Flush = Box<dyn FnOnce() -> io::Result<()> + Send>;
 
 /// Appends to one segment.
 pub trait Appender: Send {
@@ -33,6 +38,9 @@ pub trait Appender: Send {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// Flushes what was appended to the disk.
     fn sync(&mut self) -> io::Result<()>;
+    /// A flush of what was appended so far that another thread can run while appends
+    /// go on.
+    fn flusher(&self) -> io::Result<Flush>;
     /// The segment's length.
     fn len(&self) -> u64;
 }
@@ -119,10 +127,14 @@ impl Store for DirStore {
         let path = self.segment(seg);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let len = file.metadata()?.len();
-        // The new name must survive a power cut too, or its records would be lost with
-        // it; this happens once per segment, never per request.
-        File::open(&self.dir)?.sync_all()?;
         Ok(Box::new(FileAppender { file, len }))
+    }
+
+    fn names_flusher(&self) -> Flush {
+        // A new segment's name must survive a power cut too, or its records would be
+        // lost with it.
+        let dir = self.dir.clone();
+        Box::new(move || File::open(dir)?.sync_all())
     }
 
     fn cursor(&self, endpoint: &str) -> io::Result<Option<u64>> {
@@ -160,6 +172,11 @@ impl Appender for FileAppender {
 
     fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    fn flusher(&self) -> io::Result<Flush> {
+        let file = self.file.try_clone()?;
+        Ok(Box::new(move || file.sync_data()))
     }
 
     fn len(&self) -> u64 {
@@ -227,6 +244,10 @@ impl Store for MemStore {
         }))
     }
 
+    fn names_flusher(&self) -> Flush {
+        Box::new(|| Ok(()))
+    }
+
     fn cursor(&self, endpoint: &str) -> io::Result<Option<u64>> {
         Ok(self.with(|m| m.cursors.get(endpoint).copied()))
     }
@@ -258,6 +279,10 @@ impl Appender for MemAppender {
 
     fn sync(&mut self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn flusher(&self) -> io::Result<Flush> {
+        Ok(Box::new(|| Ok(())))
     }
 
     fn len(&self) -> u64 {
