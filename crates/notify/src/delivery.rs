@@ -14,8 +14,10 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, USER_AGENT};
 use http::{Method, Request};
 use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
 use crate::config::EndpointConfig;
@@ -27,8 +29,40 @@ use crate::queue::{READ_BYTES, Reader, Shared};
 /// thousands of pulls a second (one post per event, as distribution sends, would not).
 pub const MAX_BATCH: u64 = 256;
 
-/// The HTTP client posts go through.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// The HTTP client posts go through (`http://` and `https://`).
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A client for `http://` and `https://` endpoints. `https://` certificates are checked
+/// against the system's roots, or the PEM bundle `SSL_CERT_FILE` names (as other TLS
+/// clients on the machine do); `with_roots` says whether any was needed.
+pub fn client(with_roots: bool) -> Result<HttpClient, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if with_roots {
+        let found = rustls_native_certs::load_native_certs();
+        if let Some(e) = found.errors.first().filter(|_| found.certs.is_empty()) {
+            return Err(format!("loading the system's root certificates: {e}"));
+        }
+        let (_, ignored) = roots.add_parsable_certificates(found.certs);
+        if roots.is_empty() {
+            return Err(format!(
+                "no usable root certificate found ({ignored} ignored); set SSL_CERT_FILE to a PEM bundle"
+            ));
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
 
 /// The parts of a stored event its endpoint's filters look at.
 #[derive(Deserialize)]

@@ -20,8 +20,6 @@ mod store;
 use std::sync::Arc;
 
 use berth_metrics::Collect;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 pub use config::{EndpointConfig, NotifyConfig, QueueConfig};
 pub use event::{
@@ -37,6 +35,9 @@ use crate::store::{DirStore, MemStore, Store};
 /// Why notifications could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
+    /// `https://` endpoints are configured and no root certificate could be loaded.
+    #[error("notifications: {0}")]
+    Tls(String),
     /// The queue directory could not be opened or recovered.
     #[error("notification queue {path}: {source}")]
     Queue {
@@ -81,7 +82,11 @@ impl Notifier {
         let names: Vec<String> = config.endpoints.iter().map(|e| e.name.clone()).collect();
         let (writer, shared) =
             Writer::start(store, &names, config.queue.flush_interval).map_err(queue_err)?;
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        let https = config
+            .endpoints
+            .iter()
+            .any(|e| e.url.scheme_str() == Some("https"));
+        let client = delivery::client(https).map_err(NotifyError::Tls)?;
         let mut endpoints = Vec::new();
         let mut counted = Vec::new();
         for (index, ep) in config.endpoints.into_iter().enumerate() {

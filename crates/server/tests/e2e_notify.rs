@@ -11,6 +11,8 @@ mod common;
 mod oci_layout;
 #[path = "support/receiver.rs"]
 mod receiver;
+#[path = "support/tls.rs"]
+mod tls;
 
 use std::path::Path;
 use std::process::Command;
@@ -540,4 +542,32 @@ fn skopeo_push_and_pull_of_a_multi_arch_image_notify_as_distribution_does() {
         "{:#?}",
         berth_rec.events()
     );
+}
+
+#[test]
+fn https_endpoints_are_checked_against_ssl_cert_file() {
+    if !common::have_tool("openssl") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (_pki, ca, cert, key) = tls::server_pki(work.path());
+    let rec = Receiver::start_tls(&cert, &key);
+    assert!(rec.url().starts_with("https://"));
+    let (config, addr) = common::berth_config(
+        root.path(),
+        work.path(),
+        "",
+        &format!(
+            "{}{}",
+            notifications(&rec.url(), ""),
+            queue(work.path(), "")
+        ),
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("serve").arg(&config).env("SSL_CERT_FILE", &ca);
+    let berth = common::spawn(cmd, addr, work.path(), "berth");
+    let pushed = push_blobs(berth.client(), "tls/app", "t", 3);
+    let events = rec.wait_for(3, Duration::from_secs(10));
+    assert_eq!(first_seen(&events), pushed);
 }

@@ -50,21 +50,11 @@ fn endpoint(i: usize, e: &EndpointSection) -> Result<EndpointConfig, ConfigError
         .ok_or_else(|| invalid(&key("url"), "is required"))?;
     let parsed =
         url::Url::parse(raw).map_err(|err| invalid(&key("url"), format!("{raw:?}: {err}")))?;
-    match parsed.scheme() {
-        "http" => {}
-        // TODO(#11): https endpoints (a rustls connector for the delivery client).
-        "https" => {
-            return Err(ConfigError::Refused(format!(
-                "{}: https endpoints are not supported yet (http is)",
-                key("url")
-            )));
-        }
-        other => {
-            return Err(invalid(
-                &key("url"),
-                format!("{raw:?}: scheme {other:?} is not http"),
-            ));
-        }
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(
+            &key("url"),
+            format!("{raw:?}: scheme {:?} is not http or https", parsed.scheme()),
+        ));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(invalid(&key("url"), format!("{raw:?} names no host")));

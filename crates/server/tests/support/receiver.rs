@@ -34,6 +34,8 @@ struct Shared {
 /// The receiver; stopped when dropped.
 pub struct Receiver {
     addr: SocketAddr,
+    /// Certificate and key, when it serves HTTPS.
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     shared: Arc<Shared>,
     running: Option<(
         tokio::sync::oneshot::Sender<()>,
@@ -55,7 +57,17 @@ async fn record(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Str
 impl Receiver {
     /// A receiver on a free port, answering 200.
     pub fn start() -> Receiver {
+        Receiver::start_with(None)
+    }
+
+    /// A receiver serving HTTPS with this certificate and key.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Receiver {
+        Receiver::start_with(Some((cert.to_owned(), key.to_owned())))
+    }
+
+    fn start_with(tls: Option<(std::path::PathBuf, std::path::PathBuf)>) -> Receiver {
         let mut r = Receiver {
+            tls,
             addr: "127.0.0.1:0".parse().unwrap(),
             shared: Arc::new(Shared::default()),
             running: None,
@@ -67,7 +79,8 @@ impl Receiver {
 
     /// Where events are to be posted.
     pub fn url(&self) -> String {
-        format!("http://{}/events", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/events", self.addr)
     }
 
     /// Answers `status` from now on.
@@ -91,16 +104,34 @@ impl Receiver {
         self.addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shared = self.shared.clone();
+        let tls = self.tls.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 let app = axum::Router::new()
                     .route("/events", post(record))
                     .with_state(shared);
+                if let Some((cert, key)) = tls {
+                    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                        .await
+                        .expect("receiver certificate");
+                    let handle = axum_server::Handle::new();
+                    let stopper = handle.clone();
+                    tokio::spawn(async move {
+                        let _ = rx.await;
+                        stopper.shutdown();
+                    });
+                    let _ = axum_server::from_tcp_rustls(listener, config)
+                        .expect("receiver listener")
+                        .handle(handle)
+                        .serve(app.into_make_service())
+                        .await;
+                    return;
+                }
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async {
                         let _ = rx.await;
