@@ -32,6 +32,10 @@ use crate::metrics::EndpointCounters;
 use crate::queue::Writer;
 use crate::store::{DirStore, MemStore, Store};
 
+/// Longest a request waits for its events to be written; past it the request is
+/// answered anyway (a hung queue disk must not hang the registry).
+pub const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why notifications could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -165,7 +169,15 @@ impl Notifier {
         let n = payloads.len() as u64;
         match self.inner.writer.append(payloads) {
             Some(done) => {
-                let _ = done.await;
+                if tokio::time::timeout(WRITE_WAIT, done).await.is_err() {
+                    // A queue disk that hangs must not hang the registry: the events stay
+                    // handed to the writer, but this answer no longer waits for them.
+                    tracing::warn!(
+                        events = n,
+                        wait = ?WRITE_WAIT,
+                        "notification queue write is slow; answering without waiting for it"
+                    );
+                }
             }
             None => {
                 self.inner.metrics.shared.write_errors.add(n);
