@@ -195,11 +195,6 @@ pub fn now_timestamp() -> String {
         .unwrap_or_default()
 }
 
-/// A manifest's blob URL or manifest URL below `base` (`http://host/prefix`).
-pub fn target_url(base: &str, repository: &str, kind: &str, digest: &str) -> String {
-    format!("{base}/v2/{repository}/{kind}/{digest}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
