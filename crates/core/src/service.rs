@@ -115,8 +115,9 @@ pub trait Repository: Send + Sync {
         extra_tags: &[Tag],
     ) -> Result<PutManifest>;
 
-    /// Removes a tag (tag reference) or a manifest and every tag pointing at it (digest).
-    async fn delete_manifest(&self, reference: &Reference) -> Result<()>;
+    /// Removes a tag (tag reference) or a manifest and every tag pointing at it (digest);
+    /// answers the tags removed (what notifications report as tag deletes).
+    async fn delete_manifest(&self, reference: &Reference) -> Result<Vec<Tag>>;
 
     /// A blob linked into the repository: its size and, when asked, its bytes (or a
     /// range of them), found and opened in one step.

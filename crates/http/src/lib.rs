@@ -85,6 +85,11 @@ pub struct Options {
     /// Continues the caller's trace (its `traceparent`) in the request's span; `None`
     /// when traces are not exported.
     pub continue_trace: Option<ContinueTrace>,
+    /// Whether the API is served over TLS (the scheme of the URLs events carry).
+    pub tls: bool,
+    /// Where events of successful pushes, pulls, mounts and deletes go
+    /// (`notifications`); `None`: nowhere, and nothing is built for them.
+    pub notifier: Option<berth_notify::Notifier>,
 }
 
 /// Makes a request's span the child of the trace its headers name.

@@ -1,6 +1,6 @@
 //! Request ids: every request gets one, taken from its `X-Request-Id` header when that
 //! is a sane token, otherwise generated (a random UUID, version 4). The id is a request
-//! extension ([`RequestId`]) for handlers and what follows them (notifications), a field
+//! extension ([`RequestId`]) for handlers and the notification events they emit, a field
 //! of the span every log event of the request is written in (the access line too), and
 //! is echoed in the response's `X-Request-Id`.
 

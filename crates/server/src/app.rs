@@ -32,6 +32,9 @@ pub enum StartError {
     /// The TLS settings could not be put in place.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The notification queue could not be opened.
+    #[error(transparent)]
+    Notify(#[from] berth_notify::NotifyError),
     /// The listen address could not be used.
     #[error("listening on {addr}: {message}")]
     Listen {
@@ -68,6 +71,24 @@ fn normalize_prefix(p: Option<&str>) -> String {
         String::new()
     } else {
         format!("/{p}")
+    }
+}
+
+/// Which registry events say they come from: distribution's `hostname:port` (the
+/// configured port) and a random id of this process.
+fn event_source(config: &Config) -> berth_notify::Source {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty());
+    let addr = match (hostname, config.http.addr.rsplit_once(':')) {
+        (Some(h), Some((_, port))) => format!("{h}:{port}"),
+        (Some(h), None) => h,
+        (None, _) => config.http.addr.clone(),
+    };
+    berth_notify::Source {
+        addr,
+        instance_id: berth_notify::event::new_id(),
     }
 }
 
@@ -152,6 +173,16 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             berth_http::UploadSecret::random()
         }
     };
+    let notifier = match &config.notifications {
+        Some(n) => {
+            let notifier = berth_notify::Notifier::start(n.clone(), event_source(config))?;
+            if http_metrics.is_some() {
+                metrics.push(notifier.metrics());
+            }
+            Some(notifier)
+        }
+        None => None,
+    };
     let options = berth_http::Options {
         prefix: normalize_prefix(config.http.prefix.as_deref()),
         host: config
@@ -170,6 +201,8 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         health: health.clone(),
         continue_trace: crate::telemetry::active()
             .then_some(crate::telemetry::continue_trace as berth_http::ContinueTrace),
+        tls: config.http.tls.is_some(),
+        notifier,
     };
     let gc_metrics = Arc::new(crate::online_gc::GcMetrics::default());
     if http_metrics.is_some() {

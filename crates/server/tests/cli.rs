@@ -603,6 +603,49 @@ fn check_config_and_serve_refuse_the_same_bad_configurations() {
             "berth.limits.ratelimit.perclient.rate",
         ),
         (
+            "notification endpoint without a url",
+            format!("{base}notifications: {{endpoints: [{{name: hook}}]}}\n"),
+            vec![],
+            "notifications.endpoints[0].url",
+        ),
+        (
+            "notification endpoints with one name",
+            format!(
+                "{base}notifications: {{endpoints: [{{name: hook, url: 'http://127.0.0.1:9/a'}}, {{name: hook, url: 'http://127.0.0.1:9/b'}}]}}\n"
+            ),
+            vec![],
+            "notifications.endpoints[1].name",
+        ),
+        (
+            "notification endpoint with a zero timeout, from the environment",
+            base.clone(),
+            vec![(
+                "REGISTRY_NOTIFICATIONS_ENDPOINTS",
+                "[{name: hook, url: 'http://127.0.0.1:9/', timeout: 0s}]",
+            )],
+            "notifications.endpoints[0].timeout",
+        ),
+        (
+            "notification endpoint that is not http",
+            format!("{base}notifications: {{endpoints: [{{name: hook, url: 'ftp://h/'}}]}}\n"),
+            vec![],
+            "notifications.endpoints[0].url",
+        ),
+        (
+            "notification action that does not exist",
+            format!(
+                "{base}notifications: {{endpoints: [{{name: hook, url: 'http://h/', ignore: {{actions: [fetch]}}}}]}}\n"
+            ),
+            vec![],
+            "notifications.endpoints[0].ignore.actions",
+        ),
+        (
+            "notification queue of no events",
+            base.clone(),
+            vec![("REGISTRY_BERTH_NOTIFICATIONS_QUEUE_MAXEVENTS", "0")],
+            "berth.notifications.queue.maxevents",
+        ),
+        (
             "no version",
             format!("{storage}\n{http}\n"),
             vec![],

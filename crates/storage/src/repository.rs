@@ -189,13 +189,13 @@ impl Repository for StorageRepository {
         })
     }
 
-    async fn delete_manifest(&self, reference: &Reference) -> Result<()> {
+    async fn delete_manifest(&self, reference: &Reference) -> Result<Vec<Tag>> {
         self.check_delete_enabled("manifest")?;
         let (repo, stores) = (&self.name, &self.stores);
         let digest = match reference {
             Reference::Tag(t) => {
                 return if stores.tags.remove(repo, t, None).await? {
-                    Ok(())
+                    Ok(vec![t.clone()])
                 } else {
                     Err(Error::ManifestUnknown(format!("{repo}:{t}")))
                 };
@@ -216,8 +216,11 @@ impl Repository for StorageRepository {
         };
         stores.manifests.remove_locked(repo, digest).await?;
         stores.blobs.forget(repo, digest).await;
+        let mut removed = Vec::new();
         for tag in stores.tags.pointing_at(repo, digest).await? {
-            stores.tags.remove(repo, &tag, Some(digest)).await?;
+            if stores.tags.remove(repo, &tag, Some(digest)).await? {
+                removed.push(tag);
+            }
         }
         if let Some(s) = &subject {
             stores.referrers.unlink(repo, &s.digest, digest).await?;
@@ -226,7 +229,7 @@ impl Repository for StorageRepository {
         if let Some(s) = subject.filter(|_| stores.referrers_tag_schema) {
             self.update_schema(&s.digest, digest, None).await?;
         }
-        Ok(())
+        Ok(removed)
     }
 
     async fn blob(&self, digest: &Digest, read: BlobRead) -> Result<BlobContent> {

@@ -3,6 +3,7 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use berth_core::{BlobRead, Digest, Error, RepositoryName};
+use berth_notify::Action;
 use http::{HeaderValue, Method, StatusCode, header};
 
 use super::Ctx;
@@ -20,7 +21,18 @@ pub(crate) async fn get(ctx: Ctx, name: RepositoryName, dg: Digest) -> Result<Re
         range: blob_range(ctx.header(header::RANGE)),
         body: ctx.method != Method::HEAD && !not_modified,
     };
-    let blob = ctx.repository(name).blob(&dg, read).await?;
+    let blob = ctx.repository(name.clone()).blob(&dg, read).await?;
+    // distribution reports every blob served as a pull: HEAD, ranges and 304s too.
+    if ctx.notifying_blob(Action::Pull) {
+        ctx.emit(vec![ctx.blob_event(
+            Action::Pull,
+            &name,
+            &dg,
+            blob.size,
+            None,
+        )])
+        .await;
+    }
     let resp = Response::builder()
         .header(CONTENT_DIGEST, value(&dg.to_string()))
         .header(header::ETAG, value(&etag))
@@ -56,6 +68,9 @@ pub(crate) async fn delete(
     name: RepositoryName,
     dg: Digest,
 ) -> Result<Response, ApiError> {
-    ctx.repository(name).delete_blob(&dg).await?;
+    ctx.repository(name.clone()).delete_blob(&dg).await?;
+    if ctx.notifying(Action::Delete, "") {
+        ctx.emit(vec![Ctx::deleted_event(&name, &dg)]).await;
+    }
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -3,6 +3,7 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use berth_core::{Digest, Error, Manifest, Reference, RepositoryName, StoredManifest, Tag, media};
+use berth_notify::{Action, EventDraft};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -65,6 +66,16 @@ pub(crate) async fn get(
 ) -> Result<Response, ApiError> {
     let repo = ctx.repository(name.clone());
     let mut m = repo.get_manifest(&reference).await?;
+    let tag = match &reference {
+        Reference::Tag(t) => Some(t),
+        Reference::Digest(_) => None,
+    };
+    // Each manifest read is a pull, as in distribution: a list answered by its default
+    // child is two.
+    let mut pulled: Vec<EventDraft> = Vec::new();
+    if ctx.notifying(Action::Pull, &m.media_type) {
+        pulled.push(ctx.manifest_event(Action::Pull, &name, &m, tag));
+    }
     // A manifest asked for by digest is served whatever the Accept header says: the
     // client named exactly these bytes.
     if matches!(reference, Reference::Tag(_)) && !accepts(&ctx.headers, &m.media_type) {
@@ -76,6 +87,9 @@ pub(crate) async fn get(
             .into());
         };
         m = repo.get_manifest(&Reference::Digest(child)).await?;
+        if ctx.notifying(Action::Pull, &m.media_type) {
+            pulled.push(ctx.manifest_event(Action::Pull, &name, &m, None));
+        }
     }
     let etag = format!("\"{}\"", m.digest);
     let headers: [(HeaderName, HeaderValue); 4] = [
@@ -92,6 +106,8 @@ pub(crate) async fn get(
     {
         return Ok((StatusCode::NOT_MODIFIED, headers, Body::empty()).into_response());
     }
+    // A 304 is not a pull in distribution (it answers before reading the manifest).
+    ctx.emit(pulled).await;
     let body = if ctx.method == Method::HEAD {
         Body::empty()
     } else {
@@ -146,8 +162,15 @@ pub(crate) async fn put(
     let content_type = ctx.header(header::CONTENT_TYPE).map(str::to_owned);
     let put = ctx
         .repository(name.clone())
-        .put_manifest(&reference, content_type.as_deref(), body, &extra_tags)
+        .put_manifest(
+            &reference,
+            content_type.as_deref(),
+            body.clone(),
+            &extra_tags,
+        )
         .await?;
+    ctx.emit(pushed(&ctx, &name, content_type.as_deref(), body, &put))
+        .await;
     let location = ctx.state.url(&format!("{name}/manifests/{}", put.digest));
     let mut resp = (
         StatusCode::CREATED,
@@ -170,12 +193,58 @@ pub(crate) async fn put(
     Ok(resp)
 }
 
+/// The push events of a stored manifest: one per tag the request set (distribution
+/// sets at most one), or one without a tag.
+fn pushed(
+    ctx: &Ctx,
+    name: &RepositoryName,
+    content_type: Option<&str>,
+    body: Bytes,
+    put: &berth_core::PutManifest,
+) -> Vec<EventDraft> {
+    if ctx.state.options.notifier.is_none() {
+        return Vec::new();
+    }
+    let Ok(parsed) = Manifest::parse(content_type, &body) else {
+        return Vec::new();
+    };
+    let media_type = parsed.kind.media_type();
+    if !ctx.notifying(Action::Push, media_type) {
+        return Vec::new();
+    }
+    let stored = StoredManifest {
+        digest: put.digest.clone(),
+        media_type: media_type.to_owned(),
+        body,
+    };
+    if put.tags.is_empty() {
+        vec![ctx.manifest_event(Action::Push, name, &stored, None)]
+    } else {
+        put.tags
+            .iter()
+            .map(|t| ctx.manifest_event(Action::Push, name, &stored, Some(t)))
+            .collect()
+    }
+}
+
 pub(crate) async fn delete(
     ctx: Ctx,
     name: RepositoryName,
     reference: Reference,
 ) -> Result<Response, ApiError> {
-    ctx.repository(name).delete_manifest(&reference).await?;
+    let untagged = ctx
+        .repository(name.clone())
+        .delete_manifest(&reference)
+        .await?;
+    if ctx.notifying(Action::Delete, "") {
+        // As distribution: the manifest's delete, then one per tag removed with it.
+        let mut drafts = Vec::with_capacity(untagged.len() + 1);
+        if let Reference::Digest(d) = &reference {
+            drafts.push(Ctx::deleted_event(&name, d));
+        }
+        drafts.extend(untagged.iter().map(|t| Ctx::tag_deleted_event(&name, t)));
+        ctx.emit(drafts).await;
+    }
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 

@@ -2,12 +2,16 @@
 //! an endpoint and a method with a handler.
 
 mod blobs;
+mod events;
 mod listing;
 mod manifests;
 mod referrers;
 mod uploads;
 
+use std::net::SocketAddr;
+
 use axum::body::{Body, HttpBody};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use berth_auth::Principal;
@@ -21,6 +25,7 @@ use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::metrics::{Route, Routed};
 use crate::query::Query;
+use crate::request_id::RequestId;
 
 /// Everything a handler may look at.
 pub(crate) struct Ctx {
@@ -31,6 +36,12 @@ pub(crate) struct Ctx {
     pub body: Body,
     /// Who asks, and what they may do.
     pub principal: Principal,
+    /// The request's id (events carry it).
+    pub request_id: Option<RequestId>,
+    /// The TCP peer, when served over a socket (events carry it).
+    pub peer: Option<SocketAddr>,
+    /// The URI's authority (HTTP/2 requests carry the host there).
+    pub authority: Option<String>,
 }
 
 impl Ctx {
@@ -121,7 +132,23 @@ async fn routed(
         return ApiError::ReadOnly.into_response();
     }
     let user = principal.user().map(|u| AuthenticatedUser(u.to_owned()));
+    let notifying = state.options.notifier.is_some();
     let ctx = Ctx {
+        request_id: parts
+            .extensions
+            .get::<RequestId>()
+            .filter(|_| notifying)
+            .cloned(),
+        peer: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .filter(|_| notifying),
+        authority: parts
+            .uri
+            .authority()
+            .filter(|_| notifying)
+            .map(|a| a.as_str().to_owned()),
         state,
         method: parts.method,
         headers: parts.headers,

@@ -6,8 +6,9 @@
 use axum::response::{IntoResponse, Response};
 use berth_auth::Principal;
 use berth_core::{
-    Algorithm, Chunk, Digest, Error, Repository, RepositoryName, UploadId, UploadState,
+    Algorithm, BlobRead, Chunk, Digest, Error, Repository, RepositoryName, UploadId, UploadState,
 };
+use berth_notify::Action;
 use http::{HeaderName, HeaderValue, StatusCode, header};
 use time::OffsetDateTime;
 
@@ -177,6 +178,21 @@ pub(crate) async fn start(mut ctx: Ctx, name: RepositoryName) -> Result<Response
         )
         .await?
         {
+            if ctx.notifying_blob(Action::Mount) {
+                // The event carries the size, which the mount did not need to read.
+                let size = repo
+                    .blob(&dg, BlobRead::default())
+                    .await
+                    .map_or(0, |b| b.size);
+                ctx.emit(vec![ctx.blob_event(
+                    Action::Mount,
+                    &name,
+                    &dg,
+                    size,
+                    from.as_ref(),
+                )])
+                .await;
+            }
             return Ok(blob_created(&ctx, &name, &dg));
         }
     }
@@ -184,7 +200,11 @@ pub(crate) async fn start(mut ctx: Ctx, name: RepositoryName) -> Result<Response
         let dg = digest(raw)?;
         let st = repo.start_upload(dg.algorithm()).await?;
         let last = ctx.has_body().then(|| Chunk::stream(ctx.take_body()));
-        repo.finish_upload(&st.id, &dg, last).await?;
+        let size = repo.finish_upload(&st.id, &dg, last).await?;
+        if ctx.notifying_blob(Action::Push) {
+            ctx.emit(vec![ctx.blob_event(Action::Push, &name, &dg, size, None)])
+                .await;
+        }
         return Ok(blob_created(&ctx, &name, &dg));
     }
     let algorithm = match ctx.query.get("digest-algorithm") {
@@ -257,9 +277,15 @@ pub(crate) async fn finish(
     } else {
         None
     };
-    ctx.repository(name.clone())
+    let size = ctx
+        .repository(name.clone())
         .finish_upload(&id, &dg, last)
         .await?;
+    // distribution reports a blob push when its upload is committed.
+    if ctx.notifying_blob(Action::Push) {
+        ctx.emit(vec![ctx.blob_event(Action::Push, &name, &dg, size, None)])
+            .await;
+    }
     Ok(blob_created(&ctx, &name, &dg))
 }
 

@@ -7,6 +7,7 @@
 mod auth;
 pub mod duration;
 pub mod env;
+mod notifications;
 pub mod schema;
 mod support;
 mod tls;
@@ -22,6 +23,7 @@ use yaml_serde::Value;
 
 pub use crate::tls::suites::MinimumTls;
 pub use auth::Auth;
+pub use notifications::{DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_EVENTS, DEFAULT_QUEUE_DIR};
 pub use schema::Document;
 pub use support::unsupported_options;
 pub use validate::validate;
@@ -84,6 +86,8 @@ pub struct Config {
     pub limits: Limits,
     /// `health`: the checks to run, in the order written.
     pub health: Vec<HealthCheck>,
+    /// `notifications` with `berth.notifications`; `None` when no endpoint is enabled.
+    pub notifications: Option<berth_notify::NotifyConfig>,
 }
 
 /// One background health check.

@@ -32,6 +32,8 @@ pub struct Document {
     pub auth: AuthSection,
     /// `health`.
     pub health: HealthSection,
+    /// `notifications`.
+    pub notifications: NotificationsSection,
     /// `berth`: berth's own options (distribution ignores a top-level key it does not know).
     pub berth: BerthSection,
 }
@@ -46,6 +48,80 @@ pub struct BerthSection {
     pub limits: BerthLimitsSection,
     /// `berth.auth`.
     pub auth: BerthAuthSection,
+    /// `berth.notifications`.
+    pub notifications: BerthNotificationsSection,
+}
+
+/// `berth.notifications`: berth's own settings of the durable event queue.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BerthNotificationsSection {
+    /// `berth.notifications.queue`.
+    pub queue: QueueSection,
+}
+
+/// `berth.notifications.queue`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct QueueSection {
+    /// The node-local directory the queue is kept in.
+    pub directory: Option<PathBuf>,
+    /// Undelivered events kept per endpoint before the oldest are dropped.
+    pub maxevents: Option<u64>,
+    /// How often queued events are flushed to the disk.
+    pub flushinterval: Option<GoDuration>,
+}
+
+/// `notifications`: webhook endpoints events are posted to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NotificationsSection {
+    /// `notifications.events`.
+    pub events: EventsSection,
+    /// `notifications.endpoints`.
+    pub endpoints: Vec<EndpointSection>,
+}
+
+/// `notifications.events`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EventsSection {
+    /// List a manifest's references in its events.
+    pub includereferences: Option<Flag>,
+}
+
+/// One `notifications.endpoints` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EndpointSection {
+    /// Its name (unique).
+    pub name: Option<String>,
+    /// Skip it.
+    pub disabled: Option<Flag>,
+    /// Where events are posted.
+    pub url: Option<String>,
+    /// Headers added to every post.
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// How long one post may take.
+    pub timeout: Option<GoDuration>,
+    /// Failed posts in a row before retries are spaced by `backoff`.
+    pub threshold: Option<i64>,
+    /// The pause between retries past `threshold`.
+    pub backoff: Option<GoDuration>,
+    /// Target media types not sent (older spelling of `ignore.mediatypes`).
+    pub ignoredmediatypes: StringList,
+    /// `ignore`.
+    pub ignore: IgnoreSection,
+}
+
+/// An endpoint's `ignore`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct IgnoreSection {
+    /// Target media types not sent.
+    pub mediatypes: StringList,
+    /// Actions not sent (pull, push, mount, delete).
+    pub actions: StringList,
 }
 
 /// `berth.auth`: berth's policy and token issuer.

@@ -87,6 +87,11 @@ const SUPPORTED: &[&str] = &[
     "health.file",
     "health.http",
     "health.tcp",
+    "notifications.endpoints",
+    "notifications.events.includereferences",
+    "berth.notifications.queue.directory",
+    "berth.notifications.queue.maxevents",
+    "berth.notifications.queue.flushinterval",
 ];
 
 /// Keys that are typed, so a value of the wrong type fails, but not acted on yet: they

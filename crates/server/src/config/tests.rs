@@ -544,3 +544,147 @@ fn debug_server_and_health_checks() {
     assert_eq!(c.http.metrics_path, None);
     assert!(c.health.is_empty());
 }
+
+#[test]
+fn notifications_as_distribution_writes_them() {
+    let text = r#"
+version: 0.1
+storage: {filesystem: {rootdirectory: /srv/registry}}
+notifications:
+  events:
+    includereferences: true
+  endpoints:
+    - name: alistener
+      disabled: false
+      url: https://my.listener.com/event
+      headers: {Authorization: [Bearer x]}
+    - name: other
+      url: http://hooks.example.com:8080/registry
+      headers:
+        Authorization: [Bearer token]
+      timeout: 500ms
+      threshold: 5
+      backoff: 2s
+      ignoredmediatypes: [application/octet-stream]
+      ignore:
+        mediatypes: [application/vnd.oci.image.manifest.v1+json]
+        actions: [pull]
+    - name: off
+      disabled: true
+      url: http://off.example.com/
+"#;
+    let (config, warnings) = parse(text).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let n = config.notifications.expect("notifications");
+    assert!(n.include_references);
+    assert_eq!(
+        n.endpoints
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>(),
+        ["alistener", "other"]
+    );
+    let (a, b) = (&n.endpoints[0], &n.endpoints[1]);
+    assert_eq!(
+        (a.timeout, a.threshold, a.backoff),
+        (Duration::from_secs(1), 10, Duration::from_secs(1))
+    );
+    assert_eq!(
+        (b.timeout, b.threshold, b.backoff),
+        (Duration::from_millis(500), 5, Duration::from_secs(2))
+    );
+    assert_eq!(b.ignored_media_types.len(), 2);
+    assert!(!b.accepts(berth_notify::Action::Pull, "x"));
+    assert!(!b.accepts(berth_notify::Action::Push, "application/octet-stream"));
+    assert!(b.accepts(
+        berth_notify::Action::Push,
+        "application/vnd.oci.image.index.v1+json"
+    ));
+    assert_eq!(b.headers.len(), 1);
+    assert_eq!(
+        n.queue.directory.as_deref(),
+        Some(std::path::Path::new(DEFAULT_QUEUE_DIR))
+    );
+    assert_eq!(n.queue.max_events, DEFAULT_MAX_EVENTS);
+    assert_eq!(n.queue.flush_interval, DEFAULT_FLUSH_INTERVAL);
+
+    // In memory storage, an in-memory queue unless a directory is named.
+    let mem = "version: 0.1\nstorage: {inmemory: {}}\nnotifications: {endpoints: [{name: a, url: 'http://h/'}]}\n";
+    let (config, _) = parse(mem).unwrap();
+    assert_eq!(config.notifications.unwrap().queue.directory, None);
+    let (config, _) = Config::from_yaml(
+        mem,
+        vec![
+            (
+                "REGISTRY_BERTH_NOTIFICATIONS_QUEUE_DIRECTORY".to_owned(),
+                "/q".to_owned(),
+            ),
+            (
+                "REGISTRY_NOTIFICATIONS_EVENTS_INCLUDEREFERENCES".to_owned(),
+                "true".to_owned(),
+            ),
+        ],
+    )
+    .unwrap();
+    let n = config.notifications.unwrap();
+    assert_eq!(n.queue.directory, Some(PathBuf::from("/q")));
+    assert!(n.include_references);
+    // Only disabled endpoints: nothing to start.
+    let off = "version: 0.1\nstorage: {inmemory: {}}\nnotifications: {endpoints: [{name: a, url: 'http://h/', disabled: true}]}\n";
+    assert!(parse(off).unwrap().0.notifications.is_none());
+}
+
+#[test]
+fn bad_notifications_name_their_key() {
+    let base = "version: 0.1\nstorage: {inmemory: {}}\n";
+    let ep = |rest: &str| {
+        format!("{base}notifications:\n  endpoints:\n    - {{name: a, url: 'http://h/', {rest}}}\n")
+    };
+    for (text, key) in [
+        (ep("timeout: 0s"), "notifications.endpoints[0].timeout"),
+        (ep("backoff: 0s"), "notifications.endpoints[0].backoff"),
+        (ep("timeout: soon"), "notifications.endpoints[0].timeout"),
+        (ep("threshold: -1"), "notifications.endpoints[0].threshold"),
+        (
+            ep("ignore: {actions: [pul]}"),
+            "notifications.endpoints[0].ignore.actions",
+        ),
+        (
+            ep("headers: {'bad header': [x]}"),
+            "notifications.endpoints[0].headers",
+        ),
+        (
+            format!("{base}notifications: {{endpoints: [{{name: a}}]}}\n"),
+            "notifications.endpoints[0].url",
+        ),
+        (
+            format!("{base}notifications: {{endpoints: [{{url: 'http://h/'}}]}}\n"),
+            "notifications.endpoints[0].name",
+        ),
+        (
+            format!("{base}notifications: {{endpoints: [{{name: a, url: 'not a url'}}]}}\n"),
+            "notifications.endpoints[0].url",
+        ),
+        (
+            format!("{base}notifications: {{endpoints: [{{name: a, url: 'ftp://h/'}}]}}\n"),
+            "notifications.endpoints[0].url",
+        ),
+        (
+            format!(
+                "{base}notifications: {{endpoints: [{{name: a, url: 'http://h/'}}, {{name: a, url: 'http://i/'}}]}}\n"
+            ),
+            "notifications.endpoints[1].name",
+        ),
+        (
+            format!("{base}berth: {{notifications: {{queue: {{maxevents: 0}}}}}}\n"),
+            "berth.notifications.queue.maxevents",
+        ),
+        (
+            format!("{base}berth: {{notifications: {{queue: {{flushinterval: 0s}}}}}}\n"),
+            "berth.notifications.queue.flushinterval",
+        ),
+    ] {
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(key), "{text}: {err}");
+    }
+}

@@ -39,7 +39,13 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
     };
     storage.referrers_tag_schema = Flag::or(doc.berth.referrers.tagschema, false);
     let health = health(&doc.health, &storage)?;
+    let notifications = super::notifications::notifications(
+        &doc.notifications,
+        &doc.berth.notifications,
+        &storage.driver,
+    )?;
     Ok(Config {
+        notifications,
         log: Log {
             level: doc.log.level.clone().or_else(|| doc.loglevel.clone()),
             formatter: doc.log.formatter.clone(),
@@ -378,7 +384,7 @@ fn headers(h: &HttpSection) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigErro
 
 /// Header names and values written as a map of lists (`http.headers`,
 /// `health.http[].headers`), checked.
-fn header_pairs(
+pub(super) fn header_pairs(
     at: &str,
     map: &std::collections::BTreeMap<String, Vec<String>>,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
