@@ -18,7 +18,7 @@ mod repository;
 mod upstream;
 
 pub use error::UpstreamError;
-pub use registry::ProxyRegistry;
+pub use registry::{ProxyRegistry, SetupError};
 pub use upstream::UpstreamConfig;
 
 /// distribution's default `proxy.ttl`: 7 days.

@@ -32,6 +32,9 @@ pub enum StartError {
     /// The TLS settings could not be put in place.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The pull-through cache could not be set up.
+    #[error(transparent)]
+    Proxy(#[from] berth_proxy::SetupError),
     /// The listen address could not be used.
     #[error("listening on {addr}: {message}")]
     Listen {
@@ -70,6 +73,7 @@ fn normalize_prefix(p: Option<&str>) -> String {
 
 /// Builds the registry and router a configuration describes.
 pub fn build(config: &Config) -> Result<App, StartError> {
+    let mut spool = std::env::temp_dir().join(format!("berth-proxy-{}", std::process::id()));
     let (driver, storage_description): (Arc<dyn StorageDriver>, String) =
         match &config.storage.driver {
             Driver::Filesystem { root, fsync } => {
@@ -90,6 +94,8 @@ pub fn build(config: &Config) -> Result<App, StartError> {
                         root.display()
                     )
                 };
+                // Beside `docker/` (which distribution walks), on the same file system.
+                spool = root.join(".berth-proxy");
                 let driver = FilesystemDriver::new(root).with_fsync(*fsync);
                 match driver.sweep_temporaries(STALE_TEMPORARY) {
                     Ok(0) => {}
@@ -171,7 +177,28 @@ pub fn build(config: &Config) -> Result<App, StartError> {
     if http_metrics.is_some() {
         metrics.push(registry.clone());
     }
-    let router = berth_http::router(registry.clone(), options);
+    let served: Arc<dyn berth_core::Registry> = if config.proxy.is_empty() {
+        registry.clone()
+    } else {
+        for u in &config.proxy {
+            let prefix = if u.prefix.is_empty() {
+                "every repository"
+            } else {
+                &u.prefix
+            };
+            tracing::info!(upstream = %u.remote, "pull-through cache for {prefix}");
+        }
+        let proxy = Arc::new(berth_proxy::ProxyRegistry::new(
+            registry.clone(),
+            config.proxy.clone(),
+            spool,
+        )?);
+        if http_metrics.is_some() {
+            metrics.push(proxy.clone());
+        }
+        proxy
+    };
+    let router = berth_http::router(served, options);
     Ok(App {
         router,
         registry,

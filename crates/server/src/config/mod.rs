@@ -7,6 +7,7 @@
 mod auth;
 pub mod duration;
 pub mod env;
+mod proxy;
 pub mod schema;
 mod support;
 mod tls;
@@ -84,6 +85,9 @@ pub struct Config {
     pub limits: Limits,
     /// `health`: the checks to run, in the order written.
     pub health: Vec<HealthCheck>,
+    /// `proxy` and `berth.proxy.upstreams`: the upstreams this registry caches, by
+    /// repository prefix (empty: no pull-through cache).
+    pub proxy: Vec<berth_proxy::UpstreamConfig>,
 }
 
 /// One background health check.

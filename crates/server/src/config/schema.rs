@@ -32,6 +32,8 @@ pub struct Document {
     pub auth: AuthSection,
     /// `health`.
     pub health: HealthSection,
+    /// `proxy`: distribution's pull-through cache of one upstream.
+    pub proxy: ProxySection,
     /// `berth`: berth's own options (distribution ignores a top-level key it does not know).
     pub berth: BerthSection,
 }
@@ -46,6 +48,48 @@ pub struct BerthSection {
     pub limits: BerthLimitsSection,
     /// `berth.auth`.
     pub auth: BerthAuthSection,
+    /// `berth.proxy`.
+    pub proxy: BerthProxySection,
+}
+
+/// `proxy`: distribution's pull-through cache; every repository is a copy of the
+/// upstream's.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ProxySection {
+    /// The upstream's base URL.
+    pub remoteurl: Option<String>,
+    /// User name for the upstream.
+    pub username: Option<String>,
+    /// Password for the upstream.
+    pub password: Option<String>,
+    /// How long a cached tag is served before the upstream is asked again.
+    pub ttl: Option<GoDuration>,
+}
+
+/// `berth.proxy`: pull-through caches of several upstreams, by repository prefix.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BerthProxySection {
+    /// The upstreams.
+    pub upstreams: Option<Vec<UpstreamSection>>,
+}
+
+/// One entry of `berth.proxy.upstreams`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct UpstreamSection {
+    /// Repositories under this prefix (`hub/`) are copies of the upstream's, named
+    /// without it.
+    pub prefix: Option<String>,
+    /// The upstream's base URL.
+    pub remoteurl: Option<String>,
+    /// User name for the upstream.
+    pub username: Option<String>,
+    /// Password for the upstream.
+    pub password: Option<String>,
+    /// How long a cached tag is served before the upstream is asked again.
+    pub ttl: Option<GoDuration>,
 }
 
 /// `berth.auth`: berth's policy and token issuer.
