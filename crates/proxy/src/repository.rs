@@ -324,9 +324,14 @@ async fn spool(
             batch.extend_from_slice(chunk);
         }
         if batch.len() >= SPOOL_BATCH || (chunk.is_none() && !batch.is_empty()) {
-            file.write_all(&batch)
-                .await
-                .map_err(|e| failed(format!("spooling {digest}: {e}")))?;
+            // tokio's `write_all` returns once the bytes are handed to a blocking
+            // thread; `flush` waits until they are in the file, where readers look.
+            async {
+                file.write_all(&batch).await?;
+                file.flush().await
+            }
+            .await
+            .map_err(|e| failed(format!("spooling {digest}: {e}")))?;
             written += batch.len() as u64;
             batch.clear();
             flight.update(|p| p.written = written);
