@@ -109,11 +109,11 @@ impl ProxyRepository {
         let (repo, ttl) = (self.name.as_str(), self.upstream.config.ttl);
         let reference = Reference::Tag(tag.clone());
         let freshness = &self.shared.freshness;
-        if freshness.is_fresh(repo, tag.as_str(), ttl) {
-            if let Ok(m) = self.local.get_manifest(&reference).await {
-                self.upstream.counts.pull(Pulled::Manifest, false);
-                return Ok(m);
-            }
+        if freshness.is_fresh(repo, tag.as_str(), ttl)
+            && let Ok(m) = self.local.get_manifest(&reference).await
+        {
+            self.upstream.counts.pull(Pulled::Manifest, false);
+            return Ok(m);
         }
         let asked = self.ask_tag(tag).await;
         match asked {
@@ -438,13 +438,13 @@ impl Repository for ProxyRepository {
         }
         // Kept for another repository (a base layer shared by images): linked, not
         // fetched again.
-        if matches!(self.local.mount_blob(digest, None).await, Ok(true)) {
-            if let Ok(found) = self.local.blob(digest, read).await {
-                if read.body {
-                    self.upstream.counts.pull(Pulled::Blob, false);
-                }
-                return Ok(found);
+        if matches!(self.local.mount_blob(digest, None).await, Ok(true))
+            && let Ok(found) = self.local.blob(digest, read).await
+        {
+            if read.body {
+                self.upstream.counts.pull(Pulled::Blob, false);
             }
+            return Ok(found);
         }
         self.fetch_blob(digest, read).await
     }
