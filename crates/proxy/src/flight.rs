@@ -263,3 +263,81 @@ impl Joined {
         Box::pin(stream)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn digest() -> Digest {
+        Digest::of(berth_core::Algorithm::Sha256, b"0123456789")
+    }
+
+    /// Starts a download whose leader writes `bytes` and ends with `result`.
+    async fn flight(
+        dir: &std::path::Path,
+        bytes: &'static [u8],
+        result: Result<(), FlightError>,
+    ) -> (Arc<Flights>, Joined, Joined) {
+        let flights = Arc::new(Flights::new(dir.join("spool")).unwrap());
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let first = flights
+            .join(&digest(), move |f, mut file| {
+                Box::pin(async move {
+                    f.update(|p| p.size = Some(10));
+                    let _ = wait.await;
+                    file.write_all(bytes).unwrap();
+                    f.update(|p| p.written = bytes.len() as u64);
+                    f.end(result);
+                })
+            })
+            .unwrap();
+        let second = flights
+            .join(&digest(), |_, _| panic!("a second download started"))
+            .unwrap();
+        let _ = go.send(());
+        (flights, first, second)
+    }
+
+    async fn collect(j: Joined, start: u64, stop: u64) -> (Vec<u8>, Option<String>) {
+        let mut s = j.stream(start, stop);
+        let mut out = Vec::new();
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(e) => return (out, Some(e.to_string())),
+            }
+        }
+        (out, None)
+    }
+
+    #[tokio::test]
+    async fn readers_share_one_download_and_get_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_flights, a, b) = flight(dir.path(), b"0123456789", Ok(())).await;
+        assert_eq!(a.size().await.unwrap(), 10);
+        let (whole, err) = collect(a, 0, 10).await;
+        assert_eq!((whole.as_slice(), err), (&b"0123456789"[..], None));
+        let (part, err) = collect(b, 3, 6).await;
+        assert_eq!((part.as_slice(), err), (&b"345"[..], None));
+    }
+
+    #[tokio::test]
+    async fn a_failed_download_never_completes_a_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_flights, a, b) = flight(
+            dir.path(),
+            b"0123456789",
+            Err(FlightError::Failed("digest mismatch".into())),
+        )
+        .await;
+        for j in [a, b] {
+            let (got, err) = collect(j, 0, 10).await;
+            assert!(got.len() < 10, "the last byte waits for the check");
+            assert_eq!(err.as_deref(), Some("digest mismatch"));
+        }
+    }
+}
