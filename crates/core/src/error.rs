@@ -76,6 +76,11 @@ pub enum Error {
         /// The configured bound.
         limit: usize,
     },
+    /// The registry this one mirrors (a pull-through cache's upstream) could not answer:
+    /// unreachable, failing, or sending what does not match its digest; and nothing
+    /// cached could stand in.
+    #[error("upstream unavailable: {0}")]
+    UpstreamUnavailable(String),
     /// The client's request body ended early or could not be read.
     #[error("request body: {0}")]
     BodyRead(#[source] std::io::Error),

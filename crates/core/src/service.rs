@@ -115,6 +115,23 @@ pub trait Repository: Send + Sync {
         extra_tags: &[Tag],
     ) -> Result<PutManifest>;
 
+    /// Stores a manifest copied from another registry (what a pull-through cache
+    /// fetched) as `put_manifest` does, without requiring the blobs and manifests it
+    /// references to be present: they are fetched when asked for (distribution's proxy
+    /// skips layer verification the same way). Implementations that cannot keep copies
+    /// answer `Unsupported`.
+    async fn put_copied_manifest(
+        &self,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PutManifest> {
+        let _ = (reference, content_type, body);
+        Err(crate::Error::Unsupported(
+            "this repository does not keep copied manifests".into(),
+        ))
+    }
+
     /// Removes a tag (tag reference) or a manifest and every tag pointing at it (digest);
     /// answers the tags removed (what notifications report as tag deletes).
     async fn delete_manifest(&self, reference: &Reference) -> Result<Vec<Tag>>;

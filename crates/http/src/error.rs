@@ -131,6 +131,8 @@ impl ApiError {
             Error::PaginationInvalid(_) => (S::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
             Error::Unsupported(_) => (S::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             Error::TooManyUploads { .. } => (S::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+            // distribution's code for a service that cannot answer now.
+            Error::UpstreamUnavailable(_) => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
             Error::Internal { .. } => (S::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         };
         (status, code, e.to_string())
@@ -337,6 +339,16 @@ mod tests {
             assert!(status.is_client_error(), "{code}");
             assert!(spec.contains(&code), "{code}");
         }
+    }
+
+    /// A pull-through cache whose upstream cannot answer says so as distribution does.
+    #[test]
+    fn an_unavailable_upstream_is_a_503() {
+        let (status, code, _) = ApiError::Domain(Error::UpstreamUnavailable("down".into())).parts();
+        assert_eq!(
+            (status, code),
+            (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+        );
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub enum StartError {
     /// The notification queue could not be opened.
     #[error(transparent)]
     Notify(#[from] berth_notify::NotifyError),
+    /// The pull-through cache could not be set up.
+    #[error(transparent)]
+    Proxy(#[from] berth_proxy::SetupError),
     /// The listen address could not be used.
     #[error("listening on {addr}: {message}")]
     Listen {
@@ -92,8 +95,42 @@ fn event_source(config: &Config) -> berth_notify::Source {
     }
 }
 
+/// This process's spool directory under `base`, after removing the ones other processes
+/// left that nothing has written to for [`STALE_TEMPORARY`] (a crash, or a node gone).
+fn process_spool(base: &std::path::Path) -> std::path::PathBuf {
+    let fresh = |path: &std::path::Path| {
+        let recent = |m: std::io::Result<std::fs::Metadata>| {
+            m.and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age < STALE_TEMPORARY)
+        };
+        recent(std::fs::metadata(path))
+            || std::fs::read_dir(path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| recent(e.metadata()))
+    };
+    if let Ok(entries) = std::fs::read_dir(base) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !fresh(&path) {
+                // Best effort: a spool left behind only costs disk until the next start.
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+    base.join(format!(
+        "{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ))
+}
+
 /// Builds the registry and router a configuration describes.
 pub fn build(config: &Config) -> Result<App, StartError> {
+    let mut spool = std::env::temp_dir().join(format!("berth-proxy-{}", std::process::id()));
     let (driver, storage_description): (Arc<dyn StorageDriver>, String) =
         match &config.storage.driver {
             Driver::Filesystem { root, fsync } => {
@@ -114,6 +151,9 @@ pub fn build(config: &Config) -> Result<App, StartError> {
                         root.display()
                     )
                 };
+                // Beside `docker/` (which distribution walks), on the same file system; one
+                // directory per process, as nodes may share the root.
+                spool = process_spool(&root.join(".berth-proxy"));
                 let driver = FilesystemDriver::new(root).with_fsync(*fsync);
                 match driver.sweep_temporaries(STALE_TEMPORARY) {
                     Ok(0) => {}
@@ -211,7 +251,28 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             metrics.push(gc_metrics.clone());
         }
     }
-    let router = berth_http::router(registry.clone(), options);
+    let served: Arc<dyn berth_core::Registry> = if config.proxy.is_empty() {
+        registry.clone()
+    } else {
+        for u in &config.proxy {
+            let prefix = if u.prefix.is_empty() {
+                "every repository"
+            } else {
+                &u.prefix
+            };
+            tracing::info!(upstream = %u.remote, "pull-through cache for {prefix}");
+        }
+        let proxy = Arc::new(berth_proxy::ProxyRegistry::new(
+            registry.clone(),
+            config.proxy.clone(),
+            spool,
+        )?);
+        if http_metrics.is_some() {
+            metrics.push(proxy.clone());
+        }
+        proxy
+    };
+    let router = berth_http::router(served, options);
     Ok(App {
         router,
         registry,

@@ -429,6 +429,20 @@ fn check_config_and_serve_refuse_the_same_bad_configurations() {
             "http.http2.disabled",
         ),
         (
+            "proxy upstream that is not a URL, from the environment",
+            base.clone(),
+            vec![("REGISTRY_PROXY_REMOTEURL", "registry-1.docker.io")],
+            "proxy.remoteurl",
+        ),
+        (
+            "overlapping proxy prefixes",
+            format!(
+                "{base}berth: {{proxy: {{upstreams: [{{prefix: hub/, remoteurl: \"http://a\"}}, {{prefix: hub/x/, remoteurl: \"http://b\"}}]}}}}\n"
+            ),
+            vec![],
+            "berth.proxy.upstreams[1].prefix",
+        ),
+        (
             "bad draintimeout",
             format!("version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", draintimeout: soon}}\n"),
             vec![],

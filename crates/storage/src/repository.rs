@@ -89,6 +89,76 @@ impl StorageRepository {
         Ok(())
     }
 
+    /// A manifest PUT, with or without checking that what it references is present.
+    async fn store_manifest(
+        &self,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        extra_tags: &[Tag],
+        check_references: bool,
+    ) -> Result<PutManifest> {
+        let (repo, stores) = (&self.name, &self.stores);
+        let manifest = Manifest::parse(content_type, &body)?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &body);
+                if actual != *expected {
+                    return Err(Error::DigestInvalid(format!(
+                        "manifest body has digest {actual}, not {expected}"
+                    )));
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
+        };
+        // Held until the revision and its tags are written: a collection starting now
+        // waits for this push, so its mark sees the manifest (see `fence`).
+        let _pass = stores.blobs.fence.enter();
+        // Its own bytes too: an identical manifest deleted earlier leaves them unused, and
+        // `put_locked` keeps bytes already there.
+        stores.blobs.hold(&digest).await;
+        if check_references {
+            self.check_references(&manifest).await?;
+        }
+        let size = body.len() as u64;
+        let referrer = manifest.referrer_descriptor(digest.clone(), size);
+
+        let revision = stores.manifests.lock(repo, &digest).await;
+        stores.manifests.put_locked(repo, &digest, body).await?;
+        stores.blobs.note_global(&digest, size);
+
+        let mut tags: Vec<Tag> = Vec::new();
+        if let Reference::Tag(t) = reference {
+            tags.push(t.clone());
+        }
+        for t in extra_tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+        // Tags and the referrer link only name the revision written above, so they are
+        // written together.
+        let subject = manifest.subject.map(|s| s.digest);
+        let referrer_link = async {
+            match &subject {
+                Some(s) => stores.referrers.link(repo, s, &digest).await,
+                None => Ok(()),
+            }
+        };
+        let tagged = try_join_all(tags.iter().map(|t| stores.tags.set(repo, t, &digest)));
+        futures::try_join!(tagged, referrer_link)?;
+        drop(revision);
+        if let Some(s) = subject.as_ref().filter(|_| stores.referrers_tag_schema) {
+            self.update_schema(s, &digest, Some(referrer)).await?;
+        }
+        Ok(PutManifest {
+            digest,
+            subject,
+            tags,
+        })
+    }
+
     /// The shared stores.
     pub(crate) fn stores(&self) -> &Stores {
         &self.stores
@@ -130,63 +200,18 @@ impl Repository for StorageRepository {
         body: Bytes,
         extra_tags: &[Tag],
     ) -> Result<PutManifest> {
-        let (repo, stores) = (&self.name, &self.stores);
-        let manifest = Manifest::parse(content_type, &body)?;
-        let digest = match reference {
-            Reference::Digest(expected) => {
-                let actual = Digest::of(expected.algorithm(), &body);
-                if actual != *expected {
-                    return Err(Error::DigestInvalid(format!(
-                        "manifest body has digest {actual}, not {expected}"
-                    )));
-                }
-                actual
-            }
-            Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
-        };
-        // Held until the revision and its tags are written: a collection starting now
-        // waits for this push, so its mark sees the manifest (see `fence`).
-        let _pass = stores.blobs.fence.enter();
-        // Its own bytes too: an identical manifest deleted earlier leaves them unused, and
-        // `put_locked` keeps bytes already there.
-        stores.blobs.hold(&digest).await;
-        self.check_references(&manifest).await?;
-        let size = body.len() as u64;
-        let referrer = manifest.referrer_descriptor(digest.clone(), size);
+        self.store_manifest(reference, content_type, body, extra_tags, true)
+            .await
+    }
 
-        let revision = stores.manifests.lock(repo, &digest).await;
-        stores.manifests.put_locked(repo, &digest, body).await?;
-        stores.blobs.note_global(&digest, size);
-
-        let mut tags: Vec<Tag> = Vec::new();
-        if let Reference::Tag(t) = reference {
-            tags.push(t.clone());
-        }
-        for t in extra_tags {
-            if !tags.contains(t) {
-                tags.push(t.clone());
-            }
-        }
-        // Tags and the referrer link only name the revision written above, so they are
-        // written together.
-        let subject = manifest.subject.map(|s| s.digest);
-        let referrer_link = async {
-            match &subject {
-                Some(s) => stores.referrers.link(repo, s, &digest).await,
-                None => Ok(()),
-            }
-        };
-        let tagged = try_join_all(tags.iter().map(|t| stores.tags.set(repo, t, &digest)));
-        futures::try_join!(tagged, referrer_link)?;
-        drop(revision);
-        if let Some(s) = subject.as_ref().filter(|_| stores.referrers_tag_schema) {
-            self.update_schema(s, &digest, Some(referrer)).await?;
-        }
-        Ok(PutManifest {
-            digest,
-            subject,
-            tags,
-        })
+    async fn put_copied_manifest(
+        &self,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PutManifest> {
+        self.store_manifest(reference, content_type, body, &[], false)
+            .await
     }
 
     async fn delete_manifest(&self, reference: &Reference) -> Result<Vec<Tag>> {

@@ -8,6 +8,7 @@ mod auth;
 pub mod duration;
 pub mod env;
 mod notifications;
+mod proxy;
 pub mod schema;
 mod support;
 mod tls;
@@ -88,6 +89,9 @@ pub struct Config {
     pub health: Vec<HealthCheck>,
     /// `notifications` with `berth.notifications`; `None` when no endpoint is enabled.
     pub notifications: Option<berth_notify::NotifyConfig>,
+    /// `proxy` and `berth.proxy.upstreams`: the upstreams this registry caches, by
+    /// repository prefix (empty: no pull-through cache).
+    pub proxy: Vec<berth_proxy::UpstreamConfig>,
 }
 
 /// One background health check.

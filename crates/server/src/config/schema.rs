@@ -34,6 +34,8 @@ pub struct Document {
     pub health: HealthSection,
     /// `notifications`.
     pub notifications: NotificationsSection,
+    /// `proxy`: distribution's pull-through cache of one upstream.
+    pub proxy: ProxySection,
     /// `berth`: berth's own options (distribution ignores a top-level key it does not know).
     pub berth: BerthSection,
 }
@@ -50,6 +52,8 @@ pub struct BerthSection {
     pub auth: BerthAuthSection,
     /// `berth.notifications`.
     pub notifications: BerthNotificationsSection,
+    /// `berth.proxy`.
+    pub proxy: BerthProxySection,
 }
 
 /// `berth.notifications`: berth's own settings of the durable event queue.
@@ -122,6 +126,46 @@ pub struct IgnoreSection {
     pub mediatypes: StringList,
     /// Actions not sent (pull, push, mount, delete).
     pub actions: StringList,
+}
+
+/// `proxy`: distribution's pull-through cache; every repository is a copy of the
+/// upstream's.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ProxySection {
+    /// The upstream's base URL.
+    pub remoteurl: Option<String>,
+    /// User name for the upstream.
+    pub username: Option<String>,
+    /// Password for the upstream.
+    pub password: Option<String>,
+    /// How long a cached tag is served before the upstream is asked again.
+    pub ttl: Option<GoDuration>,
+}
+
+/// `berth.proxy`: pull-through caches of several upstreams, by repository prefix.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BerthProxySection {
+    /// The upstreams.
+    pub upstreams: Option<Vec<UpstreamSection>>,
+}
+
+/// One entry of `berth.proxy.upstreams`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct UpstreamSection {
+    /// Repositories under this prefix (`hub/`) are copies of the upstream's, named
+    /// without it.
+    pub prefix: Option<String>,
+    /// The upstream's base URL.
+    pub remoteurl: Option<String>,
+    /// User name for the upstream.
+    pub username: Option<String>,
+    /// Password for the upstream.
+    pub password: Option<String>,
+    /// How long a cached tag is served before the upstream is asked again.
+    pub ttl: Option<GoDuration>,
 }
 
 /// `berth.auth`: berth's policy and token issuer.

@@ -688,3 +688,98 @@ fn bad_notifications_name_their_key() {
         assert!(err.contains(key), "{text}: {err}");
     }
 }
+
+#[test]
+fn proxy_upstreams_by_prefix_with_distributions_proxy_last() {
+    let (c, warnings) = parse(
+        "version: 0.1\nstorage: {inmemory: {}}\n\
+         proxy: {remoteurl: 'https://registry-1.docker.io', username: u, password: p}\n\
+         berth:\n  proxy:\n    upstreams:\n\
+         \x20     - {prefix: ghcr/, remoteurl: 'https://ghcr.io', ttl: 5m}\n\
+         \x20     - {prefix: quay/io/, remoteurl: 'https://quay.io/'}\n",
+    )
+    .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let p: Vec<(&str, &str, Duration)> = c
+        .proxy
+        .iter()
+        .map(|u| (u.prefix.as_str(), u.remote.as_str(), u.ttl))
+        .collect();
+    assert_eq!(
+        p,
+        [
+            ("ghcr/", "https://ghcr.io/", Duration::from_secs(300)),
+            ("quay/io/", "https://quay.io/", berth_proxy::DEFAULT_TTL),
+            (
+                "",
+                "https://registry-1.docker.io/",
+                berth_proxy::DEFAULT_TTL
+            ),
+        ]
+    );
+    assert_eq!(c.proxy[2].username.as_deref(), Some("u"));
+    let (c, _) = Config::from_yaml(
+        "version: 0.1\nstorage: {inmemory: {}}\n",
+        vec![
+            (
+                "REGISTRY_PROXY_REMOTEURL".into(),
+                "http://127.0.0.1:5000".into(),
+            ),
+            ("REGISTRY_PROXY_TTL".into(), "0s".into()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.proxy.len(), 1);
+    assert_eq!(c.proxy[0].ttl, Duration::ZERO);
+    assert!(parse(DEBIAN).unwrap().0.proxy.is_empty());
+}
+
+#[test]
+fn proxy_errors_name_the_key() {
+    let base = "version: 0.1\nstorage: {inmemory: {}}\n";
+    let ups = |list: &str| format!("{base}berth: {{proxy: {{upstreams: [{list}]}}}}\n");
+    let cases = [
+        (
+            format!("{base}proxy: {{remoteurl: 'ftp://x'}}\n"),
+            "proxy.remoteurl",
+        ),
+        (
+            format!("{base}proxy: {{remoteurl: 'not a url'}}\n"),
+            "proxy.remoteurl",
+        ),
+        (format!("{base}proxy: {{username: u}}\n"), "proxy.remoteurl"),
+        (
+            format!("{base}proxy: {{remoteurl: 'http://x', ttl: soon}}\n"),
+            "proxy.ttl",
+        ),
+        (
+            ups(
+                "{prefix: hub/, remoteurl: 'http://a'}, {prefix: hub/library/, remoteurl: 'http://b'}",
+            ),
+            "berth.proxy.upstreams[1].prefix",
+        ),
+        (
+            ups("{remoteurl: 'http://a'}"),
+            "berth.proxy.upstreams[0].prefix",
+        ),
+        (
+            ups("{prefix: hub, remoteurl: 'http://a'}"),
+            "berth.proxy.upstreams[0].prefix",
+        ),
+        (
+            ups("{prefix: Hub/, remoteurl: 'http://a'}"),
+            "berth.proxy.upstreams[0].prefix",
+        ),
+        (ups("{prefix: hub/}"), "berth.proxy.upstreams[0].remoteurl"),
+        (
+            ups("{prefix: hub/, remoteurl: 'http://a', password: p}"),
+            "berth.proxy.upstreams[0].username",
+        ),
+    ];
+    for (text, key) in cases {
+        match parse(&text) {
+            Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{text}"),
+            other => panic!("{text}: {:?}", other.map(|_| ())),
+        }
+    }
+}

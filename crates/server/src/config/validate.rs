@@ -57,6 +57,7 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
         auth: auth::auth(&doc.auth, &doc.berth.auth)?,
         limits: limits(&doc.berth.limits)?,
         health,
+        proxy: super::proxy::upstreams(&doc.proxy, &doc.berth.proxy)?,
     })
 }
 
