@@ -26,13 +26,13 @@ fn check_config_reports_warnings_and_errors() {
     let good = dir.path().join("good.yml");
     std::fs::write(
         &good,
-        "version: 0.1\nstorage: {inmemory: {}}\nnotifications: {endpoints: []}\n",
+        "version: 0.1\nstorage: {inmemory: {}}\nreporting: {newrelic: {name: x}}\n",
     )
     .unwrap();
     let out = berth_cmd().arg("check-config").arg(&good).output().unwrap();
     assert!(out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("`notifications.endpoints` is not supported")
+        String::from_utf8_lossy(&out.stderr).contains("`reporting.newrelic.name` is not supported")
     );
 
     let bad = dir.path().join("bad.yml");
