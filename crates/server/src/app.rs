@@ -286,7 +286,36 @@ pub fn build(config: &Config) -> Result<App, StartError> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_prefix;
+    use super::{STALE_TEMPORARY, normalize_prefix, process_spool};
+
+    #[test]
+    fn spools_left_untouched_for_an_hour_are_removed() {
+        let base = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::now() - STALE_TEMPORARY * 2;
+        let age = |path: &std::path::Path| {
+            std::fs::File::open(path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        };
+        // Another process's, written to a moment ago: kept.
+        let busy = base.path().join("1-busy");
+        std::fs::create_dir(&busy).unwrap();
+        age(&busy);
+        std::fs::write(busy.join("download"), b"x").unwrap();
+        age(&busy);
+        // A crashed process's: its directory and its file are old.
+        let stale = base.path().join("2-stale");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("download"), b"x").unwrap();
+        age(&stale.join("download"));
+        age(&stale);
+        let mine = process_spool(base.path());
+        assert!(busy.exists());
+        assert!(!stale.exists());
+        assert_eq!(mine.parent(), Some(base.path()));
+        assert_ne!(process_spool(base.path()), mine, "one per process start");
+    }
 
     #[test]
     fn prefixes() {
