@@ -202,13 +202,18 @@ http:
   addr: 127.0.0.1:$port
 EOF
   if [ -n "$with_ops" ]; then
-    # Right below `http.addr`: the debug server belongs to the `http` section.
+    # Right below `http.addr`: the debug server belongs to the `http` section. berth's
+    # queue lives beside this round's root (distribution ignores the `berth` block).
     cat >>"$cfg" <<EOF
   debug:
     addr: 127.0.0.1:$("$bench" free-port)
     prometheus:
       enabled: true
 $ops_yaml
+berth:
+  notifications:
+    queue:
+      directory: $root/queue
 EOF
   fi
   if [ -n "$auth" ] && [ "$label" != berth-noauth ]; then
