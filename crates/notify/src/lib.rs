@@ -22,6 +22,7 @@ use std::sync::Arc;
 use berth_metrics::Collect;
 
 pub use config::{EndpointConfig, NotifyConfig, QueueConfig};
+pub use delivery::{HttpClient, client as https_client};
 pub use event::{
     Action, Actor, EVENTS_MEDIA_TYPE, Event, EventDraft, Reference, RequestRecord, Source, Target,
 };

@@ -16,13 +16,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
 use berth_driver::{DriverError, StorageDriver};
 use berth_http::HealthGate;
+use berth_notify::HttpClient;
 use berth_storage::layout::StoragePath;
 use bytes::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use tokio::task::JoinHandle;
 
 use crate::config::{HealthCheck, Probe};
@@ -85,6 +84,7 @@ impl Health {
     ) -> Vec<JoinHandle<()>> {
         // One file per process, so nodes sharing a storage never delete each other's.
         let probe_path = StoragePath::HealthProbe(probe_key()).path();
+        let http = self.http_client();
         (0..self.checks.len())
             .map(|i| {
                 let health = self.clone();
@@ -92,11 +92,25 @@ impl Health {
                     driver: driver.clone(),
                     read_only,
                     probe_path: probe_path.clone(),
-                    http: Client::builder(TokioExecutor::new()).build_http(),
+                    http: http.clone(),
                 };
                 tokio::spawn(async move { health.run(i, prober).await })
             })
             .collect()
+    }
+
+    /// The client of the `http` checks (the one webhooks are posted with): `https://`
+    /// certificates are checked against the system's roots or `SSL_CERT_FILE`, loaded
+    /// only when a check needs them. Roots that cannot be loaded leave the `http` checks
+    /// failing with the reason, rather than stopping the registry.
+    fn http_client(&self) -> Result<HttpClient, Arc<str>> {
+        let https = self.checks.iter().any(
+            |c| matches!(&c.check.probe, Probe::Http { uri, .. } if uri.starts_with("https:")),
+        );
+        berth_notify::https_client(https).map_err(|e| {
+            tracing::error!("health checks over HTTP cannot run: {e}");
+            Arc::from(e)
+        })
     }
 
     async fn run(&self, i: usize, prober: Prober) {
@@ -163,7 +177,7 @@ struct Prober {
     driver: Arc<dyn StorageDriver>,
     read_only: bool,
     probe_path: String,
-    http: Client<hyper_util::client::legacy::connect::HttpConnector, Body>,
+    http: Result<HttpClient, Arc<str>>,
 }
 
 impl Prober {
@@ -223,10 +237,10 @@ impl Prober {
             req = req.header(name, value);
         }
         let req = req
-            .body(Body::empty())
+            .body(Full::new(Bytes::new()))
             .map_err(|e| format!("building the request to {uri}: {e}"))?;
-        let resp = self
-            .http
+        let client = self.http.as_ref().map_err(|e| e.to_string())?;
+        let resp = client
             .request(req)
             .await
             .map_err(|e| format!("requesting {uri}: {e}"))?;

@@ -273,8 +273,8 @@ fn check_config_and_serve_refuse_the_same_bad_configurations() {
             "health.http[0].uri",
         ),
         (
-            "https check",
-            format!("{base}health: {{http: [{{uri: \"https://127.0.0.1:1/\"}}]}}\n"),
+            "http check whose scheme is neither http nor https",
+            format!("{base}health: {{http: [{{uri: \"ftp://127.0.0.1:1/\"}}]}}\n"),
             vec![],
             "health.http[0].uri",
         ),

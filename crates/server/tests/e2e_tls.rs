@@ -701,3 +701,66 @@ fn acme_tls_alpn_01_challenge_is_answered() {
     assert!(!out.status.success(), "{}", text(&out.stdout));
     assert!(berth.stop().success());
 }
+
+/// The API status of the plain-HTTP registry at `addr`, by curl.
+fn api_status(addr: &str) -> String {
+    text(
+        &output(
+            Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                .arg(format!("http://{addr}/v2/")),
+        )
+        .stdout,
+    )
+}
+
+#[test]
+fn https_health_checks_verify_their_target_against_ssl_cert_file() {
+    if !have(&["openssl", "curl"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (_pki, ca, cert, key) = server_pki(work.path());
+    let target = start(
+        work.path(),
+        &work.path().join("target-root"),
+        &tls_yaml(&cert, &key, ""),
+        &[],
+        "https",
+        &["--cacert", ca.to_str().unwrap()],
+    );
+    let uri = format!("https://{}/v2/", target.addr);
+    // The first probe runs one interval after start-up, so a registry that will fail
+    // it still answers 200 while `spawn` waits for it to be ready.
+    let health =
+        format!("health:\n  http:\n    - uri: \"{uri}\"\n      interval: 1s\n      timeout: 2s\n");
+    let wait = |addr: &str, want: &str, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while api_status(addr) != want {
+            assert!(Instant::now() < deadline, "{what}: never {want}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Trusting the test CA: healthy while the target answers, 503 once it is gone.
+    let (config, addr) =
+        common::berth_config(&work.path().join("trusting"), work.path(), "", &health);
+    let ca_file = ca.to_str().unwrap();
+    let trusting = spawn(
+        work.path(),
+        &config,
+        addr.clone(),
+        &[("SSL_CERT_FILE", ca_file)],
+        "http",
+        &[],
+    );
+    wait(&addr, "200", "a verified https target");
+    // Not trusting it (the system's roots only): the check fails on the certificate.
+    let (config, other) =
+        common::berth_config(&work.path().join("doubting"), work.path(), "", &health);
+    let doubting = spawn(work.path(), &config, other.clone(), &[], "http", &[]);
+    wait(&other, "503", "an unverifiable https target");
+    assert!(target.stop().success());
+    wait(&addr, "503", "a stopped https target");
+    assert!(trusting.stop().success());
+    assert!(doubting.stop().success());
+}

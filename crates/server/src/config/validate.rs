@@ -158,16 +158,11 @@ fn health(h: &HealthSection, storage: &Storage) -> Result<Vec<HealthCheck>, Conf
         let parsed = url::Url::parse(uri)
             .map_err(|e| invalid(&format!("{key}.uri"), format!("{uri:?}: {e}")))?;
         match parsed.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(ConfigError::Refused(format!(
-                    "{key}.uri: https health checks are not supported yet (http is)"
-                )));
-            }
+            "http" | "https" => {}
             other => {
                 return Err(invalid(
                     &format!("{key}.uri"),
-                    format!("{uri:?}: scheme {other:?} is not http"),
+                    format!("{uri:?}: scheme {other:?} is not http or https"),
                 ));
             }
         }
