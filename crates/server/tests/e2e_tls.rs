@@ -2,7 +2,8 @@
 //! s_client and skopeo with certificates made by the openssl CLI: pushes and pulls over
 //! verified TLS, mutual TLS (`clientcas`), `minimumtls`, `ciphersuites`, HTTP/2 by ALPN
 //! and `http2.disabled`, certificate reload on file change and SIGHUP without dropping a
-//! connection in flight, and ACME (`letsencrypt`) against Debian's pebble test CA.
+//! connection in flight, ACME (`letsencrypt`) against Debian's pebble test CA, and
+//! `https://` health checks verifying their target.
 
 mod common;
 #[path = "support/oci_layout.rs"]
