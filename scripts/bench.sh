@@ -222,7 +222,7 @@ EOF
   local before=""
   [ -n "$with_ops" ] && before="$(received)"
   case "$label" in
-    berth|berth-nofsync|berth-noauth) "$berth" serve "$cfg" >"$log" 2>&1 & ;;
+    berth|berth-nofsync|berth-noauth|berth-noops) "$berth" serve "$cfg" >"$log" 2>&1 & ;;
     distribution) "$distribution" serve "$cfg" >"$log" 2>&1 & ;;
   esac
   server_pid=$!

@@ -104,9 +104,13 @@ impl Store for DirStore {
 
     fn read(&self, seg: u64, offset: u64, max: usize) -> io::Result<Vec<u8>> {
         let mut f = File::open(self.segment(seg))?;
+        // Sized by what is there: a reader near the head reads a few records, and a
+        // buffer of `max` per read (1 MiB) would cost more than the read.
+        let there = f.metadata()?.len().saturating_sub(offset);
+        let want = there.min(max as u64);
         f.seek(SeekFrom::Start(offset))?;
-        let mut buf = Vec::with_capacity(max.min(1 << 20));
-        f.take(max as u64).read_to_end(&mut buf)?;
+        let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(max));
+        f.take(want).read_to_end(&mut buf)?;
         Ok(buf)
     }
 
