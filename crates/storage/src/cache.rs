@@ -1,6 +1,13 @@
 //! The blob-descriptor cache: which blobs exist (globally) and which are linked into which
-//! repository, with their sizes. Bounded; an optimisation only: a miss goes to storage.
+//! repository, with their sizes. An optimisation only: a miss goes to storage. Either this
+//! process's bounded map or a cache shared by several nodes ([`SharedDescriptors`], Redis);
+//! [`Descriptors`] picks between them with a `match`, so the in-memory path stays free of
+//! boxing and dynamic dispatch.
 
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use berth_core::{Digest, RepositoryName};
 use berth_metrics::Counter;
 use quick_cache::sync::Cache;
@@ -79,6 +86,92 @@ impl DescriptorCache {
     /// Forgets a repository link.
     pub fn unlink(&self, repo: &RepositoryName, digest: &Digest) {
         self.linked.remove(&(repo.clone(), digest.clone()));
+    }
+}
+
+/// A blob-descriptor cache several nodes share (Redis). Best effort throughout: a failed
+/// lookup answers `None` (storage is read instead) and a failed update is the
+/// implementation's to log, count and, for removals, retry; nothing here fails a request.
+#[async_trait]
+pub trait SharedDescriptors: Send + Sync + fmt::Debug {
+    /// Size of a blob linked into `repo`, if known.
+    async fn linked(&self, repo: &RepositoryName, digest: &Digest) -> Option<u64>;
+    /// Size of a blob in the global store, if known.
+    async fn global(&self, digest: &Digest) -> Option<u64>;
+    /// Records that `digest` (of `size` bytes) is in the global store and linked into `repo`.
+    async fn set_linked(&self, repo: &RepositoryName, digest: &Digest, size: u64);
+    /// Records the link of `digest` into `repo` only (the global entry is filled apart).
+    async fn set_link(&self, repo: &RepositoryName, digest: &Digest, size: u64);
+    /// Records a blob of the global store.
+    async fn set_global(&self, digest: &Digest, size: u64);
+    /// Forgets a blob of the global store.
+    async fn forget_global(&self, digest: &Digest);
+    /// Forgets a repository link.
+    async fn unlink(&self, repo: &RepositoryName, digest: &Digest);
+}
+
+/// The cache `BlobStore` consults: this process's map, or a shared one.
+pub(crate) enum Descriptors {
+    /// This process's bounded map (the default).
+    Local(DescriptorCache),
+    /// A cache shared by the nodes of a fleet.
+    Shared(Arc<dyn SharedDescriptors>),
+}
+
+impl Descriptors {
+    pub async fn linked(&self, repo: &RepositoryName, digest: &Digest) -> Option<u64> {
+        match self {
+            Descriptors::Local(c) => c.linked(repo, digest),
+            Descriptors::Shared(c) => c.linked(repo, digest).await,
+        }
+    }
+
+    pub async fn global(&self, digest: &Digest) -> Option<u64> {
+        match self {
+            Descriptors::Local(c) => c.global(digest),
+            Descriptors::Shared(c) => c.global(digest).await,
+        }
+    }
+
+    pub async fn set_linked(&self, repo: &RepositoryName, digest: &Digest, size: u64) {
+        match self {
+            Descriptors::Local(c) => c.set_linked(repo, digest, size),
+            Descriptors::Shared(c) => c.set_linked(repo, digest, size).await,
+        }
+    }
+
+    pub async fn set_link(&self, repo: &RepositoryName, digest: &Digest, size: u64) {
+        match self {
+            Descriptors::Local(c) => c.set_link(repo, digest, size),
+            Descriptors::Shared(c) => c.set_link(repo, digest, size).await,
+        }
+    }
+
+    pub async fn set_global(&self, digest: &Digest, size: u64) {
+        match self {
+            Descriptors::Local(c) => c.set_global(digest, size),
+            Descriptors::Shared(c) => c.set_global(digest, size).await,
+        }
+    }
+
+    pub async fn forget_global(&self, digest: &Digest) {
+        match self {
+            Descriptors::Local(c) => c.forget_global(digest),
+            Descriptors::Shared(c) => c.forget_global(digest).await,
+        }
+    }
+
+    pub async fn unlink(&self, repo: &RepositoryName, digest: &Digest) {
+        match self {
+            Descriptors::Local(c) => c.unlink(repo, digest),
+            Descriptors::Shared(c) => c.unlink(repo, digest).await,
+        }
+    }
+
+    /// Whether other nodes read this cache: their fills can race this node's removals,
+    /// so a removal is repeated after storage changed.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Descriptors::Shared(_))
     }
 }
 

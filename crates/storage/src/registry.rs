@@ -10,7 +10,7 @@ use berth_metrics::{Collect, Encoder, Kind};
 use crate::Options;
 use crate::access::Access;
 use crate::blobs::BlobStore;
-use crate::cache::DescriptorCache;
+use crate::cache::{DescriptorCache, Descriptors};
 use crate::catalog::Catalog;
 use crate::locks::KeyedLocks;
 use crate::manifests::ManifestStore;
@@ -46,7 +46,12 @@ impl StorageRegistry {
         let stores = Stores {
             blobs: BlobStore::new(
                 access.clone(),
-                options.descriptor_cache.map(DescriptorCache::new),
+                match options.shared_descriptor_cache {
+                    Some(shared) => Some(Descriptors::Shared(shared)),
+                    None => options
+                        .descriptor_cache
+                        .map(|n| Descriptors::Local(DescriptorCache::new(n))),
+                },
             ),
             uploads: UploadStore::new(
                 access.clone(),
