@@ -1,0 +1,181 @@
+//! Two berth nodes on one filesystem root sharing one real `redis-server` as their
+//! blob-descriptor cache (`storage.cache.blobdescriptor: redis`, set through
+//! `REGISTRY_*` variables as a fleet's nodes would be): what one node pushes the other
+//! finds in Redis, what one deletes the other stops serving at once, and a Redis that
+//! hangs or dies neither fails nor slows requests, and is used again once it is back.
+
+mod common;
+#[path = "../../redis/tests/support/server.rs"]
+mod redis_server;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_client::BlockingClient;
+use redis_server::RedisServer;
+use sha2::{Digest as _, Sha256};
+
+fn sha256(b: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+/// A berth node with the Redis cache at `redis` and metrics on a debug address.
+struct Node {
+    process: common::Process,
+    debug: String,
+}
+
+impl Node {
+    fn start(root: &Path, work: &Path, redis: &str) -> Node {
+        let debug = format!("127.0.0.1:{}", common::free_port());
+        let (config, addr) = common::berth_config(
+            root,
+            work,
+            "",
+            &format!("  debug:\n    addr: {debug}\n    prometheus:\n      enabled: true\n"),
+        );
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.arg("serve")
+            .arg(&config)
+            .env("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "redis")
+            .env("REGISTRY_REDIS_ADDR", redis)
+            .env("REGISTRY_REDIS_READTIMEOUT", "500ms")
+            .env("REGISTRY_REDIS_WRITETIMEOUT", "500ms");
+        let process = common::spawn(cmd, addr, work, "berth");
+        let node = Node { process, debug };
+        node.wait_metric("berth_redis_up", "", 1.0);
+        node
+    }
+
+    fn client(&self) -> &BlockingClient {
+        self.process.client()
+    }
+
+    /// A sample of the node's metrics (0 when absent); `labels` as encoded, e.g.
+    /// `cache="blob_link",result="hit"`.
+    fn metric(&self, name: &str, labels: &str) -> f64 {
+        let c = common::client(&self.debug);
+        let Ok(r) = c.run(|c| c.get("/metrics")) else {
+            return 0.0;
+        };
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        let series = if labels.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{name}{{{labels}}}")
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn wait_metric(&self, name: &str, labels: &str, value: f64) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.metric(name, labels) != value {
+            assert!(
+                Instant::now() < deadline,
+                "{name}{{{labels}}} never became {value}:\n{}",
+                self.process.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn link_hits(&self) -> f64 {
+        self.metric(
+            "berth_storage_cache_lookups_total",
+            "cache=\"blob_link\",result=\"hit\"",
+        )
+    }
+}
+
+fn push(node: &Node, repo: &str, bytes: &[u8]) -> String {
+    let d = sha256(bytes);
+    let r = node
+        .client()
+        .run(|c| c.push_blob(repo, &d, bytes.to_vec()))
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    d
+}
+
+fn status_of_get(node: &Node, repo: &str, digest: &str, bytes: &[u8]) -> u16 {
+    let r = node.client().run(|c| c.get_blob(repo, digest, None)).unwrap();
+    if r.status == 200 {
+        assert!(r.body == bytes, "other bytes served for {digest}");
+    }
+    r.status
+}
+
+#[test]
+fn two_nodes_share_the_descriptor_cache() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let a = Node::start(&root, work.path(), &redis.addr());
+    let b = Node::start(&root, work.path(), &redis.addr());
+
+    // Pushed through A, served by B from the shared cache: B never saw the blob, yet its
+    // first lookup is a hit.
+    let bytes = b"a layer pushed through node A".to_vec();
+    let d = push(&a, "team/app", &bytes);
+    let hits = b.link_hits();
+    let r = b.client().run(|c| c.head_blob("team/app", &d)).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(b.link_hits(), hits + 1.0, "B's first lookup came from Redis");
+    assert_eq!(status_of_get(&b, "team/app", &d, &bytes), 200);
+    assert!(b.metric("registry_storage_cache_total", "type=\"Hit\"") >= 2.0);
+
+    // Deleted through A: B answers 404 at once (its in-memory cache would still hold it).
+    let r = a.client().run(|c| c.delete_blob("team/app", &d)).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = b.client().run(|c| c.head_blob("team/app", &d)).unwrap();
+    assert_eq!(r.status, 404, "B still serves a blob A deleted");
+
+    // Redis hangs: every request still succeeds, and only the first ones wait for the
+    // 500 ms timeout (without the breaker 20 pulls would take 20 s and more).
+    let kept = b"a layer pulled through the outage".to_vec();
+    let kd = push(&a, "team/app", &kept);
+    redis.pause();
+    let started = Instant::now();
+    for i in 0..20 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(status_of_get(node, "team/app", &kd, &kept), 200);
+    }
+    let more = b"a layer pushed while redis hangs".to_vec();
+    let md = push(&b, "team/other", &more);
+    assert_eq!(status_of_get(&a, "team/other", &md, &more), 200);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "requests were slowed: {took:?}");
+    assert_eq!(a.metric("berth_redis_up", ""), 0.0);
+    assert!(a.metric("berth_redis_skipped_total", "") > 0.0);
+
+    // Redis killed: still served, from storage.
+    redis.stop();
+    let started = Instant::now();
+    for node in [&a, &b] {
+        assert_eq!(status_of_get(node, "team/app", &kd, &kept), 200);
+        assert_eq!(status_of_get(node, "team/other", &md, &more), 200);
+        assert_eq!(
+            node.client().run(|c| c.head_blob("team/app", &d)).unwrap().status,
+            404
+        );
+    }
+    let late = b"a layer pushed while redis is down".to_vec();
+    let ld = push(&a, "team/app", &late);
+    assert_eq!(status_of_get(&b, "team/app", &ld, &late), 200);
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // Redis back (empty): both nodes reconnect and use it again.
+    redis.restart();
+    a.wait_metric("berth_redis_up", "", 1.0);
+    b.wait_metric("berth_redis_up", "", 1.0);
+    let again = b"a layer pushed once redis is back".to_vec();
+    let gd = push(&a, "team/app", &again);
+    let hits = b.link_hits();
+    assert_eq!(status_of_get(&b, "team/app", &gd, &again), 200);
+    assert_eq!(b.link_hits(), hits + 1.0, "B's lookup came from Redis again");
+}
