@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 . scripts/lib/packages.sh
 install_missing skopeo:skopeo docker-registry:docker-registry openssl:openssl curl:curl \
-  strace:strace htpasswd:apache2-utils pebble:pebble podman:podman containerd:containerd
+  strace:strace htpasswd:apache2-utils pebble:pebble podman:podman containerd:containerd \
+  redis-server:redis-server
 
 # The end-to-end tests fail (rather than skip) when a tool they drive is missing.
 export BERTH_E2E_REQUIRED=1
