@@ -73,6 +73,11 @@ impl RedisDescriptors {
         self.link.is_up()
     }
 
+    /// Removals that have not reached Redis yet.
+    pub fn pending_removals(&self) -> usize {
+        self.link.pending()
+    }
+
     async fn write(&self, pipe: &Pipeline) {
         // A lost fill costs one storage read later; only removals are retried.
         let _: Option<()> = self.link.query(pipe, Kind::Write).await;

@@ -179,3 +179,69 @@ fn two_nodes_share_the_descriptor_cache() {
     assert_eq!(status_of_get(&b, "team/app", &gd, &again), 200);
     assert_eq!(b.link_hits(), hits + 1.0, "B's lookup came from Redis again");
 }
+
+/// CNCF distribution 2.8.2 with its cache in the same Redis, on the same root.
+fn distribution(root: &Path, work: &Path, redis: &str) -> common::Process {
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let config = work.join("distribution.yml");
+    let yaml = format!(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: redis\nredis:\n  addr: {redis}\nhttp:\n  addr: {addr}\n",
+        root.display()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let mut cmd = Command::new("docker-registry");
+    cmd.arg("serve").arg(&config);
+    common::spawn(cmd, addr, work, "distribution")
+}
+
+#[test]
+fn berth_and_distribution_share_one_redis() {
+    if !common::have_tool("docker-registry") {
+        return;
+    }
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let b = Node::start(&root, work.path(), &redis.addr());
+    let dist = distribution(&root, work.path(), &redis.addr());
+    let d_client = dist.client();
+
+    // berth pushes; distribution serves it (its cache reads what berth wrote).
+    let bytes = b"pushed through berth".to_vec();
+    let bd = push(&b, "mixed/app", &bytes);
+    let r = d_client.run(|c| c.get_blob("mixed/app", &bd, None)).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.body == bytes);
+
+    // distribution pushes; berth's first lookup is a hit on distribution's entry.
+    let other = b"pushed through distribution".to_vec();
+    let od = sha256(&other);
+    let r = d_client
+        .run(|c| c.push_blob("mixed/app", &od, other.clone()))
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let hits = b.link_hits();
+    assert_eq!(status_of_get(&b, "mixed/app", &od, &other), 200);
+    assert_eq!(b.link_hits(), hits + 1.0, "berth read distribution's entry");
+
+    // distribution deletes what berth pushed (and berth had cached): berth answers 404.
+    assert_eq!(b.client().run(|c| c.head_blob("mixed/app", &bd)).unwrap().status, 200);
+    let r = d_client.run(|c| c.delete_blob("mixed/app", &bd)).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(
+        b.client().run(|c| c.head_blob("mixed/app", &bd)).unwrap().status,
+        404,
+        "berth still answers for a blob distribution deleted"
+    );
+    // And the other way round.
+    let r = b.client().run(|c| c.delete_blob("mixed/app", &od)).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(
+        d_client.run(|c| c.head_blob("mixed/app", &od)).unwrap().status,
+        404,
+        "distribution still answers for a blob berth deleted"
+    );
+}
