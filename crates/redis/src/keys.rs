@@ -36,6 +36,9 @@ mod tests {
         let r = RepositoryName::parse("a/b").unwrap();
         assert_eq!(global(&d), format!("blobs::sha256:{}", d.hex()));
         assert_eq!(linked_set(&r), "repository::a/b::blobs");
-        assert_eq!(link(&r, &d), format!("repository::a/b::blobs::sha256:{}", d.hex()));
+        assert_eq!(
+            link(&r, &d),
+            format!("repository::a/b::blobs::sha256:{}", d.hex())
+        );
     }
 }

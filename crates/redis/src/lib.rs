@@ -87,7 +87,10 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(parse_addr("localhost:6379"), Some(("localhost".into(), 6379)));
+        assert_eq!(
+            parse_addr("localhost:6379"),
+            Some(("localhost".into(), 6379))
+        );
         assert_eq!(parse_addr("[::1]:6380"), Some(("::1".into(), 6380)));
         assert_eq!(parse_addr("localhost"), None);
         assert_eq!(parse_addr(":6379"), None);

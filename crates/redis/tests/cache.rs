@@ -180,7 +180,10 @@ async fn removal_during_a_hang_is_sent_before_reads() {
     let started = Instant::now();
     assert_eq!(cache.linked(&r, &d).await, None);
     let first = started.elapsed();
-    assert!(first < Duration::from_secs(1), "first lookup took {first:?}");
+    assert!(
+        first < Duration::from_secs(1),
+        "first lookup took {first:?}"
+    );
     let started = Instant::now();
     for _ in 0..100 {
         assert_eq!(cache.linked(&r, &d).await, None);
@@ -194,7 +197,10 @@ async fn removal_during_a_hang_is_sent_before_reads() {
     let member: bool = raw(&server)
         .sismember("repository::r::blobs", d.to_string())
         .unwrap();
-    assert!(!member, "the removal queued during the hang was sent on reconnection");
+    assert!(
+        !member,
+        "the removal queued during the hang was sent on reconnection"
+    );
     assert_eq!(cache.linked(&r, &d).await, None);
 }
 

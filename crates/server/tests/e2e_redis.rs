@@ -24,6 +24,7 @@ fn sha256(b: &[u8]) -> String {
 struct Node {
     process: common::Process,
     debug: String,
+    config: std::path::PathBuf,
 }
 
 impl Node {
@@ -36,14 +37,14 @@ impl Node {
             &format!("  debug:\n    addr: {debug}\n    prometheus:\n      enabled: true\n"),
         );
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-        cmd.arg("serve")
-            .arg(&config)
-            .env("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "redis")
-            .env("REGISTRY_REDIS_ADDR", redis)
-            .env("REGISTRY_REDIS_READTIMEOUT", "500ms")
-            .env("REGISTRY_REDIS_WRITETIMEOUT", "500ms");
+        cmd.arg("serve").arg(&config);
+        with_redis(&mut cmd, redis);
         let process = common::spawn(cmd, addr, work, "berth");
-        let node = Node { process, debug };
+        let node = Node {
+            process,
+            debug,
+            config,
+        };
         node.wait_metric("berth_redis_up", "", 1.0);
         node
     }
@@ -90,6 +91,14 @@ impl Node {
     }
 }
 
+/// The environment that puts a node's descriptor cache in Redis at `redis`.
+fn with_redis(cmd: &mut Command, redis: &str) {
+    cmd.env("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "redis")
+        .env("REGISTRY_REDIS_ADDR", redis)
+        .env("REGISTRY_REDIS_READTIMEOUT", "500ms")
+        .env("REGISTRY_REDIS_WRITETIMEOUT", "500ms");
+}
+
 fn push(node: &Node, repo: &str, bytes: &[u8]) -> String {
     let d = sha256(bytes);
     let r = node
@@ -101,7 +110,10 @@ fn push(node: &Node, repo: &str, bytes: &[u8]) -> String {
 }
 
 fn status_of_get(node: &Node, repo: &str, digest: &str, bytes: &[u8]) -> u16 {
-    let r = node.client().run(|c| c.get_blob(repo, digest, None)).unwrap();
+    let r = node
+        .client()
+        .run(|c| c.get_blob(repo, digest, None))
+        .unwrap();
     if r.status == 200 {
         assert!(r.body == bytes, "other bytes served for {digest}");
     }
@@ -125,7 +137,11 @@ fn two_nodes_share_the_descriptor_cache() {
     let hits = b.link_hits();
     let r = b.client().run(|c| c.head_blob("team/app", &d)).unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(b.link_hits(), hits + 1.0, "B's first lookup came from Redis");
+    assert_eq!(
+        b.link_hits(),
+        hits + 1.0,
+        "B's first lookup came from Redis"
+    );
     assert_eq!(status_of_get(&b, "team/app", &d, &bytes), 200);
     assert!(b.metric("registry_storage_cache_total", "type=\"Hit\"") >= 2.0);
 
@@ -149,7 +165,10 @@ fn two_nodes_share_the_descriptor_cache() {
     let md = push(&b, "team/other", &more);
     assert_eq!(status_of_get(&a, "team/other", &md, &more), 200);
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(5), "requests were slowed: {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "requests were slowed: {took:?}"
+    );
     assert_eq!(a.metric("berth_redis_up", ""), 0.0);
     assert!(a.metric("berth_redis_skipped_total", "") > 0.0);
 
@@ -160,7 +179,10 @@ fn two_nodes_share_the_descriptor_cache() {
         assert_eq!(status_of_get(node, "team/app", &kd, &kept), 200);
         assert_eq!(status_of_get(node, "team/other", &md, &more), 200);
         assert_eq!(
-            node.client().run(|c| c.head_blob("team/app", &d)).unwrap().status,
+            node.client()
+                .run(|c| c.head_blob("team/app", &d))
+                .unwrap()
+                .status,
             404
         );
     }
@@ -177,7 +199,11 @@ fn two_nodes_share_the_descriptor_cache() {
     let gd = push(&a, "team/app", &again);
     let hits = b.link_hits();
     assert_eq!(status_of_get(&b, "team/app", &gd, &again), 200);
-    assert_eq!(b.link_hits(), hits + 1.0, "B's lookup came from Redis again");
+    assert_eq!(
+        b.link_hits(),
+        hits + 1.0,
+        "B's lookup came from Redis again"
+    );
 }
 
 /// CNCF distribution 2.8.2 with its cache in the same Redis, on the same root.
@@ -212,7 +238,9 @@ fn berth_and_distribution_share_one_redis() {
     // berth pushes; distribution serves it (its cache reads what berth wrote).
     let bytes = b"pushed through berth".to_vec();
     let bd = push(&b, "mixed/app", &bytes);
-    let r = d_client.run(|c| c.get_blob("mixed/app", &bd, None)).unwrap();
+    let r = d_client
+        .run(|c| c.get_blob("mixed/app", &bd, None))
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.body == bytes);
 
@@ -228,11 +256,20 @@ fn berth_and_distribution_share_one_redis() {
     assert_eq!(b.link_hits(), hits + 1.0, "berth read distribution's entry");
 
     // distribution deletes what berth pushed (and berth had cached): berth answers 404.
-    assert_eq!(b.client().run(|c| c.head_blob("mixed/app", &bd)).unwrap().status, 200);
+    assert_eq!(
+        b.client()
+            .run(|c| c.head_blob("mixed/app", &bd))
+            .unwrap()
+            .status,
+        200
+    );
     let r = d_client.run(|c| c.delete_blob("mixed/app", &bd)).unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(
-        b.client().run(|c| c.head_blob("mixed/app", &bd)).unwrap().status,
+        b.client()
+            .run(|c| c.head_blob("mixed/app", &bd))
+            .unwrap()
+            .status,
         404,
         "berth still answers for a blob distribution deleted"
     );
@@ -240,8 +277,58 @@ fn berth_and_distribution_share_one_redis() {
     let r = b.client().run(|c| c.delete_blob("mixed/app", &od)).unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(
-        d_client.run(|c| c.head_blob("mixed/app", &od)).unwrap().status,
+        d_client
+            .run(|c| c.head_blob("mixed/app", &od))
+            .unwrap()
+            .status,
         404,
         "distribution still answers for a blob berth deleted"
+    );
+}
+
+#[test]
+fn offline_garbage_collection_clears_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let a = Node::start(&root, work.path(), &redis.addr());
+    // A layer no manifest references: garbage.
+    let bytes = b"a layer nothing references".to_vec();
+    let d = push(&a, "gc/app", &bytes);
+    assert_eq!(
+        a.client()
+            .run(|c| c.head_blob("gc/app", &d))
+            .unwrap()
+            .status,
+        200
+    );
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("garbage-collect").arg(&a.config);
+    with_redis(&mut cmd, &redis.addr());
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "garbage-collect: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !root
+            .join(format!(
+                "docker/registry/v2/blobs/sha256/{}/{}",
+                &d[7..9],
+                &d[7..]
+            ))
+            .exists()
+    );
+    // The running node's next lookup misses in Redis: 404, not the collected blob's size.
+    assert_eq!(
+        a.client()
+            .run(|c| c.head_blob("gc/app", &d))
+            .unwrap()
+            .status,
+        404
     );
 }

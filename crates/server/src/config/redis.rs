@@ -49,5 +49,8 @@ pub fn redis(r: &RedisSection) -> Result<Option<RedisConfig>, ConfigError> {
 
 /// The written timeout, or `default` when it is absent or zero (unbounded in distribution).
 fn timeout(written: Option<GoDuration>, default: Duration) -> Duration {
-    written.map(|d| d.0).filter(|d| !d.is_zero()).unwrap_or(default)
+    written
+        .map(|d| d.0)
+        .filter(|d| !d.is_zero())
+        .unwrap_or(default)
 }

@@ -820,8 +820,14 @@ fn redis_section() {
     assert_eq!(r.db, 2);
     assert_eq!(r.read_timeout, Duration::from_millis(50));
     // Zero is unbounded in distribution: berth's default bounds it.
-    assert_eq!(r.write_timeout, berth_redis::RedisConfig::DEFAULT_WRITE_TIMEOUT);
-    assert_eq!(r.dial_timeout, berth_redis::RedisConfig::DEFAULT_DIAL_TIMEOUT);
+    assert_eq!(
+        r.write_timeout,
+        berth_redis::RedisConfig::DEFAULT_WRITE_TIMEOUT
+    );
+    assert_eq!(
+        r.dial_timeout,
+        berth_redis::RedisConfig::DEFAULT_DIAL_TIMEOUT
+    );
     assert!(!r.tls);
     // The pool is checked, not acted on: its keys are named in a warning.
     assert!(warnings.iter().any(|w| w.contains("redis.pool.maxactive")));
