@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use berth_core::{Digest, RepositoryName};
 use berth_metrics::{Collect, Encoder, Kind as MetricKind};
-use berth_storage::SharedDescriptors;
+use berth_storage::{SharedDescriptors, SharedVersions};
 use redis::{ConnectionAddr, IntoConnectionInfo, Pipeline, RedisConnectionInfo};
 
 use crate::keys::{self, MEDIA_TYPE};
@@ -186,6 +186,25 @@ impl SharedDescriptors for RedisDescriptors {
             .arg(digest.to_string())
             .ignore();
         pipe.cmd("DEL").arg(keys::link(repo, digest)).ignore();
+        self.link.remove(pipe).await;
+    }
+}
+
+/// Repository versions for the tag caches: a lookup is one `GET`, a change one `INCR`
+/// that is queued like a removal when it cannot be sent (so this node reads no version
+/// until the other nodes could have seen its change).
+#[async_trait]
+impl SharedVersions for RedisDescriptors {
+    async fn version(&self, repo: &RepositoryName) -> Option<u64> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(keys::version(repo));
+        let (version,): (Option<u64>,) = self.link.query(&pipe, Kind::Read).await?;
+        Some(version.unwrap_or(0))
+    }
+
+    async fn bump(&self, repo: &RepositoryName) {
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR").arg(keys::version(repo)).ignore();
         self.link.remove(pipe).await;
     }
 }

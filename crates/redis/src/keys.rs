@@ -3,6 +3,9 @@
 //! - `blobs::<digest>`: a hash of the global store's blob (`digest`, `size`, `mediatype`);
 //! - `repository::<name>::blobs`: the set of digests linked into a repository;
 //! - `repository::<name>::blobs::<digest>`: a hash holding the link's `mediatype`.
+//!
+//! berth's own keys start with `berth::`, a prefix distribution never writes:
+//! - `berth::repository::<name>::version`: a counter moved on by every tag change.
 
 use berth_core::{Digest, RepositoryName};
 
@@ -23,6 +26,11 @@ pub fn linked_set(repo: &RepositoryName) -> String {
 /// A repository's per-link hash.
 pub fn link(repo: &RepositoryName, digest: &Digest) -> String {
     format!("repository::{repo}::blobs::{digest}")
+}
+
+/// A repository's version counter.
+pub fn version(repo: &RepositoryName) -> String {
+    format!("berth::repository::{repo}::version")
 }
 
 #[cfg(test)]

@@ -193,14 +193,17 @@ pub fn build(config: &Config) -> Result<App, StartError> {
     } else {
         driver
     };
-    let shared_descriptor_cache = match (&config.redis, config.storage.redis_descriptors) {
+    let redis_cache = match (&config.redis, config.storage.redis_descriptors) {
         (Some(redis), true) => {
             let cache = berth_redis::RedisDescriptors::start(redis)?;
             if http_metrics.is_some() {
                 metrics.push(cache.clone());
             }
-            tracing::info!(addr = %redis.addr, "blob descriptors are cached in redis");
-            Some(cache as Arc<dyn berth_storage::SharedDescriptors>)
+            tracing::info!(
+                addr = %redis.addr,
+                "blob descriptors are cached in redis, and tag changes versioned there"
+            );
+            Some(cache)
         }
         (Some(redis), false) => {
             tracing::info!(
@@ -216,7 +219,10 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         StoreOptions {
             delete_enabled: config.storage.delete_enabled,
             descriptor_cache: config.storage.descriptor_cache,
-            shared_descriptor_cache,
+            shared_descriptor_cache: redis_cache
+                .clone()
+                .map(|c| c as Arc<dyn berth_storage::SharedDescriptors>),
+            shared_versions: redis_cache.map(|c| c as Arc<dyn berth_storage::SharedVersions>),
             referrers_tag_schema: config.storage.referrers_tag_schema,
             // Only nodes sharing a secret can continue each other's sessions.
             upload_startedat: config.http.secret.is_some(),

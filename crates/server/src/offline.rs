@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use berth_core::{Digest, RepositoryName};
 use berth_driver::{FilesystemDriver, InMemoryDriver, StorageDriver};
 use berth_redis::RedisDescriptors;
-use berth_storage::{Options, SharedDescriptors, StorageRegistry};
+use berth_storage::{Options, SharedDescriptors, SharedVersions, StorageRegistry};
 
 use crate::config::{Config, Driver};
 
@@ -92,7 +92,9 @@ impl Offline {
                 let cache = runtime.block_on(async { RedisDescriptors::start(r) })?;
                 let patience = r.dial_timeout + r.write_timeout;
                 runtime.block_on(settle(&cache, patience, false));
-                options.shared_descriptor_cache = Some(Arc::new(RemovalsOnly(cache.clone())));
+                let removals = Arc::new(RemovalsOnly(cache.clone()));
+                options.shared_descriptor_cache = Some(removals.clone());
+                options.shared_versions = Some(removals);
                 Some((cache, patience))
             }
             _ => None,
@@ -157,5 +159,16 @@ impl SharedDescriptors for RemovalsOnly {
     }
     async fn unlink(&self, repo: &RepositoryName, digest: &Digest) {
         self.0.unlink(repo, digest).await;
+    }
+}
+
+/// Tag changes are announced; no version is read (nothing is cached).
+#[async_trait]
+impl SharedVersions for RemovalsOnly {
+    async fn version(&self, _: &RepositoryName) -> Option<u64> {
+        None
+    }
+    async fn bump(&self, repo: &RepositoryName) {
+        self.0.bump(repo).await;
     }
 }

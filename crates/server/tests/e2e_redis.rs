@@ -332,3 +332,94 @@ fn offline_garbage_collection_clears_redis() {
         404
     );
 }
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// Pushes a one-layer image manifest to `repo:tag` through `node`; answers its digest.
+fn push_image(node: &Node, repo: &str, tag: &str, layer: &[u8]) -> String {
+    let config = b"{}".to_vec();
+    let (cd, ld) = (push(node, repo, &config), push(node, repo, layer));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
+    })
+    .to_string();
+    let r = node
+        .client()
+        .run(|c| c.put_manifest(repo, tag, OCI_MANIFEST, manifest.clone(), &[]))
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    sha256(manifest.as_bytes())
+}
+
+/// What `repo:tag` names on `node`: its digest, or `None` when 404.
+fn tag_target(node: &Node, repo: &str, tag: &str) -> Option<String> {
+    let r = node
+        .client()
+        .run(|c| c.get_manifest(repo, tag, OCI_MANIFEST))
+        .unwrap();
+    match r.status {
+        200 => Some(r.header("docker-content-digest").unwrap().to_owned()),
+        404 => None,
+        other => panic!("GET {repo}:{tag}: {other} {}", r.text()),
+    }
+}
+
+#[test]
+fn a_tag_moved_on_one_node_is_seen_on_the_other_at_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let a = Node::start(&root, work.path(), &redis.addr());
+    let b = Node::start(&root, work.path(), &redis.addr());
+    let tag_hits = |n: &Node| {
+        n.metric(
+            "berth_storage_cache_lookups_total",
+            "cache=\"tag\",result=\"hit\"",
+        )
+    };
+
+    let first = push_image(&a, "tags/app", "latest", b"layer one");
+    assert_eq!(
+        tag_target(&b, "tags/app", "latest").as_deref(),
+        Some(&*first)
+    );
+    // Unchanged: B answers from its cache.
+    let hits = tag_hits(&b);
+    assert_eq!(
+        tag_target(&b, "tags/app", "latest").as_deref(),
+        Some(&*first)
+    );
+    assert_eq!(
+        tag_hits(&b),
+        hits + 1.0,
+        "B's tag cache is used while nothing moves"
+    );
+
+    // Moved on A: B answers the new target on its very next request.
+    let second = push_image(&a, "tags/app", "latest", b"layer two");
+    assert_ne!(first, second);
+    assert_eq!(
+        tag_target(&b, "tags/app", "latest").as_deref(),
+        Some(&*second)
+    );
+
+    // Moved on B, seen on A (which had cached its own push).
+    let third = push_image(&b, "tags/app", "latest", b"layer three");
+    assert_eq!(
+        tag_target(&a, "tags/app", "latest").as_deref(),
+        Some(&*third)
+    );
+
+    // The manifest deleted on A (which removes the tag): B answers 404 at once.
+    let r = a
+        .client()
+        .run(|c| c.delete_manifest("tags/app", &third))
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(tag_target(&b, "tags/app", "latest"), None);
+}

@@ -110,6 +110,18 @@ pub trait SharedDescriptors: Send + Sync + fmt::Debug {
     async fn unlink(&self, repo: &RepositoryName, digest: &Digest);
 }
 
+/// A version per repository that several nodes share (Redis), moved on by every change
+/// of a tag, so a node can tell that its cached tag targets may be out of date.
+#[async_trait]
+pub trait SharedVersions: Send + Sync + fmt::Debug {
+    /// The repository's version now; `None` when it cannot be known (Redis unreachable):
+    /// the caller must not trust what it cached.
+    async fn version(&self, repo: &RepositoryName) -> Option<u64>;
+    /// Moves the version on after a change reached storage. One that cannot be sent is
+    /// the implementation's to retry before it answers [`version`](Self::version) again.
+    async fn bump(&self, repo: &RepositoryName);
+}
+
 /// The cache `BlobStore` consults: this process's map, or a shared one.
 pub(crate) enum Descriptors {
     /// This process's bounded map (the default).

@@ -59,7 +59,7 @@ impl StorageRegistry {
                 options.max_upload_sessions,
             ),
             manifests: ManifestStore::new(access.clone()),
-            tags: TagStore::new(access.clone()),
+            tags: TagStore::new(access.clone(), options.shared_versions),
             referrers: ReferrerStore::new(access.clone()),
             catalog: Catalog::new(access.clone()),
             access,
