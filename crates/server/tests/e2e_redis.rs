@@ -335,7 +335,8 @@ fn offline_garbage_collection_clears_redis() {
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-/// Pushes a one-layer image manifest to `repo:tag` through `node`; answers its digest.
+/// Pushes a one-layer image manifest to `repo:tag` (by digest when `tag` is empty)
+/// through `node`; answers its digest.
 fn push_image(node: &Node, repo: &str, tag: &str, layer: &[u8]) -> String {
     let config = b"{}".to_vec();
     let (cd, ld) = (push(node, repo, &config), push(node, repo, layer));
@@ -346,12 +347,14 @@ fn push_image(node: &Node, repo: &str, tag: &str, layer: &[u8]) -> String {
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
     })
     .to_string();
+    let digest = sha256(manifest.as_bytes());
+    let reference = if tag.is_empty() { &digest } else { tag };
     let r = node
         .client()
-        .run(|c| c.put_manifest(repo, tag, OCI_MANIFEST, manifest.clone(), &[]))
+        .run(|c| c.put_manifest(repo, reference, OCI_MANIFEST, manifest.clone(), &[]))
         .unwrap();
     assert_eq!(r.status, 201, "{}", r.text());
-    sha256(manifest.as_bytes())
+    digest
 }
 
 /// What `repo:tag` names on `node`: its digest, or `None` when 404.
@@ -368,7 +371,7 @@ fn tag_target(node: &Node, repo: &str, tag: &str) -> Option<String> {
 }
 
 #[test]
-fn a_tag_moved_on_one_node_is_seen_on_the_other_at_once() {
+fn tags_and_manifests_changed_on_one_node_are_seen_on_the_other_at_once() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -415,11 +418,27 @@ fn a_tag_moved_on_one_node_is_seen_on_the_other_at_once() {
         Some(&*third)
     );
 
-    // The manifest deleted on A (which removes the tag): B answers 404 at once.
+    // The manifest deleted on A (which removes the tag): B answers 404 at once, by tag
+    // and by digest (which it had just served).
+    assert_eq!(tag_target(&b, "tags/app", &third).as_deref(), Some(&*third));
     let r = a
         .client()
         .run(|c| c.delete_manifest("tags/app", &third))
         .unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(tag_target(&b, "tags/app", "latest"), None);
+    assert_eq!(tag_target(&b, "tags/app", &third), None);
+
+    // An untagged manifest (no tag moves with it) deleted on A: 404 on B by digest.
+    let untagged = push_image(&a, "tags/app", "", b"layer four");
+    assert_eq!(
+        tag_target(&b, "tags/app", &untagged).as_deref(),
+        Some(&*untagged)
+    );
+    let r = a
+        .client()
+        .run(|c| c.delete_manifest("tags/app", &untagged))
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(tag_target(&b, "tags/app", &untagged), None);
 }

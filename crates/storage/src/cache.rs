@@ -122,6 +122,39 @@ pub trait SharedVersions: Send + Sync + fmt::Debug {
     async fn bump(&self, repo: &RepositoryName);
 }
 
+/// The versions a per-node cache stamps its entries with: a constant `0` on a single
+/// node (nothing to ask, entries always current), the shared ones in a fleet.
+#[derive(Clone, Default)]
+pub(crate) struct Versions(Option<Arc<dyn SharedVersions>>);
+
+impl Versions {
+    pub fn new(shared: Option<Arc<dyn SharedVersions>>) -> Self {
+        Versions(shared)
+    }
+
+    /// The repository's version, read before storage is (a change made after this read
+    /// moves it on, so no entry is stamped newer than what it holds); `None`: unknown,
+    /// trust nothing cached.
+    pub async fn now(&self, repo: &RepositoryName) -> Option<u64> {
+        match &self.0 {
+            None => Some(0),
+            Some(v) => v.version(repo).await,
+        }
+    }
+
+    /// Announces a change of `repo` that reached storage.
+    pub async fn bump(&self, repo: &RepositoryName) {
+        if let Some(v) = &self.0 {
+            v.bump(repo).await;
+        }
+    }
+
+    /// Whether other nodes change what this node caches.
+    pub fn is_shared(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 /// The cache `BlobStore` consults: this process's map, or a shared one.
 pub(crate) enum Descriptors {
     /// This process's bounded map (the default).

@@ -10,7 +10,7 @@ use berth_metrics::{Collect, Encoder, Kind};
 use crate::Options;
 use crate::access::Access;
 use crate::blobs::BlobStore;
-use crate::cache::{DescriptorCache, Descriptors};
+use crate::cache::{DescriptorCache, Descriptors, Versions};
 use crate::catalog::Catalog;
 use crate::locks::KeyedLocks;
 use crate::manifests::ManifestStore;
@@ -43,6 +43,7 @@ impl StorageRegistry {
     /// A registry storing through `driver`.
     pub fn new(driver: Arc<dyn StorageDriver>, options: Options) -> Self {
         let access = Access::new(driver);
+        let versions = Versions::new(options.shared_versions);
         let stores = Stores {
             blobs: BlobStore::new(
                 access.clone(),
@@ -58,8 +59,8 @@ impl StorageRegistry {
                 options.upload_startedat,
                 options.max_upload_sessions,
             ),
-            manifests: ManifestStore::new(access.clone()),
-            tags: TagStore::new(access.clone(), options.shared_versions),
+            manifests: ManifestStore::new(access.clone(), versions.clone()),
+            tags: TagStore::new(access.clone(), versions),
             referrers: ReferrerStore::new(access.clone()),
             catalog: Catalog::new(access.clone()),
             access,

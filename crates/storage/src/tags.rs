@@ -3,7 +3,7 @@
 //! and each repository's ordered tag listing. A tag's link, its cache entry and its
 //! listing entry change under the tag's lock, and a reader fills the cache under the same
 //! lock, so the cache never holds a target storage no longer has. Nodes sharing storage
-//! share a version per repository ([`SharedVersions`]): a cached target is stamped with
+//! share a version per repository (`cache::Versions`): a cached target is stamped with
 //! the version read before storage was, and trusted only while the version is unchanged,
 //! so a tag moved or deleted on another node is seen at once.
 
@@ -14,7 +14,7 @@ use berth_core::{Digest, Error, Page, RepositoryName, Tag};
 use quick_cache::sync::Cache;
 
 use crate::access::{Access, DriverResult};
-use crate::cache::{Lookups, SharedVersions};
+use crate::cache::{Lookups, Versions};
 use crate::layout::StoragePath;
 use crate::listing::Listing;
 use crate::locks::KeyedLocks;
@@ -31,7 +31,7 @@ pub(crate) struct TagStore {
     /// Targets, each with the repository version it was read at (always 0 without
     /// shared versions).
     targets: Cache<TagKey, (Digest, u64)>,
-    versions: Option<Arc<dyn SharedVersions>>,
+    versions: Versions,
     locks: KeyedLocks<TagKey>,
     listings: Mutex<HashMap<RepositoryName, Arc<Listing<false>>>>,
     /// Lookups of tag targets.
@@ -39,7 +39,7 @@ pub(crate) struct TagStore {
 }
 
 impl TagStore {
-    pub(crate) fn new(access: Access, versions: Option<Arc<dyn SharedVersions>>) -> Self {
+    pub(crate) fn new(access: Access, versions: Versions) -> Self {
         TagStore {
             access,
             targets: Cache::new(TARGETS),
@@ -57,12 +57,7 @@ impl TagStore {
         tag: &Tag,
     ) -> Result<Option<Digest>, Error> {
         let key = (repo.clone(), tag.clone());
-        // Read before storage is: a change made after this read moves the version on,
-        // so what storage answers below is never stamped newer than it is.
-        let version = match &self.versions {
-            None => Some(0),
-            Some(v) => v.version(repo).await,
-        };
+        let version = self.versions.now(repo).await;
         let cached = |targets: &Cache<TagKey, (Digest, u64)>| {
             let (d, stamp) = targets.get(&key)?;
             (Some(stamp) == version).then_some(d)
@@ -78,11 +73,9 @@ impl TagStore {
             .access
             .read_link(StoragePath::TagCurrentLink(repo, tag))
             .await?;
-        match (&found, version) {
-            (Some(d), Some(version)) => self.targets.insert(key, (d.clone(), version)),
-            _ => {
-                self.targets.remove(&key);
-            }
+        // An entry stamped with an older version is never trusted, so none is removed.
+        if let (Some(d), Some(version)) = (&found, version) {
+            self.targets.insert(key, (d.clone(), version));
         }
         Ok(found)
     }
@@ -90,13 +83,12 @@ impl TagStore {
     /// Tells the other nodes that a tag of `repo` changed (after storage did), and
     /// forgets this node's entry when they share versions: the next read stamps it anew.
     async fn changed(&self, repo: &RepositoryName, key: &TagKey, digest: Option<&Digest>) {
-        match (&self.versions, digest) {
-            (None, Some(d)) => self.targets.insert(key.clone(), (d.clone(), 0)),
-            (None, None) => {
-                self.targets.remove(key);
+        match digest {
+            Some(d) if !self.versions.is_shared() => {
+                self.targets.insert(key.clone(), (d.clone(), 0))
             }
-            (Some(v), _) => {
-                v.bump(repo).await;
+            _ => {
+                self.versions.bump(repo).await;
                 self.targets.remove(key);
             }
         }
