@@ -4,6 +4,7 @@
 //! any node, berth or distribution) stops being served through every repository at once.
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use berth_core::{Digest, RepositoryName};
@@ -197,16 +198,34 @@ impl SharedDescriptors for RedisDescriptors {
 impl SharedVersions for RedisDescriptors {
     async fn version(&self, repo: &RepositoryName) -> Option<u64> {
         let mut pipe = redis::pipe();
+        start_epoch(&mut pipe, repo);
         pipe.cmd("GET").arg(keys::version(repo));
         let (version,): (Option<u64>,) = self.link.query(&pipe, Kind::Read).await?;
-        Some(version.unwrap_or(0))
+        version
     }
 
     async fn bump(&self, repo: &RepositoryName) {
         let mut pipe = redis::pipe();
+        start_epoch(&mut pipe, repo);
         pipe.cmd("INCR").arg(keys::version(repo)).ignore();
         self.link.remove(pipe).await;
     }
+}
+
+/// Starts a repository's counter, where Redis has none, at the microseconds since the
+/// Unix epoch rather than at 0: a Redis restarted empty (or flushed) must never count
+/// again through values that entries cached before still carry, or those entries would
+/// be trusted again. Counting from the clock, a new start lies far above every value of
+/// an earlier one (which would need a change per microsecond to catch up).
+fn start_epoch(pipe: &mut Pipeline, repo: &RepositoryName) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX >> 2));
+    pipe.cmd("SET")
+        .arg(keys::version(repo))
+        .arg(now)
+        .arg("NX")
+        .ignore();
 }
 
 /// The link's health: calls failed, calls skipped while Redis was unreachable, whether

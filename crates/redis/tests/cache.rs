@@ -219,3 +219,34 @@ async fn unreachable_at_start() {
     assert!(started.elapsed() < Duration::from_millis(100));
     assert!(!cache.is_up());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_move_on_and_never_repeat() {
+    use berth_storage::SharedVersions;
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let cache = connected(&server).await;
+    let (r, other) = (repo("v/app"), repo("v/other"));
+    let first = cache.version(&r).await.expect("a version");
+    assert_eq!(
+        cache.version(&r).await,
+        Some(first),
+        "stable while nothing changes"
+    );
+    cache.bump(&r).await;
+    let second = cache.version(&r).await.unwrap();
+    assert_eq!(second, first + 1);
+    let unrelated = cache.version(&other).await.unwrap();
+    cache.bump(&r).await;
+    assert_eq!(
+        cache.version(&other).await,
+        Some(unrelated),
+        "per repository"
+    );
+    // Emptied (a restart without persistence, a flush): the count starts again above
+    // every value it had, so nothing stamped before is trusted again.
+    let _: () = redis::cmd("FLUSHALL").query(&mut raw(&server)).unwrap();
+    let restarted = cache.version(&r).await.unwrap();
+    assert!(restarted > second + 1, "{restarted} <= {second} + 1");
+}

@@ -155,6 +155,8 @@ fn two_nodes_share_the_descriptor_cache() {
     // 500 ms timeout (without the breaker 20 pulls would take 20 s and more).
     let kept = b"a layer pulled through the outage".to_vec();
     let kd = push(&a, "team/app", &kept);
+    let before = push_image(&a, "team/app", "v", b"image before the outage");
+    assert_eq!(tag_target(&b, "team/app", "v").as_deref(), Some(&*before));
     redis.pause();
     let started = Instant::now();
     for i in 0..20 {
@@ -189,6 +191,9 @@ fn two_nodes_share_the_descriptor_cache() {
     let late = b"a layer pushed while redis is down".to_vec();
     let ld = push(&a, "team/app", &late);
     assert_eq!(status_of_get(&b, "team/app", &ld, &late), 200);
+    // A tag moved meanwhile: B cannot know the version, so it reads storage.
+    let during = push_image(&a, "team/app", "v", b"image during the outage");
+    assert_eq!(tag_target(&b, "team/app", "v").as_deref(), Some(&*during));
     assert!(started.elapsed() < Duration::from_secs(3));
 
     // Redis back (empty): both nodes reconnect and use it again.
@@ -204,6 +209,10 @@ fn two_nodes_share_the_descriptor_cache() {
         hits + 1.0,
         "B's lookup came from Redis again"
     );
+    // Tags: the emptied Redis counts from a new start, and moves are seen again.
+    assert_eq!(tag_target(&b, "team/app", "v").as_deref(), Some(&*during));
+    let after = push_image(&a, "team/app", "v", b"image after the outage");
+    assert_eq!(tag_target(&b, "team/app", "v").as_deref(), Some(&*after));
 }
 
 /// CNCF distribution 2.8.2 with its cache in the same Redis, on the same root.
