@@ -3,6 +3,7 @@
 //! it, in one round trip: a blob removed from the global store (garbage collection, on
 //! any node, berth or distribution) stops being served through every repository at once.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,11 +11,14 @@ use async_trait::async_trait;
 use berth_core::{Digest, RepositoryName};
 use berth_metrics::{Collect, Encoder, Kind as MetricKind};
 use berth_storage::{SharedDescriptors, SharedVersions};
-use redis::{ConnectionAddr, IntoConnectionInfo, Pipeline, RedisConnectionInfo};
+use redis::{
+    ClientTlsConfig, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisConnectionInfo,
+    TlsCertificates,
+};
 
 use crate::keys::{self, MEDIA_TYPE};
 use crate::link::{self, Kind, Link};
-use crate::{RedisConfig, RedisError, parse_addr};
+use crate::{RedisConfig, RedisError, RedisTls, parse_addr};
 
 /// The descriptor cache in Redis. Cheap to share: clone the `Arc`.
 pub struct RedisDescriptors {
@@ -38,7 +42,7 @@ impl RedisDescriptors {
         tokio::runtime::Handle::try_current().map_err(|_| RedisError::NoRuntime)?;
         let (host, port) =
             parse_addr(&config.addr).ok_or_else(|| RedisError::Addr(config.addr.clone()))?;
-        let addr = if config.tls {
+        let addr = if config.tls.is_some() {
             // redis' rustls client takes the process's provider: the tree's is ring.
             let _ = rustls::crypto::ring::default_provider().install_default();
             ConnectionAddr::TcpTls {
@@ -55,7 +59,10 @@ impl RedisDescriptors {
             settings = settings.set_password(password);
         }
         let info = addr.into_connection_info()?.set_redis_settings(settings);
-        let client = redis::Client::open(info)?;
+        let client = match config.tls.as_ref().map(certificates).transpose()? {
+            Some(Some(certs)) => redis::Client::build_with_tls(info, certs)?,
+            _ => redis::Client::open(info)?,
+        };
         let link = Arc::new(Link::new(
             client,
             config.dial_timeout,
@@ -83,6 +90,36 @@ impl RedisDescriptors {
         // A lost fill costs one storage read later; only removals are retried.
         let _: Option<()> = self.link.query(pipe, Kind::Write).await;
     }
+}
+
+/// The certificates `tls` names, read; `None` when it names none (the system's roots,
+/// no client certificate).
+fn certificates(tls: &RedisTls) -> Result<Option<TlsCertificates>, RedisError> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|source| RedisError::TlsFile {
+            path: path.clone(),
+            source,
+        })
+    };
+    let client_tls = match (&tls.certificate, &tls.key) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        _ => None,
+    };
+    let mut roots = Vec::new();
+    for ca in &tls.rootcas {
+        roots.extend(read(ca)?);
+        roots.push(b'\n');
+    }
+    let root_cert = (!roots.is_empty()).then_some(roots);
+    Ok(
+        (client_tls.is_some() || root_cert.is_some()).then_some(TlsCertificates {
+            client_tls,
+            root_cert,
+        }),
+    )
 }
 
 /// A size from `HMGET <global> digest size`, when the entry names `digest`.

@@ -8,6 +8,7 @@ mod cache;
 mod keys;
 mod link;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cache::RedisDescriptors;
@@ -27,9 +28,20 @@ pub struct RedisConfig {
     pub read_timeout: Duration,
     /// How long an update may take, from sending it to its answer.
     pub write_timeout: Duration,
-    /// Connect with TLS (`redis.tls.enabled`), verifying the server against the
+    /// Connect with TLS; `None`: plain TCP.
+    pub tls: Option<RedisTls>,
+}
+
+/// `redis.tls`: how berth proves itself and checks the server.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RedisTls {
+    /// A client certificate chain (PEM) for servers that require one, with `key`.
+    pub certificate: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub key: Option<PathBuf>,
+    /// CA certificates (PEM) the server's certificate must chain to; empty: the
     /// system's roots.
-    pub tls: bool,
+    pub rootcas: Vec<PathBuf>,
 }
 
 impl RedisConfig {
@@ -50,7 +62,7 @@ impl RedisConfig {
             dial_timeout: Self::DEFAULT_DIAL_TIMEOUT,
             read_timeout: Self::DEFAULT_READ_TIMEOUT,
             write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
-            tls: false,
+            tls: None,
         }
     }
 }
@@ -65,6 +77,14 @@ pub enum RedisError {
     /// The client could not be made from the configuration.
     #[error("redis client: {0}")]
     Client(#[from] redis::RedisError),
+    /// A TLS file could not be read.
+    #[error("reading {path}: {source}")]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Started outside a tokio runtime.
     #[error("the redis cache needs a tokio runtime")]
     NoRuntime,

@@ -7,6 +7,8 @@
 mod common;
 #[path = "../../redis/tests/support/server.rs"]
 mod redis_server;
+#[path = "support/tls.rs"]
+mod tls;
 
 use std::path::Path;
 use std::process::Command;
@@ -29,12 +31,17 @@ struct Node {
 
 impl Node {
     fn start(root: &Path, work: &Path, redis: &str) -> Node {
+        Self::start_with(root, work, redis, "")
+    }
+
+    /// Like [`start`](Self::start), with `extra` top-level YAML (a `redis` section).
+    fn start_with(root: &Path, work: &Path, redis: &str, extra: &str) -> Node {
         let debug = format!("127.0.0.1:{}", common::free_port());
         let (config, addr) = common::berth_config(
             root,
             work,
             "",
-            &format!("  debug:\n    addr: {debug}\n    prometheus:\n      enabled: true\n"),
+            &format!("  debug:\n    addr: {debug}\n    prometheus:\n      enabled: true\n{extra}"),
         );
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
         cmd.arg("serve").arg(&config);
@@ -450,4 +457,39 @@ fn tags_and_manifests_changed_on_one_node_are_seen_on_the_other_at_once() {
         .unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(tag_target(&b, "tags/app", &untagged), None);
+}
+
+#[test]
+fn redis_over_tls_with_a_client_certificate() {
+    if !tls::have(&["openssl", "redis-server"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let pki = tls::Pki::new(&work.path().join("pki"));
+    let ca = pki.ca("ca");
+    let (cert, key) = pki.server("ca", "redis", "redis");
+    let (client_cert, client_key) = pki.client("ca", "berth");
+    let Some(redis) = RedisServer::start_tls(&cert, &key, &ca) else {
+        return;
+    };
+    let root = work.path().join("root");
+    let yaml = format!(
+        "redis:\n  tls:\n    certificate: {}\n    key: {}\n    rootcas: [{}]\n",
+        client_cert.display(),
+        client_key.display(),
+        ca.display()
+    );
+    // Connected (up) only if the handshake, the server check and the client
+    // certificate all worked.
+    let a = Node::start_with(&root, work.path(), &redis.addr(), &yaml);
+    let b = Node::start_with(&root, work.path(), &redis.addr(), &yaml);
+    let bytes = b"pushed over a TLS redis".to_vec();
+    let d = push(&a, "tls/app", &bytes);
+    let hits = b.link_hits();
+    assert_eq!(status_of_get(&b, "tls/app", &d, &bytes), 200);
+    assert_eq!(
+        b.link_hits(),
+        hits + 1.0,
+        "B's lookup came from Redis over TLS"
+    );
 }

@@ -16,6 +16,8 @@ pub struct RedisServer {
     /// Its loopback port.
     pub port: u16,
     dir: PathBuf,
+    /// TLS only, with these arguments, when set.
+    tls: Option<Vec<String>>,
 }
 
 /// Whether `redis-server` is installed; when it is not, `BERTH_E2E_REQUIRED=1` (as the
@@ -40,6 +42,30 @@ pub fn have_redis() -> bool {
 impl RedisServer {
     /// Starts one, or `None` (the test skips) when `redis-server` is not installed.
     pub fn start() -> Option<RedisServer> {
+        Self::start_with(None)
+    }
+
+    /// Starts one that speaks TLS only, with `cert`/`key` (PEM), requiring clients to
+    /// present a certificate signed by `ca`.
+    pub fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+    ) -> Option<RedisServer> {
+        let arg = |p: &std::path::Path| p.display().to_string();
+        Self::start_with(Some(vec![
+            "--tls-cert-file".into(),
+            arg(cert),
+            "--tls-key-file".into(),
+            arg(key),
+            "--tls-ca-cert-file".into(),
+            arg(ca),
+            "--tls-auth-clients".into(),
+            "yes".into(),
+        ]))
+    }
+
+    fn start_with(tls: Option<Vec<String>>) -> Option<RedisServer> {
         if !have_redis() {
             return None;
         }
@@ -53,6 +79,7 @@ impl RedisServer {
             child: None,
             port,
             dir,
+            tls,
         };
         server.restart();
         Some(server)
@@ -96,8 +123,18 @@ impl RedisServer {
     /// Starts it again on the same port, empty, and waits until it answers `PING`.
     pub fn restart(&mut self) {
         self.stop();
+        let port = self.port.to_string();
+        let ports = match &self.tls {
+            None => vec!["--port".to_owned(), port],
+            Some(tls) => [
+                vec!["--port".into(), "0".into(), "--tls-port".into(), port],
+                tls.clone(),
+            ]
+            .concat(),
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(&ports)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -117,6 +154,10 @@ impl RedisServer {
         let Ok(mut s) = TcpStream::connect(self.addr()) else {
             return false;
         };
+        if self.tls.is_some() {
+            // Listening is all a plain client can see of a TLS-only server.
+            return true;
+        }
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
         let mut buf = [0u8; 7];
         s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"

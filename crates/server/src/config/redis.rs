@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
-use berth_redis::RedisConfig;
+use std::path::Path;
+
+use berth_redis::{RedisConfig, RedisTls};
 
 use super::duration::GoDuration;
-use super::schema::RedisSection;
+use super::schema::{Flag, RedisSection, RedisTlsSection};
 use super::{ConfigError, invalid};
 
 /// The settings, or `None` when `redis.addr` is not written.
@@ -43,8 +45,56 @@ pub fn redis(r: &RedisSection) -> Result<Option<RedisConfig>, ConfigError> {
         dial_timeout: timeout(r.dialtimeout, RedisConfig::DEFAULT_DIAL_TIMEOUT),
         read_timeout: timeout(r.readtimeout, RedisConfig::DEFAULT_READ_TIMEOUT),
         write_timeout: timeout(r.writetimeout, RedisConfig::DEFAULT_WRITE_TIMEOUT),
-        tls: super::schema::Flag::or(r.tls.enabled, false),
+        tls: tls(&r.tls)?,
     }))
+}
+
+/// TLS is on when `enabled` is true, or when it is absent and a file is named (as
+/// distribution 3 turns it on by its files).
+fn tls(t: &RedisTlsSection) -> Result<Option<RedisTls>, ConfigError> {
+    let rootcas = t.rootcas.clone().unwrap_or_default();
+    let files = t.certificate.is_some() || t.key.is_some() || !rootcas.is_empty();
+    match t.enabled {
+        Some(Flag(false)) if files => {
+            return Err(invalid(
+                "redis.tls.enabled",
+                "is false while redis.tls names certificate files",
+            ));
+        }
+        Some(Flag(false)) => return Ok(None),
+        None if !files => return Ok(None),
+        _ => {}
+    }
+    match (&t.certificate, &t.key) {
+        (Some(_), None) => return Err(invalid("redis.tls.key", "is required with a certificate")),
+        (None, Some(_)) => {
+            return Err(invalid("redis.tls.certificate", "is required with a key"));
+        }
+        _ => {}
+    }
+    let named = [
+        ("redis.tls.certificate", &t.certificate),
+        ("redis.tls.key", &t.key),
+    ];
+    for (key, path) in named {
+        if let Some(path) = path {
+            readable(key, path)?;
+        }
+    }
+    for path in &rootcas {
+        readable("redis.tls.rootcas", path)?;
+    }
+    Ok(Some(RedisTls {
+        certificate: t.certificate.clone(),
+        key: t.key.clone(),
+        rootcas,
+    }))
+}
+
+fn readable(key: &str, path: &Path) -> Result<(), ConfigError> {
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| invalid(key, format!("{}: {e}", path.display())))
 }
 
 /// The written timeout, or `default` when it is absent or zero (unbounded in distribution).

@@ -82,6 +82,12 @@ pub struct RedisPoolSection {
 pub struct RedisTlsSection {
     /// Connect with TLS.
     pub enabled: Option<Flag>,
+    /// A client certificate (PEM).
+    pub certificate: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<PathBuf>,
+    /// CA certificates (PEM) the server must chain to.
+    pub rootcas: Option<Vec<PathBuf>>,
 }
 
 /// `berth`.

@@ -104,6 +104,9 @@ const SUPPORTED: &[&str] = &[
     "redis.readtimeout",
     "redis.writetimeout",
     "redis.tls.enabled",
+    "redis.tls.certificate",
+    "redis.tls.key",
+    "redis.tls.rootcas",
 ];
 
 /// Keys that are typed, so a value of the wrong type fails, but not acted on yet: they

@@ -258,6 +258,18 @@ fn errors_name_the_key() {
             "redis.tls.enabled",
         ),
         (
+            "version: 0.1\nstorage: {inmemory: {}}\nredis: {addr: \"r:6379\", tls: {rootcas: [/nonexistent/ca.pem]}}\n",
+            "redis.tls.rootcas",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nredis: {addr: \"r:6379\", tls: {certificate: /c.pem}}\n",
+            "redis.tls.key",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nredis: {addr: \"r:6379\", tls: {enabled: false, rootcas: [/c.pem]}}\n",
+            "redis.tls.enabled",
+        ),
+        (
             "version: 0.1\nstorage: {inmemory: {}, maintenance: {uploadpurging: {interval: 0s}}}\n",
             "storage.maintenance.uploadpurging.interval",
         ),
@@ -828,7 +840,7 @@ fn redis_section() {
         r.dial_timeout,
         berth_redis::RedisConfig::DEFAULT_DIAL_TIMEOUT
     );
-    assert!(!r.tls);
+    assert!(r.tls.is_none());
     // The pool is checked, not acted on: its keys are named in a warning.
     assert!(warnings.iter().any(|w| w.contains("redis.pool.maxactive")));
     assert!(!warnings.iter().any(|w| w.contains("redis.addr")));
@@ -844,7 +856,8 @@ fn redis_section() {
     let (c, _) = Config::from_yaml("version: 0.1\nstorage: {inmemory: {}}\n", vars).unwrap();
     assert!(c.storage.redis_descriptors);
     let r = c.redis.unwrap();
-    assert_eq!((r.addr.as_str(), r.db, r.tls), ("127.0.0.1:6379", 3, true));
+    assert_eq!((r.addr.as_str(), r.db), ("127.0.0.1:6379", 3));
+    assert_eq!(r.tls, Some(berth_redis::RedisTls::default()));
 
     // Without the cache set to redis, the section is read but not used.
     let (c, _) = Config::from_yaml(
