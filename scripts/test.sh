@@ -2,8 +2,7 @@
 # Runs berth's whole test suite: unit, router, conformance and end-to-end tests.
 # Installs what the end-to-end tests drive (Debian's skopeo and docker-registry, i.e.
 # CNCF distribution 2.8.2, pebble, an ACME test CA, podman, containerd and redis-server)
-# when missing;
-# they then run against the real binary.
+# when missing; they then run against the real binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
