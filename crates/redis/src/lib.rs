@@ -13,8 +13,8 @@ use std::time::Duration;
 
 pub use cache::RedisDescriptors;
 
-/// The `redis` section, validated.
-#[derive(Debug, Clone, PartialEq)]
+/// The `redis` section, validated. Its `Debug` leaves the password out.
+#[derive(Clone, PartialEq)]
 pub struct RedisConfig {
     /// `host:port` of the server.
     pub addr: String,
@@ -42,6 +42,20 @@ pub struct RedisTls {
     /// CA certificates (PEM) the server's certificate must chain to; empty: the
     /// system's roots.
     pub rootcas: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("addr", &self.addr)
+            .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .field("db", &self.db)
+            .field("dial_timeout", &self.dial_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 impl RedisConfig {
