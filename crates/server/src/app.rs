@@ -38,6 +38,10 @@ pub enum StartError {
     /// The pull-through cache could not be set up.
     #[error(transparent)]
     Proxy(#[from] berth_proxy::SetupError),
+    /// The Redis descriptor cache could not be set up (an unreachable Redis is not this:
+    /// the cache then starts skipped and connects in the background).
+    #[error("redis: {0}")]
+    Redis(#[from] berth_redis::RedisError),
     /// The listen address could not be used.
     #[error("listening on {addr}: {message}")]
     Listen {
@@ -189,11 +193,36 @@ pub fn build(config: &Config) -> Result<App, StartError> {
     } else {
         driver
     };
+    let redis_cache = match (&config.redis, config.storage.redis_descriptors) {
+        (Some(redis), true) => {
+            let cache = berth_redis::RedisDescriptors::start(redis)?;
+            if http_metrics.is_some() {
+                metrics.push(cache.clone());
+            }
+            tracing::info!(
+                addr = %redis.addr,
+                "blob descriptors are cached in redis, and tag changes versioned there"
+            );
+            Some(cache)
+        }
+        (Some(redis), false) => {
+            tracing::info!(
+                addr = %redis.addr,
+                "redis is configured but not used: storage.cache.blobdescriptor is not redis"
+            );
+            None
+        }
+        _ => None,
+    };
     let registry = Arc::new(StorageRegistry::new(
         driver.clone(),
         StoreOptions {
             delete_enabled: config.storage.delete_enabled,
             descriptor_cache: config.storage.descriptor_cache,
+            shared_descriptor_cache: redis_cache
+                .clone()
+                .map(|c| c as Arc<dyn berth_storage::SharedDescriptors>),
+            shared_versions: redis_cache.map(|c| c as Arc<dyn berth_storage::SharedVersions>),
             referrers_tag_schema: config.storage.referrers_tag_schema,
             // Only nodes sharing a secret can continue each other's sessions.
             upload_startedat: config.http.secret.is_some(),

@@ -443,6 +443,35 @@ fn check_config_and_serve_refuse_the_same_bad_configurations() {
             "berth.proxy.upstreams[1].prefix",
         ),
         (
+            "redis descriptor cache without redis.addr",
+            format!(
+                "version: 0.1\nstorage: {{inmemory: {{}}, cache: {{blobdescriptor: redis}}}}\n{http}\n"
+            ),
+            vec![],
+            "storage.cache.blobdescriptor",
+        ),
+        (
+            "redis address without a port",
+            format!("{base}redis: {{addr: localhost}}\n"),
+            vec![],
+            "redis.addr",
+        ),
+        (
+            "bad redis read timeout from the environment",
+            format!("{base}redis: {{addr: \"127.0.0.1:6379\"}}\n"),
+            vec![("REGISTRY_REDIS_READTIMEOUT", "quickly")],
+            "redis.readtimeout",
+        ),
+        (
+            "negative redis pool size from the environment",
+            base.clone(),
+            vec![
+                ("REGISTRY_REDIS_ADDR", "127.0.0.1:6379"),
+                ("REGISTRY_REDIS_POOL_MAXACTIVE", "-1"),
+            ],
+            "redis.pool.maxactive",
+        ),
+        (
             "bad draintimeout",
             format!("version: 0.1\n{storage}\nhttp: {{addr: \"{addr}\", draintimeout: soon}}\n"),
             vec![],

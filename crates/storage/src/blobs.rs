@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use berth_core::{BlobContent, BlobRead, Digest, Error, RepositoryName};
 
 use crate::access::{Access, DriverResult};
-use crate::cache::{DescriptorCache, Lookups};
+use crate::cache::{Descriptors, Lookups};
 use crate::fence::{Fence, Touch};
 use crate::layout::StoragePath;
 use crate::locks::KeyedLocks;
@@ -20,7 +20,7 @@ use crate::locks::KeyedLocks;
 /// Global blobs and repository links.
 pub(crate) struct BlobStore {
     access: Access,
-    cache: Option<DescriptorCache>,
+    cache: Option<Descriptors>,
     links: KeyedLocks<(RepositoryName, Digest)>,
     /// Held while a blob's global cache entry is filled and while garbage collection
     /// removes it (taken after a link's lock, never before).
@@ -47,7 +47,7 @@ pub(crate) enum Sweep {
 }
 
 impl BlobStore {
-    pub(crate) fn new(access: Access, cache: Option<DescriptorCache>) -> Self {
+    pub(crate) fn new(access: Access, cache: Option<Descriptors>) -> Self {
         BlobStore {
             access,
             cache,
@@ -73,27 +73,29 @@ impl BlobStore {
     /// Size of a blob in the global store; `None` when absent.
     pub(crate) async fn size(&self, digest: &Digest) -> Result<Option<u64>, Error> {
         if let Some(c) = &self.cache
-            && let Some(size) = self.global_lookups.record(c.global(digest))
+            && let Some(size) = self.global_lookups.record(c.global(digest).await)
         {
             return Ok(Some(size));
         }
         // Filled under the blob's lock: a collection cannot remove it between what
         // storage said and what the cache is told.
         let _held = self.blobs.lock(digest.clone()).await;
-        if let Some(size) = self.cache.as_ref().and_then(|c| c.global(digest)) {
+        if let Some(c) = &self.cache
+            && let Some(size) = c.global(digest).await
+        {
             return Ok(Some(size));
         }
         let size = self.access.size(StoragePath::BlobData(digest)).await?;
         if let (Some(size), Some(c)) = (size, &self.cache) {
-            c.set_global(digest, size);
+            c.set_global(digest, size).await;
         }
         Ok(size)
     }
 
     /// Records the size of a blob just written to the global store.
-    pub(crate) fn note_global(&self, digest: &Digest, size: u64) {
+    pub(crate) async fn note_global(&self, digest: &Digest, size: u64) {
         if let Some(c) = &self.cache {
-            c.set_global(digest, size);
+            c.set_global(digest, size).await;
         }
     }
 
@@ -108,7 +110,7 @@ impl BlobStore {
         let trusted = self.hold(digest).await == Touch::Kept;
         if trusted
             && let Some(c) = &self.cache
-            && let Some(size) = self.linked_lookups.record(c.linked(repo, digest))
+            && let Some(size) = self.linked_lookups.record(c.linked(repo, digest).await)
         {
             return Ok(Some(size));
         }
@@ -118,9 +120,11 @@ impl BlobStore {
         if !trusted {
             // The blob was collected: its link entry may outlive it until the
             // collection removes the links.
-            self.forget_locked(repo, digest);
+            self.forget_locked(repo, digest).await;
         }
-        if let Some(size) = self.cache.as_ref().and_then(|c| c.linked(repo, digest)) {
+        if let Some(c) = &self.cache
+            && let Some(size) = c.linked(repo, digest).await
+        {
             return Ok(Some(size));
         }
         let linked = self
@@ -136,7 +140,7 @@ impl BlobStore {
         }
         let size = self.size(digest).await?;
         if let (Some(size), Some(c)) = (size, &self.cache) {
-            c.set_link(repo, digest, size);
+            c.set_link(repo, digest, size).await;
         }
         Ok(size)
     }
@@ -195,7 +199,7 @@ impl BlobStore {
             .write_link(StoragePath::LayerLink(repo, digest), digest);
         futures::try_join!(flush_move, link)?;
         if let Some(c) = &self.cache {
-            c.set_linked(repo, digest, size);
+            c.set_linked(repo, digest, size).await;
         }
         Ok(())
     }
@@ -208,7 +212,7 @@ impl BlobStore {
         digest: &Digest,
     ) -> Result<bool, Error> {
         let _held = self.links.lock((repo.clone(), digest.clone())).await;
-        self.forget_locked(repo, digest);
+        self.forget_locked(repo, digest).await;
         if !self
             .access
             .exists(StoragePath::LayerLink(repo, digest))
@@ -216,9 +220,12 @@ impl BlobStore {
         {
             return Ok(false);
         }
-        self.access
+        let removed = self
+            .access
             .remove(StoragePath::LayerDir(repo, digest))
-            .await
+            .await;
+        self.forget_again(repo, digest).await;
+        removed
     }
 
     /// Removes a blob from the global store (its whole `<hex>` directory) for garbage
@@ -257,7 +264,7 @@ impl BlobStore {
         }
         let removed = self.access.remove(StoragePath::BlobDir(digest)).await;
         if let Some(c) = &self.cache {
-            c.forget_global(digest);
+            c.forget_global(digest).await;
         }
         Ok(match removed? {
             true => Sweep::Removed(info.size),
@@ -277,7 +284,7 @@ impl BlobStore {
         if self.access.exists(StoragePath::BlobData(digest)).await? {
             return Ok(false);
         }
-        self.forget_locked(repo, digest);
+        self.forget_locked(repo, digest).await;
         if !self
             .access
             .exists(StoragePath::LayerLink(repo, digest))
@@ -285,20 +292,35 @@ impl BlobStore {
         {
             return Ok(false);
         }
-        self.access
+        let removed = self
+            .access
             .remove(StoragePath::LayerDir(repo, digest))
-            .await
+            .await;
+        self.forget_again(repo, digest).await;
+        removed
     }
 
     /// Forgets what the cache knows of `digest` in `repo` (a manifest revision removed).
     pub(crate) async fn forget(&self, repo: &RepositoryName, digest: &Digest) {
         let _held = self.links.lock((repo.clone(), digest.clone())).await;
-        self.forget_locked(repo, digest);
+        self.forget_locked(repo, digest).await;
+        self.forget_again(repo, digest).await;
     }
 
-    fn forget_locked(&self, repo: &RepositoryName, digest: &Digest) {
+    async fn forget_locked(&self, repo: &RepositoryName, digest: &Digest) {
         if let Some(c) = &self.cache {
-            c.unlink(repo, digest);
+            c.unlink(repo, digest).await;
+        }
+    }
+
+    /// Forgets a link once more after storage lost it, when other nodes share the cache:
+    /// one of them may have filled it from storage read before the removal, past this
+    /// node's lock. (This process's own fills are held off by the link's lock.)
+    async fn forget_again(&self, repo: &RepositoryName, digest: &Digest) {
+        if let Some(c) = &self.cache
+            && c.is_shared()
+        {
+            c.unlink(repo, digest).await;
         }
     }
 }

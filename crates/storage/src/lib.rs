@@ -27,6 +27,7 @@ mod uploads;
 pub mod layout;
 
 pub use cache::DEFAULT_CAPACITY as DEFAULT_CACHE_CAPACITY;
+pub use cache::{SharedDescriptors, SharedVersions};
 pub use check::{CheckReport, Finding, FindingKind};
 pub use gc::{GcEvent, GcOptions, GcReport};
 pub use purge::PurgeReport;
@@ -39,6 +40,12 @@ pub struct Options {
     pub delete_enabled: bool,
     /// Entries of the blob-descriptor cache; `None` disables it.
     pub descriptor_cache: Option<usize>,
+    /// A descriptor cache shared by several nodes (Redis), used in place of the
+    /// in-memory one when set.
+    pub shared_descriptor_cache: Option<std::sync::Arc<dyn SharedDescriptors>>,
+    /// Repository versions shared by several nodes (Redis): tag targets cached here are
+    /// trusted only while their repository's version is the one they were read at.
+    pub shared_versions: Option<std::sync::Arc<dyn SharedVersions>>,
     /// `berth.referrers.tagschema`: also keep the referrers tag schema's `<alg>-<hex>`
     /// indexes current, for clients of registries without the referrers API.
     pub referrers_tag_schema: bool,
@@ -58,6 +65,8 @@ impl Default for Options {
         Options {
             delete_enabled: false,
             descriptor_cache: Some(cache::DEFAULT_CAPACITY),
+            shared_descriptor_cache: None,
+            shared_versions: None,
             referrers_tag_schema: false,
             upload_startedat: false,
             max_upload_sessions: None,

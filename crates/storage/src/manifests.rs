@@ -1,7 +1,9 @@
 //! Manifests: the exact pushed bytes stored as a blob, a revision link per repository,
 //! and the caches of the manifest read path (which revisions a repository has; bodies by
 //! digest). A revision link and its cache entry change under the revision's lock, which
-//! the use cases also hold across everything a manifest write or delete touches.
+//! the use cases also hold across everything a manifest write or delete touches. In a
+//! fleet, revision entries are stamped with the repository's shared version (as tag
+//! targets are), so a revision deleted on another node is not answered for here.
 
 use berth_core::manifest::sniff_media_type;
 use berth_core::{Digest, Error, RepositoryName, StoredManifest};
@@ -11,6 +13,7 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
 use crate::access::Access;
+use crate::cache::Versions;
 use crate::layout::StoragePath;
 use crate::locks::{KeyGuard, KeyedLocks};
 
@@ -34,7 +37,9 @@ impl Weighter<Digest, StoredManifest> for BodyWeight {
 /// Manifest bytes and revision links.
 pub(crate) struct ManifestStore {
     access: Access,
-    revisions: Cache<RevisionKey, ()>,
+    /// Revisions known, each with the repository version it was seen at.
+    revisions: Cache<RevisionKey, u64>,
+    versions: Versions,
     bodies: Cache<Digest, StoredManifest, BodyWeight>,
     locks: KeyedLocks<RevisionKey>,
 }
@@ -43,10 +48,11 @@ pub(crate) struct ManifestStore {
 pub(crate) type RevisionGuard<'a> = KeyGuard<'a, RevisionKey>;
 
 impl ManifestStore {
-    pub(crate) fn new(access: Access) -> Self {
+    pub(crate) fn new(access: Access, versions: Versions) -> Self {
         ManifestStore {
             access,
             revisions: Cache::new(REVISIONS),
+            versions,
             bodies: Cache::with_weighter(REVISIONS, BODY_BYTES, BodyWeight),
             locks: KeyedLocks::default(),
         }
@@ -61,11 +67,16 @@ impl ManifestStore {
     /// Whether the repository has the revision (filling the cache under its lock).
     pub(crate) async fn has(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool, Error> {
         let key = (repo.clone(), digest.clone());
-        if self.revisions.get(&key).is_some() {
+        let version = self.versions.now(repo).await;
+        if self.known(&key, version) {
             return Ok(true);
         }
         let _held = self.locks.lock(key.clone()).await;
-        self.has_locked(key).await
+        self.has_at(key, version).await
+    }
+
+    fn known(&self, key: &RevisionKey, version: Option<u64>) -> bool {
+        version.is_some() && self.revisions.get(key) == version
     }
 
     /// [`has`](Self::has) without the cache's first look: the answer waits for whoever
@@ -82,15 +93,21 @@ impl ManifestStore {
 
     /// [`has`](Self::has) for a caller that holds the revision's lock.
     pub(crate) async fn has_locked(&self, key: RevisionKey) -> Result<bool, Error> {
-        if self.revisions.get(&key).is_some() {
+        let version = self.versions.now(&key.0).await;
+        self.has_at(key, version).await
+    }
+
+    async fn has_at(&self, key: RevisionKey, version: Option<u64>) -> Result<bool, Error> {
+        if self.known(&key, version) {
             return Ok(true);
         }
         let found = self
             .access
             .exists(StoragePath::RevisionLink(&key.0, &key.1))
             .await?;
-        if found {
-            self.revisions.insert(key, ());
+        // An entry stamped with an older version is never trusted, so none is removed.
+        if let (true, Some(version)) = (found, version) {
+            self.revisions.insert(key, version);
         }
         Ok(found)
     }
@@ -147,7 +164,11 @@ impl ManifestStore {
         self.access
             .write_link(StoragePath::RevisionLink(repo, digest), digest)
             .await?;
-        self.revisions.insert((repo.clone(), digest.clone()), ());
+        // In a fleet the version it would be stamped with is not known here: the next
+        // read stamps it.
+        if !self.versions.is_shared() {
+            self.revisions.insert((repo.clone(), digest.clone()), 0);
+        }
         Ok(())
     }
 
@@ -166,6 +187,7 @@ impl ManifestStore {
             .access
             .remove(StoragePath::RevisionDir(repo, digest))
             .await;
+        self.versions.bump(repo).await;
         self.revisions.remove(&(repo.clone(), digest.clone()));
         removed
     }

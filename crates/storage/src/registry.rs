@@ -10,7 +10,7 @@ use berth_metrics::{Collect, Encoder, Kind};
 use crate::Options;
 use crate::access::Access;
 use crate::blobs::BlobStore;
-use crate::cache::DescriptorCache;
+use crate::cache::{DescriptorCache, Descriptors, Versions};
 use crate::catalog::Catalog;
 use crate::locks::KeyedLocks;
 use crate::manifests::ManifestStore;
@@ -43,18 +43,24 @@ impl StorageRegistry {
     /// A registry storing through `driver`.
     pub fn new(driver: Arc<dyn StorageDriver>, options: Options) -> Self {
         let access = Access::new(driver);
+        let versions = Versions::new(options.shared_versions);
         let stores = Stores {
             blobs: BlobStore::new(
                 access.clone(),
-                options.descriptor_cache.map(DescriptorCache::new),
+                match options.shared_descriptor_cache {
+                    Some(shared) => Some(Descriptors::Shared(shared)),
+                    None => options
+                        .descriptor_cache
+                        .map(|n| Descriptors::Local(DescriptorCache::new(n))),
+                },
             ),
             uploads: UploadStore::new(
                 access.clone(),
                 options.upload_startedat,
                 options.max_upload_sessions,
             ),
-            manifests: ManifestStore::new(access.clone()),
-            tags: TagStore::new(access.clone()),
+            manifests: ManifestStore::new(access.clone(), versions.clone()),
+            tags: TagStore::new(access.clone(), versions),
             referrers: ReferrerStore::new(access.clone()),
             catalog: Catalog::new(access.clone()),
             access,

@@ -126,7 +126,7 @@ impl StorageRepository {
 
         let revision = stores.manifests.lock(repo, &digest).await;
         stores.manifests.put_locked(repo, &digest, body).await?;
-        stores.blobs.note_global(&digest, size);
+        stores.blobs.note_global(&digest, size).await;
 
         let mut tags: Vec<Tag> = Vec::new();
         if let Reference::Tag(t) = reference {

@@ -2,7 +2,10 @@
 //! every digest the tag has pointed at, as distribution keeps it; a cache of tag targets;
 //! and each repository's ordered tag listing. A tag's link, its cache entry and its
 //! listing entry change under the tag's lock, and a reader fills the cache under the same
-//! lock, so the cache never holds a target storage no longer has.
+//! lock, so the cache never holds a target storage no longer has. Nodes sharing storage
+//! share a version per repository (`cache::Versions`): a cached target is stamped with
+//! the version read before storage was, and trusted only while the version is unchanged,
+//! so a tag moved or deleted on another node is seen at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +14,7 @@ use berth_core::{Digest, Error, Page, RepositoryName, Tag};
 use quick_cache::sync::Cache;
 
 use crate::access::{Access, DriverResult};
-use crate::cache::Lookups;
+use crate::cache::{Lookups, Versions};
 use crate::layout::StoragePath;
 use crate::listing::Listing;
 use crate::locks::KeyedLocks;
@@ -25,7 +28,10 @@ type TagKey = (RepositoryName, Tag);
 /// Tags over the driver.
 pub(crate) struct TagStore {
     access: Access,
-    targets: Cache<TagKey, Digest>,
+    /// Targets, each with the repository version it was read at (always 0 without
+    /// shared versions).
+    targets: Cache<TagKey, (Digest, u64)>,
+    versions: Versions,
     locks: KeyedLocks<TagKey>,
     listings: Mutex<HashMap<RepositoryName, Arc<Listing<false>>>>,
     /// Lookups of tag targets.
@@ -33,10 +39,11 @@ pub(crate) struct TagStore {
 }
 
 impl TagStore {
-    pub(crate) fn new(access: Access) -> Self {
+    pub(crate) fn new(access: Access, versions: Versions) -> Self {
         TagStore {
             access,
             targets: Cache::new(TARGETS),
+            versions,
             locks: KeyedLocks::default(),
             listings: Mutex::new(HashMap::new()),
             lookups: Lookups::default(),
@@ -50,21 +57,41 @@ impl TagStore {
         tag: &Tag,
     ) -> Result<Option<Digest>, Error> {
         let key = (repo.clone(), tag.clone());
-        if let Some(d) = self.lookups.record(self.targets.get(&key)) {
+        let version = self.versions.now(repo).await;
+        let cached = |targets: &Cache<TagKey, (Digest, u64)>| {
+            let (d, stamp) = targets.get(&key)?;
+            (Some(stamp) == version).then_some(d)
+        };
+        if let Some(d) = self.lookups.record(cached(&self.targets)) {
             return Ok(Some(d));
         }
         let _held = self.locks.lock(key.clone()).await;
-        if let Some(d) = self.targets.get(&key) {
+        if let Some(d) = cached(&self.targets) {
             return Ok(Some(d));
         }
         let found = self
             .access
             .read_link(StoragePath::TagCurrentLink(repo, tag))
             .await?;
-        if let Some(d) = &found {
-            self.targets.insert(key, d.clone());
+        // An entry stamped with an older version is never trusted, so none is removed.
+        if let (Some(d), Some(version)) = (&found, version) {
+            self.targets.insert(key, (d.clone(), version));
         }
         Ok(found)
+    }
+
+    /// Tells the other nodes that a tag of `repo` changed (after storage did), and
+    /// forgets this node's entry when they share versions: the next read stamps it anew.
+    async fn changed(&self, repo: &RepositoryName, key: &TagKey, digest: Option<&Digest>) {
+        match digest {
+            Some(d) if !self.versions.is_shared() => {
+                self.targets.insert(key.clone(), (d.clone(), 0))
+            }
+            _ => {
+                self.versions.bump(repo).await;
+                self.targets.remove(key);
+            }
+        }
     }
 
     /// Points `tag` at `digest`, whose revision link must already be on storage. The
@@ -100,7 +127,8 @@ impl TagStore {
             Err(e) => Err(e),
         };
         if let Err(e) = written {
-            self.targets.remove(&key);
+            // `current` may have moved before the failure: other nodes must look again.
+            self.changed(repo, &key, None).await;
             if matches!(
                 self.access
                     .read_link(StoragePath::TagCurrentLink(repo, tag))
@@ -111,7 +139,7 @@ impl TagStore {
             }
             return Err(e);
         }
-        self.targets.insert(key, digest.clone());
+        self.changed(repo, &key, Some(digest)).await;
         if let Some(listing) = self.listing_if_loaded(repo) {
             listing.insert(tag.as_str()).await;
         }
@@ -139,7 +167,7 @@ impl TagStore {
             }
         }
         let existed = self.access.remove(StoragePath::TagDir(repo, tag)).await;
-        self.targets.remove(&key);
+        self.changed(repo, &key, None).await;
         if let Some(listing) = self.listing_if_loaded(repo) {
             listing.remove(tag.as_str()).await;
         }

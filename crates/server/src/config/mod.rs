@@ -9,6 +9,7 @@ pub mod duration;
 pub mod env;
 mod notifications;
 mod proxy;
+mod redis;
 pub mod schema;
 mod support;
 mod tls;
@@ -92,6 +93,8 @@ pub struct Config {
     /// `proxy` and `berth.proxy.upstreams`: the upstreams this registry caches, by
     /// repository prefix (empty: no pull-through cache).
     pub proxy: Vec<berth_proxy::UpstreamConfig>,
+    /// `redis`; `None` when `redis.addr` is not written.
+    pub redis: Option<berth_redis::RedisConfig>,
 }
 
 /// One background health check.
@@ -279,6 +282,9 @@ pub struct Storage {
     pub delete_enabled: bool,
     /// Blob-descriptor cache entries (`storage.cache.blobdescriptor: inmemory`), if on.
     pub descriptor_cache: Option<usize>,
+    /// `storage.cache.blobdescriptor: redis`: the descriptor cache is the one in
+    /// [`Config::redis`] (shared by a fleet) instead of this process's map.
+    pub redis_descriptors: bool,
     /// `storage.maintenance.uploadpurging`.
     pub upload_purging: UploadPurging,
     /// `storage.maintenance.readonly.enabled`.

@@ -36,8 +36,58 @@ pub struct Document {
     pub notifications: NotificationsSection,
     /// `proxy`: distribution's pull-through cache of one upstream.
     pub proxy: ProxySection,
+    /// `redis`: the server of the shared descriptor cache.
+    pub redis: RedisSection,
     /// `berth`: berth's own options (distribution ignores a top-level key it does not know).
     pub berth: BerthSection,
+}
+
+/// `redis`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RedisSection {
+    /// `host:port`.
+    pub addr: Option<String>,
+    /// Sent with `AUTH`.
+    pub password: Option<String>,
+    /// The database selected.
+    pub db: Option<i64>,
+    /// How long opening a connection may take.
+    pub dialtimeout: Option<GoDuration>,
+    /// How long a lookup may take.
+    pub readtimeout: Option<GoDuration>,
+    /// How long an update may take.
+    pub writetimeout: Option<GoDuration>,
+    /// `redis.pool`.
+    pub pool: RedisPoolSection,
+    /// `redis.tls`.
+    pub tls: RedisTlsSection,
+}
+
+/// `redis.pool`: typed and checked; berth keeps one multiplexed connection per node.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RedisPoolSection {
+    /// Idle connections kept.
+    pub maxidle: Option<i64>,
+    /// Connections opened at most.
+    pub maxactive: Option<i64>,
+    /// How long an idle connection is kept.
+    pub idletimeout: Option<GoDuration>,
+}
+
+/// `redis.tls`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RedisTlsSection {
+    /// Connect with TLS.
+    pub enabled: Option<Flag>,
+    /// A client certificate (PEM).
+    pub certificate: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<PathBuf>,
+    /// CA certificates (PEM) the server must chain to.
+    pub rootcas: Option<Vec<PathBuf>>,
 }
 
 /// `berth`.

@@ -97,11 +97,27 @@ const SUPPORTED: &[&str] = &[
     "berth.notifications.queue.directory",
     "berth.notifications.queue.maxevents",
     "berth.notifications.queue.flushinterval",
+    "redis.addr",
+    "redis.password",
+    "redis.db",
+    "redis.dialtimeout",
+    "redis.readtimeout",
+    "redis.writetimeout",
+    "redis.tls.enabled",
+    "redis.tls.certificate",
+    "redis.tls.key",
+    "redis.tls.rootcas",
 ];
 
 /// Keys that are typed, so a value of the wrong type fails, but not acted on yet: they
 /// are still named in the start-up warning.
-const CHECKED_ONLY: &[&str] = &["storage.filesystem.maxthreads"];
+const CHECKED_ONLY: &[&str] = &[
+    "storage.filesystem.maxthreads",
+    // One multiplexed connection per node carries every call: no pool to size.
+    "redis.pool.maxidle",
+    "redis.pool.maxactive",
+    "redis.pool.idletimeout",
+];
 
 /// An `auth` option berth does not implement is refused, never ignored: serving
 /// without it would open a protected registry.
@@ -165,17 +181,6 @@ pub fn unsupported_options(root: &Value) -> Result<Vec<String>, ConfigError> {
             )
         })
         .collect();
-    let cache = root.get("storage").and_then(|s| s.get("cache"));
-    let uses_redis = cache
-        .and_then(|c| c.get("blobdescriptor").or_else(|| c.get("layerinfo")))
-        .and_then(Value::as_str)
-        == Some("redis");
-    if uses_redis {
-        warnings.push(
-            "storage.cache.blobdescriptor: redis is not supported yet; using the in-memory cache"
-                .into(),
-        );
-    }
     if root
         .get("log")
         .and_then(|l| l.get("formatter"))

@@ -238,6 +238,38 @@ fn errors_name_the_key() {
             "storage.cache.blobdescriptorsize",
         ),
         (
+            "version: 0.1\nstorage: {inmemory: {}, cache: {blobdescriptor: redis}}\n",
+            "storage.cache.blobdescriptor",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nredis: {addr: \"redis:port\"}\n",
+            "redis.addr",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nredis: {addr: \"r:6379\", dialtimeout: 5 seconds}\n",
+            "redis.dialtimeout",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nredis: {addr: \"r:6379\", db: -1}\n",
+            "redis.db",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nredis: {addr: \"r:6379\", tls: {enabled: maybe}}\n",
+            "redis.tls.enabled",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nredis: {addr: \"r:6379\", tls: {rootcas: [/nonexistent/ca.pem]}}\n",
+            "redis.tls.rootcas",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nredis: {addr: \"r:6379\", tls: {certificate: /c.pem}}\n",
+            "redis.tls.key",
+        ),
+        (
+            "version: 0.1\nstorage: {inmemory: {}}\nredis: {addr: \"r:6379\", tls: {enabled: false, rootcas: [/c.pem]}}\n",
+            "redis.tls.enabled",
+        ),
+        (
             "version: 0.1\nstorage: {inmemory: {}, maintenance: {uploadpurging: {interval: 0s}}}\n",
             "storage.maintenance.uploadpurging.interval",
         ),
@@ -782,4 +814,56 @@ fn proxy_errors_name_the_key() {
             other => panic!("{text}: {:?}", other.map(|_| ())),
         }
     }
+}
+
+#[test]
+fn redis_section() {
+    let (c, warnings) = Config::from_yaml(
+        "version: 0.1\nstorage:\n  inmemory:\n  cache: {blobdescriptor: redis}\n\
+         redis:\n  addr: redis.example:6380\n  password: pw\n  db: 2\n  readtimeout: 50ms\n\
+         \x20 writetimeout: 0s\n  pool: {maxidle: 16, maxactive: 64, idletimeout: 300s}\n",
+        Vec::<(String, String)>::new(),
+    )
+    .unwrap();
+    assert!(c.storage.redis_descriptors);
+    let r = c.redis.unwrap();
+    assert_eq!(r.addr, "redis.example:6380");
+    assert_eq!(r.password.as_deref(), Some("pw"));
+    assert_eq!(r.db, 2);
+    assert_eq!(r.read_timeout, Duration::from_millis(50));
+    // Zero is unbounded in distribution: berth's default bounds it.
+    assert_eq!(
+        r.write_timeout,
+        berth_redis::RedisConfig::DEFAULT_WRITE_TIMEOUT
+    );
+    assert_eq!(
+        r.dial_timeout,
+        berth_redis::RedisConfig::DEFAULT_DIAL_TIMEOUT
+    );
+    assert!(r.tls.is_none());
+    // The pool is checked, not acted on: its keys are named in a warning.
+    assert!(warnings.iter().any(|w| w.contains("redis.pool.maxactive")));
+    assert!(!warnings.iter().any(|w| w.contains("redis.addr")));
+
+    // From the environment alone, as distribution reads it.
+    let vars = [
+        ("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "redis"),
+        ("REGISTRY_REDIS_ADDR", "127.0.0.1:6379"),
+        ("REGISTRY_REDIS_DB", "3"),
+        ("REGISTRY_REDIS_TLS_ENABLED", "true"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let (c, _) = Config::from_yaml("version: 0.1\nstorage: {inmemory: {}}\n", vars).unwrap();
+    assert!(c.storage.redis_descriptors);
+    let r = c.redis.unwrap();
+    assert_eq!((r.addr.as_str(), r.db), ("127.0.0.1:6379", 3));
+    assert_eq!(r.tls, Some(berth_redis::RedisTls::default()));
+
+    // Without the cache set to redis, the section is read but not used.
+    let (c, _) = Config::from_yaml(
+        "version: 0.1\nstorage: {inmemory: {}}\nredis: {addr: \"r:1\"}\n",
+        Vec::<(String, String)>::new(),
+    )
+    .unwrap();
+    assert!(!c.storage.redis_descriptors && c.redis.is_some());
 }

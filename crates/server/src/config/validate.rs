@@ -38,6 +38,13 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
         }
     };
     storage.referrers_tag_schema = Flag::or(doc.berth.referrers.tagschema, false);
+    let redis = super::redis::redis(&doc.redis)?;
+    if storage.redis_descriptors && redis.is_none() {
+        return Err(invalid(
+            "storage.cache.blobdescriptor",
+            "redis needs redis.addr (the host:port of the Redis server)",
+        ));
+    }
     let health = health(&doc.health, &storage)?;
     let notifications = super::notifications::notifications(
         &doc.notifications,
@@ -58,6 +65,7 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
         limits: limits(&doc.berth.limits)?,
         health,
         proxy: super::proxy::upstreams(&doc.proxy, &doc.berth.proxy)?,
+        redis,
     })
 }
 
@@ -459,6 +467,7 @@ fn storage(s: &StorageSection) -> Result<Storage, ConfigError> {
             ));
         }
     };
+    let redis_descriptors = cache == Some("redis");
     let purge = &s.maintenance.uploadpurging;
     let defaults = UploadPurging::default();
     let upload_purging = UploadPurging {
@@ -492,6 +501,7 @@ fn storage(s: &StorageSection) -> Result<Storage, ConfigError> {
         driver,
         delete_enabled: Flag::or(s.delete.enabled, false),
         descriptor_cache,
+        redis_descriptors,
         upload_purging,
         read_only: Flag::or(s.maintenance.readonly.enabled, false),
         gc,

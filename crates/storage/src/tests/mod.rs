@@ -16,6 +16,7 @@ use crate::{Options, StorageRegistry};
 
 mod leftovers;
 mod races;
+mod shared;
 
 pub(super) fn body(data: &[u8]) -> ByteStream {
     let chunks: Vec<std::io::Result<Bytes>> = data

@@ -1,0 +1,52 @@
+//! Key names, as distribution's Redis cache writes them, so that berth and distribution
+//! nodes sharing a Redis read each other's entries and invalidations:
+//! - `blobs::<digest>`: a hash of the global store's blob (`digest`, `size`, `mediatype`);
+//! - `repository::<name>::blobs`: the set of digests linked into a repository;
+//! - `repository::<name>::blobs::<digest>`: a hash holding the link's `mediatype`.
+//!
+//! berth's own keys start with `berth::`, a prefix distribution never writes:
+//! - `berth::repository::<name>::version`: a counter moved on by every tag change.
+
+use berth_core::{Digest, RepositoryName};
+
+/// The media type written with an entry: berth does not track one per blob, and
+/// distribution answers this one for blobs it stats from storage.
+pub const MEDIA_TYPE: &str = "application/octet-stream";
+
+/// The global descriptor hash.
+pub fn global(digest: &Digest) -> String {
+    format!("blobs::{digest}")
+}
+
+/// The set of a repository's linked digests.
+pub fn linked_set(repo: &RepositoryName) -> String {
+    format!("repository::{repo}::blobs")
+}
+
+/// A repository's per-link hash.
+pub fn link(repo: &RepositoryName, digest: &Digest) -> String {
+    format!("repository::{repo}::blobs::{digest}")
+}
+
+/// A repository's version counter.
+pub fn version(repo: &RepositoryName) -> String {
+    format!("berth::repository::{repo}::version")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::Algorithm;
+
+    #[test]
+    fn distribution_names() {
+        let d = Digest::of(Algorithm::Sha256, b"x");
+        let r = RepositoryName::parse("a/b").unwrap();
+        assert_eq!(global(&d), format!("blobs::sha256:{}", d.hex()));
+        assert_eq!(linked_set(&r), "repository::a/b::blobs");
+        assert_eq!(
+            link(&r, &d),
+            format!("repository::a/b::blobs::sha256:{}", d.hex())
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! The connection to Redis and what keeps an outage from reaching requests: every call
+//! bounded by a timeout; a failed call drops the connection, after which calls are skipped
+//! (answered at once as misses) until a background task has reconnected; removals that
+//! did not reach Redis are queued and sent by that task before the connection is used
+//! again, so this node never reads Redis while entries it should have removed may remain.
+//! Failures are counted and logged at most once per [`LOG_EVERY`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use berth_metrics::Counter;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, FromRedisValue, Pipeline};
+use tokio::sync::Notify;
+
+/// The shortest time between two logged failures.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Removals kept for sending once Redis is back; past this the oldest are dropped.
+pub const MAX_PENDING: usize = 100_000;
+/// The first pause between reconnection attempts, doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What the link counts, for the metrics.
+#[derive(Debug, Default)]
+pub struct LinkCounts {
+    /// Calls that failed or timed out.
+    pub errors: Counter,
+    /// Calls not sent because Redis was unreachable.
+    pub skipped: Counter,
+    /// Connections opened (the first one included).
+    pub connects: Counter,
+    /// Queued removals dropped because the queue was full.
+    pub dropped: Counter,
+}
+
+/// One shared connection with its breaker.
+pub struct Link {
+    client: Client,
+    dial: AsyncConnectionConfig,
+    read_timeout: Duration,
+    write_timeout: Duration,
+    /// `None` while Redis is unreachable: calls are skipped.
+    conn: RwLock<Option<MultiplexedConnection>>,
+    /// Removals that must reach Redis before this node reads it again.
+    pending: Mutex<VecDeque<Pipeline>>,
+    wake: Notify,
+    log: Throttle,
+    pub counts: LinkCounts,
+}
+
+/// Whether a call is a lookup or an update (which timeout bounds it).
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Read,
+    Write,
+}
+
+impl Link {
+    /// A link that is not connected yet; [`spawn_reconnect`] connects it.
+    pub fn new(client: Client, dial: Duration, read: Duration, write: Duration) -> Self {
+        Link {
+            client,
+            dial: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(dial))
+                .set_response_timeout(Some(read.max(write))),
+            read_timeout: read,
+            write_timeout: write,
+            conn: RwLock::new(None),
+            pending: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            log: Throttle::default(),
+            counts: LinkCounts::default(),
+        }
+    }
+
+    /// Whether calls are being sent.
+    pub fn is_up(&self) -> bool {
+        self.conn
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Removals waiting for Redis.
+    pub fn pending(&self) -> usize {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Sends `pipe`; `None` when Redis is skipped, fails or is too slow.
+    pub async fn query<T: FromRedisValue>(&self, pipe: &Pipeline, kind: Kind) -> Option<T> {
+        let Some(mut conn) = self.current() else {
+            self.counts.skipped.inc();
+            return None;
+        };
+        match self.send(&mut conn, pipe, kind).await {
+            Ok(v) => Some(v),
+            Err(why) => {
+                self.fail(&why);
+                None
+            }
+        }
+    }
+
+    /// Sends a removal; if it does not reach Redis it is queued, and Redis is not read
+    /// again by this node until the queue is sent.
+    pub async fn remove(&self, pipe: Pipeline) {
+        if self.query::<()>(&pipe, Kind::Write).await.is_none() {
+            self.enqueue(pipe);
+        }
+    }
+
+    fn current(&self) -> Option<MultiplexedConnection> {
+        self.conn
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn send<T: FromRedisValue>(
+        &self,
+        conn: &mut impl ConnectionLike,
+        pipe: &Pipeline,
+        kind: Kind,
+    ) -> Result<T, String> {
+        let limit = match kind {
+            Kind::Read => self.read_timeout,
+            Kind::Write => self.write_timeout,
+        };
+        match tokio::time::timeout(limit, pipe.query_async(conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {limit:?}")),
+        }
+    }
+
+    fn enqueue(&self, pipe: Pipeline) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.len() >= MAX_PENDING {
+            pending.pop_front();
+            self.counts.dropped.inc();
+        }
+        pending.push_back(pipe);
+    }
+
+    /// Drops the connection (so later calls are skipped) and wakes the reconnection.
+    fn fail(&self, why: &str) {
+        self.counts.errors.inc();
+        *self.conn.write().unwrap_or_else(PoisonError::into_inner) = None;
+        self.log.warn(why);
+        self.wake.notify_one();
+    }
+
+    /// Connects, sends the queued removals, and only then lets calls through.
+    async fn reconnect(&self) -> Result<(), String> {
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.dial)
+            .await
+            .map_err(|e| format!("connecting: {e}"))?;
+        loop {
+            let next = self
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .front()
+                .cloned();
+            let Some(pipe) = next else { break };
+            self.send::<()>(&mut conn, &pipe, Kind::Write)
+                .await
+                .map_err(|e| format!("sending a queued removal: {e}"))?;
+            self.pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+        }
+        // Installed under the queue's lock: a removal queued after the check above was
+        // queued because no connection was up, and is sent on the next reconnection.
+        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if !pending.is_empty() {
+            return Err("removals queued meanwhile".into());
+        }
+        *self.conn.write().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+        drop(pending);
+        self.counts.connects.inc();
+        Ok(())
+    }
+}
+
+/// Starts the task that (re)connects `link` whenever it is down; it ends with the link.
+pub fn spawn_reconnect(link: &Arc<Link>, addr: String) {
+    let weak: Weak<Link> = Arc::downgrade(link);
+    tokio::spawn(async move {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let Some(link) = weak.upgrade() else { return };
+            if link.is_up() {
+                // Bounded, so the task notices within that time that the link was dropped
+                // (`notify_one` keeps a wake-up sent while nobody waits).
+                let _ = tokio::time::timeout(MAX_BACKOFF, link.wake.notified()).await;
+                continue;
+            }
+            match link.reconnect().await {
+                Ok(()) => {
+                    tracing::info!(%addr, "redis: connected; the shared descriptor cache is used");
+                    backoff = FIRST_BACKOFF;
+                }
+                Err(why) => {
+                    link.log.warn(&why);
+                    drop(link);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    });
+}
+
+/// Logs a failure at most once per [`LOG_EVERY`], saying how many were not logged.
+#[derive(Default)]
+struct Throttle {
+    last: Mutex<Option<Instant>>,
+    quiet: AtomicU64,
+}
+
+impl Throttle {
+    fn warn(&self, why: &str) {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
+            self.quiet.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *last = Some(Instant::now());
+        drop(last);
+        let unlogged = self.quiet.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            unlogged,
+            "redis: {why}; the descriptor cache is skipped (storage is read) until it is back"
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Test support: a real Redis server.
+
+pub mod server;
