@@ -1,0 +1,70 @@
+//! What the S3 driver needs to reach its bucket, as distribution's `storage.s3` names it.
+//! The server's configuration fills this in; the driver knows nothing of YAML.
+
+/// S3's smallest part of a multipart upload (except the last).
+pub const MIN_PART: usize = 5 * 1024 * 1024;
+
+/// Settings for [`S3Driver`](super::S3Driver).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Options {
+    /// The bucket.
+    pub bucket: String,
+    /// The region (`us-east-1` unless told).
+    pub region: String,
+    /// An S3-compatible endpoint (`regionendpoint`); a bare host gets `https://`, or
+    /// `http://` when `secure` is off.
+    pub endpoint: Option<String>,
+    /// Access key; with the secret, replaces the AWS environment credentials.
+    pub access_key: Option<String>,
+    /// Secret key.
+    pub secret_key: Option<String>,
+    /// A prefix inside the bucket (`rootdirectory`), with or without slashes.
+    pub root_directory: String,
+    /// Path-style requests (`http://host/bucket/key`) instead of virtual hosts.
+    pub force_path_style: bool,
+    /// HTTPS for a bare-host endpoint.
+    pub secure: bool,
+    /// Accept any server certificate.
+    pub skip_verify: bool,
+    /// Bytes per part of a multipart upload (`chunksize`, at least 5 MiB).
+    pub chunk_size: usize,
+    /// `x-amz-storage-class` for new objects.
+    pub storage_class: Option<String>,
+    /// Server-side encryption: SSE-KMS with `key_id` when given, SSE-S3 otherwise.
+    pub encrypt: bool,
+    /// The KMS key for `encrypt`.
+    pub key_id: Option<String>,
+}
+
+impl S3Options {
+    /// Defaults for a bucket, as distribution's.
+    pub fn new(bucket: impl Into<String>, region: impl Into<String>) -> Self {
+        S3Options {
+            bucket: bucket.into(),
+            region: region.into(),
+            endpoint: None,
+            access_key: None,
+            secret_key: None,
+            root_directory: String::new(),
+            force_path_style: false,
+            secure: true,
+            skip_verify: false,
+            chunk_size: 10 * 1024 * 1024,
+            storage_class: None,
+            encrypt: false,
+            key_id: None,
+        }
+    }
+
+    /// The endpoint URL, with a scheme.
+    pub(crate) fn endpoint_url(&self) -> Option<String> {
+        let e = self.endpoint.as_deref()?.trim_end_matches('/');
+        if e.contains("://") {
+            Some(e.to_owned())
+        } else if self.secure {
+            Some(format!("https://{e}"))
+        } else {
+            Some(format!("http://{e}"))
+        }
+    }
+}

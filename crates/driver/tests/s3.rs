@@ -1,0 +1,224 @@
+//! The S3 driver against a real S3-compatible server: moto in server mode on a free
+//! loopback port (`pip install 'moto[server]'`; `scripts/test.sh` installs it). Skipped
+//! with a message when moto is missing, unless `BERTH_E2E_REQUIRED=1`.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_driver::{Persist, S3Driver, S3Options, StorageDriver, suite};
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+/// A moto server, stopped when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn have_moto() -> bool {
+    let found = Command::new("sh")
+        .args(["-c", "command -v moto_server"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("BERTH_E2E_REQUIRED").as_deref() != Ok("1"),
+            "moto_server is required by this test (pip install 'moto[server]', or unset BERTH_E2E_REQUIRED to skip)"
+        );
+        eprintln!("skipping: moto_server is not installed");
+    }
+    found
+}
+
+fn start_moto() -> Moto {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto_server");
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "moto did not start on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Moto {
+        child,
+        endpoint: format!("http://{addr}"),
+    }
+}
+
+/// Creates a bucket with a bare HTTP request (moto checks no signature).
+fn create_bucket(moto: &Moto, bucket: &str) {
+    let addr = moto.endpoint.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).expect("connect moto");
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "create bucket: {answer}"
+    );
+}
+
+fn driver(moto: &Moto, bucket: &str, root: &str) -> S3Driver {
+    let mut o = S3Options::new(bucket, "us-east-1");
+    o.endpoint = Some(moto.endpoint.clone());
+    o.access_key = Some("test".into());
+    o.secret_key = Some("test".into());
+    o.force_path_style = true;
+    o.root_directory = root.into();
+    o.chunk_size = 5 * 1024 * 1024;
+    S3Driver::new(&o).expect("driver")
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+async fn read_all(d: &dyn StorageDriver, path: &str) -> Vec<u8> {
+    let chunks: Vec<Bytes> = d
+        .reader(path, 0, None)
+        .await
+        .expect("reader")
+        .try_collect()
+        .await
+        .expect("read");
+    chunks.concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_driver_passes_the_shared_suite() {
+    if !have_moto() {
+        return;
+    }
+    let moto = start_moto();
+    create_bucket(&moto, "suite");
+    suite::run_all(&driver(&moto, "suite", "/some/root/")).await;
+    suite::run_all(&driver(&moto, "suite", "")).await;
+}
+
+/// Keys are distribution's: `<rootdirectory>/<path without its leading slash>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_keys_are_distributions() {
+    if !have_moto() {
+        return;
+    }
+    let moto = start_moto();
+    create_bucket(&moto, "keys");
+    let rooted = driver(&moto, "keys", "/registry");
+    let top = driver(&moto, "keys", "");
+    rooted
+        .put_content(
+            "/docker/registry/v2/repositories/a/x",
+            Bytes::from_static(b"1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        top.get_content("/registry/docker/registry/v2/repositories/a/x")
+            .await
+            .unwrap(),
+        "1"
+    );
+    assert_eq!(top.list("/").await.unwrap(), ["/registry"]);
+}
+
+/// One file appended to by three driver instances (three nodes), each taking over
+/// where the previous one's acknowledged write ended, tails under 5 MiB included; then
+/// committed by a rename, as an upload is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_append_continues_on_another_node() {
+    if !have_moto() {
+        return;
+    }
+    let moto = start_moto();
+    create_bucket(&moto, "nodes");
+    let path = "/docker/registry/v2/repositories/r/_uploads/u/data";
+    let chunks = [
+        pattern(3 << 20, 1),       // under a part: stays a small object
+        pattern(4 << 20, 2),       // crosses 5 MiB: one part plus a 2 MiB tail
+        pattern(100_000, 3),       // a tiny chunk on yet another node
+        pattern((6 << 20) + 7, 4), // another part, odd tail
+        pattern(10, 5),            // a last, tiny chunk
+    ];
+    let mut expected = Vec::new();
+    let a = driver(&moto, "nodes", "root");
+    a.put_content(path, Bytes::new()).await.unwrap();
+    for (i, chunk) in chunks.iter().enumerate() {
+        // A fresh instance per chunk: nothing survives in memory between requests.
+        let node = driver(&moto, "nodes", "root");
+        let mut w = node.writer(path, true, Persist::Volatile).await.unwrap();
+        assert_eq!(w.size(), expected.len() as u64, "chunk {i}: size seen");
+        for piece in chunk.chunks(1 << 20) {
+            w.write(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        w.commit().await.unwrap();
+        expected.extend_from_slice(chunk);
+        drop(node);
+        let other = driver(&moto, "nodes", "root");
+        assert_eq!(
+            other.stat(path).await.unwrap().size,
+            expected.len() as u64,
+            "chunk {i}: size on another node"
+        );
+    }
+    let c = driver(&moto, "nodes", "root");
+    c.rename(
+        "/docker/registry/v2/repositories/r/_uploads/u",
+        "/docker/registry/v2/blobs/sha256/ab/abcd",
+        Persist::Volatile,
+    )
+    .await
+    .unwrap();
+    let got = read_all(&a, "/docker/registry/v2/blobs/sha256/ab/abcd/data").await;
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "committed bytes differ");
+    assert!(a.stat(path).await.unwrap_err().is_not_found());
+}
+
+/// Deleting a file being appended to removes it (and aborts its multipart upload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_pending_file_deletes() {
+    if !have_moto() {
+        return;
+    }
+    let moto = start_moto();
+    create_bucket(&moto, "del");
+    let d = driver(&moto, "del", "");
+    let mut w = d.writer("/up/data", true, Persist::Volatile).await.unwrap();
+    w.write(Bytes::from(pattern((5 << 20) + 3, 9)))
+        .await
+        .unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(d.stat("/up/data").await.unwrap().size, (5 << 20) + 3);
+    let tail: Vec<Bytes> = d
+        .reader("/up/data", 5 << 20, None)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(tail.concat(), &pattern((5 << 20) + 3, 9)[5 << 20..]);
+    d.delete("/up").await.unwrap();
+    assert!(d.stat("/up/data").await.unwrap_err().is_not_found());
+}
