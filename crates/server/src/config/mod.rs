@@ -268,6 +268,8 @@ pub enum Driver {
     },
     /// `storage.inmemory`.
     InMemory,
+    /// `storage.s3`.
+    S3(berth_driver::S3Options),
 }
 
 /// `storage`.

@@ -19,6 +19,21 @@ const SUPPORTED: &[&str] = &[
     "storage.filesystem.rootdirectory",
     "storage.filesystem.fsync",
     "storage.inmemory",
+    "storage.s3.accesskey",
+    "storage.s3.secretkey",
+    "storage.s3.region",
+    "storage.s3.regionendpoint",
+    "storage.s3.forcepathstyle",
+    "storage.s3.bucket",
+    "storage.s3.encrypt",
+    "storage.s3.keyid",
+    "storage.s3.secure",
+    "storage.s3.skipverify",
+    "storage.s3.v4auth",
+    "storage.s3.chunksize",
+    "storage.s3.rootdirectory",
+    "storage.s3.storageclass",
+    "storage.s3.objectacl",
     "storage.delete.enabled",
     "storage.cache.blobdescriptor",
     "storage.cache.layerinfo",
@@ -101,7 +116,13 @@ const SUPPORTED: &[&str] = &[
 
 /// Keys that are typed, so a value of the wrong type fails, but not acted on yet: they
 /// are still named in the start-up warning.
-const CHECKED_ONLY: &[&str] = &["storage.filesystem.maxthreads"];
+const CHECKED_ONLY: &[&str] = &[
+    "storage.filesystem.maxthreads",
+    // TODO(#12): moves are one CopyObject (up to 5 GiB); no multipart copy yet.
+    "storage.s3.multipartcopychunksize",
+    "storage.s3.multipartcopymaxconcurrency",
+    "storage.s3.multipartcopythresholdsize",
+];
 
 /// An `auth` option berth does not implement is refused, never ignored: serving
 /// without it would open a protected registry.
