@@ -1,0 +1,123 @@
+//! End-to-end over S3: the real `berth` binary on moto's S3 server. skopeo pushes and
+//! pulls an image; a chunked upload (chunks under S3's 5 MiB minimum included) begun on
+//! one berth node, which is killed with SIGKILL right after acknowledging its chunk, is
+//! finished on another node sharing the bucket.
+
+mod common;
+#[path = "support/moto.rs"]
+mod moto;
+#[path = "support/oci_layout.rs"]
+mod oci_layout;
+
+use std::path::Path;
+use std::process::Command;
+
+use berth_client::Url;
+use moto::Moto;
+use oci_layout::*;
+use sha2::{Digest, Sha256};
+
+/// A berth node over `bucket`, with a shared `http.secret` (as nodes behind one load
+/// balancer have).
+fn node(moto: &Moto, bucket: &str, work: &Path, name: &str) -> common::Process {
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let config = work.join(format!("{name}.yml"));
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: info}}\n{}http:\n  addr: {addr}\n  secret: s3-nodes-secret\n",
+            moto.storage_yaml(bucket)
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("serve").arg(&config);
+    common::spawn(cmd, addr, work, name)
+}
+
+#[test]
+fn skopeo_pushes_and_pulls_over_s3() {
+    if !common::have_tool("skopeo") {
+        return;
+    }
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    moto.create_bucket("images");
+    let work = tempfile::tempdir().unwrap();
+    let berth = node(&moto, "images", work.path(), "berth");
+    let host = berth.host();
+
+    // One layer over a part (a multipart upload), one small.
+    let img = image(&mut Rng::new("s3"), "amd64", &[(6 << 20) + 17, 3000]);
+    let src = work.path().join("src");
+    LayoutWriter::new(&src).add_image(&img, "v1");
+    let pushed = skopeo_copy(
+        &[],
+        &layout_str(&src, "v1"),
+        &format!("docker://{host}/team/app:v1"),
+        work.path(),
+    );
+    assert_eq!(pushed, img.manifest.digest);
+
+    let out = work.path().join("out");
+    let pulled = skopeo_copy(
+        &[],
+        &format!("docker://{host}/team/app:v1"),
+        &layout_str(&out, "v1"),
+        work.path(),
+    );
+    assert_eq!(pulled, img.manifest.digest);
+    assert_layout_has_image(&out, "v1", &img);
+}
+
+#[test]
+fn chunked_upload_survives_the_node_that_took_a_chunk() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    moto.create_bucket("chunks");
+    let work = tempfile::tempdir().unwrap();
+    let mut a = node(&moto, "chunks", work.path(), "a");
+    let b = node(&moto, "chunks", work.path(), "b");
+
+    let blob: Vec<u8> = (0..(13u32 << 20) + 5).map(|i| (i % 253) as u8).collect();
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&blob)));
+    // Chunk boundaries: under 5 MiB, across a part, tiny, the rest.
+    let cuts = [0, 3 << 20, (9 << 20) + 1, (9 << 20) + 100, blob.len()];
+
+    let r = a.client().run(|c| c.start_upload("team/chunked")).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let mut loc: Url = r.location().unwrap();
+    for (i, w) in cuts.windows(2).enumerate() {
+        // The first chunk goes to node a, which is killed at once; the rest to node b.
+        let n = if i == 0 { &a } else { &b };
+        let at = common::rebase(n.client(), &loc);
+        let chunk = blob[w[0]..w[1]].to_vec();
+        let r = n
+            .client()
+            .run(|c| c.patch_chunk(&at, w[0] as u64, chunk))
+            .unwrap();
+        assert_eq!(r.status, 202, "PATCH {i}: {}", r.text());
+        assert_eq!(r.header("range"), Some(format!("0-{}", w[1] - 1).as_str()));
+        loc = r.location().unwrap();
+        if i == 0 {
+            // SIGKILL right after the acknowledgement: nothing of it may live only there.
+            a.child.kill().unwrap();
+            a.child.wait().unwrap();
+        }
+    }
+    let at = common::rebase(b.client(), &loc);
+    let r = b
+        .client()
+        .run(|c| c.finish_upload(&at, &digest, Vec::new()))
+        .unwrap();
+    assert_eq!(r.status, 201, "closing PUT: {}", r.text());
+    let r = b
+        .client()
+        .run(|c| c.get_blob("team/chunked", &digest, None))
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body == blob, "served bytes differ");
+    drop(a);
+}
