@@ -287,6 +287,17 @@ impl StorageDriver for S3Driver {
         len: Option<u64>,
     ) -> Result<ReadStream, DriverError> {
         let key = self.key(path)?;
+        if offset == 0 && len.is_none() {
+            // A whole blob: one GET, no HEAD before it.
+            let r = self
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| store_error(path, e))?;
+            if !head_of(&r.meta, &r.attributes).pending {
+                return Ok(stream_of(r));
+            }
+        }
         let head = self
             .head(&key, path)
             .await?
