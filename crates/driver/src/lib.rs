@@ -109,6 +109,13 @@ pub trait StorageDriver: Send + Sync + 'static {
 
     /// Deletes a file or a whole directory tree.
     async fn delete(&self, path: &str) -> Result<(), DriverError>;
+
+    /// A URL from which a client can GET the file's bytes itself for a while (an S3
+    /// presigned URL); `None` where reads go through berth (the default).
+    async fn redirect_url(&self, path: &str) -> Result<Option<String>, DriverError> {
+        check_path(path)?;
+        Ok(None)
+    }
 }
 
 /// Whether a small write must reach the disk before it is acknowledged.

@@ -215,6 +215,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             // Only nodes sharing a secret can continue each other's sessions.
             upload_startedat: config.http.secret.is_some(),
             max_upload_sessions: config.limits.max_upload_sessions,
+            redirect: config.storage.redirect,
         },
     ));
     let health = (!config.health.is_empty()).then(|| Arc::new(HealthGate::default()));

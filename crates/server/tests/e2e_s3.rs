@@ -12,7 +12,7 @@ mod oci_layout;
 use std::path::Path;
 use std::process::Command;
 
-use berth_client::Url;
+use berth_client::{BlockingClient, Client, Url};
 use moto::Moto;
 use oci_layout::*;
 use sha2::{Digest, Sha256};
@@ -20,12 +20,23 @@ use sha2::{Digest, Sha256};
 /// A berth node over `bucket`, with a shared `http.secret` (as nodes behind one load
 /// balancer have).
 fn node(moto: &Moto, bucket: &str, work: &Path, name: &str) -> common::Process {
+    node_with(moto, bucket, work, name, "")
+}
+
+/// Like [`node`], with `storage_extra` (indented two spaces) in the storage section.
+fn node_with(
+    moto: &Moto,
+    bucket: &str,
+    work: &Path,
+    name: &str,
+    storage_extra: &str,
+) -> common::Process {
     let addr = format!("127.0.0.1:{}", common::free_port());
     let config = work.join(format!("{name}.yml"));
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog: {{level: info}}\n{}http:\n  addr: {addr}\n  secret: s3-nodes-secret\n",
+            "version: 0.1\nlog: {{level: info}}\n{}{storage_extra}http:\n  addr: {addr}\n  secret: s3-nodes-secret\n",
             moto.storage_yaml(bucket)
         ),
     )
@@ -120,4 +131,70 @@ fn chunked_upload_survives_the_node_that_took_a_chunk() {
     assert_eq!(r.status, 200);
     assert!(r.body == blob, "served bytes differ");
     drop(a);
+}
+
+/// A client that does not follow redirects.
+fn no_follow(node: &common::Process) -> BlockingClient {
+    let c = Client::builder(&node.url())
+        .follow_redirects(false)
+        .build()
+        .unwrap();
+    BlockingClient::new(c).unwrap()
+}
+
+#[test]
+fn blob_get_redirects_to_a_presigned_url_unless_disabled() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    moto.create_bucket("redirect");
+    let work = tempfile::tempdir().unwrap();
+    let on = node(&moto, "redirect", work.path(), "on");
+    let off = node_with(
+        &moto,
+        "redirect",
+        work.path(),
+        "off",
+        "  redirect:\n    disable: true\n",
+    );
+    let blob = b"served from the bucket itself".to_vec();
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&blob)));
+    let r = on
+        .client()
+        .run(|c| c.push_blob("team/r", &digest, blob.clone()))
+        .unwrap();
+    assert!(r.status == 201, "push: {}", r.text());
+
+    let raw = no_follow(&on);
+    let r = raw.run(|c| c.get_blob("team/r", &digest, None)).unwrap();
+    assert_eq!(r.status, 307, "GET: {}", r.text());
+    let to = r.header("location").unwrap().to_owned();
+    assert!(
+        to.starts_with(&format!(
+            "http://{}/redirect/registry/docker/registry/v2/blobs/sha256/",
+            moto.addr
+        )) && to.contains("X-Amz-Signature="),
+        "{to}"
+    );
+    let r = raw.run(|c| c.head_blob("team/r", &digest)).unwrap();
+    assert_eq!(r.status, 200, "HEAD never redirects");
+    assert_eq!(
+        r.header("content-length"),
+        Some(blob.len().to_string().as_str())
+    );
+    // Followed, the URL serves the blob.
+    let r = on
+        .client()
+        .run(|c| c.get_blob("team/r", &digest, None))
+        .unwrap();
+    assert_eq!((r.status, &r.body[..]), (200, &blob[..]));
+    // An unknown blob is still a 404, not a URL to nothing.
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let r = raw.run(|c| c.get_blob("team/r", &missing, None)).unwrap();
+    assert_eq!(r.status, 404);
+
+    let r = no_follow(&off)
+        .run(|c| c.get_blob("team/r", &digest, None))
+        .unwrap();
+    assert_eq!((r.status, &r.body[..]), (200, &blob[..]), "disabled");
 }

@@ -19,6 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjPath;
+use object_store::signer::Signer;
 use object_store::{
     Attribute, Attributes, ClientOptions, GetOptions, GetRange, ObjectMeta, ObjectStore,
     ObjectStoreExt,
@@ -57,6 +58,9 @@ fn io_error(path: &str, msg: &str) -> DriverError {
         source: std::io::Error::other(msg.to_owned()),
     }
 }
+
+/// How long a presigned blob URL stays valid (distribution's 20 minutes).
+const REDIRECT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
 /// What a HEAD says about a file.
 struct Head {
@@ -471,6 +475,16 @@ impl StorageDriver for S3Driver {
             self.move_file(&obj, &dest, from, pending).await?;
         }
         Ok(())
+    }
+
+    async fn redirect_url(&self, path: &str) -> Result<Option<String>, DriverError> {
+        let key = self.key(path)?;
+        let url = self
+            .store
+            .signed_url(http::Method::GET, &key, REDIRECT_VALIDITY)
+            .await
+            .map_err(|e| store_error(path, e))?;
+        Ok(Some(url.to_string()))
     }
 
     async fn delete(&self, path: &str) -> Result<(), DriverError> {

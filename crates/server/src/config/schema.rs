@@ -656,7 +656,7 @@ pub struct ReadOnlySection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct RedirectSection {
-    /// Accepted: the filesystem driver never redirects.
+    /// Serve blob GETs through berth even where the driver could redirect (S3).
     pub disable: Option<Flag>,
 }
 

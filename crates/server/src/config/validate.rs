@@ -587,6 +587,7 @@ fn storage(s: &StorageSection) -> Result<Storage, ConfigError> {
     }
     Ok(Storage {
         driver,
+        redirect: !Flag::or(s.redirect.disable, false),
         delete_enabled: Flag::or(s.delete.enabled, false),
         descriptor_cache,
         upload_purging,
