@@ -853,3 +853,31 @@ fn s3_mistakes_are_named() {
         assert!(err.contains(key), "{section}: {err}");
     }
 }
+
+#[test]
+fn s3_from_the_environment_replaces_the_files_driver() {
+    let vars = [
+        ("REGISTRY_STORAGE", "s3"),
+        ("REGISTRY_STORAGE_S3_REGION", "eu-central-1"),
+        ("REGISTRY_STORAGE_S3_BUCKET", "from-env"),
+        ("REGISTRY_STORAGE_S3_CHUNKSIZE", "20971520"),
+        ("REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "true"),
+        ("REGISTRY_STORAGE_REDIRECT_DISABLE", "true"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let yaml = "version: 0.1\nstorage: {filesystem: {rootdirectory: /r}}\n";
+    let (c, w) = Config::from_yaml(yaml, vars).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let Driver::S3(o) = &c.storage.driver else {
+        panic!("not s3: {:?}", c.storage.driver)
+    };
+    assert_eq!(
+        (o.region.as_str(), o.bucket.as_str()),
+        ("eu-central-1", "from-env")
+    );
+    assert_eq!(o.chunk_size, 20 << 20);
+    assert!(o.force_path_style);
+    assert!(!c.storage.redirect);
+    let (c, _) = parse("version: 0.1\nstorage: {s3: {region: r, bucket: b}}\n").unwrap();
+    assert!(c.storage.redirect, "redirects are on unless disabled");
+}
