@@ -56,15 +56,39 @@ impl S3Options {
         }
     }
 
-    /// The endpoint URL, with a scheme.
+    /// The endpoint URL, with a scheme. Without `force_path_style` the bucket is the
+    /// first label of the host (`https://bucket.minio:9000`), as distribution's SDK sends
+    /// it; object_store takes a virtual-hosted endpoint as given.
     pub(crate) fn endpoint_url(&self) -> Option<String> {
         let e = self.endpoint.as_deref()?.trim_end_matches('/');
-        if e.contains("://") {
-            Some(e.to_owned())
-        } else if self.secure {
-            Some(format!("https://{e}"))
+        let (scheme, rest) = match e.split_once("://") {
+            Some((s, r)) => (s, r),
+            None if self.secure => ("https", e),
+            None => ("http", e),
+        };
+        if self.force_path_style {
+            Some(format!("{scheme}://{rest}"))
         } else {
-            Some(format!("http://{e}"))
+            Some(format!("{scheme}://{}.{rest}", self.bucket))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::S3Options;
+
+    #[test]
+    fn endpoints() {
+        let mut o = S3Options::new("b", "r");
+        assert_eq!(o.endpoint_url(), None);
+        o.endpoint = Some("minio:9000/".into());
+        assert_eq!(o.endpoint_url().as_deref(), Some("https://b.minio:9000"));
+        o.secure = false;
+        assert_eq!(o.endpoint_url().as_deref(), Some("http://b.minio:9000"));
+        o.force_path_style = true;
+        assert_eq!(o.endpoint_url().as_deref(), Some("http://minio:9000"));
+        o.endpoint = Some("https://s3.example".into());
+        assert_eq!(o.endpoint_url().as_deref(), Some("https://s3.example"));
     }
 }
