@@ -222,3 +222,40 @@ async fn s3_pending_file_deletes() {
     d.delete("/up").await.unwrap();
     assert!(d.stat("/up/data").await.unwrap_err().is_not_found());
 }
+
+/// A move of an object over `multipartcopythresholdsize` copies it in parts
+/// (`UploadPartCopy`, several at once), signed by berth itself; the bytes arrive whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_large_moves_copy_in_parts() {
+    if !have_moto() {
+        return;
+    }
+    let moto = start_moto();
+    create_bucket(&moto, "copies");
+    let mut o = S3Options::new("copies", "us-east-1");
+    o.endpoint = Some(moto.endpoint.clone());
+    o.access_key = Some("test".into());
+    o.secret_key = Some("test".into());
+    o.force_path_style = true;
+    o.root_directory = "root dir".into();
+    o.copy_threshold = 5 << 20;
+    o.copy_part = 5 << 20;
+    o.copy_concurrency = 2;
+    let d = S3Driver::new(&o).unwrap();
+    let data = pattern((11 << 20) + 3, 7);
+    let mut w = d.writer("/big/src", false, Persist::Durable).await.unwrap();
+    w.write(Bytes::from(data.clone())).await.unwrap();
+    w.commit().await.unwrap();
+    d.rename("/big/src", "/big/moved/dst", Persist::Durable)
+        .await
+        .unwrap();
+    assert!(d.stat("/big/src").await.unwrap_err().is_not_found());
+    assert_eq!(
+        d.stat("/big/moved/dst").await.unwrap().size,
+        data.len() as u64
+    );
+    assert!(
+        read_all(&d, "/big/moved/dst").await == data,
+        "copied bytes differ"
+    );
+}

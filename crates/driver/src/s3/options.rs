@@ -28,6 +28,13 @@ pub struct S3Options {
     pub skip_verify: bool,
     /// Bytes per part of a multipart upload (`chunksize`, at least 5 MiB).
     pub chunk_size: usize,
+    /// Objects larger than this are moved by a multipart copy
+    /// (`multipartcopythresholdsize`).
+    pub copy_threshold: u64,
+    /// Part size of a multipart copy (`multipartcopychunksize`).
+    pub copy_part: u64,
+    /// Parts of one multipart copy in flight at once (`multipartcopymaxconcurrency`).
+    pub copy_concurrency: usize,
     /// `x-amz-storage-class` for new objects.
     pub storage_class: Option<String>,
     /// Server-side encryption: SSE-KMS with `key_id` when given, SSE-S3 otherwise.
@@ -50,9 +57,24 @@ impl S3Options {
             secure: true,
             skip_verify: false,
             chunk_size: 10 * 1024 * 1024,
+            copy_threshold: 32 * 1024 * 1024,
+            copy_part: 32 * 1024 * 1024,
+            copy_concurrency: 100,
             storage_class: None,
             encrypt: false,
             key_id: None,
+        }
+    }
+
+    /// The URL prefix of the bucket's objects, as object_store addresses them.
+    pub(crate) fn bucket_endpoint(&self) -> String {
+        match self.endpoint_url() {
+            Some(e) if self.force_path_style => format!("{e}/{}", self.bucket),
+            Some(e) => e,
+            None if self.force_path_style => {
+                format!("https://s3.{}.amazonaws.com/{}", self.region, self.bucket)
+            }
+            None => format!("https://{}.s3.{}.amazonaws.com", self.bucket, self.region),
         }
     }
 

@@ -269,7 +269,7 @@ pub enum Driver {
     /// `storage.inmemory`.
     InMemory,
     /// `storage.s3`.
-    S3(berth_driver::S3Options),
+    S3(Box<berth_driver::S3Options>),
 }
 
 /// `storage`.

@@ -564,11 +564,11 @@ pub struct S3Section {
     pub v4auth: Option<Flag>,
     /// Bytes per multipart part.
     pub chunksize: Option<u64>,
-    /// Typed, not acted on yet: moves are one server-side copy.
+    /// Part size of a multipart (server-side) copy.
     pub multipartcopychunksize: Option<u64>,
-    /// Typed, not acted on yet.
+    /// Parts of one multipart copy in flight at once.
     pub multipartcopymaxconcurrency: Option<u64>,
-    /// Typed, not acted on yet.
+    /// Objects larger than this are moved by a multipart copy.
     pub multipartcopythresholdsize: Option<u64>,
     /// A prefix in the bucket.
     pub rootdirectory: Option<String>,

@@ -31,6 +31,9 @@ const SUPPORTED: &[&str] = &[
     "storage.s3.skipverify",
     "storage.s3.v4auth",
     "storage.s3.chunksize",
+    "storage.s3.multipartcopychunksize",
+    "storage.s3.multipartcopymaxconcurrency",
+    "storage.s3.multipartcopythresholdsize",
     "storage.s3.rootdirectory",
     "storage.s3.storageclass",
     "storage.s3.objectacl",
@@ -116,13 +119,7 @@ const SUPPORTED: &[&str] = &[
 
 /// Keys that are typed, so a value of the wrong type fails, but not acted on yet: they
 /// are still named in the start-up warning.
-const CHECKED_ONLY: &[&str] = &[
-    "storage.filesystem.maxthreads",
-    // TODO(#12): moves are one CopyObject (up to 5 GiB); no multipart copy yet.
-    "storage.s3.multipartcopychunksize",
-    "storage.s3.multipartcopymaxconcurrency",
-    "storage.s3.multipartcopythresholdsize",
-];
+const CHECKED_ONLY: &[&str] = &["storage.filesystem.maxthreads"];
 
 /// An `auth` option berth does not implement is refused, never ignored: serving
 /// without it would open a protected registry.

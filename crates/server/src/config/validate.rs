@@ -479,11 +479,21 @@ fn s3(c: &S3Section) -> Result<berth_driver::S3Options, ConfigError> {
             return Err(invalid(key, format!("{v} must be between 5 MiB and 5 GiB")));
         }
     }
-    if c.multipartcopymaxconcurrency == Some(0) {
-        return Err(invalid(
-            "storage.s3.multipartcopymaxconcurrency",
-            "must be at least 1",
-        ));
+    if let Some(v) = c.multipartcopychunksize {
+        o.copy_part = v;
+    }
+    if let Some(v) = c.multipartcopythresholdsize {
+        o.copy_threshold = v;
+    }
+    match c.multipartcopymaxconcurrency {
+        Some(0) => {
+            return Err(invalid(
+                "storage.s3.multipartcopymaxconcurrency",
+                "must be at least 1",
+            ));
+        }
+        Some(n) => o.copy_concurrency = usize::try_from(n).unwrap_or(usize::MAX),
+        None => {}
     }
     // distribution's `NONE` sends no header; STANDARD is what S3 does without one, and
     // some S3-compatible servers refuse the header.
@@ -514,7 +524,7 @@ fn storage(s: &StorageSection) -> Result<Storage, ConfigError> {
             }
         }
         [d] if d == "inmemory" => Driver::InMemory,
-        [d] if d == "s3" => Driver::S3(s3(&s.s3.clone().unwrap_or_default())?),
+        [d] if d == "s3" => Driver::S3(Box::new(s3(&s.s3.clone().unwrap_or_default())?)),
         [other] => {
             return Err(ConfigError::Refused(format!(
                 "storage driver `{other}` is not supported yet (filesystem, inmemory and s3 are)"
