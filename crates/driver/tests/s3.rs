@@ -80,6 +80,21 @@ fn create_bucket(moto: &Moto, bucket: &str) {
     );
 }
 
+/// Multipart uploads in progress in a bucket (a bare GET: moto checks no signature).
+fn uploads_in(moto: &Moto, bucket: &str) -> usize {
+    let addr = moto.endpoint.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).expect("connect moto");
+    write!(
+        s,
+        "GET /{bucket}?uploads HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "list uploads: {answer}");
+    answer.matches("<UploadId>").count()
+}
+
 fn driver(moto: &Moto, bucket: &str, root: &str) -> S3Driver {
     let mut o = S3Options::new(bucket, "us-east-1");
     o.endpoint = Some(moto.endpoint.clone());
@@ -196,7 +211,9 @@ async fn s3_append_continues_on_another_node() {
     assert!(a.stat(path).await.unwrap_err().is_not_found());
 }
 
-/// Deleting a file being appended to removes it (and aborts its multipart upload).
+/// Deleting a tree holding a file being appended to removes it and aborts its
+/// multipart upload (its parts would otherwise be stored, and billed, until a lifecycle
+/// rule reaps them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_pending_file_deletes() {
     if !have_moto() {
@@ -219,8 +236,20 @@ async fn s3_pending_file_deletes() {
         .await
         .unwrap();
     assert_eq!(tail.concat(), &pattern((5 << 20) + 3, 9)[5 << 20..]);
+    assert_eq!(uploads_in(&moto, "del"), 1);
     d.delete("/up").await.unwrap();
     assert!(d.stat("/up/data").await.unwrap_err().is_not_found());
+    assert_eq!(uploads_in(&moto, "del"), 0, "multipart upload left behind");
+    // The file alone, too.
+    let mut w = d
+        .writer("/up2/data", true, Persist::Volatile)
+        .await
+        .unwrap();
+    w.write(Bytes::from(pattern(6 << 20, 1))).await.unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(uploads_in(&moto, "del"), 1);
+    d.delete("/up2/data").await.unwrap();
+    assert_eq!(uploads_in(&moto, "del"), 0, "multipart upload left behind");
 }
 
 /// A move of an object over `multipartcopythresholdsize` copies it in parts

@@ -50,17 +50,6 @@ fn encode_key(key: &ObjPath) -> String {
     out
 }
 
-/// The ETag in a `CopyPartResult` answer.
-fn etag_of(xml: &str) -> Option<String> {
-    let start = xml.find("<ETag>")? + "<ETag>".len();
-    let end = start + xml[start..].find("</ETag>")?;
-    Some(
-        xml[start..end]
-            .replace("&quot;", "\"")
-            .replace("&#34;", "\""),
-    )
-}
-
 impl Copier {
     /// Whether an object of `size` bytes is copied in parts.
     pub(crate) fn in_parts(&self, size: u64) -> bool {
@@ -132,22 +121,99 @@ impl Copier {
         last: u64,
         path: &str,
     ) -> Result<String, DriverError> {
-        let upload: String = url::form_urlencoded::byte_serialize(upload_id.as_bytes()).collect();
         let uri = format!(
-            "{}/{}?partNumber={number}&uploadId={upload}",
+            "{}/{}?partNumber={number}&uploadId={}",
             self.bucket_endpoint.trim_end_matches('/'),
-            encode_key(to)
+            encode_key(to),
+            query_value(upload_id)
         );
-        let mut req = http::Request::builder()
-            .method(http::Method::PUT)
-            .uri(&uri)
-            .header(
+        let headers = [
+            (
                 "x-amz-copy-source",
                 format!("/{}/{}", self.bucket, encode_key(from)),
-            )
-            .header("x-amz-copy-source-range", format!("bytes={first}-{last}"))
+            ),
+            ("x-amz-copy-source-range", format!("bytes={first}-{last}")),
+        ];
+        let what = format!("copying part {number}");
+        let text = self
+            .send(cred, http::Method::PUT, uri, &headers, &what, path)
+            .await?;
+        etag_of(&text).ok_or_else(|| io_err(path, format!("{what}: no ETag")))
+    }
+
+    /// The multipart uploads (key, upload id) in progress under `prefix`
+    /// (ListMultipartUploads, which object_store does not offer either).
+    pub(crate) async fn uploads_under(
+        &self,
+        store: &AmazonS3,
+        prefix: &str,
+        path: &str,
+    ) -> Result<Vec<(String, String)>, DriverError> {
+        let cred = store
+            .credentials()
+            .get_credential()
+            .await
+            .map_err(|e| store_error(path, e))?;
+        let mut out = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        loop {
+            let mut uri = format!(
+                "{}/?uploads=&prefix={}",
+                self.bucket_endpoint.trim_end_matches('/'),
+                query_value(prefix)
+            );
+            if let Some((key, id)) = &markers {
+                uri.push_str(&format!(
+                    "&key-marker={}&upload-id-marker={}",
+                    query_value(key),
+                    query_value(id)
+                ));
+            }
+            let text = self
+                .send(&cred, http::Method::GET, uri, &[], "listing uploads", path)
+                .await?;
+            for block in elements(&text, "Upload") {
+                if let (Some(k), Some(id)) = (
+                    elements(block, "Key").next(),
+                    elements(block, "UploadId").next(),
+                ) {
+                    out.push((unescape(k), unescape(id)));
+                }
+            }
+            let truncated = elements(&text, "IsTruncated").next() == Some("true");
+            let next = (
+                elements(&text, "NextKeyMarker").next().map(unescape),
+                elements(&text, "NextUploadIdMarker").next().map(unescape),
+            );
+            match next {
+                (Some(k), Some(id))
+                    if truncated && markers.as_ref() != Some(&(k.clone(), id.clone())) =>
+                {
+                    markers = Some((k, id));
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Sends one request signed with SigV4 and an empty body; answers the response
+    /// body of a success.
+    async fn send(
+        &self,
+        cred: &AwsCredential,
+        method: http::Method,
+        uri: String,
+        headers: &[(&str, String)],
+        what: &str,
+        path: &str,
+    ) -> Result<String, DriverError> {
+        let mut b = http::Request::builder().method(method).uri(&uri);
+        for (k, v) in headers {
+            b = b.header(*k, v);
+        }
+        let mut req = b
             .body(HttpRequestBody::from(Bytes::new()))
-            .map_err(|e| io_err(path, format!("copy request: {e}")))?;
+            .map_err(|e| io_err(path, format!("{what}: {e}")))?;
         AwsAuthorizer::new(cred, "s3", &self.region)
             .try_authorize(&mut req, None)
             .map_err(|e| store_error(path, e))?;
@@ -158,20 +224,60 @@ impl Copier {
             .headers(parts.headers)
             .send()
             .await
-            .map_err(|e| io_err(path, format!("copying part {number}: {e}")))?;
+            .map_err(|e| io_err(path, format!("{what}: {e}")))?;
         let status = resp.status();
         let text = resp
             .text()
             .await
-            .map_err(|e| io_err(path, format!("copying part {number}: {e}")))?;
+            .map_err(|e| io_err(path, format!("{what}: {e}")))?;
         if !status.is_success() {
-            return Err(io_err(
-                path,
-                format!("copying part {number}: {status}: {text}"),
-            ));
+            return Err(io_err(path, format!("{what}: {status}: {text}")));
         }
-        etag_of(&text).ok_or_else(|| io_err(path, format!("copying part {number}: no ETag")))
+        Ok(text)
     }
+}
+
+/// A query-string value, percent-encoded.
+fn query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The text of every `<name>...</name>` element in `xml` (no nesting of the same name,
+/// which S3's answers do not have).
+fn elements<'a>(xml: &'a str, name: &str) -> impl Iterator<Item = &'a str> + 'a {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let mut rest = xml;
+    std::iter::from_fn(move || {
+        let start = rest.find(&open)? + open.len();
+        let end = start + rest[start..].find(&close)?;
+        let found = &rest[start..end];
+        rest = &rest[end + close.len()..];
+        Some(found)
+    })
+}
+
+/// XML's predefined entities decoded.
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The ETag in a `CopyPartResult` answer.
+fn etag_of(xml: &str) -> Option<String> {
+    elements(xml, "ETag").next().map(unescape)
 }
 
 #[cfg(test)]
@@ -188,5 +294,10 @@ mod tests {
         let xml = "<CopyPartResult><LastModified>x</LastModified><ETag>&quot;abc&quot;</ETag></CopyPartResult>";
         assert_eq!(etag_of(xml).as_deref(), Some("\"abc\""));
         assert_eq!(etag_of("<Error/>"), None);
+        let list = "<R><Upload><Key>a/b&amp;c</Key><UploadId>1</UploadId></Upload>\
+                    <Upload><Key>a/d</Key><UploadId>2</UploadId></Upload></R>";
+        let keys: Vec<&str> = super::elements(list, "Key").collect();
+        assert_eq!(keys, ["a/b&amp;c", "a/d"]);
+        assert_eq!(super::unescape(keys[0]), "a/b&c");
     }
 }

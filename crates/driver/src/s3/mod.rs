@@ -386,7 +386,9 @@ impl StorageDriver for S3Driver {
             return Ok(Box::new(w));
         }
         match self.head(&w.key, path).await? {
+            // An empty file (what a POST creates) has nothing to carry over.
             None => {}
+            Some(h) if h.size == 0 => {}
             Some(h) if h.pending => {
                 let (state, tail) = self.pending_state(&w.key, path).await?;
                 w.state = state;
@@ -528,14 +530,22 @@ impl StorageDriver for S3Driver {
         let objects = self.objects_under(&key, path).await?;
         if !objects.is_empty() {
             found = true;
-            // TODO(#12): pending objects inside a deleted tree leave their multipart
-            // uploads to the bucket's AbortIncompleteMultipartUpload lifecycle rule.
             let locations = futures::stream::iter(objects.into_iter().map(Ok)).boxed();
             self.store
                 .delete_stream(locations)
                 .try_collect::<Vec<_>>()
                 .await
                 .map_err(|e| store_error(path, e))?;
+            // Pending objects (sessions cancelled or purged) had multipart uploads under
+            // the tree; so may a writer that failed before its commit. Their parts are
+            // billed storage until aborted.
+            let prefix = format!("{}/", key.as_ref());
+            let prefix = prefix.trim_start_matches('/');
+            for (k, id) in self.copier.uploads_under(&self.store, prefix, path).await? {
+                if let Ok(k) = ObjPath::parse(k) {
+                    let _ = self.store.abort_multipart(&k, &id).await;
+                }
+            }
         }
         if found {
             Ok(())
