@@ -29,7 +29,10 @@ install_missing_pip() {
   echo "$(basename "$0"): installing ${missing[*]} from PyPI" >&2
   local user=()
   [ "$(id -u)" = 0 ] || user=(--user)
-  python3 -m pip install -q "${user[@]}" "${missing[@]}"
+  # Debian's own python refuses installs outside a virtualenv (PEP 668); the test
+  # machine's Python is for tests, so install there all the same.
+  python3 -m pip install -q "${user[@]}" "${missing[@]}" ||
+    python3 -m pip install -q --break-system-packages "${user[@]}" "${missing[@]}"
   # A --user install puts its scripts here, which may not be on PATH yet.
   export PATH="$PATH:$(python3 -m site --user-base)/bin"
 }

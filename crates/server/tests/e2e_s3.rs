@@ -198,3 +198,45 @@ fn blob_get_redirects_to_a_presigned_url_unless_disabled() {
         .unwrap();
     assert_eq!((r.status, &r.body[..]), (200, &blob[..]), "disabled");
 }
+
+/// Without `accesskey`/`secretkey` the standard AWS environment credentials are used.
+#[test]
+fn credentials_come_from_the_aws_environment_when_absent() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    moto.create_bucket("envcreds");
+    let work = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let storage = moto
+        .storage_yaml("envcreds")
+        .replace("    accesskey: test\n    secretkey: test\n", "");
+    assert!(!storage.contains("accesskey"));
+    let config = work.path().join("env.yml");
+    std::fs::write(
+        &config,
+        format!("version: 0.1\n{storage}http:\n  addr: {addr}\n"),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("serve")
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "env-key")
+        .env("AWS_SECRET_ACCESS_KEY", "env-secret")
+        // Never fall back to instance metadata in a test.
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let berth = common::spawn(cmd, addr, work.path(), "envcreds");
+    let blob = b"signed with the environment's key".to_vec();
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&blob)));
+    let r = berth
+        .client()
+        .run(|c| c.push_blob("team/env", &digest, blob.clone()))
+        .unwrap();
+    assert_eq!(r.status, 201, "push: {}", r.text());
+    let r = no_follow(&berth)
+        .run(|c| c.get_blob("team/env", &digest, None))
+        .unwrap();
+    assert_eq!(r.status, 307);
+    let to = r.header("location").unwrap();
+    assert!(to.contains("X-Amz-Credential=env-key%2F"), "{to}");
+}
