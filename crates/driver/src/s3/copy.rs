@@ -218,10 +218,16 @@ impl Copier {
             .try_authorize(&mut req, None)
             .map_err(|e| store_error(path, e))?;
         let (parts, _) = req.into_parts();
-        let resp = self
+        let mut out = self
             .http
-            .request(parts.method, uri)
-            .headers(parts.headers)
+            .request(parts.method.clone(), uri)
+            .headers(parts.headers);
+        if parts.method == http::Method::PUT {
+            // Some gateways (Ceph radosgw) answer 411 to a PUT without a length, and an
+            // empty body is sent without one. Unsigned, which SigV4 allows.
+            out = out.header(http::header::CONTENT_LENGTH, "0");
+        }
+        let resp = out
             .send()
             .await
             .map_err(|e| io_err(path, format!("{what}: {e}")))?;
