@@ -240,3 +240,51 @@ fn credentials_come_from_the_aws_environment_when_absent() {
     let to = r.header("location").unwrap();
     assert!(to.contains("X-Amz-Credential=env-key%2F"), "{to}");
 }
+
+/// The offline `garbage-collect` command works on the bucket: a blob no manifest names
+/// is reported and its object removed.
+#[test]
+fn offline_garbage_collect_over_s3() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    moto.create_bucket("collected");
+    let work = tempfile::tempdir().unwrap();
+    let mut berth = node(&moto, "collected", work.path(), "gc");
+    let blob = b"pushed, never referenced".to_vec();
+    let hex = hex::encode(Sha256::digest(&blob));
+    let digest = format!("sha256:{hex}");
+    let r = berth
+        .client()
+        .run(|c| c.push_blob("team/gc", &digest, blob.clone()))
+        .unwrap();
+    assert_eq!(r.status, 201, "push: {}", r.text());
+    let key = format!(
+        "registry/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    );
+    assert_eq!(moto.status_of("collected", &key), 200);
+    berth.child.kill().unwrap();
+    berth.child.wait().unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("garbage-collect")
+        .arg(work.path().join("gc.yml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("blob eligible for deletion: {digest}")),
+        "{stdout}"
+    );
+    assert_eq!(
+        moto.status_of("collected", &key),
+        404,
+        "blob object left behind"
+    );
+}

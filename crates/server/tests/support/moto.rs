@@ -6,6 +6,9 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// An `Authorization` header line naming moto's default account.
+const AUTH: &str = "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00\r\n";
+
 /// A running moto server, killed when dropped.
 pub struct Moto {
     child: Child,
@@ -58,6 +61,25 @@ impl Moto {
             answer.starts_with("HTTP/1.1 200"),
             "create bucket: {answer}"
         );
+    }
+
+    /// The status of a GET of an object, with a made-up signature (moto reads who asks
+    /// from it but checks no signature; without one the object is private).
+    pub fn status_of(&self, bucket: &str, key: &str) -> u16 {
+        let mut s = TcpStream::connect(&self.addr).expect("connect moto");
+        write!(
+            s,
+            "GET /{bucket}/{key} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{AUTH}\r\n",
+            self.addr
+        )
+        .expect("send");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
     }
 
     /// The `storage` section of a berth config over `bucket`.
