@@ -15,3 +15,24 @@ install_missing() {
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
+
+# install_missing_pip COMMAND:REQUIREMENT ...   installs each REQUIREMENT whose COMMAND is
+# not found, with the machine's pip (into the user site when not root).
+install_missing_pip() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  echo "$(basename "$0"): installing ${missing[*]} from PyPI" >&2
+  local user=()
+  [ "$(id -u)" = 0 ] || user=(--user)
+  # Debian's own python refuses installs outside a virtualenv (PEP 668); the test
+  # machine's Python is for tests, so install there all the same.
+  python3 -m pip install -q "${user[@]}" "${missing[@]}" ||
+    python3 -m pip install -q --break-system-packages "${user[@]}" "${missing[@]}"
+  # A --user install puts its scripts here, which may not be on PATH yet.
+  export PATH="$PATH:$(python3 -m site --user-base)/bin"
+}

@@ -140,6 +140,14 @@ pub trait Repository: Send + Sync {
     /// range of them), found and opened in one step.
     async fn blob(&self, digest: &Digest, read: BlobRead) -> Result<BlobContent>;
 
+    /// Where a client may GET a linked blob's bytes itself (a presigned storage URL),
+    /// with the blob's size; `None` when blobs are served through the registry (the
+    /// default, and whenever `storage.redirect.disable` is set).
+    async fn blob_redirect(&self, digest: &Digest) -> Result<Option<(String, u64)>> {
+        let _ = digest;
+        Ok(None)
+    }
+
     /// Unlinks a blob from the repository.
     async fn delete_blob(&self, digest: &Digest) -> Result<()>;
 

@@ -1,5 +1,5 @@
 //! berth-driver: the `StorageDriver` trait (bytes at slash-separated paths, nothing about
-//! digests, repositories or HTTP), its filesystem and in-memory implementations, and the
+//! digests, repositories or HTTP), its filesystem, in-memory and S3 implementations, and the
 //! test suite every driver must pass.
 
 mod durable;
@@ -9,6 +9,7 @@ pub mod inmemory;
 pub mod mapped;
 pub mod observed;
 mod path;
+pub mod s3;
 pub mod suite;
 
 use std::pin::Pin;
@@ -23,6 +24,7 @@ pub use filesystem::FilesystemDriver;
 pub use inmemory::InMemoryDriver;
 pub use observed::{DriverMetrics, ObservedDriver};
 pub use path::check_path;
+pub use s3::{S3Driver, S3Options};
 
 /// A stream of file bytes.
 pub type ReadStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -107,6 +109,13 @@ pub trait StorageDriver: Send + Sync + 'static {
 
     /// Deletes a file or a whole directory tree.
     async fn delete(&self, path: &str) -> Result<(), DriverError>;
+
+    /// A URL from which a client can GET the file's bytes itself for a while (an S3
+    /// presigned URL); `None` where reads go through berth (the default).
+    async fn redirect_url(&self, path: &str) -> Result<Option<String>, DriverError> {
+        check_path(path)?;
+        Ok(None)
+    }
 }
 
 /// Whether a small write must reach the disk before it is acknowledged.

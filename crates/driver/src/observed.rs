@@ -215,6 +215,11 @@ impl StorageDriver for ObservedDriver {
         self.inner.volatile_epoch()
     }
 
+    async fn redirect_url(&self, path: &str) -> Result<Option<String>, DriverError> {
+        // Signing is local computation, not a storage call: not timed.
+        self.inner.redirect_url(path).await
+    }
+
     async fn stat(&self, path: &str) -> Result<FileInfo, DriverError> {
         self.observe(Action::Stat, path, self.inner.stat(path))
             .await

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use berth_driver::{FilesystemDriver, InMemoryDriver, ObservedDriver, StorageDriver};
+use berth_driver::{FilesystemDriver, InMemoryDriver, ObservedDriver, S3Driver, StorageDriver};
 use berth_http::{HealthGate, HttpMetrics};
 use berth_metrics::Collect;
 use berth_storage::{Options as StoreOptions, StorageRegistry};
@@ -29,6 +29,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The storage driver could not be set up (an S3 client from its settings).
+    #[error("storage driver: {0}")]
+    Driver(berth_driver::DriverError),
     /// The TLS settings could not be put in place.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
@@ -132,6 +135,16 @@ fn process_spool(base: &std::path::Path) -> std::path::PathBuf {
     ))
 }
 
+/// What the start-up line says about an S3 bucket (never the keys).
+fn s3_description(o: &berth_driver::S3Options) -> String {
+    let root = o.root_directory.trim_matches('/');
+    let at = o.endpoint.as_deref().unwrap_or("AWS");
+    format!(
+        "s3 storage in bucket {} (region {}, {at}), root /{root}",
+        o.bucket, o.region
+    )
+}
+
 /// Builds the registry and router a configuration describes.
 pub fn build(config: &Config) -> Result<App, StartError> {
     let mut spool = std::env::temp_dir().join(format!("berth-proxy-{}", std::process::id()));
@@ -169,6 +182,10 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             Driver::InMemory => (
                 Arc::new(InMemoryDriver::new()),
                 "in-memory storage (not persisted)".to_owned(),
+            ),
+            Driver::S3(opts) => (
+                Arc::new(S3Driver::new(opts).map_err(StartError::Driver)?),
+                s3_description(opts),
             ),
         };
     let mut metrics: Vec<Arc<dyn Collect>> = Vec::new();
@@ -227,6 +244,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             // Only nodes sharing a secret can continue each other's sessions.
             upload_startedat: config.http.secret.is_some(),
             max_upload_sessions: config.limits.max_upload_sessions,
+            redirect: config.storage.redirect,
         },
     ));
     let health = (!config.health.is_empty()).then(|| Arc::new(HealthGate::default()));

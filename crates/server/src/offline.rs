@@ -31,6 +31,9 @@ pub enum OfflineError {
          stops: {0} works on filesystem storage"
     )]
     InMemory(&'static str),
+    /// The storage driver could not be set up.
+    #[error("storage driver: {0}")]
+    Driver(berth_driver::DriverError),
     /// The async runtime did not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -75,6 +78,11 @@ impl Offline {
             }
             Driver::InMemory if memory_ok => (Arc::new(InMemoryDriver::new()), String::new()),
             Driver::InMemory => return Err(OfflineError::InMemory(command)),
+            Driver::S3(opts) => {
+                let driver = berth_driver::S3Driver::new(opts).map_err(OfflineError::Driver)?;
+                let root = opts.root_directory.trim_matches('/');
+                (Arc::new(driver), format!("s3://{}/{root}", opts.bucket))
+            }
         };
         // Deletes are how repairs and collections work, whatever clients are allowed.
         let options = Options {

@@ -559,9 +559,32 @@ fn check_config_and_serve_refuse_the_same_bad_configurations() {
         ),
         (
             "unsupported driver",
+            format!("version: 0.1\nstorage: {{gcs: {{bucket: x}}}}\n{http}\n"),
+            vec![],
+            "storage driver `gcs`",
+        ),
+        (
+            "s3 without a bucket",
             format!("version: 0.1\nstorage: {{s3: {{region: x}}}}\n{http}\n"),
             vec![],
-            "storage driver `s3`",
+            "storage.s3.bucket",
+        ),
+        (
+            "s3 chunk size under S3's part minimum",
+            format!(
+                "version: 0.1\nstorage: {{s3: {{region: x, bucket: b, chunksize: 1000}}}}\n{http}\n"
+            ),
+            vec![],
+            "storage.s3.chunksize",
+        ),
+        (
+            "s3 bucket from the environment, secret key missing",
+            format!("version: 0.1\nstorage: {{s3: {{region: x}}}}\n{http}\n"),
+            vec![
+                ("REGISTRY_STORAGE_S3_BUCKET", "b"),
+                ("REGISTRY_STORAGE_S3_ACCESSKEY", "a"),
+            ],
+            "storage.s3.secretkey",
         ),
         (
             "htpasswd file missing",

@@ -145,6 +145,27 @@ impl BlobStore {
         Ok(size)
     }
 
+    /// A presigned URL of a linked blob's data and its size, where the driver has such
+    /// URLs (S3); `None` otherwise.
+    pub(crate) async fn redirect(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<(String, u64)>, Error> {
+        let size = self
+            .linked_size(repo, digest)
+            .await?
+            .ok_or_else(|| Error::BlobUnknown(digest.to_string()))?;
+        let path = StoragePath::BlobData(digest).path();
+        let url = self
+            .access
+            .driver()
+            .redirect_url(&path)
+            .await
+            .or_internal()?;
+        Ok(url.map(|u| (u, size)))
+    }
+
     /// A linked blob's size and, when asked, its bytes: one lookup (a cache hit, or the
     /// link and the blob's size), then one open.
     pub(crate) async fn open(

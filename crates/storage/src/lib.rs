@@ -58,6 +58,9 @@ pub struct Options {
     /// Bound on upload sessions this process opened and has not seen end
     /// (`berth.limits.maxuploadsessions`); `None` for no bound. See `uploads::Opened`.
     pub max_upload_sessions: Option<usize>,
+    /// Answer blob GETs with a redirect to the driver's presigned URL where it has one
+    /// (`storage.redirect.disable` unset).
+    pub redirect: bool,
 }
 
 impl Default for Options {
@@ -69,6 +72,7 @@ impl Default for Options {
             shared_versions: None,
             referrers_tag_schema: false,
             upload_startedat: false,
+            redirect: false,
             max_upload_sessions: None,
         }
     }

@@ -30,6 +30,8 @@ pub(crate) struct Stores {
     pub catalog: Catalog,
     pub delete_enabled: bool,
     pub referrers_tag_schema: bool,
+    /// Blob GETs may redirect to the driver's presigned URLs.
+    pub redirect: bool,
     /// Serialises rewrites of one subject's referrers tag schema index.
     pub schema_locks: KeyedLocks<(RepositoryName, Digest)>,
 }
@@ -66,6 +68,7 @@ impl StorageRegistry {
             access,
             delete_enabled: options.delete_enabled,
             referrers_tag_schema: options.referrers_tag_schema,
+            redirect: options.redirect,
             schema_locks: KeyedLocks::default(),
         };
         StorageRegistry {

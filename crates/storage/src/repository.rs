@@ -261,6 +261,13 @@ impl Repository for StorageRepository {
         self.stores.blobs.open(&self.name, digest, read).await
     }
 
+    async fn blob_redirect(&self, digest: &Digest) -> Result<Option<(String, u64)>> {
+        if !self.stores.redirect {
+            return Ok(None);
+        }
+        self.stores.blobs.redirect(&self.name, digest).await
+    }
+
     async fn delete_blob(&self, digest: &Digest) -> Result<()> {
         self.check_delete_enabled("blob")?;
         if self.stores.blobs.unlink(&self.name, digest).await? {

@@ -21,7 +21,23 @@ pub(crate) async fn get(ctx: Ctx, name: RepositoryName, dg: Digest) -> Result<Re
         range: blob_range(ctx.header(header::RANGE)),
         body: ctx.method != Method::HEAD && !not_modified,
     };
-    let blob = ctx.repository(name.clone()).blob(&dg, read).await?;
+    let repo = ctx.repository(name.clone());
+    if read.body {
+        // HEAD never redirects; a GET may go to the storage itself (the client sends its
+        // Range there too).
+        if let Some((url, size)) = repo.blob_redirect(&dg).await? {
+            if ctx.notifying_blob(Action::Pull) {
+                ctx.emit(vec![ctx.blob_event(Action::Pull, &name, &dg, size, None)])
+                    .await;
+            }
+            let resp = Response::builder()
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header(header::LOCATION, value(&url))
+                .header(header::CONTENT_LENGTH, "0");
+            return build(resp, Body::empty());
+        }
+    }
+    let blob = repo.blob(&dg, read).await?;
     // distribution reports every blob served as a pull: HEAD, ranges and 304s too.
     if ctx.notifying_blob(Action::Pull) {
         ctx.emit(vec![ctx.blob_event(

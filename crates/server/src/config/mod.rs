@@ -271,6 +271,8 @@ pub enum Driver {
     },
     /// `storage.inmemory`.
     InMemory,
+    /// `storage.s3`.
+    S3(Box<berth_driver::S3Options>),
 }
 
 /// `storage`.
@@ -278,6 +280,9 @@ pub enum Driver {
 pub struct Storage {
     /// The driver.
     pub driver: Driver,
+    /// Blob GETs redirect to the driver's presigned URLs (S3) unless
+    /// `storage.redirect.disable` is set.
+    pub redirect: bool,
     /// `storage.delete.enabled`.
     pub delete_enabled: bool,
     /// Blob-descriptor cache entries (`storage.cache.blobdescriptor: inmemory`), if on.

@@ -147,7 +147,8 @@ pub fn notifications(
     let directory = match (&q.directory, driver) {
         (Some(d), _) => Some(d.clone()),
         // Events about data that is lost on restart may as well be: an in-memory queue.
-        (None, Driver::InMemory) => None,
+        // Nodes over S3 are meant to be disposable: no local queue directory unless asked.
+        (None, Driver::InMemory | Driver::S3(_)) => None,
         (None, Driver::Filesystem { .. }) => Some(PathBuf::from(DEFAULT_QUEUE_DIR)),
     };
     if endpoints.is_empty() {

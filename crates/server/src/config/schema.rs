@@ -557,6 +557,8 @@ pub struct StorageSection {
     pub filesystem: Option<FilesystemSection>,
     /// `storage.inmemory`.
     pub inmemory: Option<InMemorySection>,
+    /// `storage.s3`.
+    pub s3: Option<S3Section>,
     /// `storage.delete`.
     pub delete: DeleteSection,
     /// `storage.cache`.
@@ -582,6 +584,48 @@ pub struct FilesystemSection {
     pub maxthreads: Option<u64>,
     /// berth's own: flush every write to the disk before acknowledging it.
     pub fsync: Option<Flag>,
+}
+
+/// `storage.s3`, with distribution's keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct S3Section {
+    /// Access key (with `secretkey`; the AWS environment credentials otherwise).
+    pub accesskey: Option<String>,
+    /// Secret key.
+    pub secretkey: Option<String>,
+    /// The bucket's region.
+    pub region: Option<String>,
+    /// An S3-compatible endpoint (host, or URL with a scheme).
+    pub regionendpoint: Option<String>,
+    /// Path-style requests.
+    pub forcepathstyle: Option<Flag>,
+    /// The bucket.
+    pub bucket: Option<String>,
+    /// Server-side encryption.
+    pub encrypt: Option<Flag>,
+    /// KMS key for `encrypt`.
+    pub keyid: Option<String>,
+    /// HTTPS to a bare-host endpoint.
+    pub secure: Option<Flag>,
+    /// Accept any server certificate.
+    pub skipverify: Option<Flag>,
+    /// SigV4 signing (the only signing berth has).
+    pub v4auth: Option<Flag>,
+    /// Bytes per multipart part.
+    pub chunksize: Option<u64>,
+    /// Part size of a multipart (server-side) copy.
+    pub multipartcopychunksize: Option<u64>,
+    /// Parts of one multipart copy in flight at once.
+    pub multipartcopymaxconcurrency: Option<u64>,
+    /// Objects larger than this are moved by a multipart copy.
+    pub multipartcopythresholdsize: Option<u64>,
+    /// A prefix in the bucket.
+    pub rootdirectory: Option<String>,
+    /// Storage class of new objects (`NONE` sends none).
+    pub storageclass: Option<String>,
+    /// Canned ACL; only `private`, S3's default, is supported.
+    pub objectacl: Option<String>,
 }
 
 /// `storage.inmemory` (no settings).
@@ -662,7 +706,7 @@ pub struct ReadOnlySection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct RedirectSection {
-    /// Accepted: the filesystem driver never redirects.
+    /// Serve blob GETs through berth even where the driver could redirect (S3).
     pub disable: Option<Flag>,
 }
 

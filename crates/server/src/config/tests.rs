@@ -307,8 +307,8 @@ fn refuses_what_it_must_not_ignore() {
     let extra =
         "version: 0.1\nstorage: {inmemory: {}}\nauth: {htpasswd: {realm: r, path: /p, x: 1}}\n";
     assert!(matches!(parse(extra), Err(ConfigError::Refused(m)) if m.contains("auth.htpasswd.x")));
-    let s3 = "version: 0.1\nstorage: {s3: {region: x}}\n";
-    assert!(matches!(parse(s3), Err(ConfigError::Refused(m)) if m.contains("s3")));
+    let gcs = "version: 0.1\nstorage: {gcs: {bucket: x}}\n";
+    assert!(matches!(parse(gcs), Err(ConfigError::Refused(m)) if m.contains("gcs")));
     let unix = "version: 0.1\nstorage: {inmemory: {}}\nhttp: {net: unix, addr: /run/r.sock}\n";
     assert!(matches!(parse(unix), Err(ConfigError::Refused(m)) if m.contains("http.net")));
 }
@@ -866,4 +866,107 @@ fn redis_section() {
     )
     .unwrap();
     assert!(!c.storage.redis_descriptors && c.redis.is_some());
+}
+
+#[test]
+fn s3_reads_distributions_keys_with_its_defaults() {
+    let (c, w) = parse("version: 0.1\nstorage: {s3: {region: us-east-1, bucket: b}}\n").unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let Driver::S3(o) = &c.storage.driver else {
+        panic!("not s3: {:?}", c.storage.driver)
+    };
+    let mut want = berth_driver::S3Options::new("b", "us-east-1");
+    want.chunk_size = 10 << 20;
+    assert_eq!(**o, want);
+    assert!(want.secure && !want.force_path_style && !want.skip_verify);
+
+    let full = "version: 0.1\nstorage:\n  s3:\n    region: eu-west-1\n    bucket: reg\n    \
+                accesskey: AK\n    secretkey: SK\n    regionendpoint: minio:9000\n    \
+                forcepathstyle: true\n    secure: false\n    skipverify: true\n    \
+                v4auth: true\n    chunksize: 6291456\n    rootdirectory: /a/b\n    \
+                storageclass: REDUCED_REDUNDANCY\n    encrypt: true\n    keyid: k1\n    \
+                objectacl: private\n    multipartcopychunksize: 33554432\n";
+    let (c, w) = parse(full).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let Driver::S3(o) = &c.storage.driver else {
+        panic!("not s3")
+    };
+    assert_eq!(o.access_key.as_deref(), Some("AK"));
+    assert_eq!(o.secret_key.as_deref(), Some("SK"));
+    assert_eq!(o.endpoint.as_deref(), Some("minio:9000"));
+    assert!(o.force_path_style && !o.secure && o.skip_verify && o.encrypt);
+    assert_eq!(o.chunk_size, 6 << 20);
+    assert_eq!(o.root_directory, "/a/b");
+    assert_eq!(o.storage_class.as_deref(), Some("REDUCED_REDUNDANCY"));
+    assert_eq!(o.key_id.as_deref(), Some("k1"));
+    assert_eq!(o.copy_part, 32 << 20);
+    assert_eq!((o.copy_threshold, o.copy_concurrency), (32 << 20, 100));
+}
+
+#[test]
+fn s3_mistakes_are_named() {
+    let cases = [
+        ("{region: r}", "storage.s3.bucket"),
+        ("{bucket: b}", "storage.s3.region"),
+        (
+            "{region: r, bucket: b, accesskey: a}",
+            "storage.s3.secretkey",
+        ),
+        (
+            "{region: r, bucket: b, secretkey: s}",
+            "storage.s3.accesskey",
+        ),
+        (
+            "{region: r, bucket: b, chunksize: 1024}",
+            "storage.s3.chunksize",
+        ),
+        ("{region: r, bucket: b, chunksize: big}", "chunksize"),
+        (
+            "{region: r, bucket: b, multipartcopythresholdsize: 1}",
+            "multipartcopythresholdsize",
+        ),
+        (
+            "{region: r, bucket: b, multipartcopymaxconcurrency: 0}",
+            "multipartcopymaxconcurrency",
+        ),
+        ("{region: r, bucket: b, v4auth: false}", "v4auth"),
+        (
+            "{region: r, bucket: b, objectacl: public-read}",
+            "objectacl",
+        ),
+        ("{region: r, bucket: b, secure: maybe}", "secure"),
+    ];
+    for (section, key) in cases {
+        let text = format!("version: 0.1\nstorage: {{s3: {section}}}\n");
+        let err = parse(&text).expect_err(section).to_string();
+        assert!(err.contains(key), "{section}: {err}");
+    }
+}
+
+#[test]
+fn s3_from_the_environment_replaces_the_files_driver() {
+    let vars = [
+        ("REGISTRY_STORAGE", "s3"),
+        ("REGISTRY_STORAGE_S3_REGION", "eu-central-1"),
+        ("REGISTRY_STORAGE_S3_BUCKET", "from-env"),
+        ("REGISTRY_STORAGE_S3_CHUNKSIZE", "20971520"),
+        ("REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "true"),
+        ("REGISTRY_STORAGE_REDIRECT_DISABLE", "true"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let yaml = "version: 0.1\nstorage: {filesystem: {rootdirectory: /r}}\n";
+    let (c, w) = Config::from_yaml(yaml, vars).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let Driver::S3(o) = &c.storage.driver else {
+        panic!("not s3: {:?}", c.storage.driver)
+    };
+    assert_eq!(
+        (o.region.as_str(), o.bucket.as_str()),
+        ("eu-central-1", "from-env")
+    );
+    assert_eq!(o.chunk_size, 20 << 20);
+    assert!(o.force_path_style);
+    assert!(!c.storage.redirect);
+    let (c, _) = parse("version: 0.1\nstorage: {s3: {region: r, bucket: b}}\n").unwrap();
+    assert!(c.storage.redirect, "redirects are on unless disabled");
 }

@@ -12,7 +12,8 @@ use http::{HeaderName, HeaderValue};
 
 use super::duration::GoDuration;
 use super::schema::{
-    BerthLimitsSection, BucketSection, Document, Flag, HealthSection, HttpSection, StorageSection,
+    BerthLimitsSection, BucketSection, Document, Flag, HealthSection, HttpSection, S3Section,
+    StorageSection,
 };
 use super::{
     ConfigError, Driver, HealthCheck, Http, Limits, Log, OnlineGc, Probe, Storage, UploadPurging,
@@ -141,6 +142,7 @@ fn health(h: &HealthSection, storage: &Storage) -> Result<Vec<HealthCheck>, Conf
         let driver = match storage.driver {
             Driver::Filesystem { .. } => "filesystem",
             Driver::InMemory => "inmemory",
+            Driver::S3(_) => "s3",
         };
         let name = format!("storagedriver_{driver}");
         checks.push(entry(&name, Probe::StorageDriver, (interval, threshold)));
@@ -406,6 +408,105 @@ pub(super) fn header_pairs(
     Ok(out)
 }
 
+/// S3's smallest multipart part, and distribution's floor for `chunksize`.
+const S3_MIN_CHUNK: u64 = 5 * 1024 * 1024;
+
+fn s3(c: &S3Section) -> Result<berth_driver::S3Options, ConfigError> {
+    let required = |v: &Option<String>, key: &str| match v.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() => Ok(s.to_owned()),
+        _ => Err(invalid(key, "is required")),
+    };
+    let bucket = required(&c.bucket, "storage.s3.bucket")?;
+    let region = required(&c.region, "storage.s3.region")?;
+    let mut o = berth_driver::S3Options::new(bucket, region);
+    let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    o.endpoint = nonempty(&c.regionendpoint);
+    match (nonempty(&c.accesskey), nonempty(&c.secretkey)) {
+        (Some(a), Some(s)) => {
+            o.access_key = Some(a);
+            o.secret_key = Some(s);
+        }
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(invalid(
+                "storage.s3.secretkey",
+                "is required with accesskey (or leave both out for the AWS environment credentials)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "storage.s3.accesskey",
+                "is required with secretkey (or leave both out for the AWS environment credentials)",
+            ));
+        }
+    }
+    o.root_directory = c.rootdirectory.clone().unwrap_or_default();
+    o.force_path_style = Flag::or(c.forcepathstyle, false);
+    o.secure = Flag::or(c.secure, true);
+    o.skip_verify = Flag::or(c.skipverify, false);
+    o.encrypt = Flag::or(c.encrypt, false);
+    o.key_id = nonempty(&c.keyid);
+    if !Flag::or(c.v4auth, true) {
+        return Err(ConfigError::Refused(
+            "storage.s3.v4auth: false (signature version 2) is not supported; berth signs \
+             every request with SigV4"
+                .into(),
+        ));
+    }
+    if let Some(acl) = c.objectacl.as_deref().filter(|a| *a != "private") {
+        return Err(ConfigError::Refused(format!(
+            "storage.s3.objectacl: {acl:?} is not supported yet; berth writes objects with \
+             the bucket's default ACL (private)"
+        )));
+    }
+    let chunk = c.chunksize.unwrap_or(10 * 1024 * 1024);
+    if !(S3_MIN_CHUNK..=5 * 1024 * 1024 * 1024).contains(&chunk) {
+        return Err(invalid(
+            "storage.s3.chunksize",
+            format!("{chunk} must be between 5 MiB ({S3_MIN_CHUNK}) and 5 GiB"),
+        ));
+    }
+    o.chunk_size = usize::try_from(chunk)
+        .map_err(|_| invalid("storage.s3.chunksize", "too large for this machine"))?;
+    for (key, v) in [
+        (
+            "storage.s3.multipartcopychunksize",
+            c.multipartcopychunksize,
+        ),
+        (
+            "storage.s3.multipartcopythresholdsize",
+            c.multipartcopythresholdsize,
+        ),
+    ] {
+        if let Some(v) = v.filter(|v| !(S3_MIN_CHUNK..=5 * 1024 * 1024 * 1024).contains(v)) {
+            return Err(invalid(key, format!("{v} must be between 5 MiB and 5 GiB")));
+        }
+    }
+    if let Some(v) = c.multipartcopychunksize {
+        o.copy_part = v;
+    }
+    if let Some(v) = c.multipartcopythresholdsize {
+        o.copy_threshold = v;
+    }
+    match c.multipartcopymaxconcurrency {
+        Some(0) => {
+            return Err(invalid(
+                "storage.s3.multipartcopymaxconcurrency",
+                "must be at least 1",
+            ));
+        }
+        Some(n) => o.copy_concurrency = usize::try_from(n).unwrap_or(usize::MAX),
+        None => {}
+    }
+    // distribution's `NONE` sends no header; STANDARD is what S3 does without one, and
+    // some S3-compatible servers refuse the header.
+    o.storage_class = match c.storageclass.as_deref() {
+        None | Some("") | Some("NONE") | Some("STANDARD") => None,
+        Some(class) => Some(class.to_owned()),
+    };
+    Ok(o)
+}
+
 fn storage(s: &StorageSection) -> Result<Storage, ConfigError> {
     let driver = match s.drivers.as_slice() {
         [d] if d == "filesystem" => {
@@ -426,9 +527,10 @@ fn storage(s: &StorageSection) -> Result<Storage, ConfigError> {
             }
         }
         [d] if d == "inmemory" => Driver::InMemory,
+        [d] if d == "s3" => Driver::S3(Box::new(s3(&s.s3.clone().unwrap_or_default())?)),
         [other] => {
             return Err(ConfigError::Refused(format!(
-                "storage driver `{other}` is not supported yet (filesystem and inmemory are)"
+                "storage driver `{other}` is not supported yet (filesystem, inmemory and s3 are)"
             )));
         }
         [] => {
@@ -499,6 +601,7 @@ fn storage(s: &StorageSection) -> Result<Storage, ConfigError> {
     }
     Ok(Storage {
         driver,
+        redirect: !Flag::or(s.redirect.disable, false),
         delete_enabled: Flag::or(s.delete.enabled, false),
         descriptor_cache,
         redis_descriptors,

@@ -1,0 +1,164 @@
+//! Writers: bytes buffered up to one part, then sent as parts of a multipart upload, so
+//! a node never holds more than a part of a large file. A plain writer completes the
+//! upload (or PUTs a small file whole) on commit; an appending writer leaves a pending
+//! object (see `pending`) so that any node can continue the file later.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use object_store::aws::AmazonS3;
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path as ObjPath;
+use object_store::{
+    Attribute, Attributes, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
+};
+
+use super::options::MIN_PART;
+use super::pending::{META_KEY, PendingState};
+use super::store_error;
+use crate::{DriverError, FileWriter};
+
+/// A file being written to S3.
+pub(crate) struct S3Writer {
+    pub(crate) store: Arc<AmazonS3>,
+    pub(crate) key: ObjPath,
+    pub(crate) path: String,
+    pub(crate) chunk: usize,
+    pub(crate) attributes: Attributes,
+    /// Leave a pending object on commit rather than completing the upload.
+    pub(crate) append: bool,
+    pub(crate) state: PendingState,
+    /// Bytes not yet in a part.
+    pub(crate) buf: BytesMut,
+}
+
+impl S3Writer {
+    fn err(&self, e: object_store::Error) -> DriverError {
+        store_error(&self.path, e)
+    }
+
+    /// Sends the first `len` buffered bytes as the next part.
+    async fn send_part(&mut self, len: usize) -> Result<(), DriverError> {
+        if self.state.upload_id.is_empty() {
+            let opts = PutMultipartOptions {
+                attributes: self.attributes.clone(),
+                ..Default::default()
+            };
+            self.state.upload_id = self
+                .store
+                .create_multipart_opts(&self.key, opts)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        let part = self.buf.split_to(len).freeze();
+        let id = self
+            .store
+            .put_part(
+                &self.key,
+                &self.state.upload_id,
+                self.state.parts.len(),
+                PutPayload::from_bytes(part),
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        self.state.parts.push(id.content_id);
+        self.state.parts_len += len as u64;
+        Ok(())
+    }
+
+    async fn put_plain(&self, body: Bytes) -> Result<(), DriverError> {
+        let opts = PutOptions {
+            attributes: self.attributes.clone(),
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&self.key, PutPayload::from_bytes(body), opts)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+/// Completes a multipart upload whose last part is `tail` (skipped when empty), making
+/// the key an ordinary object.
+pub(crate) async fn complete(
+    store: &AmazonS3,
+    key: &ObjPath,
+    path: &str,
+    mut state: PendingState,
+    tail: Bytes,
+) -> Result<(), DriverError> {
+    if !tail.is_empty() {
+        let id = store
+            .put_part(
+                key,
+                &state.upload_id,
+                state.parts.len(),
+                PutPayload::from_bytes(tail),
+            )
+            .await
+            .map_err(|e| store_error(path, e))?;
+        state.parts.push(id.content_id);
+    }
+    let parts = state
+        .parts
+        .into_iter()
+        .map(|content_id| PartId { content_id })
+        .collect();
+    store
+        .complete_multipart(key, &state.upload_id, parts)
+        .await
+        .map_err(|e| store_error(path, e))?;
+    Ok(())
+}
+
+#[async_trait]
+impl FileWriter for S3Writer {
+    async fn write(&mut self, data: Bytes) -> Result<(), DriverError> {
+        self.buf.extend_from_slice(&data);
+        while self.buf.len() >= self.chunk {
+            self.send_part(self.chunk).await?;
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.state.parts_len + self.buf.len() as u64
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), DriverError> {
+        if self.state.upload_id.is_empty() {
+            // Small enough to be one object: nothing pending, nothing to resume.
+            let body = std::mem::take(&mut self.buf).freeze();
+            return self.put_plain(body).await;
+        }
+        if !self.append {
+            let tail = std::mem::take(&mut self.buf).freeze();
+            let state = std::mem::take(&mut self.state);
+            return complete(&self.store, &self.key, &self.path, state, tail).await;
+        }
+        if self.buf.len() >= MIN_PART {
+            self.send_part(self.buf.len()).await?;
+        }
+        // The parts are in the multipart upload; the tail and the list of parts go into
+        // one object before the write is acknowledged, so no acknowledged byte depends
+        // on this node staying alive.
+        let size = self.size();
+        let body = self.state.encode(&self.buf);
+        let mut attributes = self.attributes.clone();
+        attributes.insert(
+            Attribute::Metadata(META_KEY.into()),
+            size.to_string().into(),
+        );
+        let opts = PutOptions {
+            attributes,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&self.key, PutPayload::from_bytes(body), opts)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
