@@ -10,6 +10,7 @@ pub mod env;
 mod notifications;
 mod proxy;
 pub mod schema;
+pub mod size;
 mod support;
 mod tls;
 mod validate;
@@ -92,6 +93,9 @@ pub struct Config {
     /// `proxy` and `berth.proxy.upstreams`: the upstreams this registry caches, by
     /// repository prefix (empty: no pull-through cache).
     pub proxy: Vec<berth_proxy::UpstreamConfig>,
+    /// `berth.proxy.cache.maxsize`: bytes of cached blobs kept at most; `None` (absent,
+    /// or 0) for no limit.
+    pub proxy_max_size: Option<u64>,
 }
 
 /// One background health check.

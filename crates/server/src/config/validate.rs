@@ -58,6 +58,7 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
         limits: limits(&doc.berth.limits)?,
         health,
         proxy: super::proxy::upstreams(&doc.proxy, &doc.berth.proxy)?,
+        proxy_max_size: super::proxy::max_size(&doc.proxy, &doc.berth.proxy)?,
     })
 }
 
