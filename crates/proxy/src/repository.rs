@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_core::{
-    Algorithm, BlobContent, BlobRead, Chunk, Descriptor, Digest, Digester, Error, Page,
+    Algorithm, BlobContent, BlobRead, ByteStream, Chunk, Descriptor, Digest, Digester, Error, Page,
     PutManifest, Reference, Repository, RepositoryName, Result, StoredManifest, Tag, UploadId,
     UploadState,
 };
@@ -257,11 +257,13 @@ impl ProxyRepository {
         if let Some(e) = &self.shared.eviction {
             e.used(digest, found.size);
         }
-        if let (Some(stream), Some(pin)) = (found.stream.take(), pin) {
-            found.stream = Some(Box::pin(stream.map(move |item| {
-                let _held = &pin;
-                item
-            })));
+        if let Some(pin) = pin {
+            found.stream = found.stream.take().map(|stream| -> ByteStream {
+                Box::pin(stream.map(move |item| {
+                    let _held = &pin;
+                    item
+                }))
+            });
         }
         found
     }
