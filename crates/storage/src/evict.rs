@@ -143,3 +143,63 @@ impl StorageRegistry {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use berth_core::{BlobRead, Registry};
+
+    use super::*;
+    use crate::tests::{drivers, image, opts, push_blob, put, repo, tag};
+
+    #[tokio::test]
+    async fn evicts_cache_blobs_only_and_leaves_busy_and_hosted_ones() {
+        for (driver, _dir) in drivers().await {
+            let r = StorageRegistry::new(driver, opts());
+            let (cache, other, hosted) = (repo("up/a"), repo("up/b"), repo("mine/app"));
+            let is_cache = |n: &RepositoryName| n.as_str().starts_with("up/");
+            let config = push_blob(&r, &cache, b"{}").await;
+            let layer = push_blob(&r, &cache, b"layer").await;
+            let manifest = put(&r, &cache, image(&config, &layer, None), &[tag("v1")]).await;
+            let busy = push_blob(&r, &cache, b"streaming").await;
+            let shared = push_blob(&r, &cache, b"shared").await;
+            assert!(
+                r.repository(hosted.clone())
+                    .mount_blob(&shared, Some(&cache))
+                    .await
+                    .unwrap()
+            );
+            assert!(r.repository(other.clone()).mount_blob(&layer, None).await.unwrap());
+
+            let listed = r.cached_blobs(&is_cache).await.unwrap();
+            let mut digests: Vec<_> = listed.iter().map(|b| b.digest.clone()).collect();
+            digests.sort();
+            let mut want = vec![config.clone(), layer.clone(), busy.clone(), shared.clone()];
+            want.sort();
+            assert_eq!(digests, want, "each linked blob once, manifests aside");
+
+            let asked = [layer.clone(), busy.clone(), shared.clone(), manifest.clone()];
+            let out = r
+                .evict(&asked, &is_cache, &|d: &Digest| *d == busy)
+                .await
+                .unwrap();
+            assert_eq!(
+                out,
+                vec![
+                    (layer.clone(), Evicted::Removed(5)),
+                    (busy.clone(), Evicted::InUse),
+                    (shared.clone(), Evicted::Hosted),
+                    (manifest.clone(), Evicted::Hosted),
+                ]
+            );
+            for name in [&cache, &other] {
+                let gone = r.repository(name.clone()).blob(&layer, BlobRead::default()).await;
+                assert!(matches!(gone, Err(berth_core::Error::BlobUnknown(_))), "{name}");
+            }
+            let kept = r.repository(hosted.clone()).blob(&shared, BlobRead::default()).await;
+            assert!(kept.is_ok());
+            assert!(r.repository(cache.clone()).blob(&busy, BlobRead::default()).await.is_ok());
+            let again = r.evict(&[layer.clone()], &is_cache, &|_| false).await.unwrap();
+            assert_eq!(again, vec![(layer, Evicted::Absent)]);
+        }
+    }
+}
