@@ -80,7 +80,9 @@ impl ProxyRegistry {
         let eviction = max_size.map(|limit| {
             let configs: Vec<UpstreamConfig> = upstreams.iter().map(|u| u.config.clone()).collect();
             let is_cache: Arc<IsCache> = Arc::new(move |name: &RepositoryName| {
-                configs.iter().any(|c| c.remote_name(name.as_str()).is_some())
+                configs
+                    .iter()
+                    .any(|c| c.remote_name(name.as_str()).is_some())
             });
             let eviction = Arc::new(Eviction::new(limit, storage.clone(), is_cache));
             if tokio::runtime::Handle::try_current().is_ok() {

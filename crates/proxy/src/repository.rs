@@ -250,7 +250,12 @@ impl ProxyRepository {
 impl ProxyRepository {
     /// A blob the copy answered: counted, its use recorded, and its bytes (if any) held
     /// by `pin` until the client has them all.
-    fn from_copy(&self, digest: &Digest, mut found: BlobContent, pin: Option<Pin>) -> BlobContent {
+    fn served_from_copy(
+        &self,
+        digest: &Digest,
+        mut found: BlobContent,
+        pin: Option<Pin>,
+    ) -> BlobContent {
         if found.stream.is_some() {
             self.upstream.counts.pull(Pulled::Blob, false);
         }
@@ -469,7 +474,7 @@ impl Repository for ProxyRepository {
         };
         let held = pin();
         match self.local.blob(digest, read).await {
-            Ok(found) => return Ok(self.from_copy(digest, found, held)),
+            Ok(found) => return Ok(self.served_from_copy(digest, found, held)),
             Err(Error::BlobUnknown(_)) => {}
             Err(e) => return Err(e),
         }
@@ -480,7 +485,7 @@ impl Repository for ProxyRepository {
         if matches!(self.local.mount_blob(digest, None).await, Ok(true))
             && let Ok(found) = self.local.blob(digest, read).await
         {
-            return Ok(self.from_copy(digest, found, held));
+            return Ok(self.served_from_copy(digest, found, held));
         }
         drop(held);
         self.fetch_blob(digest, read).await

@@ -91,7 +91,12 @@ fn eviction_under_a_small_limit_keeps_every_pull_correct_and_spares_hosted_blobs
     // A hosted repository holds image 0 too: its blobs are hosted, never evicted.
     let src0 = w.join("src-0");
     let hosted = format!("docker://{}/mine/app:v1", cache.host());
-    skopeo_copy(&["--dest-creds", "x:y"], &layout_str(&src0, "v1"), &hosted, w);
+    skopeo_copy(
+        &["--dest-creds", "x:y"],
+        &layout_str(&src0, "v1"),
+        &hosted,
+        w,
+    );
 
     let via = |i: usize| format!("docker://{}/up/lib/app{i}:v1", cache.host());
     let largest = images.iter().flat_map(Image::blobs).map(|b| b.bytes.len());
@@ -208,6 +213,9 @@ fn pulls_racing_evictions_get_whole_blobs() {
         "no blob was fetched again after its eviction"
     );
     let size = settles_under(&metrics, (6 << 20) + (4 << 20));
-    assert!(size <= (6 << 20) + (4 << 20), "the cache holds {size} bytes");
+    assert!(
+        size <= (6 << 20) + (4 << 20),
+        "the cache holds {size} bytes"
+    );
     cache.stop();
 }

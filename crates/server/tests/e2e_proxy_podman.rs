@@ -86,10 +86,19 @@ fn podman_pulls_through_the_cache_with_skopeos_digests() {
             &layout_str(&w.join(format!("skopeo-{round}")), "v1"),
             w,
         );
-        assert_eq!(via_skopeo, digest, "round {round}: skopeo and podman differ");
+        assert_eq!(
+            via_skopeo, digest,
+            "round {round}: skopeo and podman differ"
+        );
         let layers = podman(
             &dir,
-            &["image", "inspect", "--format", "{{len .RootFS.Layers}}", &reference],
+            &[
+                "image",
+                "inspect",
+                "--format",
+                "{{len .RootFS.Layers}}",
+                &reference,
+            ],
         );
         assert_eq!(layers, img.layers.len().to_string());
     }

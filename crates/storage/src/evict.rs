@@ -111,7 +111,10 @@ impl StorageRegistry {
         'blobs: for digest in digests {
             let mut cache_links = Vec::new();
             for repo in &repos {
-                if access.exists(StoragePath::RevisionLink(repo, digest)).await? {
+                if access
+                    .exists(StoragePath::RevisionLink(repo, digest))
+                    .await?
+                {
                     out.push((digest.clone(), Evicted::Hosted));
                     continue 'blobs;
                 }
@@ -168,7 +171,12 @@ mod tests {
                     .await
                     .unwrap()
             );
-            assert!(r.repository(other.clone()).mount_blob(&layer, None).await.unwrap());
+            assert!(
+                r.repository(other.clone())
+                    .mount_blob(&layer, None)
+                    .await
+                    .unwrap()
+            );
 
             let listed = r.cached_blobs(&is_cache).await.unwrap();
             let mut digests: Vec<_> = listed.iter().map(|b| b.digest.clone()).collect();
@@ -177,7 +185,12 @@ mod tests {
             want.sort();
             assert_eq!(digests, want, "each linked blob once, manifests aside");
 
-            let asked = [layer.clone(), busy.clone(), shared.clone(), manifest.clone()];
+            let asked = [
+                layer.clone(),
+                busy.clone(),
+                shared.clone(),
+                manifest.clone(),
+            ];
             let out = r
                 .evict(&asked, &is_cache, &|d: &Digest| *d == busy)
                 .await
@@ -192,13 +205,30 @@ mod tests {
                 ]
             );
             for name in [&cache, &other] {
-                let gone = r.repository(name.clone()).blob(&layer, BlobRead::default()).await;
-                assert!(matches!(gone, Err(berth_core::Error::BlobUnknown(_))), "{name}");
+                let gone = r
+                    .repository(name.clone())
+                    .blob(&layer, BlobRead::default())
+                    .await;
+                assert!(
+                    matches!(gone, Err(berth_core::Error::BlobUnknown(_))),
+                    "{name}"
+                );
             }
-            let kept = r.repository(hosted.clone()).blob(&shared, BlobRead::default()).await;
+            let kept = r
+                .repository(hosted.clone())
+                .blob(&shared, BlobRead::default())
+                .await;
             assert!(kept.is_ok());
-            assert!(r.repository(cache.clone()).blob(&busy, BlobRead::default()).await.is_ok());
-            let again = r.evict(&[layer.clone()], &is_cache, &|_| false).await.unwrap();
+            assert!(
+                r.repository(cache.clone())
+                    .blob(&busy, BlobRead::default())
+                    .await
+                    .is_ok()
+            );
+            let again = r
+                .evict(std::slice::from_ref(&layer), &is_cache, &|_| false)
+                .await
+                .unwrap();
             assert_eq!(again, vec![(layer, Evicted::Absent)]);
         }
     }

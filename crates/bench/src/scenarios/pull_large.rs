@@ -116,63 +116,63 @@ pub(crate) async fn checked_get(
     blob: &Blob,
     rec: &mut Recorder,
 ) -> Duration {
-        let started = Instant::now();
-        let target = url.clone();
-        let want = blob.data.clone();
-        let authorization = ctx.authorization.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            let mut at = 0usize;
-            let mut differs = None;
-            let answer = raw::get_with(
-                &target,
-                REQUEST_TIMEOUT,
-                authorization.as_deref(),
-                |piece| {
-                    let expected = want.get(at..at + piece.len());
-                    if differs.is_none() && expected != Some(piece) {
-                        differs = Some(at);
-                    }
-                    at += piece.len();
-                },
-            );
-            answer.map(|a| (a, differs)).map_err(String::from)
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("GET {url}: {e}")));
-        let took = started.elapsed();
-        let (answer, differs) = match answer {
-            Ok(a) => {
-                rec.request(took);
-                a
-            }
-            Err(e) => {
-                rec.unanswered();
-                rec.error(e);
-                return took;
-            }
-        };
-        if answer.status != 200 {
-            rec.error(format!(
-                "GET {url}: status {} (want 200): {}",
-                answer.status, answer.head
-            ));
+    let started = Instant::now();
+    let target = url.clone();
+    let want = blob.data.clone();
+    let authorization = ctx.authorization.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut at = 0usize;
+        let mut differs = None;
+        let answer = raw::get_with(
+            &target,
+            REQUEST_TIMEOUT,
+            authorization.as_deref(),
+            |piece| {
+                let expected = want.get(at..at + piece.len());
+                if differs.is_none() && expected != Some(piece) {
+                    differs = Some(at);
+                }
+                at += piece.len();
+            },
+        );
+        answer.map(|a| (a, differs)).map_err(String::from)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("GET {url}: {e}")));
+    let took = started.elapsed();
+    let (answer, differs) = match answer {
+        Ok(a) => {
+            rec.request(took);
+            a
+        }
+        Err(e) => {
+            rec.unanswered();
+            rec.error(e);
             return took;
         }
-        if answer.len != blob.data.len() {
-            rec.error(format!(
-                "GET {url}: {} bytes, want {}",
-                answer.len,
-                blob.data.len()
-            ));
-            return took;
-        }
-        if let Some(at) = differs {
-            rec.error(format!(
-                "GET {url}: body differs from the blob at byte {at}"
-            ));
-            return took;
-        }
-        rec.bytes += answer.len as u64;
-        rec.ops += 1;
-        took
+    };
+    if answer.status != 200 {
+        rec.error(format!(
+            "GET {url}: status {} (want 200): {}",
+            answer.status, answer.head
+        ));
+        return took;
+    }
+    if answer.len != blob.data.len() {
+        rec.error(format!(
+            "GET {url}: {} bytes, want {}",
+            answer.len,
+            blob.data.len()
+        ));
+        return took;
+    }
+    if let Some(at) = differs {
+        rec.error(format!(
+            "GET {url}: body differs from the blob at byte {at}"
+        ));
+        return took;
+    }
+    rec.bytes += answer.len as u64;
+    rec.ops += 1;
+    took
 }

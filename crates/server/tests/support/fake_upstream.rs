@@ -153,4 +153,3 @@ pub fn big_blob(label: &str, n: usize) -> Arc<Vec<u8>> {
     v.truncate(n);
     Arc::new(v)
 }
-
