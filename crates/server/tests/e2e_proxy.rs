@@ -285,6 +285,14 @@ fn thirty_two_concurrent_pulls_of_an_uncached_blob_share_one_upstream_get() {
             })
         })
         .collect();
+    // A HEAD while the blob downloads takes its size from the download.
+    std::thread::sleep(Duration::from_millis(50));
+    let head = cache.client().run(|c| c.head_blob("big", &digest)).unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("Content-Length"),
+        Some(blob.len().to_string().as_str())
+    );
     for c in clients {
         let (status, length, received, same) = c.join().unwrap();
         assert_eq!(
@@ -298,6 +306,7 @@ fn thirty_two_concurrent_pulls_of_an_uncached_blob_share_one_upstream_get() {
         1,
         "one upstream GET for 32 pulls"
     );
+    assert_eq!(up.heads.load(Ordering::SeqCst), 0, "the HEAD went upstream");
     // Kept: the next pull is the cache's own.
     let data = root
         .path()

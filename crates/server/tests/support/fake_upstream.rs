@@ -19,6 +19,8 @@ pub struct FakeUpstream {
     pub addr: String,
     /// Blob GETs answered.
     pub gets: Arc<AtomicUsize>,
+    /// Blob HEADs answered.
+    pub heads: Arc<AtomicUsize>,
 }
 
 /// Serves `blobs` under `repo` on a free loopback port until the test ends.
@@ -28,15 +30,16 @@ pub fn fake_upstream(repo: &'static str, blobs: Vec<Arc<Vec<u8>>>, corrupt: bool
     let gets = Arc::new(AtomicUsize::new(0));
     let blobs: Arc<Vec<(String, Arc<Vec<u8>>)>> =
         Arc::new(blobs.into_iter().map(|b| (sha256_digest(&b), b)).collect());
-    let counter = gets.clone();
+    let heads = Arc::new(AtomicUsize::new(0));
+    let counters = (gets.clone(), heads.clone());
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
-            let (blobs, counter) = (blobs.clone(), counter.clone());
-            std::thread::spawn(move || serve_fake(conn, repo, &blobs, corrupt, &counter));
+            let (blobs, counters) = (blobs.clone(), counters.clone());
+            std::thread::spawn(move || serve_fake(conn, repo, &blobs, corrupt, &counters));
         }
     });
-    FakeUpstream { addr, gets }
+    FakeUpstream { addr, gets, heads }
 }
 
 fn serve_fake(
@@ -44,7 +47,7 @@ fn serve_fake(
     repo: &str,
     blobs: &[(String, Arc<Vec<u8>>)],
     corrupt: bool,
-    gets: &AtomicUsize,
+    (gets, heads): &(Arc<AtomicUsize>, Arc<AtomicUsize>),
 ) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut conn = conn;
@@ -70,6 +73,7 @@ fn serve_fake(
         );
         let _ = conn.write_all(head.as_bytes());
         if method != "GET" {
+            heads.fetch_add(1, Ordering::SeqCst);
             return;
         }
         gets.fetch_add(1, Ordering::SeqCst);
