@@ -22,8 +22,16 @@
 # berth-noops), runs too, and only pull-small and push-small run. The report then also
 # compares berth with berth-noops, and the events each registry delivered are printed.
 #
+# --proxy measures the pull-through cache: one upstream berth is started for the whole
+# run (fresh root), berth-bench fills it with the pull-proxy data (pull-large's blob and
+# a second one), and each round runs pull-proxy three ways: straight from the upstream
+# (label direct), through a fresh berth in proxy mode, and through a fresh distribution
+# in proxy mode (both with the same `proxy.remoteurl` section). The report compares
+# berth with distribution, then each cache with the direct pull (the targets: cold
+# at least 90% of direct, warm matching it).
+#
 # usage: scripts/bench.sh [--rounds N] [--size smoke|full] [--out DIR] [--no-scale] [--nofsync]
-#                         [--auth basic|token] [--ops]
+#                         [--auth basic|token] [--ops] [--proxy]
 #   --rounds N   rounds (default 3)
 #   --size S     smoke (seconds) or full (default)
 #   --out DIR    where results go (default target/bench/<date>)
@@ -31,6 +39,7 @@
 #   --nofsync    also run berth without flushing to the disk (label berth-nofsync)
 #   --auth MODE  basic or token (see above)
 #   --ops        notifications and metrics on (see above)
+#   --proxy      pull-through cache mode (see above)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +50,7 @@ scenario=all
 labels=(berth distribution)
 auth=""
 ops=""
+proxy=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -50,7 +60,8 @@ while [ $# -gt 0 ]; do
     --nofsync) labels+=(berth-nofsync); shift ;;
     --auth) auth="$2"; shift 2 ;;
     --ops) ops=1; shift ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    --proxy) proxy=1; shift ;;
+    -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -111,10 +122,17 @@ if [ -n "$ops" ]; then
   scenario="pull-small,push-small"
 fi
 
+if [ -n "$proxy" ]; then
+  labels=(direct berth distribution)
+  scenario="pull-proxy"
+fi
+
 results="$out/results.jsonl"
 : >"$results"
 server_pid=""
 receiver_pid=""
+upstream_pid=""
+upstream_url=""
 roots=()
 
 # Roots are deleted only when the script ends. This VM's ext4 has no journal, and such
@@ -126,6 +144,10 @@ roots=()
 remove_roots() {
   stop_server
   if [ -n "$receiver_pid" ]; then kill "$receiver_pid" 2>/dev/null || true; fi
+  if [ -n "$upstream_pid" ]; then
+    kill "$upstream_pid" 2>/dev/null || true
+    wait "$upstream_pid" 2>/dev/null || true
+  fi
   if [ ${#roots[@]} -gt 0 ]; then rm -rf "${roots[@]}"; fi
 }
 
@@ -166,9 +188,42 @@ received() {
     sed -E 's/.*"posts":([0-9]+),"events":([0-9]+).*/\1 \2/'
 }
 
+# Proxy mode: the upstream every cache pulls from, for the whole run.
+if [ -n "$proxy" ]; then
+  up_root="$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-upstream.XXXXXX")"
+  roots+=("$up_root")
+  up_port="$("$bench" free-port)"
+  cat >"$up_root/config.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $up_root/data
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$up_port
+EOF
+  "$berth" serve "$up_root/config.yml" >"$out/upstream.server.log" 2>&1 &
+  upstream_pid=$!
+  upstream_url="http://127.0.0.1:$up_port"
+  "$bench" wait --url "$upstream_url" --timeout 30
+  echo "bench.sh: upstream berth (pid $upstream_pid, port $up_port)" >&2
+fi
+
 # run_one LABEL ROUND: fresh registry, one benchmark run, stop.
 run_one() {
   local label="$1" round="$2"
+  if [ "$label" = direct ]; then
+    # The upstream itself: pull-proxy fills it on its first run.
+    echo "bench.sh: round $round: direct (upstream pid $upstream_pid)" >&2
+    "$bench" run --url "$upstream_url" --size "$size" --pid "$upstream_pid" --label direct \
+      --scenario "$scenario" | tee -a "$results" >/dev/null
+    return
+  fi
   local root port cfg log
   root="$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-$label.XXXXXX")"
   roots+=("$root")
@@ -219,6 +274,9 @@ EOF
   if [ -n "$auth" ] && [ "$label" != berth-noauth ]; then
     echo "$auth_yaml" >>"$cfg"
   fi
+  if [ -n "$proxy" ]; then
+    printf 'proxy:\n  remoteurl: %s\n' "$upstream_url" >>"$cfg"
+  fi
   local before=""
   [ -n "$with_ops" ] && before="$(received)"
   case "$label" in
@@ -232,6 +290,9 @@ EOF
   [ -n "$scenario" ] && args+=(--scenario "$scenario")
   if [ -n "$auth" ] && [ "$label" != berth-noauth ]; then
     args+=(--authorization "$authorization")
+  fi
+  if [ -n "$proxy" ]; then
+    args+=(--upstream "$upstream_url")
   fi
   "$bench" "${args[@]}" | tee -a "$results" >/dev/null
   if ! kill -0 "$server_pid" 2>/dev/null; then
@@ -284,6 +345,14 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "berth with $auth auth against berth without auth (same machine, same rounds):"
     echo
     "$bench" report --candidate berth --baseline berth-noauth "$results"
+  fi
+  if [ -n "$proxy" ]; then
+    for cache in berth distribution; do
+      echo
+      echo "$cache in proxy mode against a direct pull from the same upstream (berth):"
+      echo
+      "$bench" report --candidate "$cache" --baseline direct "$results"
+    done
   fi
   if [ -n "$ops" ]; then
     echo

@@ -11,11 +11,14 @@ use crate::size::Size;
 pub const USAGE: &str = "\
 usage:
   berth-bench run --url URL [--scenario NAME]... [--size smoke|full] [--pid PID]
-                  [--label LABEL] [--seed N] [--authorization VALUE]
+                  [--label LABEL] [--seed N] [--authorization VALUE] [--upstream URL]
       Runs scenarios against the registry at URL; prints one JSON line per variant.
       --authorization sends `Authorization: VALUE` with every request (auth mode).
+      --upstream names the registry URL is a pull-through cache of (pull-proxy puts
+      its blobs there; without it, in URL itself: the direct baseline).
       Scenarios: memory push-large pull-large push-small pull-small tags-list catalog
-      image-push catalog-scale, or `all`. Default: all but catalog-scale.
+      image-push catalog-scale pull-proxy, or `all`. Default: all but catalog-scale
+      and pull-proxy.
   berth-bench report [--candidate LABEL] [--baseline LABEL] FILE...
       Reads JSON lines (several rounds) and prints a Markdown table of medians,
       ratios (above 1 = candidate better) and targets. Default labels: berth, distribution.
@@ -112,9 +115,11 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
     let mut label = "registry".to_owned();
     let mut seed = 1;
     let mut authorization = None;
+    let mut upstream = None;
     for (name, value) in pairs(args, &mut free)? {
         match name.as_str() {
             "url" => url = Some(value.trim_end_matches('/').to_owned()),
+            "upstream" => upstream = Some(value.trim_end_matches('/').to_owned()),
             "scenario" => {
                 for s in value.split(',').filter(|s| !s.is_empty()) {
                     if s == "all" {
@@ -152,6 +157,7 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
         label,
         seed,
         authorization,
+        upstream,
     })
 }
 
@@ -291,7 +297,16 @@ mod tests {
             panic!("not a run");
         };
         assert!(!o.scenarios.contains(&Scenario::CatalogScale));
-        assert_eq!(o.scenarios.len(), Scenario::ALL.len() - 1);
+        assert!(!o.scenarios.contains(&Scenario::PullProxy));
+        assert_eq!(o.scenarios.len(), Scenario::ALL.len() - 2);
+        assert_eq!(o.upstream, None);
+        let Ok(Command::Run(o)) = parse(&args(
+            "run --url http://cache:1 --upstream http://up:2/ --scenario pull-proxy",
+        )) else {
+            panic!("not a run");
+        };
+        assert_eq!(o.upstream.as_deref(), Some("http://up:2"));
+        assert_eq!(o.scenarios, vec![Scenario::PullProxy]);
         assert!(parse(&args("run")).is_err());
         assert!(parse(&args("run --url x --scenario nope")).is_err());
         assert!(parse(&args("report")).is_err());

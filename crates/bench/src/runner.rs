@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use crate::line::Line;
 use crate::scenarios::{
-    Ctx, Scenario, catalog, catalog_scale, image_push, memory, pull_large, pull_small, push_large,
-    push_small, tags_list,
+    Ctx, Scenario, catalog, catalog_scale, image_push, memory, pull_large, pull_proxy, pull_small,
+    push_large, push_small, tags_list,
 };
 use crate::size::Size;
 
@@ -27,6 +27,9 @@ pub struct RunOptions {
     pub seed: u64,
     /// `Authorization` value sent with every request (auth mode).
     pub authorization: Option<String>,
+    /// Base URL of the upstream when the registry is a pull-through cache of it
+    /// (pull-proxy puts its blobs there).
+    pub upstream: Option<String>,
 }
 
 /// Runs every chosen scenario, calls `emit` with each line, and answers them all.
@@ -40,6 +43,13 @@ pub async fn run(opts: &RunOptions, mut emit: impl FnMut(&Line)) -> Result<Vec<L
     let reg = crate::ops::connect(&opts.url, connections, opts.authorization.as_deref())?;
     let mut ctx = Ctx::new(reg, size.clone(), opts.seed, &opts.label, opts.pid);
     ctx.authorization = opts.authorization.clone();
+    if let Some(upstream) = &opts.upstream {
+        ctx.upstream = Some(crate::ops::connect(
+            upstream,
+            connections,
+            opts.authorization.as_deref(),
+        )?);
+    }
     let chosen = |s: Scenario| opts.scenarios.contains(&s);
     let mut all = Vec::new();
     for scenario in Scenario::ALL {
@@ -69,6 +79,7 @@ pub async fn run(opts: &RunOptions, mut emit: impl FnMut(&Line)) -> Result<Vec<L
                 image_push::run(&ctx, chosen(Scenario::ImagePush), chosen(Scenario::Memory)).await
             }
             Scenario::CatalogScale => catalog_scale::run(&ctx).await,
+            Scenario::PullProxy => pull_proxy::run(&ctx).await,
         };
         eprintln!(
             "berth-bench: {} {} done in {:.1} s",

@@ -38,6 +38,7 @@ async fn every_scenario_runs_without_errors() {
         label: "berth".into(),
         seed: 7,
         authorization: None,
+        upstream: None,
     };
     let mut printed = 0;
     let lines = berth_bench::run(&opts, |_| printed += 1)
@@ -176,6 +177,7 @@ async fn auth_mode_runs_with_a_token_and_fails_without_one() {
             label: "berth".into(),
             seed: 3,
             authorization,
+            upstream: None,
         };
         async move { berth_bench::run(&opts, |_| {}).await.expect("run") }
     };

@@ -1,5 +1,6 @@
 //! What each upstream's cache did, as Prometheus series: pulls served (manifests and
-//! blobs, from the cache or fetched) and bytes fetched from the upstream.
+//! blobs, from the cache or fetched) and bytes fetched from the upstream; with a size
+//! limit, the cache's size and its evictions.
 
 use berth_metrics::{Collect, Counter, Encoder, Kind};
 
@@ -76,6 +77,37 @@ impl Collect for ProxyRegistry {
                 &[("upstream", &up.config.label())],
                 up.counts.fetched_bytes.get(),
             );
+        }
+        if let Some(e) = self.eviction() {
+            for (name, help, kind, value) in [
+                (
+                    "berth_proxy_cache_bytes",
+                    "Bytes of blobs the pull-through cache holds (berth.proxy.cache.maxsize bounds it).",
+                    Kind::Gauge,
+                    e.size(),
+                ),
+                (
+                    "berth_proxy_cache_limit_bytes",
+                    "berth.proxy.cache.maxsize.",
+                    Kind::Gauge,
+                    e.limit(),
+                ),
+                (
+                    "berth_proxy_evictions_total",
+                    "Blobs evicted from the pull-through cache (least recently used first).",
+                    Kind::Counter,
+                    e.evicted.get(),
+                ),
+                (
+                    "berth_proxy_evicted_bytes_total",
+                    "Bytes of the blobs evicted from the pull-through cache.",
+                    Kind::Counter,
+                    e.evicted_bytes.get(),
+                ),
+            ] {
+                enc.family(name, help, kind);
+                enc.sample(name, &[], value);
+            }
         }
     }
 }

@@ -67,6 +67,25 @@ impl Flight {
     pub(crate) fn path(&self) -> &std::path::Path {
         &self.path
     }
+
+    /// The blob's size, once the upstream said (or the download's error).
+    pub(crate) async fn size(&self) -> Result<u64, FlightError> {
+        let mut rx = self.progress.subscribe();
+        loop {
+            {
+                let p = rx.borrow_and_update();
+                match (&p.size, &p.end) {
+                    (Some(s), _) => return Ok(*s),
+                    (None, Some(Err(e))) => return Err(e.clone()),
+                    (None, Some(Ok(()))) => return Ok(p.written),
+                    (None, None) => {}
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(FlightError::Failed("the download stopped".into()));
+            }
+        }
+    }
 }
 
 /// Ends a flight as failed if its download task stops without ending it (a panic), so
@@ -146,6 +165,13 @@ impl Flights {
         Ok(Joined { flight, file })
     }
 
+    /// The download of `digest` in progress, if any (a `HEAD` asks it for the size
+    /// rather than the upstream).
+    pub(crate) fn active(&self, digest: &Digest) -> Option<Arc<Flight>> {
+        let active = self.active.lock().ok()?;
+        active.get(digest).cloned()
+    }
+
     /// Retires a finished download: later requests find the blob in storage (or start
     /// again after a failure), and the spool file goes.
     pub(crate) fn land(&self, digest: &Digest, flight: &Arc<Flight>) {
@@ -163,21 +189,7 @@ impl Flights {
 impl Joined {
     /// The blob's size, once the upstream said (or the download's error).
     pub(crate) async fn size(&self) -> Result<u64, FlightError> {
-        let mut rx = self.flight.progress.subscribe();
-        loop {
-            {
-                let p = rx.borrow_and_update();
-                match (&p.size, &p.end) {
-                    (Some(s), _) => return Ok(*s),
-                    (None, Some(Err(e))) => return Err(e.clone()),
-                    (None, Some(Ok(()))) => return Ok(p.written),
-                    (None, None) => {}
-                }
-            }
-            if rx.changed().await.is_err() {
-                return Err(FlightError::Failed("the download stopped".into()));
-            }
-        }
+        self.flight.size().await
     }
 
     /// The bytes `start..stop` as they arrive; fails, before its last byte, if the

@@ -6,13 +6,16 @@
 //! registry's own. Module by job: `upstream` talks to one remote registry (`auth` gets
 //! it credentials), `flight` shares one download of a blob among every client asking
 //! for it, `freshness` remembers when a tag was last confirmed upstream, `repository`
-//! holds the cache's rules, `counts` its Prometheus series.
+//! holds the cache's rules, `eviction` keeps the cache under its size limit (by the
+//! recency `lru` keeps), `counts` its Prometheus series.
 
 mod auth;
 mod counts;
 mod error;
+mod eviction;
 mod flight;
 mod freshness;
+mod lru;
 mod registry;
 mod repository;
 mod upstream;

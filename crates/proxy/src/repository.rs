@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_core::{
-    Algorithm, BlobContent, BlobRead, Chunk, Descriptor, Digest, Digester, Error, Page,
+    Algorithm, BlobContent, BlobRead, ByteStream, Chunk, Descriptor, Digest, Digester, Error, Page,
     PutManifest, Reference, Repository, RepositoryName, Result, StoredManifest, Tag, UploadId,
     UploadState,
 };
@@ -21,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 use crate::counts::Pulled;
 use crate::error::UpstreamError;
 use crate::flight::{EndGuard, Flight, FlightError};
+use crate::lru::Pin;
 use crate::registry::Shared;
 use crate::upstream::Upstream;
 
@@ -198,11 +199,19 @@ impl ProxyRepository {
             FlightError::Failed(m) => Error::UpstreamUnavailable(m.to_string()),
         };
         if !read.body {
-            let size = self
-                .upstream
-                .head_blob(&self.remote, digest)
-                .await
-                .map_err(|e| e.into_domain(unknown))?;
+            // A download in flight knows the size as soon as the upstream said it.
+            let in_flight = match self.shared.flights.active(digest) {
+                Some(flight) => flight.size().await.ok(),
+                None => None,
+            };
+            let size = match in_flight {
+                Some(size) => size,
+                None => self
+                    .upstream
+                    .head_blob(&self.remote, digest)
+                    .await
+                    .map_err(|e| e.into_domain(unknown))?,
+            };
             let range = read.range.map(|r| r.resolve(size)).transpose()?;
             return Ok(BlobContent {
                 size,
@@ -238,6 +247,33 @@ impl ProxyRepository {
     }
 }
 
+impl ProxyRepository {
+    /// A blob the copy answered: counted, its use recorded, and its bytes (if any) held
+    /// by `pin` until the client has them all.
+    fn served_from_copy(
+        &self,
+        digest: &Digest,
+        mut found: BlobContent,
+        pin: Option<Pin>,
+    ) -> BlobContent {
+        if found.stream.is_some() {
+            self.upstream.counts.pull(Pulled::Blob, false);
+        }
+        if let Some(e) = &self.shared.eviction {
+            e.used(digest, found.size);
+        }
+        if let Some(pin) = pin {
+            found.stream = found.stream.take().map(|stream| -> ByteStream {
+                Box::pin(stream.map(move |item| {
+                    let _held = &pin;
+                    item
+                }))
+            });
+        }
+        found
+    }
+}
+
 /// The one download of a blob: upstream into the spool file, checked against its
 /// digest, then committed to the copy through an upload session of the wrapped
 /// repository (which checks the digest again as it stores).
@@ -255,14 +291,18 @@ async fn download(
     match fetched {
         Ok(size) => {
             flight.end(Ok(()));
-            if let Err(e) = commit(&*local, &digest, &flight).await {
-                tracing::warn!(
+            match commit(&*local, &digest, &flight).await {
+                Err(e) => tracing::warn!(
                     repository = local.name().as_str(),
                     %digest,
                     "a proxied blob was served but not kept: {e}"
-                );
-            } else {
-                tracing::debug!(%digest, size, "proxied blob kept");
+                ),
+                Ok(_) => {
+                    tracing::debug!(%digest, size, "proxied blob kept");
+                    if let Some(e) = &shared.eviction {
+                        e.used(&digest, size);
+                    }
+                }
             }
         }
         Err(e) => {
@@ -426,26 +466,28 @@ impl Repository for ProxyRepository {
     }
 
     async fn blob(&self, digest: &Digest, read: BlobRead) -> Result<BlobContent> {
+        // Pinned before storage is asked: an eviction either sees the pin, or removes
+        // the blob before this looks (then it is fetched again below).
+        let pin = || {
+            let eviction = self.shared.eviction.as_ref().filter(|_| read.body);
+            eviction.map(|e| e.pin(digest))
+        };
+        let held = pin();
         match self.local.blob(digest, read).await {
-            Ok(found) => {
-                if read.body {
-                    self.upstream.counts.pull(Pulled::Blob, false);
-                }
-                return Ok(found);
-            }
+            Ok(found) => return Ok(self.served_from_copy(digest, found, held)),
             Err(Error::BlobUnknown(_)) => {}
             Err(e) => return Err(e),
         }
+        drop(held);
         // Kept for another repository (a base layer shared by images): linked, not
         // fetched again.
+        let held = pin();
         if matches!(self.local.mount_blob(digest, None).await, Ok(true))
             && let Ok(found) = self.local.blob(digest, read).await
         {
-            if read.body {
-                self.upstream.counts.pull(Pulled::Blob, false);
-            }
-            return Ok(found);
+            return Ok(self.served_from_copy(digest, found, held));
         }
+        drop(held);
         self.fetch_blob(digest, read).await
     }
 

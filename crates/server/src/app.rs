@@ -313,6 +313,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             registry.clone(),
             config.proxy.clone(),
             spool,
+            config.proxy_max_size,
         )?);
         if http_metrics.is_some() {
             metrics.push(proxy.clone());

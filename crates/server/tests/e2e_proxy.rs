@@ -5,18 +5,19 @@
 #[path = "support/auth.rs"]
 mod auth;
 mod common;
+#[path = "support/fake_upstream.rs"]
+mod fake_upstream;
 #[path = "support/oci_layout.rs"]
 mod oci_layout;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use auth::*;
+use fake_upstream::*;
 use oci_layout::*;
 
 /// Lines of a distribution access log that are GETs of blobs of `repo`.
@@ -259,150 +260,13 @@ fn berth_upstream_with_token_auth_under_a_prefix_beside_hosted_repositories() {
     upstream.stop();
 }
 
-/// An upstream written for the test: `GET /v2/` answers 200; `GET` of the one blob
-/// streams it slowly (so concurrent clients arrive mid-download), or, when `corrupt`,
-/// streams bytes of the right length that do not match the digest.
-struct FakeUpstream {
-    addr: String,
-    gets: Arc<AtomicUsize>,
-}
-
-fn fake_upstream(repo: &'static str, blob: Arc<Vec<u8>>, corrupt: bool) -> FakeUpstream {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let gets = Arc::new(AtomicUsize::new(0));
-    let digest = sha256_digest(&blob);
-    let counter = gets.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { continue };
-            let (blob, digest, counter) = (blob.clone(), digest.clone(), counter.clone());
-            std::thread::spawn(move || serve_fake(conn, repo, &blob, &digest, corrupt, &counter));
-        }
-    });
-    FakeUpstream { addr, gets }
-}
-
-fn serve_fake(
-    conn: TcpStream,
-    repo: &str,
-    blob: &[u8],
-    digest: &str,
-    corrupt: bool,
-    gets: &AtomicUsize,
-) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut conn = conn;
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-            break;
-        }
-    }
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if path == format!("/v2/{repo}/blobs/{digest}") {
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
-            blob.len()
-        );
-        let _ = conn.write_all(head.as_bytes());
-        if method != "GET" {
-            return;
-        }
-        gets.fetch_add(1, Ordering::SeqCst);
-        for (i, chunk) in blob.chunks(1 << 20).enumerate() {
-            let mut chunk = chunk.to_vec();
-            if corrupt && i == blob.len() / (1 << 20) / 2 {
-                chunk[0] ^= 0xff;
-            }
-            if conn.write_all(&chunk).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(3));
-        }
-    } else if path == "/v2/" {
-        let _ =
-            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
-    } else {
-        let _ = conn
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    }
-}
-
-/// One blob GET on its own connection: the status, the length announced, the bytes
-/// received, and whether they are `want`'s (compared, not hashed: the test's own code
-/// is unoptimised, and 32 clients hashing 64 MiB each would take it most of a minute).
-fn raw_get(addr: &str, path: &str, want: &[u8]) -> (u16, u64, u64, bool) {
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        conn,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reader = BufReader::with_capacity(1 << 20, conn);
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line).unwrap();
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut length = 0;
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-            break;
-        }
-        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut same = true;
-    let mut received = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    while received < length {
-        match reader.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let at = received as usize;
-                same &= want.get(at..at + n) == Some(&buf[..n]);
-                received += n as u64;
-            }
-        }
-    }
-    (
-        status,
-        length,
-        received,
-        same && received == want.len() as u64,
-    )
-}
-
-/// A deterministic blob of `n` bytes, made quickly.
-fn big_blob(n: usize) -> Arc<Vec<u8>> {
-    let mut rng = Rng::new("proxy-big");
-    let mut v = Vec::with_capacity(n);
-    while v.len() < n {
-        v.extend_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    v.truncate(n);
-    Arc::new(v)
-}
-
 #[test]
 fn thirty_two_concurrent_pulls_of_an_uncached_blob_share_one_upstream_get() {
     let work = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
-    let blob = big_blob(64 << 20);
+    let blob = big_blob("proxy-big", 64 << 20);
     let digest = sha256_digest(&blob);
-    let up = fake_upstream("big", blob.clone(), false);
+    let up = fake_upstream("big", vec![blob.clone()], false);
     let cache = common::berth(
         root.path(),
         work.path(),
@@ -421,6 +285,14 @@ fn thirty_two_concurrent_pulls_of_an_uncached_blob_share_one_upstream_get() {
             })
         })
         .collect();
+    // A HEAD while the blob downloads takes its size from the download.
+    std::thread::sleep(Duration::from_millis(50));
+    let head = cache.client().run(|c| c.head_blob("big", &digest)).unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("Content-Length"),
+        Some(blob.len().to_string().as_str())
+    );
     for c in clients {
         let (status, length, received, same) = c.join().unwrap();
         assert_eq!(
@@ -434,6 +306,7 @@ fn thirty_two_concurrent_pulls_of_an_uncached_blob_share_one_upstream_get() {
         1,
         "one upstream GET for 32 pulls"
     );
+    assert_eq!(up.heads.load(Ordering::SeqCst), 0, "the HEAD went upstream");
     // Kept: the next pull is the cache's own.
     let data = root
         .path()
@@ -449,14 +322,13 @@ fn thirty_two_concurrent_pulls_of_an_uncached_blob_share_one_upstream_get() {
     assert_eq!((status, received, same), (200, blob.len() as u64, true));
     assert_eq!(up.gets.load(Ordering::SeqCst), 1);
     assert_eq!(std::fs::metadata(&data).unwrap().len(), blob.len() as u64);
-    // No spool file is left behind (in this process's spool directory, the only one).
-    let spools = root.path().canonicalize().unwrap().join(".berth-proxy");
-    let dirs: Vec<_> = std::fs::read_dir(spools)
+    // No spool file is left behind (in this process's spool directory, the one there).
+    let spool = root.path().canonicalize().unwrap().join(".berth-proxy");
+    let left: usize = std::fs::read_dir(spool)
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    assert_eq!(std::fs::read_dir(&dirs[0]).unwrap().count(), 0);
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum();
+    assert_eq!(left, 0);
     cache.stop();
 }
 
@@ -464,9 +336,9 @@ fn thirty_two_concurrent_pulls_of_an_uncached_blob_share_one_upstream_get() {
 fn a_corrupt_upstream_blob_fails_the_pull_and_is_not_kept() {
     let work = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
-    let blob = big_blob(8 << 20);
+    let blob = big_blob("proxy-big", 8 << 20);
     let digest = sha256_digest(&blob);
-    let up = fake_upstream("bad", blob.clone(), true);
+    let up = fake_upstream("bad", vec![blob.clone()], true);
     let cache = common::berth(
         root.path(),
         work.path(),

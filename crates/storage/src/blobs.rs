@@ -42,6 +42,8 @@ pub(crate) enum Sweep {
     Young,
     /// A request relied on it while the collection ran.
     Touched,
+    /// The caller's `busy` said a reader still needs it (a cache eviction).
+    Busy,
     /// Already gone.
     Absent,
 }
@@ -252,13 +254,15 @@ impl BlobStore {
     /// Removes a blob from the global store (its whole `<hex>` directory) for garbage
     /// collection, under the blob's lock, unless its data is younger than `grace` (or
     /// of unknown age while `grace` is not zero) or a request touched it during this
-    /// collection. With `dry_run` only decides. Links naming it are the caller's
-    /// ([`unlink_collected`](Self::unlink_collected)).
+    /// collection, or `busy` says a reader needs it (asked under the blob's lock, so a
+    /// reader either registered before or touches after). With `dry_run` only decides.
+    /// Links naming it are the caller's ([`unlink_collected`](Self::unlink_collected)).
     pub(crate) async fn sweep(
         &self,
         digest: &Digest,
         grace: Duration,
         dry_run: bool,
+        busy: &(dyn Fn(&Digest) -> bool + Sync),
     ) -> Result<Sweep, Error> {
         let _held = self.blobs.lock(digest.clone()).await;
         let path = StoragePath::BlobData(digest).path();
@@ -272,6 +276,9 @@ impl BlobStore {
             if age.is_none_or(|age| age < grace) {
                 return Ok(Sweep::Young);
             }
+        }
+        if busy(digest) {
+            return Ok(Sweep::Busy);
         }
         if dry_run {
             return Ok(if self.fence.touched(digest) {

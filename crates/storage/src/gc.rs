@@ -264,7 +264,7 @@ impl StorageRegistry {
             progress.tell(GcEvent::BlobEligible(&digest));
             let blobs = &self.stores.blobs;
             match blobs
-                .sweep(&digest, options.grace_period, options.dry_run)
+                .sweep(&digest, options.grace_period, options.dry_run, &|_| false)
                 .await?
             {
                 Sweep::Removed(bytes) => {
@@ -280,7 +280,7 @@ impl StorageRegistry {
                     progress.report.kept_young += 1;
                     progress.tell(GcEvent::BlobKept(&digest));
                 }
-                Sweep::Touched => {
+                Sweep::Touched | Sweep::Busy => {
                     progress.report.kept_touched += 1;
                     progress.tell(GcEvent::BlobKept(&digest));
                 }

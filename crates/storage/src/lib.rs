@@ -3,13 +3,14 @@
 //! their links, uploads, manifests, tags, referrers, the catalog); `StorageRegistry`
 //! composes them into `berth_core::Registry`, and `repository` holds the use cases that
 //! span stores. Maintenance walks (the storage check, garbage collection, upload
-//! purging) work through the same stores.
+//! purging, a pull-through cache's eviction) work through the same stores.
 
 mod access;
 mod blobs;
 mod cache;
 mod catalog;
 mod check;
+mod evict;
 mod fence;
 mod gc;
 mod hashing;
@@ -29,6 +30,7 @@ pub mod layout;
 pub use cache::DEFAULT_CAPACITY as DEFAULT_CACHE_CAPACITY;
 pub use cache::{SharedDescriptors, SharedVersions};
 pub use check::{CheckReport, Finding, FindingKind};
+pub use evict::{CachedBlob, Evicted};
 pub use gc::{GcEvent, GcOptions, GcReport};
 pub use purge::PurgeReport;
 pub use registry::StorageRegistry;

@@ -7,7 +7,7 @@ mod table;
 use std::collections::HashMap;
 
 use crate::line::Line;
-pub use rules::{Metric, SCALE_GROWTH_MAX, Target, rows_for};
+pub use rules::{Metric, SCALE_GROWTH_MAX, Target, baseline_of, rows_for};
 pub use table::render;
 
 /// Which labels are compared.
@@ -108,10 +108,11 @@ pub fn rows(lines: &[Line], labels: &Labels) -> Vec<Row> {
             base.iter().map(|l| l.errors).sum(),
         );
         for (metric, target) in rows_for(&key.0, &key.1) {
-            // Ratio targets are set against distribution; against another berth (without
-            // auth, without fsync) only a bound on the candidate's own value applies.
+            // Ratio targets are set against one baseline (distribution; a direct pull for
+            // pull-proxy); against another (berth without auth, without fsync) only a
+            // bound on the candidate's own value applies.
             let target = match target {
-                Target::Ratio(_) if labels.baseline != Labels::default().baseline => Target::None,
+                Target::Ratio(_) if labels.baseline != baseline_of(&key.0) => Target::None,
                 t => t,
             };
             let med = |ls: &[&Line]| median(ls.iter().filter_map(|l| metric.get(l)).collect());
@@ -262,6 +263,30 @@ mod tests {
         assert_eq!((rps.target.as_str(), rps.met), ("—", None));
         let p99 = rows.iter().find(|r| r.metric == "p99 ms").unwrap();
         assert_eq!(p99.met, Some(true), "the absolute bound still applies");
+    }
+
+    #[test]
+    fn proxy_pulls_meet_their_target_only_against_the_direct_pull() {
+        let lines = vec![
+            line("berth", "pull-proxy", "cold", 95.0),
+            line("direct", "pull-proxy", "cold", 100.0),
+            line("distribution", "pull-proxy", "cold", 50.0),
+            line("berth", "pull-proxy", "warm-32", 80.0),
+            line("direct", "pull-proxy", "warm-32", 100.0),
+        ];
+        let direct = Labels {
+            candidate: "berth".into(),
+            baseline: "direct".into(),
+        };
+        let rows_direct = rows(&lines, &direct);
+        let cold = &rows_direct[0];
+        assert_eq!((cold.variant.as_str(), cold.ratio), ("cold", Some(0.95)));
+        assert_eq!((cold.target.as_str(), cold.met), ("≥ 0.9x", Some(true)));
+        assert_eq!(rows_direct[1].met, Some(false), "warm-32 at 80% of direct");
+        // Against distribution's cache the ratio informs; no goal is set there.
+        let against = rows(&lines, &Labels::default());
+        assert_eq!(against[0].ratio, Some(1.9));
+        assert_eq!((against[0].target.as_str(), against[0].met), ("—", None));
     }
 
     #[test]

@@ -155,9 +155,25 @@ pub fn rows_for(scenario: &str, variant: &str) -> Vec<(Metric, Target)> {
             (Metric::MibPerS, Target::Ratio(3.0)),
             (Metric::CpuSPerGib, Target::None),
         ],
+        // Through a cache, against a direct pull from its upstream (the baseline
+        // `direct`, see `baseline_of`): cold at 90% of it, warm matching it (berth's own
+        // pull, as the upstream is a berth) within the same 10%.
+        ("pull-proxy", _) => vec![
+            (Metric::MibPerS, Target::Ratio(0.9)),
+            (Metric::CpuSPerGib, Target::None),
+        ],
         ("memory", "peak-image-push") => vec![(Metric::RssMib, Target::AtMost(40.0))],
         ("memory", _) => vec![(Metric::RssMib, Target::None)],
         _ => vec![(Metric::ReqPerS, Target::None)],
+    }
+}
+
+/// The baseline a scenario's ratio targets are set against: `direct` (a pull from the
+/// upstream itself) for pull-proxy, distribution for the rest.
+pub fn baseline_of(scenario: &str) -> &'static str {
+    match scenario {
+        "pull-proxy" => "direct",
+        _ => "distribution",
     }
 }
 
@@ -174,6 +190,18 @@ mod tests {
         assert_eq!(Metric::MibPerS.ratio(400.0, 100.0), Some(4.0));
         assert_eq!(Metric::P50Ms.ratio(1.0, 20.0), Some(20.0));
         assert_eq!(Metric::ReqPerS.ratio(1.0, 0.0), None);
+    }
+
+    #[test]
+    fn proxy_pulls_are_judged_against_the_direct_pull() {
+        assert_eq!(baseline_of("pull-proxy"), "direct");
+        assert_eq!(baseline_of("pull-large"), "distribution");
+        for variant in ["cold", "warm", "cold-32", "warm-32"] {
+            assert_eq!(
+                rows_for("pull-proxy", variant)[0],
+                (Metric::MibPerS, Target::Ratio(0.9))
+            );
+        }
     }
 
     #[test]

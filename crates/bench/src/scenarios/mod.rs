@@ -7,6 +7,7 @@ pub mod image_push;
 pub mod memory;
 pub mod populate;
 pub mod pull_large;
+pub mod pull_proxy;
 pub mod pull_small;
 pub mod push_large;
 pub mod push_small;
@@ -45,6 +46,8 @@ pub struct Ctx {
     pub label: String,
     /// Server process to sample memory of, if known.
     pub pid: Option<u32>,
+    /// The upstream of the pull-through cache under test (pull-proxy fills it).
+    pub upstream: Option<Client>,
     /// `Authorization` value for requests made outside [`Ctx::reg`] (the raw GETs).
     pub authorization: Option<String>,
     large: OnceCell<Blob>,
@@ -59,6 +62,7 @@ impl Ctx {
             seed,
             label: label.to_owned(),
             pid,
+            upstream: None,
             authorization: None,
             large: OnceCell::new(),
         }
@@ -109,11 +113,13 @@ pub enum Scenario {
     ImagePush,
     /// A catalog page at a small and at a large registry.
     CatalogScale,
+    /// Cold and warm pulls through a pull-through cache (see `pull_proxy`).
+    PullProxy,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Memory,
         Scenario::PushLarge,
         Scenario::PullLarge,
@@ -123,13 +129,15 @@ impl Scenario {
         Scenario::Catalog,
         Scenario::ImagePush,
         Scenario::CatalogScale,
+        Scenario::PullProxy,
     ];
 
-    /// What runs when none is named: all but catalog-scale, which is slow to populate.
+    /// What runs when none is named: all but catalog-scale, which is slow to populate,
+    /// and pull-proxy, which measures a registry set up as a cache.
     pub fn default_set() -> Vec<Scenario> {
         Self::ALL
             .into_iter()
-            .filter(|s| *s != Scenario::CatalogScale)
+            .filter(|s| !matches!(s, Scenario::CatalogScale | Scenario::PullProxy))
             .collect()
     }
 
@@ -145,6 +153,7 @@ impl Scenario {
             Scenario::Catalog => "catalog",
             Scenario::ImagePush => "image-push",
             Scenario::CatalogScale => "catalog-scale",
+            Scenario::PullProxy => pull_proxy::NAME,
         }
     }
 

@@ -56,65 +56,7 @@ async fn full(ctx: &Ctx, blob: &Blob) -> Line {
     // so the CPU it uses over the whole loop is what the GETs cost it.
     let cpu = ctx.server_cpu();
     for _ in 0..ctx.size.large_pulls {
-        let started = Instant::now();
-        let target = url.clone();
-        let want = blob.data.clone();
-        let authorization = ctx.authorization.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            let mut at = 0usize;
-            let mut differs = None;
-            let answer = raw::get_with(
-                &target,
-                REQUEST_TIMEOUT,
-                authorization.as_deref(),
-                |piece| {
-                    let expected = want.get(at..at + piece.len());
-                    if differs.is_none() && expected != Some(piece) {
-                        differs = Some(at);
-                    }
-                    at += piece.len();
-                },
-            );
-            answer.map(|a| (a, differs)).map_err(String::from)
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("GET {url}: {e}")));
-        let took = started.elapsed();
-        timed += took;
-        let (answer, differs) = match answer {
-            Ok(a) => {
-                rec.request(took);
-                a
-            }
-            Err(e) => {
-                rec.unanswered();
-                rec.error(e);
-                continue;
-            }
-        };
-        if answer.status != 200 {
-            rec.error(format!(
-                "GET {url}: status {} (want 200): {}",
-                answer.status, answer.head
-            ));
-            continue;
-        }
-        if answer.len != blob.data.len() {
-            rec.error(format!(
-                "GET {url}: {} bytes, want {}",
-                answer.len,
-                blob.data.len()
-            ));
-            continue;
-        }
-        if let Some(at) = differs {
-            rec.error(format!(
-                "GET {url}: body differs from the blob at byte {at}"
-            ));
-            continue;
-        }
-        rec.bytes += answer.len as u64;
-        rec.ops += 1;
+        timed += checked_get(ctx, &url, blob, &mut rec).await;
     }
     line.set_server_cpu(cpu, ctx.server_cpu());
     rec.fill(&mut line, timed.as_secs_f64());
@@ -164,4 +106,73 @@ async fn ranges(ctx: &Ctx, blob: &Blob) -> Line {
     line.set_server_cpu(cpu, ctx.server_cpu());
     rec.fill(&mut line, timed.as_secs_f64());
     line
+}
+
+/// One full `GET` of `blob` at `url` through the leanest client, every piece compared
+/// with the blob's bytes as it arrives; recorded in `rec`. Answers the time it took.
+pub(crate) async fn checked_get(
+    ctx: &Ctx,
+    url: &berth_client::Url,
+    blob: &Blob,
+    rec: &mut Recorder,
+) -> Duration {
+    let started = Instant::now();
+    let target = url.clone();
+    let want = blob.data.clone();
+    let authorization = ctx.authorization.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut at = 0usize;
+        let mut differs = None;
+        let answer = raw::get_with(
+            &target,
+            REQUEST_TIMEOUT,
+            authorization.as_deref(),
+            |piece| {
+                let expected = want.get(at..at + piece.len());
+                if differs.is_none() && expected != Some(piece) {
+                    differs = Some(at);
+                }
+                at += piece.len();
+            },
+        );
+        answer.map(|a| (a, differs)).map_err(String::from)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("GET {url}: {e}")));
+    let took = started.elapsed();
+    let (answer, differs) = match answer {
+        Ok(a) => {
+            rec.request(took);
+            a
+        }
+        Err(e) => {
+            rec.unanswered();
+            rec.error(e);
+            return took;
+        }
+    };
+    if answer.status != 200 {
+        rec.error(format!(
+            "GET {url}: status {} (want 200): {}",
+            answer.status, answer.head
+        ));
+        return took;
+    }
+    if answer.len != blob.data.len() {
+        rec.error(format!(
+            "GET {url}: {} bytes, want {}",
+            answer.len,
+            blob.data.len()
+        ));
+        return took;
+    }
+    if let Some(at) = differs {
+        rec.error(format!(
+            "GET {url}: body differs from the blob at byte {at}"
+        ));
+        return took;
+    }
+    rec.bytes += answer.len as u64;
+    rec.ops += 1;
+    took
 }

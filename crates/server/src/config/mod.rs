@@ -11,6 +11,7 @@ mod notifications;
 mod proxy;
 mod redis;
 pub mod schema;
+pub mod size;
 mod support;
 mod tls;
 mod validate;
@@ -95,6 +96,9 @@ pub struct Config {
     pub proxy: Vec<berth_proxy::UpstreamConfig>,
     /// `redis`; `None` when `redis.addr` is not written.
     pub redis: Option<berth_redis::RedisConfig>,
+    /// `berth.proxy.cache.maxsize`: bytes of cached blobs kept at most; `None` (absent,
+    /// or 0) for no limit.
+    pub proxy_max_size: Option<u64>,
 }
 
 /// One background health check.

@@ -81,6 +81,21 @@ pub fn upstreams(
     Ok(out)
 }
 
+/// `berth.proxy.cache.maxsize`, which needs a cache to limit.
+pub fn max_size(
+    proxy: &ProxySection,
+    berth: &BerthProxySection,
+) -> Result<Option<u64>, ConfigError> {
+    let size = berth.cache.maxsize.map(|s| s.0).filter(|&s| s > 0);
+    if size.is_some() && proxy.remoteurl.is_none() && berth.upstreams.is_none() {
+        return Err(invalid(
+            "berth.proxy.cache.maxsize",
+            "limits a pull-through cache: set proxy.remoteurl or berth.proxy.upstreams",
+        ));
+    }
+    Ok(size)
+}
+
 fn upstream(
     key: &str,
     prefix: &str,

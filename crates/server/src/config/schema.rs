@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use super::size::ByteSize;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use yaml_serde::Value;
@@ -199,6 +200,17 @@ pub struct ProxySection {
 pub struct BerthProxySection {
     /// The upstreams.
     pub upstreams: Option<Vec<UpstreamSection>>,
+    /// `berth.proxy.cache`.
+    pub cache: ProxyCacheSection,
+}
+
+/// `berth.proxy.cache`: what the cache keeps.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ProxyCacheSection {
+    /// Bytes of cached blobs kept at most (least recently used evicted first); absent or
+    /// 0 for no limit.
+    pub maxsize: Option<ByteSize>,
 }
 
 /// One entry of `berth.proxy.upstreams`.

@@ -58,6 +58,7 @@ const SUPPORTED: &[&str] = &[
     "proxy.password",
     "proxy.ttl",
     "berth.proxy.upstreams",
+    "berth.proxy.cache.maxsize",
     "berth.limits.headerreadtimeout",
     "berth.limits.idletimeout",
     "berth.limits.maxheaderbytes",

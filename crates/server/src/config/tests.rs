@@ -764,6 +764,22 @@ fn proxy_upstreams_by_prefix_with_distributions_proxy_last() {
     assert_eq!(c.proxy.len(), 1);
     assert_eq!(c.proxy[0].ttl, Duration::ZERO);
     assert!(parse(DEBIAN).unwrap().0.proxy.is_empty());
+    assert_eq!(parse(DEBIAN).unwrap().0.proxy_max_size, None);
+}
+
+#[test]
+fn proxy_cache_size_limit() {
+    let text = |size: &str| {
+        format!(
+            "version: 0.1\nstorage: {{inmemory: {{}}}}\nproxy: {{remoteurl: 'http://x'}}\n\
+             berth: {{proxy: {{cache: {{maxsize: {size}}}}}}}\n"
+        )
+    };
+    let max = |size: &str| parse(&text(size)).unwrap().0.proxy_max_size;
+    assert_eq!(max("50GiB"), Some(50 << 30));
+    assert_eq!(max("'1.5 MB'"), Some(1_500_000));
+    assert_eq!(max("4096"), Some(4096));
+    assert_eq!(max("0"), None, "0 is no limit");
 }
 
 #[test]
@@ -806,6 +822,16 @@ fn proxy_errors_name_the_key() {
         (
             ups("{prefix: hub/, remoteurl: 'http://a', password: p}"),
             "berth.proxy.upstreams[0].username",
+        ),
+        (
+            format!("{base}berth: {{proxy: {{cache: {{maxsize: 1GiB}}}}}}\n"),
+            "berth.proxy.cache.maxsize",
+        ),
+        (
+            format!(
+                "{base}proxy: {{remoteurl: 'http://x'}}\nberth: {{proxy: {{cache: {{maxsize: lots}}}}}}\n"
+            ),
+            "berth.proxy.cache.maxsize",
         ),
     ];
     for (text, key) in cases {

@@ -67,6 +67,7 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
         health,
         proxy: super::proxy::upstreams(&doc.proxy, &doc.berth.proxy)?,
         redis,
+        proxy_max_size: super::proxy::max_size(&doc.proxy, &doc.berth.proxy)?,
     })
 }
 

@@ -152,7 +152,11 @@ async fn a_manifest_pushed_after_its_blob_was_swept_is_refused() {
     assert_eq!(head(&r, &name, &layer).await.unwrap(), 5);
     let (steps, mark) = Steps::begin_and_mark(&r, online()).await;
     // The sweep reaches the blob first; its layer link is not removed yet.
-    let swept = r.stores.blobs.sweep(&layer, Duration::ZERO, false).await;
+    let swept = r
+        .stores
+        .blobs
+        .sweep(&layer, Duration::ZERO, false, &|_| false)
+        .await;
     assert_eq!(swept.unwrap(), Sweep::Removed(5));
     let err = push_manifest(&r, &name, image(&cfg, &layer, None), &[tag("v1")])
         .await
@@ -199,7 +203,11 @@ async fn a_mount_during_the_collection_either_keeps_the_blob_or_is_refused() {
     let to_b = r.repository(b.clone());
     assert!(to_b.mount_blob(&kept, Some(&a)).await.unwrap());
     // Swept before the mount looks: the mount is refused, no link names nothing.
-    let swept = r.stores.blobs.sweep(&gone, Duration::ZERO, false).await;
+    let swept = r
+        .stores
+        .blobs
+        .sweep(&gone, Duration::ZERO, false, &|_| false)
+        .await;
     assert_eq!(swept.unwrap(), Sweep::Removed(4));
     assert!(!to_b.mount_blob(&gone, Some(&a)).await.unwrap());
     assert!(!to_b.mount_blob(&gone, None).await.unwrap());
@@ -221,7 +229,11 @@ async fn a_blob_pushed_again_after_its_sweep_keeps_its_link() {
     let name = repo("team/app");
     let layer = push_blob(&r, &name, b"layer").await;
     let (steps, mark) = Steps::begin_and_mark(&r, online()).await;
-    let swept = r.stores.blobs.sweep(&layer, Duration::ZERO, false).await;
+    let swept = r
+        .stores
+        .blobs
+        .sweep(&layer, Duration::ZERO, false, &|_| false)
+        .await;
     assert_eq!(swept.unwrap(), Sweep::Removed(5));
     // Uploaded again before the sweep removes the layer links of what it swept.
     push_blob(&r, &name, b"layer").await;
