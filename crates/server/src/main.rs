@@ -127,6 +127,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // One TLS crypto provider for every client and server in the process (the S3 and
+    // trace exporters' reqwest is built without one of its own).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // clap exits with 2 on a usage error and 0 after printing help or the version.
     match Cli::parse().command {
         Command::Serve { config } => serve(config.as_deref()),
