@@ -2,13 +2,9 @@
 //! own cursor (so an event is written once however many endpoints want it, and each
 //! endpoint still sees its events in order and at its own pace).
 //!
-//! Group commit by combining: a request queues its encoded events, and whichever request
-//! finds the active segment free writes everything queued so far with one `write`,
-//! publishes the new head and signals every waiter, then looks again until nothing is
-//! left. Alone, a request writes its own events without handing them to another thread
-//! (no wake-up, no context switch: those, not the write, were most of an event's cost);
-//! under load, one write carries many requests' events. A background thread takes over
-//! from a request that has combined for long, and keeps time (flushes, compaction).
+//! One writer thread owns the active segment. Requests hand it their encoded events and
+//! wait for a cheap signal; the thread takes everything that arrived meanwhile, writes it
+//! with one `write`, publishes the new head and signals every waiter (group commit).
 //! The segment is flushed to the disk every `flush_interval` while there is something
 //! unflushed, never per request, and by a second thread, so appends go on while the disk
 //! catches up: a process crash loses nothing acknowledged (the page cache has it), a
@@ -18,7 +14,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use berth_metrics::Counter;
@@ -30,9 +26,8 @@ use crate::store::{Appender, Flush, Store};
 /// A segment is closed once it holds this much.
 pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Writes a request makes for others before the background thread takes over, so that
-/// no request waits long for its answer while others keep arriving.
-const MAX_ROUNDS: usize = 16;
+/// Most requests' events written in one `write`.
+const MAX_GROUP: usize = 4096;
 
 /// What the writer and the readers share.
 pub struct Shared {
@@ -87,56 +82,7 @@ fn recover(store: &dyn Store) -> io::Result<Recovered> {
 
 /// The running writer.
 pub struct Writer {
-    combiner: Arc<Combiner>,
-    /// Wakes the background thread (to take over combining); dropped to stop it.
-    nudge: mpsc::Sender<()>,
-}
-
-/// What the requests and the background thread write through.
-struct Combiner {
-    /// Appends not written yet.
-    queued: Mutex<Vec<Append>>,
-    /// The active segment; whoever holds it writes.
-    state: Mutex<WriterState>,
-}
-
-/// Locks `m` even if a holder panicked (the state is only ever left whole).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Combiner {
-    /// Writes what is queued if no one else is writing, until nothing is left; `false`
-    /// when it stopped after [`MAX_ROUNDS`] with appends still queued.
-    fn combine(&self, rounds: usize) -> bool {
-        loop {
-            let mut state = match self.state.try_lock() {
-                Ok(s) => s,
-                Err(TryLockError::Poisoned(p)) => p.into_inner(),
-                // The holder looks at the queue again after it lets go (below), so what
-                // was just queued is written by it or by the next one in.
-                Err(TryLockError::WouldBlock) => return true,
-            };
-            for _ in 0..rounds {
-                let group = std::mem::take(&mut *lock(&self.queued));
-                if group.is_empty() {
-                    break;
-                }
-                state.write(&group);
-                for a in group {
-                    let _ = a.done.send(());
-                }
-            }
-            state.maybe_flush();
-            drop(state);
-            if lock(&self.queued).is_empty() {
-                return true;
-            }
-            if rounds < usize::MAX {
-                return false;
-            }
-        }
-    }
+    tx: mpsc::Sender<Append>,
 }
 
 impl Writer {
@@ -176,7 +122,7 @@ impl Writer {
             appended: Counter::default(),
             write_errors: Counter::default(),
         });
-        let (nudge, nudged) = mpsc::channel();
+        let (tx, rx) = mpsc::channel();
         let (flush_tx, flush_rx) = mpsc::sync_channel::<Flush>(4);
         std::thread::Builder::new()
             .name("berth-notify-flush".into())
@@ -187,7 +133,7 @@ impl Writer {
                     }
                 }
             })?;
-        let state = WriterState {
+        let state = WriterThread {
             flusher: flush_tx,
             shared: shared.clone(),
             appender,
@@ -199,59 +145,22 @@ impl Writer {
             buf: Vec::new(),
             broken: false,
         };
-        let combiner = Arc::new(Combiner {
-            queued: Mutex::new(Vec::new()),
-            state: Mutex::new(state),
-        });
-        let background = combiner.clone();
         std::thread::Builder::new()
             .name("berth-notify-queue".into())
-            .spawn(move || background.run(&nudged))?;
-        Ok((Writer { combiner, nudge }, shared))
+            .spawn(move || state.run(rx))?;
+        Ok((Writer { tx }, shared))
     }
 
-    /// Queues one request's events and writes them (with whatever else is queued) unless
-    /// another request or the background thread is writing; the receiver completes once
-    /// they are written. `None` when the writer has stopped.
+    /// Hands one request's events to the writer; the receiver completes once they are
+    /// written. `None` when the writer has stopped.
     pub fn append(&self, payloads: Vec<Vec<u8>>) -> Option<oneshot::Receiver<()>> {
         let (done, rx) = oneshot::channel();
-        lock(&self.combiner.queued).push(Append { payloads, done });
-        if !self.combiner.combine(MAX_ROUNDS) {
-            // Long enough: the background thread writes the rest.
-            self.nudge.send(()).ok()?;
-        }
+        self.tx.send(Append { payloads, done }).ok()?;
         Some(rx)
     }
 }
 
-impl Combiner {
-    /// The background thread: combines when a request hands over, and otherwise keeps
-    /// time (flushes due, delivered segments to delete). Ends, flushing, when the
-    /// `Writer` is dropped.
-    fn run(&self, nudged: &mpsc::Receiver<()>) {
-        let tick = lock(&self.state).flush_interval;
-        loop {
-            let stop = matches!(
-                nudged.recv_timeout(tick),
-                Err(mpsc::RecvTimeoutError::Disconnected)
-            );
-            self.combine(usize::MAX);
-            {
-                let mut state = lock(&self.state);
-                state.maybe_flush();
-                // Cursors move without writes: an idle queue still frees what was
-                // delivered.
-                state.compact();
-                if stop {
-                    state.sync();
-                    return;
-                }
-            }
-        }
-    }
-}
-
-struct WriterState {
+struct WriterThread {
     /// The thread that runs flushes.
     flusher: mpsc::SyncSender<Flush>,
     shared: Arc<Shared>,
@@ -266,12 +175,34 @@ struct WriterState {
     broken: bool,
 }
 
-impl WriterState {
-    /// Hands a flush to the flush thread when one is due.
-    fn maybe_flush(&mut self) {
-        if self.dirty && self.last_sync.elapsed() >= self.flush_interval {
-            self.flush_behind();
+impl WriterThread {
+    fn run(mut self, rx: mpsc::Receiver<Append>) {
+        let mut group = Vec::new();
+        loop {
+            match rx.recv_timeout(self.flush_interval) {
+                Ok(first) => {
+                    group.push(first);
+                    while group.len() < MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(a) => group.push(a),
+                            Err(_) => break,
+                        }
+                    }
+                    self.write(&group);
+                    for a in group.drain(..) {
+                        let _ = a.done.send(());
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if self.dirty && self.last_sync.elapsed() >= self.flush_interval {
+                self.flush_behind();
+            }
+            // Cursors move without writes: an idle queue still frees what was delivered.
+            self.compact();
         }
+        self.sync();
     }
 
     fn sync(&mut self) {
