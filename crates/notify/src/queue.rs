@@ -2,9 +2,11 @@
 //! own cursor (so an event is written once however many endpoints want it, and each
 //! endpoint still sees its events in order and at its own pace).
 //!
-//! One writer thread owns the active segment. Requests hand it their encoded events and
-//! wait for a cheap signal; the thread takes everything that arrived meanwhile, writes it
-//! with one `write`, publishes the new head and signals every waiter (group commit).
+//! One writer task (on the runtime, beside the requests) owns the active segment.
+//! Requests hand it their encoded events and wait for a cheap signal; the task takes
+//! everything that arrived meanwhile, writes it with one `write`, publishes the new head
+//! and signals every waiter (group commit). Being a task rather than a thread, handing
+//! over and waking back are queue operations of the runtime's, not context switches.
 //! The segment is flushed to the disk every `flush_interval` while there is something
 //! unflushed, never per request, and by a second thread, so appends go on while the disk
 //! catches up: a process crash loses nothing acknowledged (the page cache has it), a
@@ -82,7 +84,7 @@ fn recover(store: &dyn Store) -> io::Result<Recovered> {
 
 /// The running writer.
 pub struct Writer {
-    tx: mpsc::Sender<Append>,
+    tx: tokio::sync::mpsc::UnboundedSender<Append>,
 }
 
 impl Writer {
@@ -122,7 +124,7 @@ impl Writer {
             appended: Counter::default(),
             write_errors: Counter::default(),
         });
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (flush_tx, flush_rx) = mpsc::sync_channel::<Flush>(4);
         std::thread::Builder::new()
             .name("berth-notify-flush".into())
@@ -133,7 +135,7 @@ impl Writer {
                     }
                 }
             })?;
-        let state = WriterThread {
+        let state = WriterState {
             flusher: flush_tx,
             shared: shared.clone(),
             appender,
@@ -145,9 +147,8 @@ impl Writer {
             buf: Vec::new(),
             broken: false,
         };
-        std::thread::Builder::new()
-            .name("berth-notify-queue".into())
-            .spawn(move || state.run(rx))?;
+        // Must run inside a tokio runtime (as `Notifier::start` says).
+        tokio::spawn(state.run(rx));
         Ok((Writer { tx }, shared))
     }
 
@@ -160,7 +161,7 @@ impl Writer {
     }
 }
 
-struct WriterThread {
+struct WriterState {
     /// The thread that runs flushes.
     flusher: mpsc::SyncSender<Flush>,
     shared: Arc<Shared>,
@@ -175,12 +176,22 @@ struct WriterThread {
     broken: bool,
 }
 
-impl WriterThread {
-    fn run(mut self, rx: mpsc::Receiver<Append>) {
+/// Whether the writer stops (its `Writer` dropped) or its runtime shuts down (the task
+/// dropped), what was written is flushed.
+impl Drop for WriterState {
+    fn drop(&mut self) {
+        if self.dirty {
+            self.sync();
+        }
+    }
+}
+
+impl WriterState {
+    async fn run(mut self, mut rx: tokio::sync::mpsc::UnboundedReceiver<Append>) {
         let mut group = Vec::new();
         loop {
-            match rx.recv_timeout(self.flush_interval) {
-                Ok(first) => {
+            match tokio::time::timeout(self.flush_interval, rx.recv()).await {
+                Ok(Some(first)) => {
                     group.push(first);
                     while group.len() < MAX_GROUP {
                         match rx.try_recv() {
@@ -188,13 +199,15 @@ impl WriterThread {
                             Err(_) => break,
                         }
                     }
+                    // A page-cache write of a few kilobytes: brief enough to make on
+                    // the runtime (the flushes that wait for the disk run elsewhere).
                     self.write(&group);
                     for a in group.drain(..) {
                         let _ = a.done.send(());
                     }
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(_) => {}
+                Ok(None) => break,
             }
             if self.dirty && self.last_sync.elapsed() >= self.flush_interval {
                 self.flush_behind();
@@ -202,7 +215,6 @@ impl WriterThread {
             // Cursors move without writes: an idle queue still frees what was delivered.
             self.compact();
         }
-        self.sync();
     }
 
     fn sync(&mut self) {
@@ -419,6 +431,15 @@ mod tests {
     use super::*;
     use crate::store::{DirStore, MemStore};
 
+    /// The runtime the writer task runs on; keep the guard for the test's length.
+    pub(super) fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     fn push(w: &Writer, n: usize, tag: &str) {
         let payloads = (0..n).map(|i| format!("{tag}{i}").into_bytes()).collect();
         let rx = w.append(payloads).unwrap();
@@ -442,6 +463,8 @@ mod tests {
 
     #[test]
     fn events_survive_a_restart_in_order_and_a_torn_tail_is_cut() {
+        let rt = runtime();
+        let _in = rt.enter();
         let dir = tempfile::tempdir().unwrap();
         let names = ["a".to_owned()];
         {
@@ -467,6 +490,8 @@ mod tests {
 
     #[test]
     fn segments_roll_and_delivered_ones_are_deleted() {
+        let rt = runtime();
+        let _in = rt.enter();
         let store = MemStore::default();
         let names = ["a".to_owned()];
         let (w, shared) =
@@ -563,6 +588,8 @@ mod failure_tests {
 
     #[test]
     fn a_failed_write_is_counted_and_cut_off_and_the_queue_goes_on() {
+        let rt = super::tests::runtime();
+        let _in = rt.enter();
         let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let store = Arc::new(Flaky {
             inner: MemStore::default(),
