@@ -5,7 +5,7 @@
 //! restarts and crashes.
 //!
 //! A request hands its events to [`Notifier::emit`], which encodes them and waits for the
-//! queue's writer thread to write them together with every other request's (one write
+//! queue's writer task to write them together with every other request's (one write
 //! per group); delivery runs in one background task per endpoint. A request is never
 //! failed by its events: a queue that cannot be written is logged and counted.
 

@@ -89,7 +89,8 @@ pub struct Writer {
 
 impl Writer {
     /// Recovers the queue in `store`, sets each endpoint's cursor (a new endpoint starts
-    /// at the head: it gets events from now on), and starts the writer thread.
+    /// at the head: it gets events from now on), and starts the writer task
+    /// (inside a tokio runtime).
     pub fn start(
         store: Arc<dyn Store>,
         endpoints: &[String],
