@@ -235,6 +235,11 @@ impl BlobStore {
         digest: &Digest,
     ) -> Result<bool, Error> {
         let _held = self.links.lock((repo.clone(), digest.clone())).await;
+        self.unlink_held(repo, digest).await
+    }
+
+    /// [`unlink`](Self::unlink) once the link's lock is held.
+    async fn unlink_held(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool, Error> {
         self.forget_locked(repo, digest).await;
         if !self
             .access
@@ -312,20 +317,7 @@ impl BlobStore {
         if self.access.exists(StoragePath::BlobData(digest)).await? {
             return Ok(false);
         }
-        self.forget_locked(repo, digest).await;
-        if !self
-            .access
-            .exists(StoragePath::LayerLink(repo, digest))
-            .await?
-        {
-            return Ok(false);
-        }
-        let removed = self
-            .access
-            .remove(StoragePath::LayerDir(repo, digest))
-            .await;
-        self.forget_again(repo, digest).await;
-        removed
+        self.unlink_held(repo, digest).await
     }
 
     /// Forgets what the cache knows of `digest` in `repo` (a manifest revision removed).
