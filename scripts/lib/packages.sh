@@ -33,6 +33,8 @@ install_missing_pip() {
   # machine's Python is for tests, so install there all the same.
   python3 -m pip install -q "${user[@]}" "${missing[@]}" ||
     python3 -m pip install -q --break-system-packages "${user[@]}" "${missing[@]}"
-  # A --user install puts its scripts here, which may not be on PATH yet.
+  # A --user install puts its scripts here, which may not be on PATH yet; so may the
+  # interpreter's own scripts directory (pyenv makes shims only on `pyenv rehash`).
   export PATH="$PATH:$(python3 -m site --user-base)/bin"
+  export PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
 }
