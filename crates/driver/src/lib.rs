@@ -110,6 +110,12 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// Deletes a file or a whole directory tree.
     async fn delete(&self, path: &str) -> Result<(), DriverError>;
 
+    /// Whether [`redirect_url`](Self::redirect_url) can answer a URL at all, so callers
+    /// skip the work of asking where it never does.
+    fn redirects(&self) -> bool {
+        false
+    }
+
     /// A URL from which a client can GET the file's bytes itself for a while (an S3
     /// presigned URL); `None` where reads go through berth (the default).
     async fn redirect_url(&self, path: &str) -> Result<Option<String>, DriverError> {

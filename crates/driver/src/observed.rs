@@ -215,6 +215,10 @@ impl StorageDriver for ObservedDriver {
         self.inner.volatile_epoch()
     }
 
+    fn redirects(&self) -> bool {
+        self.inner.redirects()
+    }
+
     async fn redirect_url(&self, path: &str) -> Result<Option<String>, DriverError> {
         // Signing is local computation, not a storage call: not timed.
         self.inner.redirect_url(path).await

@@ -244,8 +244,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             // Only nodes sharing a secret can continue each other's sessions.
             upload_startedat: config.http.secret.is_some(),
             max_upload_sessions: config.limits.max_upload_sessions,
-            // Only S3 presigns URLs: elsewhere asking would cost each blob GET a lookup.
-            redirect: config.storage.redirect && matches!(config.storage.driver, Driver::S3(_)),
+            redirect: config.storage.redirect,
         },
     ));
     let health = (!config.health.is_empty()).then(|| Arc::new(HealthGate::default()));

@@ -21,6 +21,8 @@ mod auth;
 mod common;
 #[path = "support/oci_layout.rs"]
 mod oci_layout;
+#[path = "support/podman.rs"]
+mod podman;
 #[path = "support/tls.rs"]
 mod tls;
 
@@ -245,30 +247,12 @@ impl Clients {
         }
     }
 
-    /// podman with a storage of its own (vfs needs no kernel overlay support) and no
-    /// systemd: what a test may use as root without touching the machine's images.
+    /// podman with a storage of its own: what a test may use as root without touching
+    /// the machine's images.
     fn podman(&self, args: &[&str]) -> Output {
-        let d = &self.podman_dir;
-        output(
-            self.command("podman")
-                .arg("--root")
-                .arg(d.join("storage"))
-                .arg("--runroot")
-                .arg(d.join("run"))
-                .arg("--tmpdir")
-                .arg(d.join("libpod"))
-                .args([
-                    "--storage-driver",
-                    "vfs",
-                    "--cgroup-manager",
-                    "cgroupfs",
-                    "--events-backend",
-                    "file",
-                ])
-                .args(args)
-                // Blobs being pulled are staged in TMPDIR (else /var/tmp).
-                .env("TMPDIR", d.join("tmp")),
-        )
+        let mut cmd = self.command("podman");
+        podman::isolate(&mut cmd, &self.podman_dir);
+        output(cmd.args(args))
     }
 
     /// `<tool> login` that must succeed.

@@ -149,18 +149,12 @@ fn events_match_distribution_field_by_field() {
     let (dist_root, berth_root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (dist_rec, berth_rec) = (Receiver::start(), Receiver::start());
 
-    let port = common::free_port();
-    let dist_addr = format!("127.0.0.1:{port}");
-    let config = work.path().join("distribution.yml");
-    let yaml = format!(
-        "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {dist_addr}\n{}",
-        dist_root.path().display(),
-        notifications(&dist_rec.url(), "")
+    // The notifications section follows the http section the helper ends with.
+    let dist = common::distribution_with(
+        dist_root.path(),
+        work.path(),
+        &notifications(&dist_rec.url(), ""),
     );
-    std::fs::write(&config, yaml).unwrap();
-    let mut cmd = Command::new("docker-registry");
-    cmd.arg("serve").arg(&config);
-    let dist = common::spawn(cmd, dist_addr, work.path(), "distribution");
     let berth = common::berth(
         berth_root.path(),
         work.path(),
@@ -482,18 +476,12 @@ fn skopeo_push_and_pull_of_a_multi_arch_image_notify_as_distribution_does() {
     let work = tempfile::tempdir().unwrap();
     let (dist_root, berth_root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (dist_rec, berth_rec) = (Receiver::start(), Receiver::start());
-    let port = common::free_port();
-    let dist_addr = format!("127.0.0.1:{port}");
-    let config = work.path().join("distribution.yml");
-    let yaml = format!(
-        "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {dist_addr}\n{}",
-        dist_root.path().display(),
-        notifications(&dist_rec.url(), "")
+    // The notifications section follows the http section the helper ends with.
+    let dist = common::distribution_with(
+        dist_root.path(),
+        work.path(),
+        &notifications(&dist_rec.url(), ""),
     );
-    std::fs::write(&config, yaml).unwrap();
-    let mut cmd = Command::new("docker-registry");
-    cmd.arg("serve").arg(&config);
-    let dist = common::spawn(cmd, dist_addr, work.path(), "distribution");
     let berth = common::berth(
         berth_root.path(),
         work.path(),

@@ -6,6 +6,8 @@
 mod common;
 #[path = "support/oci_layout.rs"]
 mod oci_layout;
+#[path = "support/podman.rs"]
+mod podman;
 
 use std::path::Path;
 use std::process::Command;
@@ -26,25 +28,12 @@ fn podman(dir: &Path, args: &[&str]) -> String {
         ("XDG_RUNTIME_DIR", "xdg-run"),
         ("HOME", "home"),
     ] {
-        let at = dir.join(sub);
-        std::fs::create_dir_all(&at).unwrap();
-        cmd.env(var, at);
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        cmd.env(var, dir.join(sub));
     }
-    cmd.arg("--root")
-        .arg(dir.join("root"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .arg("--tmpdir")
-        .arg(dir.join("tmp"))
-        .args([
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-        ])
-        .args(args);
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    podman::isolate(&mut cmd, dir);
+    cmd.args(args);
     common::run(&mut cmd).trim().to_owned()
 }
 

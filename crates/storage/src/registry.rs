@@ -44,6 +44,9 @@ pub struct StorageRegistry {
 impl StorageRegistry {
     /// A registry storing through `driver`.
     pub fn new(driver: Arc<dyn StorageDriver>, options: Options) -> Self {
+        // Only a driver that presigns URLs is asked for one: elsewhere asking would
+        // cost every blob GET a link lookup for nothing.
+        let redirect = options.redirect && driver.redirects();
         let access = Access::new(driver);
         let versions = Versions::new(options.shared_versions);
         let stores = Stores {
@@ -68,7 +71,7 @@ impl StorageRegistry {
             access,
             delete_enabled: options.delete_enabled,
             referrers_tag_schema: options.referrers_tag_schema,
-            redirect: options.redirect,
+            redirect,
             schema_locks: KeyedLocks::default(),
         };
         StorageRegistry {

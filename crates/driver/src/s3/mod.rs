@@ -501,6 +501,10 @@ impl StorageDriver for S3Driver {
         Ok(())
     }
 
+    fn redirects(&self) -> bool {
+        true
+    }
+
     async fn redirect_url(&self, path: &str) -> Result<Option<String>, DriverError> {
         let key = self.key(path)?;
         let url = self
