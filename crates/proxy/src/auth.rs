@@ -16,6 +16,9 @@ use url::Url;
 
 use crate::error::UpstreamError;
 
+/// Largest token-server answer read.
+const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
+
 /// Token lifetime when the token service does not say (the spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -140,7 +143,11 @@ impl Authenticator {
                 what: format!("a token for {scope} from {realm}"),
             });
         }
-        let body = resp.bytes().await?;
+        // A token (with its certificate chain) is kilobytes; refuse a body that is not.
+        let body = crate::upstream::read_bounded(resp, MAX_TOKEN_RESPONSE, || {
+            format!("token response from {realm}")
+        })
+        .await?;
         let parsed: TokenResponse = serde_json::from_slice(&body)
             .map_err(|e| UpstreamError::Invalid(format!("token response from {realm}: {e}")))?;
         let token = parsed

@@ -15,6 +15,9 @@ use crate::auth::Authenticator;
 use crate::counts::Counts;
 use crate::error::UpstreamError;
 
+/// Largest upstream tag list read.
+const MAX_TAG_LIST_BYTES: usize = 32 * 1024 * 1024;
+
 /// Every manifest type berth serves, as the `Accept` of manifest requests (an upstream
 /// that is not told converts to schema 1, or picks one of a list's children).
 const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
@@ -186,26 +189,12 @@ impl Upstream {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| media::essence(v).to_owned());
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_MANIFEST_BYTES as u64)
-        {
-            return Err(UpstreamError::Invalid(format!(
-                "manifest {name}:{reference} is larger than {MAX_MANIFEST_BYTES} bytes"
-            )));
-        }
-        let mut body = BytesMut::new();
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            body.extend_from_slice(&chunk?);
-            if body.len() > MAX_MANIFEST_BYTES {
-                return Err(UpstreamError::Invalid(format!(
-                    "manifest {name}:{reference} is larger than {MAX_MANIFEST_BYTES} bytes"
-                )));
-            }
-        }
+        let body = read_bounded(resp, MAX_MANIFEST_BYTES, || {
+            format!("manifest {name}:{reference}")
+        })
+        .await?;
         self.counts.bytes(body.len() as u64);
-        Ok((content_type, body.freeze()))
+        Ok((content_type, body))
     }
 
     /// A blob's size (`HEAD`).
@@ -258,7 +247,8 @@ impl Upstream {
         let resp = self.send(Method::GET, url, name, None).await?;
         let resp = Self::check(resp, || format!("tags of {name}"))?;
         let more = resp.headers().contains_key(reqwest::header::LINK);
-        let body = resp.bytes().await?;
+        // Hundreds of thousands of tags fit; an endless body does not.
+        let body = read_bounded(resp, MAX_TAG_LIST_BYTES, || format!("tag list of {name}")).await?;
         #[derive(serde::Deserialize)]
         struct Tags {
             tags: Option<Vec<String>>,
@@ -270,4 +260,26 @@ impl Upstream {
             more,
         })
     }
+}
+
+/// A response body of at most `max` bytes; a larger one (announced or sent) is refused
+/// as invalid rather than held, whatever the other side claims.
+pub(crate) async fn read_bounded(
+    resp: Response,
+    max: usize,
+    what: impl Fn() -> String,
+) -> Result<Bytes, UpstreamError> {
+    let too_large = || UpstreamError::Invalid(format!("{} is larger than {max} bytes", what()));
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk?);
+        if body.len() > max {
+            return Err(too_large());
+        }
+    }
+    Ok(body.freeze())
 }
