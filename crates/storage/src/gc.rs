@@ -477,10 +477,17 @@ impl StorageRegistry {
                 .access
                 .digest_dirs(|alg| StoragePath::LayersOfAlgorithm(repo, alg))
                 .await?;
+            let mut unlinked = false;
             for digest in linked.iter().filter(|d| swept.contains(*d)) {
                 if stores.blobs.unlink_collected(repo, digest).await? {
                     progress.removed(StoragePath::LayerDir(repo, digest));
+                    unlinked = true;
                 }
+            }
+            if unlinked {
+                // The repository's last link may have gone, and with it (on object
+                // storage) its `_layers` directory: the catalog follows.
+                stores.catalog.recheck(repo).await?;
             }
         }
         Ok(())

@@ -14,6 +14,7 @@ mod evict;
 mod fence;
 mod gc;
 mod hashing;
+mod index;
 mod listing;
 mod locks;
 mod manifests;
@@ -24,6 +25,7 @@ mod repository;
 mod tag_schema;
 mod tags;
 mod uploads;
+mod walk;
 
 pub mod layout;
 
@@ -32,6 +34,7 @@ pub use cache::{SharedDescriptors, SharedVersions};
 pub use check::{CheckReport, Finding, FindingKind};
 pub use evict::{CachedBlob, Evicted};
 pub use gc::{GcEvent, GcOptions, GcReport};
+pub use index::{IndexName, LEASE_RENEWAL, Lease, SharedIndex};
 pub use purge::PurgeReport;
 pub use registry::StorageRegistry;
 
@@ -48,6 +51,9 @@ pub struct Options {
     /// Repository versions shared by several nodes (Redis): tag targets cached here are
     /// trusted only while their repository's version is the one they were read at.
     pub shared_versions: Option<std::sync::Arc<dyn SharedVersions>>,
+    /// The catalog and tag listings as indexes shared by several nodes (Redis), in
+    /// place of this process's in-memory listings.
+    pub shared_index: Option<std::sync::Arc<dyn SharedIndex>>,
     /// `berth.referrers.tagschema`: also keep the referrers tag schema's `<alg>-<hex>`
     /// indexes current, for clients of registries without the referrers API.
     pub referrers_tag_schema: bool,
@@ -72,6 +78,7 @@ impl Default for Options {
             descriptor_cache: Some(cache::DEFAULT_CAPACITY),
             shared_descriptor_cache: None,
             shared_versions: None,
+            shared_index: None,
             referrers_tag_schema: false,
             upload_startedat: false,
             redirect: false,

@@ -1,18 +1,20 @@
-//! Ordered in-memory listings (repository names, each repository's tags), built from
-//! storage on first use and kept current by this process's writes, so a page of
-//! `_catalog` or `tags/list` costs O(page) rather than a walk of the whole tree.
-//!
-//! A listing is loaded while its write lock is held; writers update it after their
-//! storage write under the same lock, so a write racing a load is never lost.
-// TODO(#12): with several nodes over shared storage these need invalidation (Redis).
+//! Ordered in-memory listings (repository names, each repository's tags), so a page of
+//! `_catalog` or `tags/list` costs O(page) rather than a walk of the whole tree. A
+//! listing is either loaded on first use while its write lock is held (a repository's
+//! tags: one directory listing), or built in the background ([`Listing::build`]: the
+//! catalog, while pages are answered by the bounded ordered walk of `walk`). Writers
+//! update a listing after their storage write, under its lock: a loaded listing takes
+//! the change, one being built records it and applies it over what the walk found, so a
+//! write racing a load or a build is never lost. With several nodes the listings live
+//! in Redis instead (`index`).
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::ops::Bound;
 
 use berth_core::{Error, Page};
-use tokio::sync::{RwLock, RwLockReadGuard};
+use tokio::sync::RwLock;
 
 /// A name ordered by `order`, as a set key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,49 +36,74 @@ impl<const CATALOG: bool> PartialOrd for Key<CATALOG> {
     }
 }
 
-/// One lazily loaded, ordered set of names.
+/// One ordered set of names, loaded or built from storage.
 pub(crate) struct Listing<const CATALOG: bool> {
-    state: RwLock<ListingState<CATALOG>>,
+    state: RwLock<State<CATALOG>>,
 }
 
-/// A listing's names; empty and ignoring updates until loaded from storage.
-struct ListingState<const CATALOG: bool> {
-    loaded: bool,
-    set: BTreeSet<Key<CATALOG>>,
+/// Where a listing stands.
+enum State<const CATALOG: bool> {
+    /// Not loaded: updates are ignored (a load reads them from storage).
+    Unloaded,
+    /// A build's walk is running: each update is recorded as the name's last change
+    /// (`true`: present), applied over what the walk found when it ends.
+    Building(HashMap<String, bool>),
+    /// Complete and kept current.
+    Loaded(BTreeSet<Key<CATALOG>>),
 }
 
 impl<const CATALOG: bool> Default for Listing<CATALOG> {
     fn default() -> Self {
         Listing {
-            state: RwLock::new(ListingState {
-                loaded: false,
-                set: BTreeSet::new(),
-            }),
+            state: RwLock::new(State::Unloaded),
         }
     }
 }
 
+/// The page of `set` after `last`, at most `n` (`None`: all).
+pub(crate) fn page_of<const CATALOG: bool>(
+    set: &BTreeSet<Key<CATALOG>>,
+    n: Option<usize>,
+    last: Option<&str>,
+) -> Page {
+    let from = match last {
+        Some(l) => Bound::Excluded(Key(l.to_owned())),
+        None => Bound::Unbounded,
+    };
+    let mut iter = set.range((from, Bound::Unbounded));
+    let take = n.unwrap_or(usize::MAX);
+    let entries: Vec<String> = iter.by_ref().take(take).map(|k| k.0.clone()).collect();
+    let more = take > 0 && iter.next().is_some();
+    Page { entries, more }
+}
+
+/// `names` with the changes recorded during a build applied over them.
+fn merged<const CATALOG: bool>(
+    names: Vec<String>,
+    changes: HashMap<String, bool>,
+) -> BTreeSet<Key<CATALOG>> {
+    let mut set: BTreeSet<Key<CATALOG>> = names.into_iter().map(Key).collect();
+    for (name, present) in changes {
+        if present {
+            set.insert(Key(name));
+        } else {
+            set.remove(&Key(name));
+        }
+    }
+    set
+}
+
 impl<const CATALOG: bool> Listing<CATALOG> {
-    /// The loaded set, loading it with `load` first if needed.
-    async fn loaded<F>(&self, load: F) -> Result<RwLockReadGuard<'_, BTreeSet<Key<CATALOG>>>, Error>
-    where
-        F: Future<Output = Result<Vec<String>, Error>>,
-    {
-        let read = self.state.read().await;
-        if read.loaded {
-            return Ok(RwLockReadGuard::map(read, |s| &s.set));
+    /// A page, if the listing is complete.
+    pub(crate) async fn page_if_loaded(&self, n: Option<usize>, last: Option<&str>) -> Option<Page> {
+        match &*self.state.read().await {
+            State::Loaded(set) => Some(page_of(set, n, last)),
+            _ => None,
         }
-        drop(read);
-        let mut write = self.state.write().await;
-        // Another request may have loaded it while this one waited for the lock.
-        if !write.loaded {
-            write.set = load.await?.into_iter().map(Key).collect();
-            write.loaded = true;
-        }
-        Ok(RwLockReadGuard::map(write.downgrade(), |s| &s.set))
     }
 
-    /// One page after `last`, at most `n` (`None`: all), loading first if needed.
+    /// One page after `last`, at most `n` (`None`: all), loading the listing first
+    /// with `load` (under the write lock) if needed.
     pub(crate) async fn page<F>(
         &self,
         n: Option<usize>,
@@ -86,31 +113,85 @@ impl<const CATALOG: bool> Listing<CATALOG> {
     where
         F: Future<Output = Result<Vec<String>, Error>>,
     {
-        let set = self.loaded(load).await?;
-        let from = match last {
-            Some(l) => Bound::Excluded(Key(l.to_owned())),
-            None => Bound::Unbounded,
+        if let Some(page) = self.page_if_loaded(n, last).await {
+            return Ok(page);
+        }
+        let mut state = self.state.write().await;
+        // Another request may have loaded it while this one waited for the lock.
+        if let State::Loaded(set) = &*state {
+            return Ok(page_of(set, n, last));
+        }
+        let names = load.await?;
+        // A build's recorded changes reached storage before this load read it; they are
+        // applied all the same (and the build, when it ends, finds the listing loaded).
+        let changes = match std::mem::replace(&mut *state, State::Unloaded) {
+            State::Building(changes) => changes,
+            _ => HashMap::new(),
         };
-        let mut iter = set.range((from, Bound::Unbounded));
-        let take = n.unwrap_or(usize::MAX);
-        let entries: Vec<String> = iter.by_ref().take(take).map(|k| k.0.clone()).collect();
-        let more = take > 0 && iter.next().is_some();
-        Ok(Page { entries, more })
+        let set = merged(names, changes);
+        let page = page_of(&set, n, last);
+        *state = State::Loaded(set);
+        Ok(page)
     }
 
-    /// Adds a name if the listing is loaded (else the next load reads it from storage).
-    pub(crate) async fn insert(&self, name: &str) {
+    /// Builds the listing with `walk` without holding its lock while the walk runs:
+    /// updates meanwhile are recorded and applied over the walk's names. Answers whether
+    /// this call built it (`false`: it was already loaded or being built). A failed walk
+    /// leaves it unloaded, to be built again.
+    pub(crate) async fn build<F>(&self, walk: F) -> Result<bool, Error>
+    where
+        F: Future<Output = Result<Vec<String>, Error>>,
+    {
+        {
+            let mut state = self.state.write().await;
+            if !matches!(*state, State::Unloaded) {
+                return Ok(false);
+            }
+            // Recording starts before the walk does: a change made before this point
+            // reached storage before the walk reads it.
+            *state = State::Building(HashMap::new());
+        }
+        let walked = walk.await;
         let mut state = self.state.write().await;
-        if state.loaded {
-            state.set.insert(Key(name.to_owned()));
+        let State::Building(changes) = &mut *state else {
+            // Loaded meanwhile by `page`'s load, which is as complete as this walk.
+            return Ok(false);
+        };
+        let changes = std::mem::take(changes);
+        match walked {
+            Ok(names) => {
+                *state = State::Loaded(merged(names, changes));
+                Ok(true)
+            }
+            Err(e) => {
+                *state = State::Unloaded;
+                Err(e)
+            }
         }
     }
 
-    /// Removes a name if the listing is loaded.
+    /// Records that storage now has `name`.
+    pub(crate) async fn insert(&self, name: &str) {
+        self.change(name, true).await;
+    }
+
+    /// Records that storage no longer has `name`.
     pub(crate) async fn remove(&self, name: &str) {
-        let mut state = self.state.write().await;
-        if state.loaded {
-            state.set.remove(&Key(name.to_owned()));
+        self.change(name, false).await;
+    }
+
+    async fn change(&self, name: &str, present: bool) {
+        match &mut *self.state.write().await {
+            State::Unloaded => {}
+            State::Building(changes) => {
+                changes.insert(name.to_owned(), present);
+            }
+            State::Loaded(set) if present => {
+                set.insert(Key(name.to_owned()));
+            }
+            State::Loaded(set) => {
+                set.remove(&Key(name.to_owned()));
+            }
         }
     }
 }
@@ -151,5 +232,73 @@ mod tests {
         l.insert("x").await;
         let p = l.page(None, None, load(&["y"])).await.unwrap();
         assert_eq!(p.entries, ["y"]);
+    }
+
+    #[tokio::test]
+    async fn a_build_keeps_the_writes_made_while_it_walks() {
+        let l: std::sync::Arc<Listing<true>> = std::sync::Arc::default();
+        let (walked_tx, walked_rx) = tokio::sync::oneshot::channel::<()>();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        // The walk found `a`, `gone` and `moved` before the writes below happened.
+        let walk = async move {
+            let _ = walked_tx.send(());
+            let _ = go_rx.await;
+            Ok(vec!["a".to_owned(), "gone".to_owned(), "moved".to_owned()])
+        };
+        let build = tokio::spawn({
+            let l = l.clone();
+            async move { l.build(walk).await }
+        });
+        walked_rx.await.unwrap();
+        assert!(l.page_if_loaded(None, None).await.is_none());
+        l.insert("new").await;
+        l.remove("gone").await;
+        l.remove("moved").await;
+        l.insert("moved").await;
+        l.insert("x").await;
+        l.remove("x").await;
+        // A second build while one runs does nothing.
+        assert!(!l.build(load(&["other"])).await.unwrap());
+        go_tx.send(()).unwrap();
+        assert!(build.await.unwrap().unwrap());
+        let p = l.page_if_loaded(None, None).await.unwrap();
+        assert_eq!(p.entries, ["a", "moved", "new"]);
+        assert!(!l.build(load(&[])).await.unwrap(), "built once");
+    }
+
+    #[tokio::test]
+    async fn a_failed_build_leaves_it_unloaded() {
+        let l: Listing<true> = Listing::default();
+        let failed = l
+            .build(async { Err(Error::internal("walk failed")) })
+            .await;
+        assert!(failed.is_err());
+        assert!(l.page_if_loaded(None, None).await.is_none());
+        assert!(l.build(load(&["b", "a"])).await.unwrap());
+        let p = l.page_if_loaded(Some(1), None).await.unwrap();
+        assert_eq!((p.entries, p.more), (vec!["a".to_owned()], true));
+    }
+
+    #[tokio::test]
+    async fn a_load_during_a_build_takes_its_changes_and_ends_it() {
+        let l: Listing<true> = Listing::default();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let walk = async move {
+            let _ = go_rx.await;
+            Ok(vec!["stale".to_owned()])
+        };
+        let build = l.build(walk);
+        let rest = async {
+            tokio::task::yield_now().await;
+            l.insert("b").await;
+            let p = l.page(None, None, load(&["a"])).await.unwrap();
+            go_tx.send(()).unwrap();
+            p
+        };
+        let (built, p) = tokio::join!(build, rest);
+        assert_eq!(p.entries, ["a", "b"]);
+        assert!(!built.unwrap(), "the load completed it first");
+        let p = l.page_if_loaded(None, None).await.unwrap();
+        assert_eq!(p.entries, ["a", "b"]);
     }
 }

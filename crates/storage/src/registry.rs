@@ -65,9 +65,9 @@ impl StorageRegistry {
                 options.max_upload_sessions,
             ),
             manifests: ManifestStore::new(access.clone(), versions.clone()),
-            tags: TagStore::new(access.clone(), versions),
+            tags: TagStore::new(access.clone(), versions, options.shared_index.clone()),
             referrers: ReferrerStore::new(access.clone()),
-            catalog: Catalog::new(access.clone()),
+            catalog: Catalog::new(access.clone(), options.shared_index),
             access,
             delete_enabled: options.delete_enabled,
             referrers_tag_schema: options.referrers_tag_schema,
@@ -77,6 +77,14 @@ impl StorageRegistry {
         StorageRegistry {
             stores: Arc::new(stores),
         }
+    }
+
+    /// Starts building the catalog listing in the background (see `catalog`): a serving
+    /// registry calls it at start-up, so the listing is complete by the time pages are
+    /// asked for, and pages asked for before are read from storage meanwhile. Returns
+    /// at once.
+    pub fn start_listings(&self) {
+        self.stores.catalog.start_build();
     }
 
     /// The use cases of one repository, typed as this crate's handle.

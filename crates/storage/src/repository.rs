@@ -271,6 +271,7 @@ impl Repository for StorageRepository {
     async fn delete_blob(&self, digest: &Digest) -> Result<()> {
         self.check_delete_enabled("blob")?;
         if self.stores.blobs.unlink(&self.name, digest).await? {
+            self.stores.catalog.recheck(&self.name).await?;
             Ok(())
         } else {
             Err(Error::BlobUnknown(digest.to_string()))

@@ -5,7 +5,8 @@
 //! lock, so the cache never holds a target storage no longer has. Nodes sharing storage
 //! share a version per repository (`cache::Versions`): a cached target is stamped with
 //! the version read before storage was, and trusted only while the version is unchanged,
-//! so a tag moved or deleted on another node is seen at once.
+//! so a tag moved or deleted on another node is seen at once. In a fleet the tag
+//! listings are the shared indexes (`index`) rather than this node's.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,8 +16,9 @@ use quick_cache::sync::Cache;
 
 use crate::access::{Access, DriverResult};
 use crate::cache::{Lookups, Versions};
+use crate::index::{IndexName, SharedIndex};
 use crate::layout::StoragePath;
-use crate::listing::Listing;
+use crate::listing::{Key, Listing, page_of};
 use crate::locks::KeyedLocks;
 
 /// Tag targets kept.
@@ -33,19 +35,34 @@ pub(crate) struct TagStore {
     targets: Cache<TagKey, (Digest, u64)>,
     versions: Versions,
     locks: KeyedLocks<TagKey>,
-    listings: Mutex<HashMap<RepositoryName, Arc<Listing<false>>>>,
+    listings: TagListings,
     /// Lookups of tag targets.
     pub(crate) lookups: Lookups,
 }
 
+/// Where the tag listings live.
+enum TagListings {
+    /// This process's, one per repository, each loaded on first use.
+    Local(Mutex<HashMap<RepositoryName, Arc<Listing<false>>>>),
+    /// The indexes the nodes of a fleet share.
+    Shared(Arc<dyn SharedIndex>),
+}
+
 impl TagStore {
-    pub(crate) fn new(access: Access, versions: Versions) -> Self {
+    pub(crate) fn new(
+        access: Access,
+        versions: Versions,
+        shared: Option<Arc<dyn SharedIndex>>,
+    ) -> Self {
         TagStore {
             access,
             targets: Cache::new(TARGETS),
             versions,
             locks: KeyedLocks::default(),
-            listings: Mutex::new(HashMap::new()),
+            listings: match shared {
+                Some(index) => TagListings::Shared(index),
+                None => TagListings::Local(Mutex::new(HashMap::new())),
+            },
             lookups: Lookups::default(),
         }
     }
@@ -140,9 +157,7 @@ impl TagStore {
             return Err(e);
         }
         self.changed(repo, &key, Some(digest)).await;
-        if let Some(listing) = self.listing_if_loaded(repo) {
-            listing.insert(tag.as_str()).await;
-        }
+        self.listed(repo, tag, true).await;
         Ok(())
     }
 
@@ -168,9 +183,7 @@ impl TagStore {
         }
         let existed = self.access.remove(StoragePath::TagDir(repo, tag)).await;
         self.changed(repo, &key, None).await;
-        if let Some(listing) = self.listing_if_loaded(repo) {
-            listing.remove(tag.as_str()).await;
-        }
+        self.listed(repo, tag, false).await;
         existed
     }
 
@@ -221,8 +234,43 @@ impl TagStore {
         Ok(out)
     }
 
+    /// Brings the repository's tag listing in line with storage, which now has the tag
+    /// (`present`) or no longer has it; called under the tag's lock.
+    async fn listed(&self, repo: &RepositoryName, tag: &Tag, present: bool) {
+        match &self.listings {
+            TagListings::Local(map) => {
+                // Only listings in use are updated; the others load from storage.
+                let listing = locked(map).get(repo).cloned();
+                if let Some(listing) = listing {
+                    if present {
+                        listing.insert(tag.as_str()).await;
+                    } else {
+                        listing.remove(tag.as_str()).await;
+                    }
+                }
+            }
+            TagListings::Shared(index) if present => {
+                index.add(IndexName::Tags(repo), tag.as_str()).await;
+            }
+            TagListings::Shared(index) => {
+                index.remove(IndexName::Tags(repo), tag.as_str()).await;
+            }
+        }
+    }
+
+    /// The names of the repository's tags directory: one listing of it, as reading
+    /// every tag's `current` link would make the first page O(tags). A directory
+    /// without its `current` link is what only a crash between creating `current/` and
+    /// renaming the link into it (or another registry) can leave; `check-storage` finds
+    /// and removes it.
+    async fn listed_names(&self, repo: &RepositoryName) -> Result<Vec<String>, Error> {
+        let names = self.names(repo).await?;
+        Ok(names.into_iter().map(|t| t.as_str().to_owned()).collect())
+    }
+
     /// One page of the repository's tags; `None` when the repository does not exist
-    /// (the caller decides what makes one).
+    /// (the caller decides what makes one, and says so with `exists`; a complete
+    /// listing answers without asking).
     pub(crate) async fn page(
         &self,
         repo: &RepositoryName,
@@ -230,34 +278,45 @@ impl TagStore {
         n: Option<usize>,
         last: Option<&str>,
     ) -> Result<Option<Page>, Error> {
-        let listing = match self.listing_if_loaded(repo) {
-            Some(l) => l,
-            None if exists => self.listing(repo),
-            None => return Ok(None),
+        let index = match &self.listings {
+            TagListings::Local(map) => {
+                let listing = {
+                    let mut map = locked(map);
+                    match map.get(repo) {
+                        Some(l) => l.clone(),
+                        // Created unloaded for a repository known to exist.
+                        None if exists => map.entry(repo.clone()).or_default().clone(),
+                        None => return Ok(None),
+                    }
+                };
+                let load = self.listed_names(repo);
+                return listing.page(n, last, load).await.map(Some);
+            }
+            TagListings::Shared(index) => index,
         };
-        // One listing of the tags directory: reading every tag's `current` link here
-        // would make the first page O(tags). A directory without its `current` link is
-        // what only a crash between creating `current/` and renaming the link into it
-        // (or another registry) can leave; `check-storage` finds and removes it.
-        let load = async {
-            let names = self.names(repo).await?;
-            Ok(names.into_iter().map(|t| t.as_str().to_owned()).collect())
-        };
-        listing.page(n, last, load).await.map(Some)
+        let at = IndexName::Tags(repo);
+        if let Some(page) = index.page(at, n, last).await {
+            return Ok(Some(page));
+        }
+        if !exists {
+            return Ok(None);
+        }
+        // Incomplete (or Redis unreachable): storage answers, and the index is rebuilt
+        // from the same listing when this node takes the lease (taken before the
+        // listing is read, so a tag changed meanwhile reaches the index after it).
+        let lease = index.begin_rebuild(at).await;
+        let names = self.listed_names(repo).await?;
+        if let Some(lease) = lease {
+            index.complete_rebuild(at, &lease, names.clone()).await;
+        }
+        let set = names.into_iter().map(Key).collect();
+        Ok(Some(page_of::<false>(&set, n, last)))
     }
+}
 
-    /// The tag listing of a repository known to exist (created unloaded on first use).
-    fn listing(&self, repo: &RepositoryName) -> Arc<Listing<false>> {
-        let mut map = self.listings.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(repo.clone()).or_default().clone()
-    }
-
-    /// The tag listing of a repository, if one was ever used (writers update only those).
-    fn listing_if_loaded(&self, repo: &RepositoryName) -> Option<Arc<Listing<false>>> {
-        self.listings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(repo)
-            .cloned()
-    }
+/// The map of listings, whatever a panic elsewhere left in it.
+fn locked(
+    map: &Mutex<HashMap<RepositoryName, Arc<Listing<false>>>>,
+) -> std::sync::MutexGuard<'_, HashMap<RepositoryName, Arc<Listing<false>>>> {
+    map.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -356,6 +356,77 @@ async fn manifests_tags_referrers_and_deletes() {
     }
 }
 
+/// Every catalog page until the end, `n` at a time.
+async fn whole_catalog(r: &StorageRegistry, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut last: Option<String> = None;
+    loop {
+        let page = r.catalog(n, last.as_deref()).await.unwrap();
+        out.extend(page.entries.iter().cloned());
+        if !page.more {
+            return out;
+        }
+        last = page.entries.last().cloned();
+    }
+}
+
+/// Waits until the catalog's pages come from its complete listing.
+async fn wait_built(r: &StorageRegistry) {
+    for _ in 0..200 {
+        if r.stores.catalog.is_built().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the catalog listing was never built");
+}
+
+#[tokio::test]
+async fn catalog_pages_are_the_same_before_and_after_the_build() {
+    for (driver, _dir) in drivers().await {
+        let names: Vec<String> = (0..60).map(|i| format!("o{}/r{i:02}", i % 4)).collect();
+        let first = StorageRegistry::new(driver.clone(), opts());
+        for n in &names {
+            push_blob(&first, &repo(n), b"x").await;
+        }
+        let mut want = names.clone();
+        want.sort_by(|a, b| crate::catalog::catalog_order(a, b));
+        // A new process: its first pages are walked, later ones come from the listing.
+        let r = StorageRegistry::new(driver, opts());
+        r.start_listings();
+        assert_eq!(whole_catalog(&r, 7).await, want);
+        push_blob(&r, &repo("o1/late"), b"y").await;
+        want.push("o1/late".to_owned());
+        want.sort_by(|a, b| crate::catalog::catalog_order(a, b));
+        wait_built(&r).await;
+        assert_eq!(whole_catalog(&r, 7).await, want);
+        assert_eq!(whole_catalog(&r, 1000).await, want);
+    }
+}
+
+#[tokio::test]
+async fn a_repository_whose_last_link_goes_leaves_the_catalog_where_its_directory_goes() {
+    // In memory (as on object storage) a directory ends with its last file; on a file
+    // system `_layers` stays, and so does the repository, as distribution lists it.
+    for (driver, dir) in drivers().await {
+        let r = StorageRegistry::new(driver.clone(), opts());
+        let d = push_blob(&r, &repo("a/gone"), b"only").await;
+        push_blob(&r, &repo("a/kept"), b"kept").await;
+        assert_eq!(whole_catalog(&r, 10).await, ["a/gone", "a/kept"]);
+        wait_built(&r).await;
+        r.repository(repo("a/gone")).delete_blob(&d).await.unwrap();
+        let want: &[&str] = if dir.is_none() {
+            &["a/kept"]
+        } else {
+            &["a/gone", "a/kept"]
+        };
+        assert_eq!(whole_catalog(&r, 10).await, want);
+        // And the walk agrees, for a process started now.
+        let fresh = StorageRegistry::new(driver, opts());
+        assert_eq!(whole_catalog(&fresh, 10).await, want);
+    }
+}
+
 #[tokio::test]
 async fn catalog_mount_and_purge() {
     for (driver, _dir) in drivers().await {

@@ -1,0 +1,265 @@
+//! The bounded ordered walk: one catalog page read straight from storage, for as long as
+//! no complete listing exists (the in-memory one is still being built, or the shared
+//! index in Redis is missing or unreachable). Directories are visited in catalog order
+//! (children sorted, a directory before its children, which is the component-wise
+//! order of `catalog_order`), starting from the position of `last`: siblings ordered
+//! before the matching component of `last` are skipped, and only the directories along
+//! its path are entered below it. The walk stops once it has found one repository more
+//! than the page holds, so a page costs one directory listing per repository on it
+//! (plus the directories along `last`'s path), whatever the registry's size. A page is
+//! exactly the one the complete listing gives, for any `last`, a repository name or not.
+
+use berth_core::{Error, Page, RepositoryName};
+
+use crate::access::Access;
+use crate::catalog::CATALOG_MARKERS;
+use crate::layout::StoragePath;
+
+/// One directory being walked: its children in order and where the walk is among them.
+struct Frame {
+    /// The directory's path under `repositories/` ("" for the root).
+    name: String,
+    /// Its children, sorted.
+    children: Vec<String>,
+    /// The next child to enter.
+    next: usize,
+    /// Whether the directory lies on the path of `last` (its own name is then not
+    /// after `last`, and only children from `last`'s next component on are entered).
+    on_path: bool,
+    /// How many components deep it is (the root is 0).
+    depth: usize,
+}
+
+/// The repositories after `last` in catalog order, at most `n`, with whether more exist.
+pub(crate) async fn page(access: &Access, n: usize, last: Option<&str>) -> Result<Page, Error> {
+    if n == 0 {
+        // As the complete listing answers it: an empty page links nowhere.
+        return Ok(Page {
+            entries: Vec::new(),
+            more: false,
+        });
+    }
+    let want = n.saturating_add(1);
+    let path: Vec<&str> = last.map(|l| l.split('/').collect()).unwrap_or_default();
+    let mut found = Vec::new();
+    let mut stack = vec![enter(access, String::new(), last.is_some(), 0, &path, &mut found).await?];
+    while found.len() < want {
+        let Some(top) = stack.last_mut() else { break };
+        let Some(child) = top.children.get(top.next).cloned() else {
+            stack.pop();
+            continue;
+        };
+        top.next += 1;
+        if child.starts_with('_') {
+            continue;
+        }
+        let depth = top.depth;
+        let on_path = top.on_path && path.get(depth) == Some(&child.as_str());
+        let name = if top.name.is_empty() {
+            child
+        } else {
+            format!("{}/{child}", top.name)
+        };
+        let frame = enter(access, name, on_path, depth + 1, &path, &mut found).await?;
+        stack.push(frame);
+    }
+    let more = found.len() > n;
+    found.truncate(n);
+    Ok(Page {
+        entries: found,
+        more,
+    })
+}
+
+/// Lists a directory, records it in `found` when it is a repository after `last` (off
+/// `last`'s path), and answers its frame, positioned at the first child to enter.
+async fn enter(
+    access: &Access,
+    name: String,
+    on_path: bool,
+    depth: usize,
+    path: &[&str],
+    found: &mut Vec<String>,
+) -> Result<Frame, Error> {
+    let at = if name.is_empty() {
+        StoragePath::Repositories
+    } else {
+        StoragePath::RepositoryTree(&name)
+    };
+    let mut children = access.children(at).await?;
+    children.sort_unstable();
+    if !on_path
+        && !name.is_empty()
+        && children.iter().any(|c| CATALOG_MARKERS.contains(&c.as_str()))
+        && RepositoryName::parse(&name).is_ok()
+    {
+        found.push(name.clone());
+    }
+    // On `last`'s path, children ordered before its next component hold only names
+    // before `last`; past its last component every child is after it.
+    let next = match path.get(depth).filter(|_| on_path) {
+        Some(component) => children.partition_point(|c| c.as_str() < *component),
+        None => 0,
+    };
+    Ok(Frame {
+        name,
+        children,
+        next,
+        on_path,
+        depth,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use berth_driver::{InMemoryDriver, StorageDriver};
+    use bytes::Bytes;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::catalog::catalog_order;
+    use crate::layout::ROOT;
+
+    /// Components random trees are made of: separators of every kind, prefixes of one
+    /// another, an invalid name and a `_`-directory.
+    const PARTS: &[&str] = &["a", "a-b", "a.b", "a_b", "b", "ab", "z9", "A", "_x", "a__b"];
+
+    /// Writes a file under `repositories/<dir>/`.
+    async fn put(driver: &InMemoryDriver, dir: &str, file: &str) {
+        let path = format!("{ROOT}/repositories/{dir}/{file}");
+        driver
+            .put_content(&path, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+    }
+
+    /// A random tree: repositories (a layer link), directories holding only uploads or
+    /// manifests (not listed), nested at random depths. Answers the driver and every
+    /// listed name in catalog order.
+    async fn random_tree(rng: &mut StdRng) -> (Arc<InMemoryDriver>, Vec<String>) {
+        let driver = Arc::new(InMemoryDriver::new());
+        let mut listed = Vec::new();
+        for _ in 0..rng.random_range(0..40) {
+            let depth = rng.random_range(1..4);
+            let name: Vec<&str> = (0..depth)
+                .map(|_| PARTS[rng.random_range(0..PARTS.len())])
+                .collect();
+            let name = name.join("/");
+            match rng.random_range(0..5) {
+                0 => put(&driver, &name, "_uploads/u/data").await,
+                1 => put(&driver, &name, "_manifests/tags/t/current/link").await,
+                _ => {
+                    put(&driver, &name, "_layers/sha256/ab/link").await;
+                    if RepositoryName::parse(&name).is_ok() {
+                        listed.push(name);
+                    }
+                }
+            }
+        }
+        listed.sort_by(|a, b| catalog_order(a, b));
+        listed.dedup();
+        (driver, listed)
+    }
+
+    /// What the complete listing answers: the names after `last`, at most `n`.
+    fn expected(all: &[String], n: usize, last: Option<&str>) -> Page {
+        let after: Vec<String> = all
+            .iter()
+            .filter(|name| last.is_none_or(|l| catalog_order(name, l).is_gt()))
+            .cloned()
+            .collect();
+        Page {
+            entries: after.iter().take(n).cloned().collect(),
+            more: n > 0 && after.len() > n,
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_equal_the_complete_listing_for_every_last_and_n() {
+        let mut rng = StdRng::seed_from_u64(12);
+        for _ in 0..60 {
+            let (driver, all) = random_tree(&mut rng).await;
+            let access = Access::new(driver);
+            // Every name, and positions that are not names: prefixes, in-between
+            // values, separators and characters no name has.
+            let mut lasts: BTreeSet<String> = all.iter().cloned().collect();
+            for name in &all {
+                lasts.insert(format!("{name}/"));
+                lasts.insert(format!("{name}-"));
+                lasts.insert(format!("{name}\u{0}"));
+                lasts.insert(name[..name.len() - 1].to_owned());
+            }
+            for odd in ["", "/", "a/", "a//b", "_x", "A", "a/_x/b", "~", "a-b/zz"] {
+                lasts.insert(odd.to_owned());
+            }
+            let mut cases: Vec<Option<&str>> = lasts.iter().map(|l| Some(l.as_str())).collect();
+            cases.push(None);
+            for last in cases {
+                for n in 0..=all.len() + 1 {
+                    let got = page(&access, n, last).await.unwrap();
+                    let want = expected(&all, n, last);
+                    assert_eq!(
+                        (&got.entries, got.more),
+                        (&want.entries, want.more),
+                        "n={n} last={last:?} all={all:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn paging_through_visits_every_repository_once() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..20 {
+            let (driver, all) = random_tree(&mut rng).await;
+            let access = Access::new(driver);
+            for n in 1..4 {
+                let mut seen = Vec::new();
+                let mut last: Option<String> = None;
+                loop {
+                    let p = page(&access, n, last.as_deref()).await.unwrap();
+                    seen.extend(p.entries.iter().cloned());
+                    if !p.more {
+                        break;
+                    }
+                    last = p.entries.last().cloned();
+                }
+                assert_eq!(seen, all);
+            }
+        }
+    }
+
+    /// The driver's `List` calls so far, from its action timers.
+    fn lists(metrics: &berth_driver::DriverMetrics) -> u64 {
+        use berth_metrics::Collect;
+        let mut enc = berth_metrics::Encoder::new();
+        metrics.collect(&mut enc);
+        enc.finish()
+            .lines()
+            .find_map(|l| l.strip_prefix("registry_storage_action_seconds_count{driver=\"inmemory\",action=\"List\"} "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_page_reads_about_one_directory_per_repository_on_it() {
+        let inner = InMemoryDriver::new();
+        for i in 0..500 {
+            put(&inner, &format!("org{}/app{i:03}", i % 5), "_layers/sha256/ab/link").await;
+        }
+        let observed = berth_driver::ObservedDriver::new(Arc::new(inner)).with_metrics();
+        let metrics = observed.metrics().unwrap();
+        let access = Access::new(Arc::new(observed));
+        let p = page(&access, 10, Some("org3/app253")).await.unwrap();
+        assert_eq!(p.entries.first().map(String::as_str), Some("org3/app258"));
+        assert!(p.more);
+        // The root, `org3`, `org3/app253` (whose children would come after it) and the
+        // 11 repositories read to fill the page.
+        assert_eq!(lists(&metrics), 14);
+    }
+}
