@@ -76,6 +76,12 @@ impl RedisDescriptors {
         }))
     }
 
+    /// The catalog and tag indexes, over this cache's connection (its timeouts,
+    /// breaker, metrics and queue of removals).
+    pub fn index(&self) -> Arc<crate::RedisIndex> {
+        Arc::new(crate::RedisIndex::new(self.link.clone()))
+    }
+
     /// Whether Redis is being used (connected, no removal waiting).
     pub fn is_up(&self) -> bool {
         self.link.is_up()

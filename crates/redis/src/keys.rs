@@ -5,7 +5,14 @@
 //! - `repository::<name>::blobs::<digest>`: a hash holding the link's `mediatype`.
 //!
 //! berth's own keys start with `berth::`, a prefix distribution never writes:
-//! - `berth::repository::<name>::version`: a counter moved on by every tag change.
+//! - `berth::repository::<name>::version`: a counter moved on by every tag change;
+//! - `berth::catalog`: the catalog index, a sorted set (every score 0, read in byte
+//!   order) of repository names with `/` written as `\0` (see `index`), plus the empty
+//!   member as the mark of a complete index;
+//! - `berth::repository::<name>::tags`: a repository's tag index, the same way;
+//! - `<index>::rebuild`: the lease of the node rebuilding an index (its token);
+//!   `<index>::rebuild::<token>`: what that rebuild's walk found; `<index>::removed`:
+//!   names removed while it runs.
 
 use berth_core::{Digest, RepositoryName};
 
@@ -33,6 +40,29 @@ pub fn version(repo: &RepositoryName) -> String {
     format!("berth::repository::{repo}::version")
 }
 
+/// The catalog index.
+pub const CATALOG: &str = "berth::catalog";
+
+/// A repository's tag index.
+pub fn tags(repo: &RepositoryName) -> String {
+    format!("berth::repository::{repo}::tags")
+}
+
+/// The rebuild lease of the index at `index`.
+pub fn lease(index: &str) -> String {
+    format!("{index}::rebuild")
+}
+
+/// Where the rebuild holding `token` gathers the walk's names.
+pub fn rebuilt(index: &str, token: &str) -> String {
+    format!("{index}::rebuild::{token}")
+}
+
+/// The names removed from the index at `index` while it is rebuilt.
+pub fn removed(index: &str) -> String {
+    format!("{index}::removed")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +78,14 @@ mod tests {
             link(&r, &d),
             format!("repository::a/b::blobs::sha256:{}", d.hex())
         );
+    }
+
+    #[test]
+    fn berth_names_stay_under_the_prefix() {
+        let r = RepositoryName::parse("a/b").unwrap();
+        assert_eq!(tags(&r), "berth::repository::a/b::tags");
+        assert_eq!(lease(CATALOG), "berth::catalog::rebuild");
+        assert_eq!(rebuilt(CATALOG, "t"), "berth::catalog::rebuild::t");
+        assert_eq!(removed(&tags(&r)), "berth::repository::a/b::tags::removed");
     }
 }

@@ -1,10 +1,12 @@
 //! berth-redis: the blob-descriptor cache in Redis that the nodes of a fleet share
 //! (`storage.cache.blobdescriptor: redis`), under distribution's own key names so berth
-//! and distribution nodes can share one Redis. Redis is an optimisation only: every call
+//! and distribution nodes can share one Redis, and, over the same connection, the
+//! catalog and tag listings as shared ordered indexes (`index`, berth's own keys). Redis is an optimisation only: every call
 //! is bounded by a timeout, a failure or an outage makes lookups misses (storage is read
 //! instead), and a dead Redis is skipped until a background task has reconnected.
 
 mod cache;
+mod index;
 mod keys;
 mod link;
 
@@ -12,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cache::RedisDescriptors;
+pub use index::{RedisIndex, catalog_after, decode, encode};
 
 /// The `redis` section, validated. Its `Debug` leaves the password out.
 #[derive(Clone, PartialEq)]

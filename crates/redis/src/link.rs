@@ -5,7 +5,7 @@
 //! again, so this node never reads Redis while entries it should have removed may remain.
 //! Failures are counted and logged at most once per [`LOG_EVERY`].
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -45,10 +45,25 @@ pub struct Link {
     /// `None` while Redis is unreachable: calls are skipped.
     conn: RwLock<Option<MultiplexedConnection>>,
     /// Removals that must reach Redis before this node reads it again.
-    pending: Mutex<VecDeque<Pipeline>>,
+    pending: Mutex<Pending>,
     wake: Notify,
     log: Throttle,
     pub counts: LinkCounts,
+}
+
+/// The queued removals, in order, and the keys of those queued under one.
+#[derive(Default)]
+struct Pending {
+    queue: VecDeque<(Option<String>, Pipeline)>,
+    keys: HashSet<String>,
+}
+
+impl Pending {
+    fn pop_front(&mut self) {
+        if let Some((Some(key), _)) = self.queue.pop_front() {
+            self.keys.remove(&key);
+        }
+    }
 }
 
 /// Whether a call is a lookup or an update (which timeout bounds it).
@@ -69,7 +84,7 @@ impl Link {
             read_timeout: read,
             write_timeout: write,
             conn: RwLock::new(None),
-            pending: Mutex::new(VecDeque::new()),
+            pending: Mutex::new(Pending::default()),
             wake: Notify::new(),
             log: Throttle::default(),
             counts: LinkCounts::default(),
@@ -89,6 +104,7 @@ impl Link {
         self.pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .queue
             .len()
     }
 
@@ -111,7 +127,22 @@ impl Link {
     /// again by this node until the queue is sent.
     pub async fn remove(&self, pipe: Pipeline) {
         if self.query::<()>(&pipe, Kind::Write).await.is_none() {
-            self.enqueue(pipe);
+            self.enqueue(None, pipe);
+        }
+    }
+
+    /// Queues `pipe` to be sent, like a removal that did not reach Redis, unless one
+    /// queued under the same `key` is still waiting (a change that must reach Redis
+    /// once, however often it is asked for while Redis is away).
+    pub fn queue_once(&self, key: String, pipe: Pipeline) {
+        let queued = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys
+            .contains(&key);
+        if !queued {
+            self.enqueue(Some(key), pipe);
         }
     }
 
@@ -139,13 +170,23 @@ impl Link {
         }
     }
 
-    fn enqueue(&self, pipe: Pipeline) {
+    fn enqueue(&self, key: Option<String>, pipe: Pipeline) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if pending.len() >= MAX_PENDING {
+        if pending.queue.len() >= MAX_PENDING {
             pending.pop_front();
             self.counts.dropped.inc();
         }
-        pending.push_back(pipe);
+        if let Some(key) = &key
+            && !pending.keys.insert(key.clone())
+        {
+            return;
+        }
+        pending.queue.push_back((key, pipe));
+        // Nothing may be read until it is sent: a connection the reconnection put up
+        // since the call failed is taken down again, so it sends the queue first.
+        *self.conn.write().unwrap_or_else(PoisonError::into_inner) = None;
+        drop(pending);
+        self.wake.notify_one();
     }
 
     /// Drops the connection (so later calls are skipped) and wakes the reconnection.
@@ -168,8 +209,9 @@ impl Link {
                 .pending
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
+                .queue
                 .front()
-                .cloned();
+                .map(|(_, pipe)| pipe.clone());
             let Some(pipe) = next else { break };
             self.send::<()>(&mut conn, &pipe, Kind::Write)
                 .await
@@ -182,7 +224,7 @@ impl Link {
         // Installed under the queue's lock: a removal queued after the check above was
         // queued because no connection was up, and is sent on the next reconnection.
         let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if !pending.is_empty() {
+        if !pending.queue.is_empty() {
             return Err("removals queued meanwhile".into());
         }
         *self.conn.write().unwrap_or_else(PoisonError::into_inner) = Some(conn);
