@@ -218,7 +218,8 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             }
             tracing::info!(
                 addr = %redis.addr,
-                "blob descriptors are cached in redis, and tag changes versioned there"
+                "blob descriptors are cached in redis, tag changes versioned there, and the \
+                 catalog and tag listings kept there"
             );
             Some(cache)
         }
@@ -239,6 +240,9 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             shared_descriptor_cache: redis_cache
                 .clone()
                 .map(|c| c as Arc<dyn berth_storage::SharedDescriptors>),
+            shared_index: redis_cache
+                .as_ref()
+                .map(|c| c.index() as Arc<dyn berth_storage::SharedIndex>),
             shared_versions: redis_cache.map(|c| c as Arc<dyn berth_storage::SharedVersions>),
             referrers_tag_schema: config.storage.referrers_tag_schema,
             // Only nodes sharing a secret can continue each other's sessions.

@@ -165,6 +165,10 @@ impl Server {
             );
             signal_handle.graceful_shutdown(Some(drain));
         });
+        // The catalog listing is built (or the shared index rebuilt) beside serving:
+        // `/v2/` and the health checks answer at once, and catalog pages are read from
+        // storage until it is complete.
+        self.registry.start_listings();
         let purger = self
             .purging
             .map(|p| tokio::spawn(purge_loop(self.registry.clone(), p)));

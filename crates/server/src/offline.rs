@@ -103,6 +103,10 @@ impl Offline {
                 let removals = Arc::new(RemovalsOnly(cache.clone()));
                 options.shared_descriptor_cache = Some(removals.clone());
                 options.shared_versions = Some(removals);
+                // What a command changes in the listings (a tag `check-storage`
+                // removes, a repository whose last layer link a collection removes)
+                // reaches the shared indexes like any node's change.
+                options.shared_index = Some(cache.index());
                 Some((cache, patience))
             }
             _ => None,
