@@ -112,7 +112,14 @@ async fn pages_in_catalog_order_once_complete() {
     let tag_names = ["v1", "v10", "v2", "latest", "V1", "1.0", "1.0-rc", "_x"];
     assert!(index.page(tags, None, None).await.is_none());
     rebuild(&index, tags, &tag_names).await;
-    for last in [None, Some("v1"), Some("v"), Some("0"), Some("zz"), Some("1.0")] {
+    for last in [
+        None,
+        Some("v1"),
+        Some("v"),
+        Some("0"),
+        Some("zz"),
+        Some("1.0"),
+    ] {
         for n in [None, Some(1), Some(3), Some(100)] {
             let got = index.page(tags, n, last).await.unwrap();
             let want = expected(&tag_names, false, n, last);
@@ -121,7 +128,12 @@ async fn pages_in_catalog_order_once_complete() {
     }
     // Another repository's tags are its own, and not complete yet.
     let other = RepositoryName::parse("team/other").unwrap();
-    assert!(index.page(IndexName::Tags(&other), None, None).await.is_none());
+    assert!(
+        index
+            .page(IndexName::Tags(&other), None, None)
+            .await
+            .is_none()
+    );
     index.remove(tags, "v10").await;
     index.add(tags, "v3").await;
     let got = index.page(tags, None, Some("v1")).await.unwrap();
@@ -176,12 +188,26 @@ async fn a_lost_lease_completes_nothing() {
     assert!(index.renew(CATALOG, &lease).await);
     // The lease expired (this node stalled) and another node took it.
     let _: () = conn.del("berth::catalog::rebuild").unwrap();
-    let other = index.begin_rebuild(CATALOG).await.expect("taken by another");
+    let other = index
+        .begin_rebuild(CATALOG)
+        .await
+        .expect("taken by another");
     assert!(!index.renew(CATALOG, &lease).await);
-    assert!(!index.complete_rebuild(CATALOG, &lease, strings(&["x"])).await);
+    assert!(
+        !index
+            .complete_rebuild(CATALOG, &lease, strings(&["x"]))
+            .await
+    );
     assert!(index.page(CATALOG, None, None).await.is_none());
-    assert!(index.complete_rebuild(CATALOG, &other, strings(&["y"])).await);
-    assert_eq!(index.page(CATALOG, None, None).await.unwrap().entries, ["y"]);
+    assert!(
+        index
+            .complete_rebuild(CATALOG, &other, strings(&["y"]))
+            .await
+    );
+    assert_eq!(
+        index.page(CATALOG, None, None).await.unwrap().entries,
+        ["y"]
+    );
     let ttl: i64 = conn.pttl("berth::catalog").unwrap();
     assert_eq!(ttl, -1, "the index itself never expires");
 }
@@ -241,8 +267,15 @@ async fn an_update_lost_in_an_outage_leaves_the_index_distrusted() {
         index.add(CATALOG, &format!("c{i}")).await;
     }
     assert!(index.page(CATALOG, None, None).await.is_none());
-    assert!(started.elapsed() < Duration::from_secs(2), "the outage slowed updates");
-    assert_eq!(cache.pending_removals(), 1, "one distrust queued for the index");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the outage slowed updates"
+    );
+    assert_eq!(
+        cache.pending_removals(),
+        1,
+        "one distrust queued for the index"
+    );
     server.resume();
     wait_up(&cache).await;
     assert_eq!(cache.pending_removals(), 0);

@@ -49,7 +49,10 @@ fn pages(c: &BlockingClient, first: &str, field: &str) -> Vec<String> {
         match r.next_link() {
             Some(next) => {
                 let last = entries.last().expect("a page linking onward has entries");
-                let url = berth_client::Url::parse("http://x").unwrap().join(&next).unwrap();
+                let url = berth_client::Url::parse("http://x")
+                    .unwrap()
+                    .join(&next)
+                    .unwrap();
                 let linked = url
                     .query_pairs()
                     .find(|(k, _)| k == "last")
@@ -154,11 +157,17 @@ fn catalog_pages_are_right_while_the_listing_is_built_and_after() {
     assert!(took < Duration::from_secs(2), "first page took {took:?}");
     // Pages after positions that are not names, during the build.
     assert_eq!(page_after(c, 3, "a/"), ["a/b", "a/b/c", "a-b"]);
-    assert_eq!(page_after(c, 2, "org07/"), ["org07/app00007", "org07/app00047"]);
+    assert_eq!(
+        page_after(c, 2, "org07/"),
+        ["org07/app00007", "org07/app00047"]
+    );
     assert_eq!(page_after(c, 2, "org39/app19999"), ["z"]);
     // A push during the build is listed, during it and after.
     push_blob(c, "a/a-during-build", b"pushed while the listing is built");
-    assert!(!node.log_text().contains(BUILT), "the build ended before the push");
+    assert!(
+        !node.log_text().contains(BUILT),
+        "the build ended before the push"
+    );
     want = catalog_sorted([want, vec!["a/a-during-build".to_owned()]].concat());
     assert_eq!(catalog(c, 1000), want);
 
@@ -172,7 +181,10 @@ fn catalog_pages_are_right_while_the_listing_is_built_and_after() {
     assert_eq!(catalog(c, 1000), want);
     assert_eq!(catalog(c, 97), want);
     assert_eq!(page_after(c, 3, "a/"), ["a/a-during-build", "a/b", "a/b/c"]);
-    assert_eq!(page_after(c, 2, "org07/"), ["org07/app00007", "org07/app00047"]);
+    assert_eq!(
+        page_after(c, 2, "org07/"),
+        ["org07/app00007", "org07/app00047"]
+    );
     assert_eq!(page_after(c, 2, "org39/app19999"), ["z"]);
     assert!(page_after(c, 2, "z").is_empty());
 }
@@ -217,7 +229,10 @@ fn until_rebuilt(c: &BlockingClient, redis: &RedisServer, want: &[String]) {
         if complete_in_redis(redis, "berth::catalog") {
             return;
         }
-        assert!(Instant::now() < deadline, "the catalog index was never rebuilt");
+        assert!(
+            Instant::now() < deadline,
+            "the catalog index was never rebuilt"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -275,7 +290,10 @@ fn three_nodes_share_the_listings_over_s3_and_redis() {
     push_image(ac, "team/app", "v2");
     push_image(ac, "team/app", "v3");
     assert_eq!(tags(bc, "team/app", 1), ["v1", "v2", "v3"]);
-    assert!(complete_in_redis(&redis, "berth::repository::team/app::tags"));
+    assert!(complete_in_redis(
+        &redis,
+        "berth::repository::team/app::tags"
+    ));
     let r = bc.run(|c| c.delete_manifest("team/app", "v2")).unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(tags(ac, "team/app", 1), ["v1", "v3"]);
@@ -291,7 +309,10 @@ fn three_nodes_share_the_listings_over_s3_and_redis() {
         assert_eq!(catalog(node, 1), want);
         assert_eq!(tags(node, "team/app", 1), ["v0", "v1", "v3"]);
     }
-    assert!(complete_in_redis(&redis, "berth::repository::team/app::tags"));
+    assert!(complete_in_redis(
+        &redis,
+        "berth::repository::team/app::tags"
+    ));
 
     // Redis stopped: every node lists from storage, changes included.
     redis.stop();

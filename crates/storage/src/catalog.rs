@@ -36,7 +36,10 @@ pub(crate) fn catalog_order(a: &str, b: &str) -> Ordering {
 
 /// Every repository having one of `markers`, in no particular order: a walk of the
 /// whole tree (the listings' builds and the maintenance tasks).
-pub(crate) async fn walk_all(access: &Access, markers: &[&str]) -> Result<Vec<RepositoryName>, Error> {
+pub(crate) async fn walk_all(
+    access: &Access,
+    markers: &[&str],
+) -> Result<Vec<RepositoryName>, Error> {
     let mut out = Vec::new();
     let list = |name: String| async move {
         let at = if name.is_empty() {
@@ -242,7 +245,9 @@ async fn rebuild_shared(access: &Access, index: &dyn SharedIndex) {
     let names = match names {
         Ok(names) => names,
         Err(e) => {
-            tracing::warn!("rebuilding the shared catalog index: {e}; pages are read from storage until a later page rebuilds it");
+            tracing::warn!(
+                "rebuilding the shared catalog index: {e}; pages are read from storage until a later page rebuilds it"
+            );
             return;
         }
     };
@@ -257,7 +262,9 @@ async fn rebuild_shared(access: &Access, index: &dyn SharedIndex) {
             "shared catalog index rebuilt"
         );
     } else {
-        tracing::warn!("the shared catalog index's rebuild could not be completed; a later page rebuilds it");
+        tracing::warn!(
+            "the shared catalog index's rebuild could not be completed; a later page rebuilds it"
+        );
     }
 }
 

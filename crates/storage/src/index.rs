@@ -44,8 +44,12 @@ pub struct Lease(pub String);
 pub trait SharedIndex: Send + Sync + fmt::Debug {
     /// The page after `last`, at most `n` (`None`: all), with whether more follow;
     /// `None` when the index is not complete or cannot be read.
-    async fn page(&self, index: IndexName<'_>, n: Option<usize>, last: Option<&str>)
-    -> Option<Page>;
+    async fn page(
+        &self,
+        index: IndexName<'_>,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Option<Page>;
     /// Adds a name once storage has it. One that cannot be sent leaves the index
     /// distrusted (incomplete) until it is rebuilt.
     async fn add(&self, index: IndexName<'_>, name: &str);
@@ -58,6 +62,10 @@ pub trait SharedIndex: Send + Sync + fmt::Debug {
     async fn renew(&self, index: IndexName<'_>, lease: &Lease) -> bool;
     /// Merges what the walk found and marks the index complete; `false` when the lease
     /// was lost or the index could not be reached (it stays incomplete).
-    async fn complete_rebuild(&self, index: IndexName<'_>, lease: &Lease, names: Vec<String>)
-    -> bool;
+    async fn complete_rebuild(
+        &self,
+        index: IndexName<'_>,
+        lease: &Lease,
+        names: Vec<String>,
+    ) -> bool;
 }

@@ -95,7 +95,11 @@ fn merged<const CATALOG: bool>(
 
 impl<const CATALOG: bool> Listing<CATALOG> {
     /// A page, if the listing is complete.
-    pub(crate) async fn page_if_loaded(&self, n: Option<usize>, last: Option<&str>) -> Option<Page> {
+    pub(crate) async fn page_if_loaded(
+        &self,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Option<Page> {
         match &*self.state.read().await {
             State::Loaded(set) => Some(page_of(set, n, last)),
             _ => None,
@@ -269,9 +273,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_build_leaves_it_unloaded() {
         let l: Listing<true> = Listing::default();
-        let failed = l
-            .build(async { Err(Error::internal("walk failed")) })
-            .await;
+        let failed = l.build(async { Err(Error::internal("walk failed")) }).await;
         assert!(failed.is_err());
         assert!(l.page_if_loaded(None, None).await.is_none());
         assert!(l.build(load(&["b", "a"])).await.unwrap());

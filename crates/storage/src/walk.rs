@@ -90,7 +90,9 @@ async fn enter(
     children.sort_unstable();
     if !on_path
         && !name.is_empty()
-        && children.iter().any(|c| CATALOG_MARKERS.contains(&c.as_str()))
+        && children
+            .iter()
+            .any(|c| CATALOG_MARKERS.contains(&c.as_str()))
         && RepositoryName::parse(&name).is_ok()
     {
         found.push(name.clone());
@@ -241,7 +243,11 @@ mod tests {
         metrics.collect(&mut enc);
         enc.finish()
             .lines()
-            .find_map(|l| l.strip_prefix("registry_storage_action_seconds_count{driver=\"inmemory\",action=\"List\"} "))
+            .find_map(|l| {
+                l.strip_prefix(
+                    "registry_storage_action_seconds_count{driver=\"inmemory\",action=\"List\"} ",
+                )
+            })
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     }
@@ -250,7 +256,12 @@ mod tests {
     async fn a_page_reads_about_one_directory_per_repository_on_it() {
         let inner = InMemoryDriver::new();
         for i in 0..500 {
-            put(&inner, &format!("org{}/app{i:03}", i % 5), "_layers/sha256/ab/link").await;
+            put(
+                &inner,
+                &format!("org{}/app{i:03}", i % 5),
+                "_layers/sha256/ab/link",
+            )
+            .await;
         }
         let observed = berth_driver::ObservedDriver::new(Arc::new(inner)).with_metrics();
         let metrics = observed.metrics().unwrap();
