@@ -22,8 +22,18 @@ use moto::Moto;
 use redis_server::RedisServer;
 use sha2::{Digest as _, Sha256};
 
-/// Said in the log once the in-memory catalog is complete.
-const BUILT: &str = "catalog listing built";
+/// Whether the node whose debug server is at `debug` has its catalog listing built
+/// (the `berth_catalog_listing_built` gauge).
+fn built(debug: &str) -> bool {
+    let r = common::client(debug).run(|c| c.get("/metrics")).unwrap();
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix("berth_catalog_listing_built "))
+        .expect("the gauge is exported")
+        .to_owned();
+    value == "1"
+}
 
 fn sha256(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
@@ -143,14 +153,19 @@ fn catalog_pages_are_right_while_the_listing_is_built_and_after() {
     }
     let mut want = catalog_sorted(names.clone());
 
-    let node = common::berth(&root, work.path(), "");
+    let debug = format!("127.0.0.1:{}", common::free_port());
+    let node = common::berth(
+        &root,
+        work.path(),
+        &format!("  debug:\n    addr: {debug}\n    prometheus:\n      enabled: true\n"),
+    );
     let c = node.client();
     // The first page answers at once, from storage, while the build walks.
     let started = Instant::now();
     let first = page_after(c, 100, "");
     let took = started.elapsed();
     assert!(
-        !node.log_text().contains(BUILT),
+        !built(&debug),
         "the build ended before the first page: make the tree larger"
     );
     assert_eq!(first, want[..100]);
@@ -164,15 +179,12 @@ fn catalog_pages_are_right_while_the_listing_is_built_and_after() {
     assert_eq!(page_after(c, 2, "org39/app19999"), ["z"]);
     // A push during the build is listed, during it and after.
     push_blob(c, "a/a-during-build", b"pushed while the listing is built");
-    assert!(
-        !node.log_text().contains(BUILT),
-        "the build ended before the push"
-    );
+    assert!(!built(&debug), "the build ended before the push");
     want = catalog_sorted([want, vec!["a/a-during-build".to_owned()]].concat());
     assert_eq!(catalog(c, 1000), want);
 
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !node.log_text().contains(BUILT) {
+    while !built(&debug) {
         assert!(Instant::now() < deadline, "the build never ended");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -156,11 +156,11 @@ impl Catalog {
         crate::walk::page(&self.access, n, last).await
     }
 
-    /// Whether pages come from a complete listing in this process's memory.
-    #[cfg(test)]
-    pub(crate) async fn is_built(&self) -> bool {
+    /// Whether pages come from a complete listing in this process's memory (never with
+    /// the shared index, whose completeness only Redis knows).
+    pub(crate) fn is_built(&self) -> bool {
         match &self.listings {
-            Listings::Local(listing) => listing.page_if_loaded(Some(0), None).await.is_some(),
+            Listings::Local(listing) => listing.is_loaded(),
             Listings::Shared(_) => false,
         }
     }

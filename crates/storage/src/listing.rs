@@ -12,6 +12,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 use berth_core::{Error, Page};
 use tokio::sync::RwLock;
@@ -39,6 +40,8 @@ impl<const CATALOG: bool> PartialOrd for Key<CATALOG> {
 /// One ordered set of names, loaded or built from storage.
 pub(crate) struct Listing<const CATALOG: bool> {
     state: RwLock<State<CATALOG>>,
+    /// Set once the state is `Loaded` (which it then stays), readable without the lock.
+    loaded: AtomicBool,
 }
 
 /// Where a listing stands.
@@ -56,6 +59,7 @@ impl<const CATALOG: bool> Default for Listing<CATALOG> {
     fn default() -> Self {
         Listing {
             state: RwLock::new(State::Unloaded),
+            loaded: AtomicBool::new(false),
         }
     }
 }
@@ -94,6 +98,11 @@ fn merged<const CATALOG: bool>(
 }
 
 impl<const CATALOG: bool> Listing<CATALOG> {
+    /// Whether the listing is complete (loaded or built).
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.loaded.load(AtomicOrdering::Acquire)
+    }
+
     /// A page, if the listing is complete.
     pub(crate) async fn page_if_loaded(
         &self,
@@ -135,6 +144,7 @@ impl<const CATALOG: bool> Listing<CATALOG> {
         let set = merged(names, changes);
         let page = page_of(&set, n, last);
         *state = State::Loaded(set);
+        self.loaded.store(true, AtomicOrdering::Release);
         Ok(page)
     }
 
@@ -165,6 +175,7 @@ impl<const CATALOG: bool> Listing<CATALOG> {
         match walked {
             Ok(names) => {
                 *state = State::Loaded(merged(names, changes));
+                self.loaded.store(true, AtomicOrdering::Release);
                 Ok(true)
             }
             Err(e) => {

@@ -105,7 +105,8 @@ impl Registry for StorageRegistry {
 }
 
 /// The storage layer's series: distribution's blob-descriptor cache counter, berth's
-/// lookups of each cache, and the upload sessions open. Counts are read as they stand;
+/// lookups of each cache, whether the catalog listing is built, and the upload sessions
+/// open. Counts are read as they stand;
 /// the session count takes the session table's lock once per scrape.
 impl Collect for StorageRegistry {
     fn collect(&self, enc: &mut Encoder) {
@@ -140,6 +141,14 @@ impl Collect for StorageRegistry {
                 lookups.misses.get(),
             );
         }
+        let name = "berth_catalog_listing_built";
+        enc.family(
+            name,
+            "1 once this node's in-memory catalog listing is complete (pages then come from \
+             memory; until then from storage), 0 before and with the listings in Redis.",
+            Kind::Gauge,
+        );
+        enc.sample(name, &[], i64::from(s.catalog.is_built()));
         let name = "berth_upload_sessions_open";
         enc.family(
             name,

@@ -373,7 +373,7 @@ async fn whole_catalog(r: &StorageRegistry, n: usize) -> Vec<String> {
 /// Waits until the catalog's pages come from its complete listing.
 async fn wait_built(r: &StorageRegistry) {
     for _ in 0..200 {
-        if r.stores.catalog.is_built().await {
+        if r.stores.catalog.is_built() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
