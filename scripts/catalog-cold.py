@@ -58,10 +58,10 @@ def drop_caches():
         f.write("3\n")
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -159,6 +159,7 @@ def measure(label, binary, root, repos, port, work):
             row["built_s"] = round(time.perf_counter() - started, 2)
             row["rss_ready_mib"] = round(rss_ready / 1024, 1)
             row["rss_built_mib"] = round(rss_kib(proc.pid) / 1024, 1)
+            row["rss_peak_mib"] = round(rss_kib(proc.pid, "VmHWM") / 1024, 1)
         # Warm pages: the first and the deep one again, median of 5.
         warm = sorted(page(base, 100, name(mid), deep_want) for _ in range(5))
         row["deep_warm_ms"] = round(warm[2], 2)

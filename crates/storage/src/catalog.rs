@@ -35,11 +35,21 @@ pub(crate) fn catalog_order(a: &str, b: &str) -> Ordering {
 }
 
 /// Every repository having one of `markers`, in no particular order: a walk of the
-/// whole tree (the listings' builds and the maintenance tasks).
+/// whole tree (the maintenance tasks).
 pub(crate) async fn walk_all(
     access: &Access,
     markers: &[&str],
 ) -> Result<Vec<RepositoryName>, Error> {
+    let names = walk_names(access, markers).await?;
+    Ok(names
+        .iter()
+        .filter_map(|n| RepositoryName::parse(n).ok())
+        .collect())
+}
+
+/// The names [`walk_all`] finds, as they were walked (the listings keep them as they
+/// are, with no second copy of each).
+async fn walk_names(access: &Access, markers: &[&str]) -> Result<Vec<String>, Error> {
     let mut out = Vec::new();
     let list = |name: String| async move {
         let at = if name.is_empty() {
@@ -62,18 +72,18 @@ pub(crate) async fn walk_all(
             break;
         };
         let children = children?;
-        if !name.is_empty()
+        let listed = !name.is_empty()
             && children.iter().any(|c| markers.contains(&c.as_str()))
-            && let Ok(repo) = RepositoryName::parse(&name)
-        {
-            out.push(repo);
-        }
+            && RepositoryName::parse(&name).is_ok();
         for child in children.into_iter().filter(|c| !c.starts_with('_')) {
             pending.push(if name.is_empty() {
                 child
             } else {
                 format!("{name}/{child}")
             });
+        }
+        if listed {
+            out.push(name);
         }
     }
     Ok(out)
@@ -192,8 +202,7 @@ impl Catalog {
 
 /// The names of every repository in the catalog, walked.
 async fn catalog_names(access: &Access) -> Result<Vec<String>, Error> {
-    let repos = walk_all(access, CATALOG_MARKERS).await?;
-    Ok(repos.into_iter().map(|r| r.as_str().to_owned()).collect())
+    walk_names(access, CATALOG_MARKERS).await
 }
 
 /// Builds this node's listing (see `Listing::build`).
