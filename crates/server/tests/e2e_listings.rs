@@ -3,8 +3,10 @@
 //! built in the background (read from storage) and after (from memory), and a push made
 //! during the build is listed. Three nodes over one S3 bucket (moto) and one
 //! `redis-server`: what A and B push is paged on C, tags set on A are listed on B, a tag
-//! deleted on B is gone from A's list; after `FLUSHALL` the shared indexes are rebuilt
-//! and still right, and with Redis stopped every node still lists from storage.
+//! deleted on B is gone from A's list; what is written into the bucket behind berth's
+//! back is not listed while the indexes are complete (pages come from Redis); after
+//! `FLUSHALL` the indexes are rebuilt from storage and still right, and with Redis
+//! stopped every node still lists from storage.
 
 mod common;
 #[path = "support/moto.rs"]
@@ -249,6 +251,23 @@ fn until_rebuilt(c: &BlockingClient, redis: &RedisServer, want: &[String]) {
     }
 }
 
+/// Writes `key` into `bucket` behind berth's back (moto reads the account from the
+/// signature's credential and checks nothing else).
+fn put_object(moto: &Moto, bucket: &str, key: &str, body: &str) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&moto.addr).unwrap();
+    write!(
+        s,
+        "PUT /{bucket}/{key} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00\r\n\r\n{body}",
+        moto.addr,
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "PUT {key}: {answer}");
+}
+
 fn flushall(redis: &RedisServer) {
     let mut conn = redis::Client::open(format!("redis://{}/", redis.addr()))
         .unwrap()
@@ -313,13 +332,34 @@ fn three_nodes_share_the_listings_over_s3_and_redis() {
     push_image(cc, "team/app", "v0");
     assert_eq!(tags(ac, "team/app", 100), ["v0", "v1", "v3"]);
 
-    // Redis emptied: answers stay right (from storage) and the indexes are rebuilt.
+    // A repository and a tag written straight into the bucket (as another registry
+    // would) are not listed while the indexes are complete: pages come from Redis.
+    let layer = sha256(b"written behind berth's back");
+    let repos = "registry/docker/registry/v2/repositories";
+    put_object(
+        &moto,
+        "fleet",
+        &format!("{repos}/behind/_layers/sha256/{}/link", &layer[7..]),
+        &layer,
+    );
+    put_object(
+        &moto,
+        "fleet",
+        &format!("{repos}/team/app/_manifests/tags/v9/current/link"),
+        &layer,
+    );
+    assert_eq!(catalog(cc, 100), want);
+    assert_eq!(tags(cc, "team/app", 100), ["v0", "v1", "v3"]);
+
+    // Redis emptied: answers stay right (from storage) and the indexes are rebuilt
+    // from storage, which now has both.
     flushall(&redis);
     assert!(!complete_in_redis(&redis, "berth::catalog"));
+    let want = catalog_sorted([want, vec!["behind".to_owned()]].concat());
     until_rebuilt(bc, &redis, &want);
     for node in [ac, bc, cc] {
         assert_eq!(catalog(node, 1), want);
-        assert_eq!(tags(node, "team/app", 1), ["v0", "v1", "v3"]);
+        assert_eq!(tags(node, "team/app", 1), ["v0", "v1", "v3", "v9"]);
     }
     assert!(complete_in_redis(
         &redis,
@@ -330,6 +370,8 @@ fn three_nodes_share_the_listings_over_s3_and_redis() {
     redis.stop();
     push_image(bc, "during/outage", "o");
     let r = ac.run(|c| c.delete_manifest("team/app", "v3")).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = ac.run(|c| c.delete_manifest("team/app", "v9")).unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
     let want = catalog_sorted([want, vec!["during/outage".to_owned()]].concat());
     for node in [ac, bc, cc] {
