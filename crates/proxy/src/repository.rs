@@ -275,8 +275,7 @@ impl ProxyRepository {
 }
 
 /// The one download of a blob: upstream into the spool file, checked against its
-/// digest, then committed to the copy through an upload session of the wrapped
-/// repository (which checks the digest again as it stores).
+/// digest as it arrives, then committed to the copy (see [`commit`]).
 async fn download(
     upstream: Arc<Upstream>,
     remote: String,
@@ -397,26 +396,11 @@ async fn spool(
     Ok(size)
 }
 
-/// Stores the spooled, verified blob in the copy.
+/// Stores the spooled, verified blob in the copy: linked in where the spool shares the
+/// storage's file system, so readers still on the spool file and later ones on the copy
+/// read the same bytes and nothing is copied or hashed again.
 async fn commit(local: &dyn Repository, digest: &Digest, flight: &Flight) -> Result<u64> {
-    let file = tokio::fs::File::open(flight.path())
-        .await
-        .map_err(|e| Error::internal_from("reopening a spooled blob", e))?;
-    let body = tokio_util::io::ReaderStream::with_capacity(file, SPOOL_BATCH);
-    let session = local.start_upload(digest.algorithm()).await?;
-    let finished = async {
-        local
-            .upload_chunk(&session.id, Chunk::stream(Box::pin(body)))
-            .await?;
-        local.finish_upload(&session.id, digest, None).await
-    };
-    match finished.await {
-        Ok(size) => Ok(size),
-        Err(e) => {
-            let _ = local.cancel_upload(&session.id).await;
-            Err(e)
-        }
-    }
+    local.adopt_blob(digest, flight.path()).await
 }
 
 #[async_trait]
@@ -522,6 +506,11 @@ impl Repository for ProxyRepository {
 
     async fn cancel_upload(&self, id: &UploadId) -> Result<()> {
         Err(Error::BlobUploadUnknown(id.to_string()))
+    }
+
+    /// Only the cache itself stores what it fetched, in the wrapped repository.
+    async fn adopt_blob(&self, _digest: &Digest, _file: &std::path::Path) -> Result<u64> {
+        Err(unsupported())
     }
 
     /// The referrers among the manifests pulled so far (the upstream is not asked).

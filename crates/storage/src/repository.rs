@@ -11,9 +11,11 @@ use berth_core::{
     Algorithm, BlobContent, BlobRead, Chunk, Descriptor, Digest, Error, Page, PutManifest,
     Reference, Repository, RepositoryName, Result, StoredManifest, Tag, UploadId, UploadState,
 };
+use berth_driver::Persist;
 use bytes::Bytes;
 use futures::future::try_join_all;
 
+use crate::access::DriverResult;
 use crate::fence::Touch;
 use crate::layout::StoragePath;
 use crate::registry::Stores;
@@ -341,6 +343,39 @@ impl Repository for StorageRepository {
 
     async fn cancel_upload(&self, id: &UploadId) -> Result<()> {
         self.stores.uploads.cancel(&self.name, id).await
+    }
+
+    async fn adopt_blob(&self, digest: &Digest, file: &std::path::Path) -> Result<u64> {
+        let stores = &self.stores;
+        let _pass = stores.blobs.fence.enter();
+        stores.blobs.hold(digest).await;
+        // A copy stored already (pushed to another repository) is linked as it is, never
+        // replaced.
+        let stored = stores.blobs.size(digest).await?;
+        let size = match stored {
+            Some(size) => size,
+            None => tokio::fs::metadata(file)
+                .await
+                .map_err(|e| Error::internal_from("reading a blob to adopt", e))?
+                .len(),
+        };
+        stores
+            .blobs
+            .link(&self.name, digest, size, async {
+                if stored.is_none() {
+                    let data = StoragePath::BlobData(digest).path();
+                    stores
+                        .access
+                        .driver()
+                        .import(file, &data, Persist::Durable)
+                        .await
+                        .or_internal()?;
+                }
+                Ok(None)
+            })
+            .await?;
+        stores.catalog.note(&self.name).await;
+        Ok(size)
     }
 
     async fn referrers(
