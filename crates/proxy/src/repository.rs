@@ -2,8 +2,9 @@
 //! repository of the same name) and the upstream. Manifests by digest and blobs are
 //! served from the copy when it has them and fetched (verified, then kept) when it does
 //! not; a tag is served from the copy while its ttl runs, else asked upstream with a
-//! `HEAD` (the copy answers when the upstream cannot, past its ttl or not). Writes are
-//! refused as distribution refuses them in proxy mode: 405 `UNSUPPORTED`.
+//! `HEAD` (the copy answers when the upstream cannot, past its ttl or not); tags and
+//! referrers are listed as the upstream says, else by the copy. Writes are refused as
+//! distribution refuses them in proxy mode: 405 `UNSUPPORTED`.
 
 use std::sync::Arc;
 
@@ -513,12 +514,27 @@ impl Repository for ProxyRepository {
         Err(unsupported())
     }
 
-    /// The referrers among the manifests pulled so far (the upstream is not asked).
+    /// As the upstream's referrers API says; when it cannot answer (down, or without
+    /// the API), the referrers among the manifests pulled so far.
     async fn referrers(
         &self,
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        self.local.referrers(subject, artifact_type).await
+        match self
+            .upstream
+            .referrers(&self.remote, subject, artifact_type)
+            .await
+        {
+            Ok(found) => Ok(found),
+            Err(e) => {
+                tracing::debug!(
+                    repository = self.name.as_str(),
+                    %subject,
+                    "referrers from the copy: {e}"
+                );
+                self.local.referrers(subject, artifact_type).await
+            }
+        }
     }
 }
