@@ -438,6 +438,6 @@ fn referrers_are_asked_upstream_and_come_from_the_copy_when_it_is_gone() {
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     upstream.stop();
-    assert_eq!(listed(None), [signed.manifest.digest.clone()]);
+    assert_eq!(listed(None), vec![signed.manifest.digest.clone()]);
     cache.stop();
 }
