@@ -943,7 +943,9 @@ fn s3_path_style_follows_the_region_endpoint_as_in_2_8_2() {
     };
     assert!(!style(""), "AWS itself: virtual-hosted");
     assert!(style(", regionendpoint: \"http://rgw:7480\""));
-    assert!(!style(", regionendpoint: \"http://rgw:7480\", forcepathstyle: false"));
+    assert!(!style(
+        ", regionendpoint: \"http://rgw:7480\", forcepathstyle: false"
+    ));
     assert!(style(", forcepathstyle: true"));
 }
 
