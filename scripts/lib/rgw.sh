@@ -19,6 +19,11 @@
 #   rgw.sh stop DIR
 #       Stops every daemon started from DIR (by pid file, and any other whose command
 #       line names DIR/ceph.conf) and the watchdog, then removes DIR.
+#   rgw.sh mb DIR BUCKET
+#       Creates BUCKET on the gateway started in DIR (a signed PUT with the user's keys).
+#   rgw.sh rb DIR BUCKET
+#       Removes BUCKET and every object in it at once (radosgw-admin, no garbage
+#       collection pass), freeing the OSD's space.
 #
 # Tested as root (as CI runs). Known quirks of this gateway (Ceph 16): CompleteMultipartUpload
 # answers an empty ETag; a PUT without a body must still carry Content-Length (411).
@@ -292,6 +297,17 @@ EOF
   cat "$D/env"
 }
 
+# Creates bucket $1 with a signed request of the user in $D/env.
+make_bucket() {
+  [ -f "$D/env" ] || die "no gateway started in $D"
+  local BERTH_RGW_ENDPOINT BERTH_RGW_ACCESSKEY BERTH_RGW_SECRETKEY
+  . "$D/env"
+  curl -sS --fail-with-body -X PUT -H "Content-Length: 0" \
+    -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
+    --aws-sigv4 "aws:amz:us-east-1:s3" --user "$BERTH_RGW_ACCESSKEY:$BERTH_RGW_SECRETKEY" \
+    "$BERTH_RGW_ENDPOINT/$1" >/dev/null || die "creating bucket $1 failed"
+}
+
 cmd="${1:-}"
 case "$cmd" in
   install) install ;;
@@ -305,5 +321,15 @@ case "$cmd" in
     D="$(realpath -m "${2:?rgw.sh stop DIR}")"
     stop
     ;;
-  *) die "usage: rgw.sh install | start DIR [--store memstore|bluestore] [--owner PID] | stop DIR" ;;
+  mb)
+    D="$(realpath -m "${2:?rgw.sh mb DIR BUCKET}")"
+    make_bucket "${3:?rgw.sh mb DIR BUCKET}"
+    ;;
+  rb)
+    D="$(realpath -m "${2:?rgw.sh rb DIR BUCKET}")"
+    radosgw-admin -c "$D/ceph.conf" bucket rm --bucket="${3:?rgw.sh rb DIR BUCKET}" \
+      --purge-objects --bypass-gc >/dev/null 2>"$D/log/rb.out" ||
+      { cat "$D/log/rb.out" >&2; die "removing bucket $3 failed"; }
+    ;;
+  *) die "usage: rgw.sh install | start DIR [--store memstore|bluestore] [--owner PID] | stop DIR | mb DIR BUCKET | rb DIR BUCKET" ;;
 esac

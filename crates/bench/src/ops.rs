@@ -27,12 +27,23 @@ pub fn connect(
     connections: usize,
     authorization: Option<&str>,
 ) -> Result<Client, String> {
+    connect_with(base_url, connections, authorization, false)
+}
+
+/// Like [`connect`], following redirects when `follow_redirects` (a registry that sends
+/// blob GETs to presigned storage URLs; `Authorization` is not sent to another host).
+pub fn connect_with(
+    base_url: &str,
+    connections: usize,
+    authorization: Option<&str>,
+    follow_redirects: bool,
+) -> Result<Client, String> {
     let mut builder = Client::builder(base_url)
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(Duration::from_secs(10))
         .max_idle_connections(connections)
         .http1_only()
-        .follow_redirects(false);
+        .follow_redirects(follow_redirects);
     if let Some(a) = authorization {
         builder = builder.authorization(a);
     }
