@@ -13,7 +13,7 @@ pub const USAGE: &str = "\
 usage:
   berth-bench run --url URL [--scenario NAME]... [--size smoke|full] [--pid PID]
                   [--label LABEL] [--seed N] [--authorization VALUE] [--upstream URL]
-                  [--follow-redirects] [--populated N]
+                  [--follow-redirects] [--populated N] [--scale-fetches N]
       Runs scenarios against the registry at URL; prints one JSON line per variant.
       --authorization sends `Authorization: VALUE` with every request (auth mode).
       --upstream names the registry URL is a pull-through cache of (pull-proxy puts
@@ -22,6 +22,7 @@ usage:
       without it a redirect is a wrong answer.
       --populated N: catalog repositories 0..N are already in the registry's storage
       (populate-s3); catalog-scale times its page at N only.
+      --scale-fetches N: catalog-scale fetches its page N times (default: the size's).
       Scenarios: memory push-large push-chunked-2g pull-large push-small pull-small
       tags-list catalog image-push catalog-scale pull-proxy, or `all` (all but
       push-chunked-2g, which writes 2 GiB and runs only when named). Default: all but
@@ -133,6 +134,7 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
         .collect();
     let mut free = Vec::new();
     let mut populated = None;
+    let mut scale_fetches = None;
     let mut url = None;
     let mut scenarios = Vec::new();
     let mut size = Size::full();
@@ -144,6 +146,13 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
     for (name, value) in pairs(&args, &mut free)? {
         match name.as_str() {
             "url" => url = Some(value.trim_end_matches('/').to_owned()),
+            "scale-fetches" => {
+                scale_fetches = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("bad --scale-fetches {value:?}"))?,
+                )
+            }
             "populated" => {
                 populated = Some(
                     value
@@ -192,6 +201,7 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
         upstream,
         follow_redirects,
         populated,
+        scale_fetches,
     })
 }
 
@@ -409,6 +419,7 @@ mod tests {
         };
         assert_eq!(all.scenarios.len(), Scenario::ALL.len() - 1);
         assert_eq!(o.populated, Some(20000));
+        assert_eq!(o.scale_fetches, None);
         assert_eq!(o.scenarios, vec![Scenario::CatalogScale]);
         assert_eq!(o.upstream, None);
         let Ok(Command::Run(o)) = parse(&args(

@@ -36,11 +36,18 @@ pub struct RunOptions {
     /// Catalog repositories `0..N` already written to the registry's storage (see
     /// [`Ctx::populated`]).
     pub populated: Option<usize>,
+    /// How many times catalog-scale fetches its page, instead of the size's count
+    /// (a registry whose page costs minutes).
+    pub scale_fetches: Option<usize>,
 }
 
 /// Runs every chosen scenario, calls `emit` with each line, and answers them all.
 pub async fn run(opts: &RunOptions, mut emit: impl FnMut(&Line)) -> Result<Vec<Line>, String> {
-    let size = &opts.size;
+    let mut size = opts.size.clone();
+    if let Some(n) = opts.scale_fetches {
+        size.scale_fetches = n;
+    }
+    let size = &size;
     let connections = size
         .pull_connections
         .max(size.push_workers)

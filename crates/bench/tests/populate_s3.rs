@@ -62,6 +62,7 @@ async fn populated_repositories_are_the_catalog() {
         upstream: None,
         follow_redirects: false,
         populated: Some(60),
+        scale_fetches: None,
     };
     let lines = berth_bench::run(&opts, |_| {}).await.expect("run");
     let variants: Vec<&str> = lines.iter().map(|l| l.variant.as_str()).collect();

@@ -41,6 +41,7 @@ async fn every_scenario_runs_without_errors() {
         upstream: None,
         follow_redirects: false,
         populated: None,
+        scale_fetches: None,
     };
     let mut printed = 0;
     let lines = berth_bench::run(&opts, |_| printed += 1)
@@ -190,6 +191,7 @@ async fn auth_mode_runs_with_a_token_and_fails_without_one() {
             upstream: None,
             follow_redirects: false,
             populated: None,
+            scale_fetches: None,
         };
         async move { berth_bench::run(&opts, |_| {}).await.expect("run") }
     };

@@ -170,10 +170,13 @@ fn scale_growth(lines: &[Line], labels: &Labels) -> Option<Row> {
         (large > small).then_some(())?;
         Some((at(large)? / at(small)?, small, large))
     };
+    // The page lines only (they carry the registry's size; a first page after a start
+    // is reported in its own row).
     let errors = |label: &str| -> u64 {
         lines
             .iter()
             .filter(|l| l.scenario == "catalog-scale" && l.label == label)
+            .filter(|l| l.repositories.is_some())
             .map(|l| l.errors)
             .sum()
     };
