@@ -42,7 +42,7 @@ pub async fn run(ctx: &Ctx) -> Vec<Line> {
     let digest = {
         let mut h = Sha256::new();
         for i in 0..count {
-            h.update(&chunk(i));
+            h.update(chunk(i));
         }
         format!("sha256:{}", hex::encode(h.finalize()))
     };
