@@ -227,9 +227,12 @@ EOF
   export CEPH_CONF="$D/ceph.conf"
   if [ -n "$owner" ]; then
     # Detached, so that it outlives this script; WATCHDOG_SELF keeps its stop from
-    # killing itself.
+    # killing itself. It stops nothing if DIR holds another cluster by then (a later
+    # start there, whose own watchdog watches its own owner).
     setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
-      WATCHDOG_SELF=$$ exec bash "$2" stop "$3"' watchdog "$owner" "$(realpath "${BASH_SOURCE[0]}")" "$D" \
+      if [ -f "$3/ceph.conf" ] && ! grep -qxF "fsid = $4" "$3/ceph.conf"; then exit 0; fi
+      WATCHDOG_SELF=$$ exec bash "$2" stop "$3"' \
+      watchdog "$owner" "$(realpath "${BASH_SOURCE[0]}")" "$D" "$fsid" \
       </dev/null >/dev/null 2>&1 &
     echo $! >"$D/run/watchdog.pid"
   fi
