@@ -85,7 +85,7 @@ while [ $# -gt 0 ]; do
     --ops) ops=1; shift ;;
     --proxy) proxy=1; shift ;;
     --s3) s3=1; shift ;;
-    -h|--help) sed -n '2,61p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,64p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
