@@ -929,6 +929,26 @@ fn s3_reads_distributions_keys_with_its_defaults() {
     assert_eq!((o.copy_threshold, o.copy_concurrency), (32 << 20, 100));
 }
 
+/// distribution 2.8.2 addresses a `regionendpoint` path-style (it has no
+/// `forcepathstyle`); `forcepathstyle: false` still asks for virtual-hosted requests.
+#[test]
+fn s3_path_style_follows_the_region_endpoint_as_in_2_8_2() {
+    let style = |extra: &str| {
+        let yaml = format!("version: 0.1\nstorage: {{s3: {{region: r, bucket: b{extra}}}}}\n");
+        let (c, _) = parse(&yaml).unwrap();
+        let Driver::S3(o) = &c.storage.driver else {
+            panic!("not s3")
+        };
+        o.force_path_style
+    };
+    assert!(!style(""), "AWS itself: virtual-hosted");
+    assert!(style(", regionendpoint: \"http://rgw:7480\""));
+    assert!(!style(
+        ", regionendpoint: \"http://rgw:7480\", forcepathstyle: false"
+    ));
+    assert!(style(", forcepathstyle: true"));
+}
+
 #[test]
 fn s3_mistakes_are_named() {
     let cases = [
