@@ -314,8 +314,13 @@ fn a_lock_holder_killed_mid_patch_leaves_the_session_to_another_node() {
     );
     slow.send(&garbage);
     f.nodes[0].wait_metric("berth_redis_locks_held", "", 1.0);
-    // Time for A to send its next part (the tail and the first garbage bytes).
-    std::thread::sleep(Duration::from_millis(800));
+    // A sends its next part (the tail and the first garbage bytes) before it dies.
+    let id = loc.path().rsplit('/').next().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.uploaded_parts("team/killed", &id) < 2 {
+        assert!(Instant::now() < deadline, "A never sent its next part");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let a = f.nodes.remove(0);
     let mut process = a.process;
     process.child.kill().unwrap();
@@ -372,6 +377,30 @@ fn head(node: &Node, repo: &str, reference: &str) -> Option<String> {
 }
 
 impl Fleet {
+    /// Parts uploaded so far to the multipart upload of a session's pending data
+    /// object (`ListParts`), whether the pending object lists them or not.
+    fn uploaded_parts(&self, repo: &str, id: &str) -> usize {
+        let key = format!("registry/docker/registry/v2/repositories/{repo}/_uploads/{id}/data");
+        let (status, body) = self.moto.object(&self.bucket, &key);
+        assert_eq!(status, 200, "{key}");
+        let line = body.split(|b| *b == b'\n').next().unwrap_or_default();
+        let Ok(state) = serde_json::from_slice::<serde_json::Value>(line) else {
+            return 0;
+        };
+        let upload = state["upload_id"].as_str().expect("a pending object");
+        let upload = upload
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
+        let (status, listing) = self
+            .moto
+            .object(&self.bucket, &format!("{key}?uploadId={upload}"));
+        assert_eq!(status, 200, "ListParts");
+        String::from_utf8_lossy(&listing)
+            .matches("<PartNumber>")
+            .count()
+    }
+
     /// The digest a tag's `current` link names in the bucket, if any.
     fn stored_tag(&self, repo: &str, tag: &str) -> Option<String> {
         let key = format!(
