@@ -7,8 +7,8 @@
 //! Every step that writes a session holds its lock: this process's mutex, and in a
 //! fleet the session's lease (`lease`), so two nodes never append to one session at
 //! once (each append reads where the data ends, checks the chunk starts there, writes,
-//! and saves the hash state named by the new end: interleaved, two appends would both
-//! pass the check and leave data and hash state disagreeing).
+//! and saves the hash state named by the new end: interleaved, two appends both pass
+//! the check, and the later one's write drops the other's acknowledged bytes).
 //!
 //! Optionally the store bounds the sessions open at once (`Opened`): a session counts on
 //! the node that opened it, from its start until this node finishes, cancels or purges
