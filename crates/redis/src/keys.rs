@@ -5,7 +5,9 @@
 //! - `repository::<name>::blobs::<digest>`: a hash holding the link's `mediatype`.
 //!
 //! berth's own keys start with `berth::`, a prefix distribution never writes:
-//! - `berth::repository::<name>::version`: a counter moved on by every tag change.
+//! - `berth::repository::<name>::version`: a counter moved on by every tag change;
+//! - `berth::lock::<kind>::<key>`: a lease (see `lock`), e.g.
+//!   `berth::lock::tag::<name>::<tag>` or `berth::lock::upload::<name>::<id>`.
 
 use berth_core::{Digest, RepositoryName};
 
@@ -31,6 +33,11 @@ pub fn link(repo: &RepositoryName, digest: &Digest) -> String {
 /// A repository's version counter.
 pub fn version(repo: &RepositoryName) -> String {
     format!("berth::repository::{repo}::version")
+}
+
+/// The lease of a lock named `name` by the storage (`<kind>::<key>`).
+pub fn lock(name: &str) -> String {
+    format!("berth::lock::{name}")
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod evict;
 mod fence;
 mod gc;
 mod hashing;
+mod lease;
 mod listing;
 mod locks;
 mod manifests;
@@ -32,6 +33,7 @@ pub use cache::{SharedDescriptors, SharedVersions};
 pub use check::{CheckReport, Finding, FindingKind};
 pub use evict::{CachedBlob, Evicted};
 pub use gc::{GcEvent, GcOptions, GcReport};
+pub use lease::{Acquired, SharedLease, SharedLocks};
 pub use purge::PurgeReport;
 pub use registry::StorageRegistry;
 
@@ -48,6 +50,9 @@ pub struct Options {
     /// Repository versions shared by several nodes (Redis): tag targets cached here are
     /// trusted only while their repository's version is the one they were read at.
     pub shared_versions: Option<std::sync::Arc<dyn SharedVersions>>,
+    /// Leases several nodes share (Redis), taken beside this node's locks wherever
+    /// storage reads, checks and writes (see `lease`).
+    pub shared_locks: Option<std::sync::Arc<dyn SharedLocks>>,
     /// `berth.referrers.tagschema`: also keep the referrers tag schema's `<alg>-<hex>`
     /// indexes current, for clients of registries without the referrers API.
     pub referrers_tag_schema: bool,
@@ -72,6 +77,7 @@ impl Default for Options {
             descriptor_cache: Some(cache::DEFAULT_CAPACITY),
             shared_descriptor_cache: None,
             shared_versions: None,
+            shared_locks: None,
             referrers_tag_schema: false,
             upload_startedat: false,
             redirect: false,

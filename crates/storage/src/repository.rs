@@ -126,7 +126,7 @@ impl StorageRepository {
         let size = body.len() as u64;
         let referrer = manifest.referrer_descriptor(digest.clone(), size);
 
-        let revision = stores.manifests.lock(repo, &digest).await;
+        let revision = stores.manifests.lock(repo, &digest).await?;
         stores.manifests.put_locked(repo, &digest, body).await?;
         stores.blobs.note_global(&digest, size).await;
 
@@ -229,7 +229,7 @@ impl Repository for StorageRepository {
             }
             Reference::Digest(d) => d,
         };
-        let revision = stores.manifests.lock(repo, digest).await;
+        let revision = stores.manifests.lock(repo, digest).await?;
         if !stores
             .manifests
             .has_locked((repo.clone(), digest.clone()))
@@ -242,7 +242,7 @@ impl Repository for StorageRepository {
             None => None,
         };
         stores.manifests.remove_locked(repo, digest).await?;
-        stores.blobs.forget(repo, digest).await;
+        stores.blobs.forget(repo, digest).await?;
         let mut removed = Vec::new();
         for tag in stores.tags.pointing_at(repo, digest).await? {
             if stores.tags.remove(repo, &tag, Some(digest)).await? {

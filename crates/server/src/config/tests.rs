@@ -867,6 +867,7 @@ fn redis_section() {
         berth_redis::RedisConfig::DEFAULT_DIAL_TIMEOUT
     );
     assert!(r.tls.is_none());
+    assert_eq!(r.lock_lease, berth_redis::RedisConfig::DEFAULT_LOCK_LEASE);
     // The pool is checked, not acted on: its keys are named in a warning.
     assert!(warnings.iter().any(|w| w.contains("redis.pool.maxactive")));
     assert!(!warnings.iter().any(|w| w.contains("redis.addr")));
@@ -884,6 +885,27 @@ fn redis_section() {
     let r = c.redis.unwrap();
     assert_eq!((r.addr.as_str(), r.db), ("127.0.0.1:6379", 3));
     assert_eq!(r.tls, Some(berth_redis::RedisTls::default()));
+
+    // berth's own lease, in range only.
+    let lease = |v: &str| {
+        Config::from_yaml(
+            &format!(
+                "version: 0.1\nstorage: {{inmemory: {{}}}}\nredis: {{addr: \"r:1\"}}\n\
+                 berth: {{redis: {{locklease: {v}}}}}\n"
+            ),
+            Vec::<(String, String)>::new(),
+        )
+        .map(|(c, w)| (c.redis.unwrap().lock_lease, w))
+    };
+    let (two, warnings) = lease("2s").unwrap();
+    assert_eq!(two, Duration::from_secs(2));
+    assert!(!warnings.iter().any(|w| w.contains("locklease")));
+    for bad in ["999ms", "11m", "soon"] {
+        match lease(bad) {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "berth.redis.locklease"),
+            other => panic!("{bad}: {:?}", other.map(|_| ())),
+        }
+    }
 
     // Without the cache set to redis, the section is read but not used.
     let (c, _) = Config::from_yaml(

@@ -39,7 +39,7 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
         }
     };
     storage.referrers_tag_schema = Flag::or(doc.berth.referrers.tagschema, false);
-    let redis = super::redis::redis(&doc.redis)?;
+    let redis = super::redis::redis(&doc.redis, &doc.berth.redis)?;
     if storage.redis_descriptors && redis.is_none() {
         return Err(invalid(
             "storage.cache.blobdescriptor",
