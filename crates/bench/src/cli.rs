@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::report::Labels;
+use crate::populate_s3::PopulateOptions;
+use crate::report::{Goals, Labels};
 use crate::runner::RunOptions;
 use crate::scenarios::Scenario;
 use crate::size::Size;
@@ -12,16 +13,28 @@ pub const USAGE: &str = "\
 usage:
   berth-bench run --url URL [--scenario NAME]... [--size smoke|full] [--pid PID]
                   [--label LABEL] [--seed N] [--authorization VALUE] [--upstream URL]
+                  [--follow-redirects] [--populated N] [--scale-fetches N]
       Runs scenarios against the registry at URL; prints one JSON line per variant.
       --authorization sends `Authorization: VALUE` with every request (auth mode).
       --upstream names the registry URL is a pull-through cache of (pull-proxy puts
       its blobs there; without it, in URL itself: the direct baseline).
-      Scenarios: memory push-large pull-large push-small pull-small tags-list catalog
-      image-push catalog-scale pull-proxy, or `all`. Default: all but catalog-scale
-      and pull-proxy.
-  berth-bench report [--candidate LABEL] [--baseline LABEL] FILE...
+      --follow-redirects: blob GETs follow a redirect (to presigned storage URLs);
+      without it a redirect is a wrong answer.
+      --populated N: catalog repositories 0..N are already in the registry's storage
+      (populate-s3); catalog-scale times its page at N only.
+      --scale-fetches N: catalog-scale fetches its page N times (default: the size's).
+      Scenarios: memory push-large push-chunked-2g pull-large push-small pull-small
+      tags-list catalog image-push catalog-scale pull-proxy, or `all` (all but
+      push-chunked-2g, which writes 2 GiB and runs only when named). Default: all but
+      catalog-scale and pull-proxy.
+  berth-bench report [--candidate LABEL] [--baseline LABEL] [--targets fs|s3] FILE...
       Reads JSON lines (several rounds) and prints a Markdown table of medians,
-      ratios (above 1 = candidate better) and targets. Default labels: berth, distribution.
+      ratios (above 1 = candidate better) and targets (of the filesystem benchmark, or
+      of the S3 mode). Default labels: berth, distribution.
+  berth-bench populate-s3 --endpoint URL --bucket NAME --access-key KEY --secret-key KEY
+                          --to N [--from M] [--root DIR] [--region R] [--workers W] [--seed N]
+      Writes catalog repositories M..N (default M = 0) straight into the bucket under
+      rootdirectory DIR, at distribution's keys: a blob and each repository's link to it.
   berth-bench token --key PEM --cert PEM --issuer NAME --service NAME
                     [--repository NAME]... [--expires SECONDS]
       Prints a bearer token granting pull, push and delete on each repository (default:
@@ -45,11 +58,15 @@ pub enum Command {
     Report {
         /// Labels compared.
         labels: Labels,
+        /// Which benchmark's targets apply.
+        goals: Goals,
         /// Files of JSON lines.
         files: Vec<String>,
     },
     /// `token`.
     Token(TokenOptions),
+    /// `populate-s3`.
+    PopulateS3(PopulateOptions),
     /// `receive`.
     Receive {
         /// The loopback port to listen on.
@@ -77,6 +94,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "run" => parse_run(rest).map(|o| Command::Run(Box::new(o))),
         "report" => parse_report(rest),
         "token" => parse_token(rest).map(Command::Token),
+        "populate-s3" => parse_populate(rest).map(Command::PopulateS3),
         "receive" => parse_receive(rest),
         "free-port" => Ok(Command::FreePort),
         "wait" => parse_wait(rest),
@@ -107,7 +125,16 @@ fn pairs(args: &[String], free: &mut Vec<String>) -> Result<Vec<(String, String)
 }
 
 fn parse_run(args: &[String]) -> Result<RunOptions, String> {
+    // The one option without a value.
+    let follow_redirects = args.iter().any(|a| a == "--follow-redirects");
+    let args: Vec<String> = args
+        .iter()
+        .filter(|a| *a != "--follow-redirects")
+        .cloned()
+        .collect();
     let mut free = Vec::new();
+    let mut populated = None;
+    let mut scale_fetches = None;
     let mut url = None;
     let mut scenarios = Vec::new();
     let mut size = Size::full();
@@ -116,14 +143,28 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
     let mut seed = 1;
     let mut authorization = None;
     let mut upstream = None;
-    for (name, value) in pairs(args, &mut free)? {
+    for (name, value) in pairs(&args, &mut free)? {
         match name.as_str() {
             "url" => url = Some(value.trim_end_matches('/').to_owned()),
+            "scale-fetches" => {
+                scale_fetches = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("bad --scale-fetches {value:?}"))?,
+                )
+            }
+            "populated" => {
+                populated = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("bad --populated {value:?}"))?,
+                )
+            }
             "upstream" => upstream = Some(value.trim_end_matches('/').to_owned()),
             "scenario" => {
                 for s in value.split(',').filter(|s| !s.is_empty()) {
                     if s == "all" {
-                        scenarios.extend(Scenario::ALL);
+                        scenarios.extend(Scenario::ALL.into_iter().filter(|s| !s.by_name_only()));
                     } else {
                         scenarios.push(
                             Scenario::parse(s).ok_or_else(|| format!("unknown scenario {s:?}"))?,
@@ -158,7 +199,61 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
         seed,
         authorization,
         upstream,
+        follow_redirects,
+        populated,
+        scale_fetches,
     })
+}
+
+fn parse_populate(args: &[String]) -> Result<PopulateOptions, String> {
+    let mut free = Vec::new();
+    let (mut endpoint, mut bucket, mut access_key, mut secret_key) = (None, None, None, None);
+    let mut o = PopulateOptions {
+        endpoint: String::new(),
+        bucket: String::new(),
+        region: "us-east-1".into(),
+        access_key: String::new(),
+        secret_key: String::new(),
+        root: String::new(),
+        from: 0,
+        to: 0,
+        workers: 16,
+        seed: 1,
+    };
+    let mut to = None;
+    let number = |name: &str, value: &str| -> Result<usize, String> {
+        value.parse().map_err(|_| format!("bad --{name} {value:?}"))
+    };
+    for (name, value) in pairs(args, &mut free)? {
+        match name.as_str() {
+            "endpoint" => endpoint = Some(value.trim_end_matches('/').to_owned()),
+            "bucket" => bucket = Some(value),
+            "access-key" => access_key = Some(value),
+            "secret-key" => secret_key = Some(value),
+            "region" => o.region = value,
+            "root" => o.root = value,
+            "from" => o.from = number(&name, &value)?,
+            "to" => to = Some(number(&name, &value)?),
+            "workers" => o.workers = number(&name, &value)?,
+            "seed" => o.seed = value.parse().map_err(|_| format!("bad --seed {value:?}"))?,
+            other => return Err(format!("populate-s3: unknown option --{other}")),
+        }
+    }
+    if let Some(extra) = free.first() {
+        return Err(format!("populate-s3: unexpected argument {extra:?}"));
+    }
+    o.endpoint = endpoint.ok_or("populate-s3: --endpoint is required")?;
+    o.bucket = bucket.ok_or("populate-s3: --bucket is required")?;
+    o.access_key = access_key.ok_or("populate-s3: --access-key is required")?;
+    o.secret_key = secret_key.ok_or("populate-s3: --secret-key is required")?;
+    o.to = to.ok_or("populate-s3: --to is required")?;
+    if o.from > o.to {
+        return Err(format!(
+            "populate-s3: --from {} is past --to {}",
+            o.from, o.to
+        ));
+    }
+    Ok(o)
 }
 
 /// What `token` signs.
@@ -220,17 +315,29 @@ fn parse_token(args: &[String]) -> Result<TokenOptions, String> {
 fn parse_report(args: &[String]) -> Result<Command, String> {
     let mut files = Vec::new();
     let mut labels = Labels::default();
+    let mut goals = Goals::Filesystem;
     for (name, value) in pairs(args, &mut files)? {
         match name.as_str() {
             "candidate" => labels.candidate = value,
             "baseline" => labels.baseline = value,
+            "targets" => {
+                goals = match value.as_str() {
+                    "fs" => Goals::Filesystem,
+                    "s3" => Goals::S3,
+                    _ => return Err(format!("report: --targets takes fs or s3, not {value:?}")),
+                }
+            }
             other => return Err(format!("report: unknown option --{other}")),
         }
     }
     if files.is_empty() {
         return Err("report: name at least one file".into());
     }
-    Ok(Command::Report { labels, files })
+    Ok(Command::Report {
+        labels,
+        goals,
+        files,
+    })
 }
 
 fn parse_wait(args: &[String]) -> Result<Command, String> {
@@ -298,7 +405,22 @@ mod tests {
         };
         assert!(!o.scenarios.contains(&Scenario::CatalogScale));
         assert!(!o.scenarios.contains(&Scenario::PullProxy));
-        assert_eq!(o.scenarios.len(), Scenario::ALL.len() - 2);
+        assert!(!o.scenarios.contains(&Scenario::PushChunked2g));
+        assert_eq!(o.scenarios.len(), Scenario::ALL.len() - 3);
+        assert!(!o.follow_redirects && o.populated.is_none());
+        let Ok(Command::Run(o)) = parse(&args(
+            "run --url http://h:1 --follow-redirects --scenario catalog-scale --populated 20000",
+        )) else {
+            panic!("not a run");
+        };
+        assert!(o.follow_redirects);
+        let Ok(Command::Run(all)) = parse(&args("run --url http://h:1 --scenario all")) else {
+            panic!("not a run");
+        };
+        assert_eq!(all.scenarios.len(), Scenario::ALL.len() - 1);
+        assert_eq!(o.populated, Some(20000));
+        assert_eq!(o.scale_fetches, None);
+        assert_eq!(o.scenarios, vec![Scenario::CatalogScale]);
         assert_eq!(o.upstream, None);
         let Ok(Command::Run(o)) = parse(&args(
             "run --url http://cache:1 --upstream http://up:2/ --scenario pull-proxy",
@@ -312,7 +434,39 @@ mod tests {
         assert!(parse(&args("report")).is_err());
         assert!(matches!(
             parse(&args("report --baseline d a.jsonl b.jsonl")),
-            Ok(Command::Report { files, .. }) if files.len() == 2
+            Ok(Command::Report { files, goals: Goals::Filesystem, .. }) if files.len() == 2
         ));
+        assert!(matches!(
+            parse(&args("report --targets s3 a.jsonl")),
+            Ok(Command::Report {
+                goals: Goals::S3,
+                ..
+            })
+        ));
+        assert!(parse(&args("report --targets nfs a.jsonl")).is_err());
+    }
+
+    #[test]
+    fn populate_options() {
+        let Ok(Command::PopulateS3(o)) = parse(&args(
+            "populate-s3 --endpoint http://s3:1/ --bucket b --access-key k --secret-key s --root /cat --from 2000 --to 20000",
+        )) else {
+            panic!("not populate-s3");
+        };
+        assert_eq!(o.endpoint, "http://s3:1");
+        assert_eq!((o.from, o.to, o.workers), (2000, 20000, 16));
+        assert_eq!((o.root.as_str(), o.region.as_str()), ("/cat", "us-east-1"));
+        assert!(
+            parse(&args(
+                "populate-s3 --endpoint e --bucket b --access-key k --secret-key s"
+            ))
+            .is_err()
+        );
+        assert!(
+            parse(&args(
+                "populate-s3 --endpoint e --bucket b --access-key k --secret-key s --from 5 --to 4"
+            ))
+            .is_err()
+        );
     }
 }

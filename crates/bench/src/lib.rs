@@ -13,6 +13,7 @@ pub mod data;
 pub mod line;
 pub mod ops;
 pub mod paging;
+pub mod populate_s3;
 pub mod receiver;
 pub mod report;
 pub mod rss;

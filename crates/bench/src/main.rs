@@ -45,7 +45,11 @@ async fn execute(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Report { labels, files } => {
+        Command::Report {
+            labels,
+            goals,
+            files,
+        } => {
             let mut lines = Vec::new();
             for file in &files {
                 let text =
@@ -56,7 +60,7 @@ async fn execute(command: Command) -> Result<(), String> {
                 }
                 lines.extend(parsed);
             }
-            let rows = report::rows(&lines, &labels);
+            let rows = report::rows_for_goals(&lines, &labels, goals);
             print!("{}", report::render(&rows, &labels));
             Ok(())
         }
@@ -64,6 +68,7 @@ async fn execute(command: Command) -> Result<(), String> {
             println!("{}", berth_bench::token::mint(&opts)?);
             Ok(())
         }
+        Command::PopulateS3(opts) => berth_bench::populate_s3::populate(&opts).await.map(|_| ()),
         Command::Receive { port } => berth_bench::receiver::serve(port).await,
         Command::FreePort => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")

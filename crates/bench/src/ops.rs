@@ -16,8 +16,11 @@ use crate::stats::Recorder;
 /// Size of the pieces a docker-style streamed `PATCH` body is sent in.
 const STREAM_PIECE: usize = 1 << 20;
 
-/// How long one request may take (a 512 MiB blob over a slow registry included).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long one request may take: a 512 MiB blob over a slow registry, and a catalog
+/// page over S3 at 20,000 repositories from a registry that walks the bucket for it
+/// (berth's first page after a start measured about 30 ms per repository on radosgw
+/// here, i.e. some 10 minutes).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// The client for the registry under test: HTTP/1.1 keep-alive connections, up to
 /// `connections` of them idle, redirects not followed (a redirect is a wrong answer),
@@ -27,12 +30,23 @@ pub fn connect(
     connections: usize,
     authorization: Option<&str>,
 ) -> Result<Client, String> {
+    connect_with(base_url, connections, authorization, false)
+}
+
+/// Like [`connect`], following redirects when `follow_redirects` (a registry that sends
+/// blob GETs to presigned storage URLs; `Authorization` is not sent to another host).
+pub fn connect_with(
+    base_url: &str,
+    connections: usize,
+    authorization: Option<&str>,
+    follow_redirects: bool,
+) -> Result<Client, String> {
     let mut builder = Client::builder(base_url)
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(Duration::from_secs(10))
         .max_idle_connections(connections)
         .http1_only()
-        .follow_redirects(false);
+        .follow_redirects(follow_redirects);
     if let Some(a) = authorization {
         builder = builder.authorization(a);
     }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::line::Line;
 use crate::scenarios::{
     Ctx, Scenario, catalog, catalog_scale, image_push, memory, pull_large, pull_proxy, pull_small,
-    push_large, push_small, tags_list,
+    push_huge, push_large, push_small, tags_list,
 };
 use crate::size::Size;
 
@@ -30,19 +30,39 @@ pub struct RunOptions {
     /// Base URL of the upstream when the registry is a pull-through cache of it
     /// (pull-proxy puts its blobs there).
     pub upstream: Option<String>,
+    /// Blob GETs follow a redirect (a registry that sends them to presigned storage
+    /// URLs); otherwise a redirect is a wrong answer.
+    pub follow_redirects: bool,
+    /// Catalog repositories `0..N` already written to the registry's storage (see
+    /// [`Ctx::populated`]).
+    pub populated: Option<usize>,
+    /// How many times catalog-scale fetches its page, instead of the size's count
+    /// (a registry whose page costs minutes).
+    pub scale_fetches: Option<usize>,
 }
 
 /// Runs every chosen scenario, calls `emit` with each line, and answers them all.
 pub async fn run(opts: &RunOptions, mut emit: impl FnMut(&Line)) -> Result<Vec<Line>, String> {
-    let size = &opts.size;
+    let mut size = opts.size.clone();
+    if let Some(n) = opts.scale_fetches {
+        size.scale_fetches = n;
+    }
+    let size = &size;
     let connections = size
         .pull_connections
         .max(size.push_workers)
         .max(size.populate_workers)
         .max(size.images);
-    let reg = crate::ops::connect(&opts.url, connections, opts.authorization.as_deref())?;
+    let reg = crate::ops::connect_with(
+        &opts.url,
+        connections,
+        opts.authorization.as_deref(),
+        opts.follow_redirects,
+    )?;
     let mut ctx = Ctx::new(reg, size.clone(), opts.seed, &opts.label, opts.pid);
     ctx.authorization = opts.authorization.clone();
+    ctx.follow_redirects = opts.follow_redirects;
+    ctx.populated = opts.populated;
     if let Some(upstream) = &opts.upstream {
         ctx.upstream = Some(crate::ops::connect(
             upstream,
@@ -70,6 +90,7 @@ pub async fn run(opts: &RunOptions, mut emit: impl FnMut(&Line)) -> Result<Vec<L
                 }
             },
             Scenario::PushLarge => push_large::run(&ctx).await,
+            Scenario::PushChunked2g => push_huge::run(&ctx).await,
             Scenario::PullLarge => pull_large::run(&ctx).await,
             Scenario::PushSmall => push_small::run(&ctx).await,
             Scenario::PullSmall => pull_small::run(&ctx).await,

@@ -57,6 +57,10 @@ pub struct Size {
     pub layer_bytes: (usize, usize),
     /// Workers that fill a registry before a timed part (tags, repositories).
     pub populate_workers: usize,
+    /// push-chunked-2g: the blob pushed in PATCHes while the server's RSS is sampled.
+    pub huge_blob: usize,
+    /// push-chunked-2g: bytes per PATCH.
+    pub huge_patch: usize,
 }
 
 impl Size {
@@ -87,6 +91,8 @@ impl Size {
             layers: 5,
             layer_bytes: (MIB, 64 * MIB),
             populate_workers: 16,
+            huge_blob: 2048 * MIB,
+            huge_patch: 16 * MIB,
         }
     }
 
@@ -117,6 +123,8 @@ impl Size {
             layers: 5,
             layer_bytes: (16 * KIB, 64 * KIB),
             populate_workers: 16,
+            huge_blob: 24 * MIB + 5,
+            huge_patch: 4 * MIB,
         }
     }
 

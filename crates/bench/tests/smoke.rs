@@ -39,6 +39,9 @@ async fn every_scenario_runs_without_errors() {
         seed: 7,
         authorization: None,
         upstream: None,
+        follow_redirects: false,
+        populated: None,
+        scale_fetches: None,
     };
     let mut printed = 0;
     let lines = berth_bench::run(&opts, |_| printed += 1)
@@ -79,6 +82,7 @@ async fn every_scenario_runs_without_errors() {
         ("memory", "peak-image-push"),
         ("catalog-scale", "page-at-30"),
         ("catalog-scale", "page-at-300"),
+        ("push-chunked-2g", "4MiB-patches"),
     ] {
         assert!(seen(scenario, variant), "no line for {scenario} {variant}");
     }
@@ -95,6 +99,13 @@ async fn every_scenario_runs_without_errors() {
     assert!(pulls.requests.is_some_and(|n| n > 0) && pulls.p99_ms.is_some());
     // pull-small runs a full second of load in this process: its CPU time is recorded.
     assert!(pulls.server_cpu_s.is_some_and(|s| s > 0.0), "{pulls:?}");
+    // push-chunked-2g moves the whole blob and samples the server's peak RSS.
+    let huge = lines
+        .iter()
+        .find(|l| l.scenario == "push-chunked-2g")
+        .expect("push-chunked-2g line");
+    assert_eq!(huge.bytes, Some(24 * 1024 * 1024 + 5));
+    assert!(huge.rss_mib.is_some_and(|m| m > 0.0), "{huge:?}");
 
     // Every line survives the JSON round trip, and the report renders them.
     let text: String = lines.iter().map(|l| l.to_json() + "\n").collect();
@@ -178,6 +189,9 @@ async fn auth_mode_runs_with_a_token_and_fails_without_one() {
             seed: 3,
             authorization,
             upstream: None,
+            follow_redirects: false,
+            populated: None,
+            scale_fetches: None,
         };
         async move { berth_bench::run(&opts, |_| {}).await.expect("run") }
     };

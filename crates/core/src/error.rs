@@ -76,6 +76,10 @@ pub enum Error {
         /// The configured bound.
         limit: usize,
     },
+    /// Another node of the fleet has held what the request must change for longer than
+    /// this node waits (`berth.redis.locklease`, six times over): a retry may find it free.
+    #[error("busy: {0}; retry")]
+    Busy(String),
     /// The registry this one mirrors (a pull-through cache's upstream) could not answer:
     /// unreachable, failing, or sending what does not match its digest; and nothing
     /// cached could stand in.

@@ -176,6 +176,12 @@ pub trait Repository: Send + Sync {
     /// Abandons an upload session of this repository.
     async fn cancel_upload(&self, id: &UploadId) -> Result<()>;
 
+    /// Stores and links a blob whose bytes are in the local file `file`, which the caller
+    /// has already checked against `digest` and must not change afterwards (storage may
+    /// link the file itself in rather than copy it); the blob's size. For a registry's
+    /// own downloads (a pull-through cache's verified spool file), never client bytes.
+    async fn adopt_blob(&self, digest: &Digest, file: &std::path::Path) -> Result<u64>;
+
     /// Manifests whose subject is `digest`, optionally filtered by artifact type.
     async fn referrers(
         &self,

@@ -413,6 +413,38 @@ impl StorageDriver for FilesystemDriver {
         .await
     }
 
+    async fn import(
+        &self,
+        from: &std::path::Path,
+        to: &str,
+        persist: Persist,
+    ) -> Result<(), DriverError> {
+        let dst = self.full(to)?;
+        let src = from.to_owned();
+        let tmp = temporary(&self.root.join(TMP_DIR));
+        let durability = self.durability_for(persist);
+        let linked = blocking(to, move || {
+            // The bytes reach the disk before the name does: a crash must not leave
+            // the name over an empty file.
+            durability.file(&fs::File::open(&src)?)?;
+            // A second name for the same bytes, moved over `to` (a link cannot replace).
+            with_parent(&tmp, || fs::hard_link(&src, &tmp))?;
+            if let Err(e) = with_parent(&dst, || fs::rename(&tmp, &dst)) {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+            durability.parent_of(&dst)
+        })
+        .await;
+        match linked {
+            // Another file system (a spool directory elsewhere): copied instead.
+            Err(DriverError::Io { source, .. }) if source.kind() == ErrorKind::CrossesDevices => {
+                crate::copy_local_file(self, from, to, persist).await
+            }
+            other => other,
+        }
+    }
+
     async fn delete(&self, path: &str) -> Result<(), DriverError> {
         let full = self.full(path)?;
         blocking(path, move || {

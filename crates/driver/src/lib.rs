@@ -110,6 +110,19 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// Deletes a file or a whole directory tree.
     async fn delete(&self, path: &str) -> Result<(), DriverError>;
 
+    /// Places a copy of the local file `from` at `to`, replacing any file there; `from`
+    /// stays as it is and must not change afterwards. By default its bytes are copied
+    /// through a [`writer`](Self::writer); the filesystem driver links the file in
+    /// instead when it lies on the same file system, so nothing is read or written again.
+    async fn import(
+        &self,
+        from: &std::path::Path,
+        to: &str,
+        persist: Persist,
+    ) -> Result<(), DriverError> {
+        copy_local_file(self, from, to, persist).await
+    }
+
     /// Whether [`redirect_url`](Self::redirect_url) can answer a URL at all, so callers
     /// skip the work of asking where it never does.
     fn redirects(&self) -> bool {
@@ -147,4 +160,28 @@ pub trait FileWriter: Send {
     /// Makes everything written visible (and durable, unless the writer was opened
     /// [`Persist::Volatile`]), and closes the writer.
     async fn commit(self: Box<Self>) -> Result<(), DriverError>;
+}
+
+/// [`StorageDriver::import`] by copying: `from`'s bytes streamed into a writer at `to`.
+pub async fn copy_local_file<D: StorageDriver + ?Sized>(
+    driver: &D,
+    from: &std::path::Path,
+    to: &str,
+    persist: Persist,
+) -> Result<(), DriverError> {
+    use tokio::io::AsyncReadExt;
+
+    /// Bytes per read: large enough that a multi-GiB file costs few calls.
+    const COPY_CHUNK: usize = 1 << 20;
+    let local = |e| DriverError::io(&from.display().to_string(), e);
+    let mut file = tokio::fs::File::open(from).await.map_err(local)?;
+    let mut writer = driver.writer(to, false, persist).await?;
+    loop {
+        let mut buf = bytes::BytesMut::with_capacity(COPY_CHUNK);
+        if file.read_buf(&mut buf).await.map_err(local)? == 0 {
+            break;
+        }
+        writer.write(buf.freeze()).await?;
+    }
+    writer.commit().await
 }

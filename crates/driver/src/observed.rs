@@ -239,6 +239,16 @@ impl StorageDriver for ObservedDriver {
             .await
     }
 
+    async fn import(
+        &self,
+        from: &std::path::Path,
+        to: &str,
+        persist: Persist,
+    ) -> Result<(), DriverError> {
+        self.observe(Action::Move, to, self.inner.import(from, to, persist))
+            .await
+    }
+
     async fn delete(&self, path: &str) -> Result<(), DriverError> {
         self.observe(Action::Delete, path, self.inner.delete(path))
             .await

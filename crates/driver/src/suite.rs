@@ -17,6 +17,7 @@ pub async fn run_all(d: &dyn StorageDriver) {
     volatile_writes(d).await;
     listing(d).await;
     rename_replaces(d).await;
+    imports_local_files(d).await;
     delete_trees(d).await;
 }
 
@@ -219,6 +220,32 @@ async fn rename_replaces(d: &dyn StorageDriver) {
         .await
         .unwrap();
     assert_eq!(d.get_content("/mv/fresh/dir/file").await.unwrap(), "o");
+}
+
+async fn imports_local_files(d: &dyn StorageDriver) {
+    let dir = std::env::temp_dir().join(format!("berth-suite-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let local = dir.join("blob");
+    // Over a copy's read size, so a copying driver goes round more than once.
+    let big: Vec<u8> = (0..(3 << 20) + 5).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&local, &big).unwrap();
+    d.import(&local, "/imp/deep/blob", Persist::Durable)
+        .await
+        .unwrap();
+    assert_eq!(read_all(d, "/imp/deep/blob", 0, None).await, big);
+    assert_eq!(std::fs::read(&local).unwrap(), big, "the local file stays");
+    std::fs::remove_file(&local).unwrap();
+    std::fs::write(&local, b"newer").unwrap();
+    d.import(&local, "/imp/deep/blob", Persist::Volatile)
+        .await
+        .unwrap();
+    d.flush("/imp/deep/blob").await.unwrap();
+    assert_eq!(d.get_content("/imp/deep/blob").await.unwrap(), "newer");
+    std::fs::remove_file(&local).unwrap();
+    let missing = d.import(&local, "/imp/other", Persist::Durable).await;
+    assert!(missing.is_err(), "importing a missing file fails");
+    assert!(d.stat("/imp/other").await.unwrap_err().is_not_found());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 async fn delete_trees(d: &dyn StorageDriver) {

@@ -41,6 +41,10 @@ pub enum ApiError {
 /// pushes finish, so a short wait is worth it; there is no telling exactly when.
 const UPLOAD_RETRY_AFTER: Duration = Duration::from_secs(5);
 
+/// What `Retry-After` tells a client whose request waited in vain for another node's
+/// lock: that node is still working on the same thing, and may finish any moment.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// `Retry-After` in whole seconds, rounded up and at least 1: a client told 0 would
 /// retry at once and be refused again.
 fn retry_after_value(wait: Duration) -> HeaderValue {
@@ -132,7 +136,9 @@ impl ApiError {
             Error::Unsupported(_) => (S::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             Error::TooManyUploads { .. } => (S::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
             // distribution's code for a service that cannot answer now.
-            Error::UpstreamUnavailable(_) => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            Error::UpstreamUnavailable(_) | Error::Busy(_) => {
+                (S::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+            }
             Error::Internal { .. } => (S::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         };
         (status, code, e.to_string())
@@ -195,6 +201,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Domain(Error::TooManyUploads { .. }) => {
                 h.insert(header::RETRY_AFTER, retry_after_value(UPLOAD_RETRY_AFTER));
+            }
+            ApiError::Domain(Error::Busy(_)) => {
+                h.insert(header::RETRY_AFTER, retry_after_value(BUSY_RETRY_AFTER));
             }
             ApiError::RateLimited { retry_after } => {
                 h.insert(header::RETRY_AFTER, retry_after_value(retry_after));
@@ -349,6 +358,14 @@ mod tests {
             (status, code),
             (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
         );
+    }
+
+    /// A lock another node kept past this node's wait: a 503 that says when to retry.
+    #[test]
+    fn a_lock_held_elsewhere_is_a_503_with_retry_after() {
+        let resp = ApiError::Domain(Error::Busy("tag a:b".into())).into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
     }
 
     #[test]

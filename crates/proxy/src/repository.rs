@@ -2,8 +2,9 @@
 //! repository of the same name) and the upstream. Manifests by digest and blobs are
 //! served from the copy when it has them and fetched (verified, then kept) when it does
 //! not; a tag is served from the copy while its ttl runs, else asked upstream with a
-//! `HEAD` (the copy answers when the upstream cannot, past its ttl or not). Writes are
-//! refused as distribution refuses them in proxy mode: 405 `UNSUPPORTED`.
+//! `HEAD` (the copy answers when the upstream cannot, past its ttl or not); tags and
+//! referrers are listed as the upstream says, else by the copy. Writes are refused as
+//! distribution refuses them in proxy mode: 405 `UNSUPPORTED`.
 
 use std::sync::Arc;
 
@@ -275,8 +276,7 @@ impl ProxyRepository {
 }
 
 /// The one download of a blob: upstream into the spool file, checked against its
-/// digest, then committed to the copy through an upload session of the wrapped
-/// repository (which checks the digest again as it stores).
+/// digest as it arrives, then committed to the copy (see [`commit`]).
 async fn download(
     upstream: Arc<Upstream>,
     remote: String,
@@ -397,26 +397,11 @@ async fn spool(
     Ok(size)
 }
 
-/// Stores the spooled, verified blob in the copy.
+/// Stores the spooled, verified blob in the copy: linked in where the spool shares the
+/// storage's file system, so readers still on the spool file and later ones on the copy
+/// read the same bytes and nothing is copied or hashed again.
 async fn commit(local: &dyn Repository, digest: &Digest, flight: &Flight) -> Result<u64> {
-    let file = tokio::fs::File::open(flight.path())
-        .await
-        .map_err(|e| Error::internal_from("reopening a spooled blob", e))?;
-    let body = tokio_util::io::ReaderStream::with_capacity(file, SPOOL_BATCH);
-    let session = local.start_upload(digest.algorithm()).await?;
-    let finished = async {
-        local
-            .upload_chunk(&session.id, Chunk::stream(Box::pin(body)))
-            .await?;
-        local.finish_upload(&session.id, digest, None).await
-    };
-    match finished.await {
-        Ok(size) => Ok(size),
-        Err(e) => {
-            let _ = local.cancel_upload(&session.id).await;
-            Err(e)
-        }
-    }
+    local.adopt_blob(digest, flight.path()).await
 }
 
 #[async_trait]
@@ -524,12 +509,32 @@ impl Repository for ProxyRepository {
         Err(Error::BlobUploadUnknown(id.to_string()))
     }
 
-    /// The referrers among the manifests pulled so far (the upstream is not asked).
+    /// Only the cache itself stores what it fetched, in the wrapped repository.
+    async fn adopt_blob(&self, _digest: &Digest, _file: &std::path::Path) -> Result<u64> {
+        Err(unsupported())
+    }
+
+    /// As the upstream's referrers API says; when it cannot answer (down, or without
+    /// the API), the referrers among the manifests pulled so far.
     async fn referrers(
         &self,
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        self.local.referrers(subject, artifact_type).await
+        match self
+            .upstream
+            .referrers(&self.remote, subject, artifact_type)
+            .await
+        {
+            Ok(found) => Ok(found),
+            Err(e) => {
+                tracing::debug!(
+                    repository = self.name.as_str(),
+                    %subject,
+                    "referrers from the copy: {e}"
+                );
+                self.local.referrers(subject, artifact_type).await
+            }
+        }
     }
 }

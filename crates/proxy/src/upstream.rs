@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use berth_core::{Digest, Page, media};
+use berth_core::{Descriptor, Digest, Page, media};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -224,6 +224,53 @@ impl Upstream {
         Self::check(resp, || format!("GET {name}@{digest}"))
     }
 
+    /// The manifests whose subject is `subject` upstream (its referrers API), filtered by
+    /// `artifact_type` here whether or not the upstream applied the filter. An upstream
+    /// without the API answers 404, as for an unknown subject: `NotFound`.
+    pub(crate) async fn referrers(
+        &self,
+        name: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>, UpstreamError> {
+        let mut url = self.url(&format!("v2/{name}/referrers/{subject}"))?;
+        if let Some(t) = artifact_type {
+            url.query_pairs_mut().append_pair("artifactType", t);
+        }
+        let resp = self
+            .send(Method::GET, url, name, Some(media::OCI_INDEX))
+            .await?;
+        let resp = Self::check(resp, || format!("referrers of {name}@{subject}"))?;
+        let what = || format!("referrers of {name}@{subject}");
+        let body = read_bounded(resp, MAX_MANIFEST_BYTES, what).await?;
+        self.counts.bytes(body.len() as u64);
+        #[derive(serde::Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<SentDescriptor>,
+        }
+        let index: Index = serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Invalid(format!("{}: {e}", what())))?;
+        let mut out = Vec::with_capacity(index.manifests.len());
+        for m in index.manifests {
+            if artifact_type.is_some_and(|t| m.artifact_type.as_deref() != Some(t)) {
+                continue;
+            }
+            let digest = Digest::parse(&m.digest)
+                .map_err(|e| UpstreamError::Invalid(format!("{}: {e}", what())))?;
+            out.push(Descriptor {
+                media_type: m.media_type,
+                digest,
+                size: m.size,
+                artifact_type: m.artifact_type,
+                annotations: m.annotations,
+                urls: Vec::new(),
+                platform: None,
+            });
+        }
+        Ok(out)
+    }
+
     /// One page of the upstream's tag list, with the client's `n` and `last`.
     pub(crate) async fn tags(
         &self,
@@ -260,6 +307,17 @@ impl Upstream {
             more,
         })
     }
+}
+
+/// One entry of an upstream's referrers index, as sent.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SentDescriptor {
+    media_type: String,
+    digest: String,
+    size: u64,
+    artifact_type: Option<String>,
+    annotations: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A response body of at most `max` bytes; a larger one (announced or sent) is refused

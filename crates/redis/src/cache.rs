@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use berth_core::{Digest, RepositoryName};
@@ -18,6 +18,7 @@ use redis::{
 
 use crate::keys::{self, MEDIA_TYPE};
 use crate::link::{self, Kind, Link};
+use crate::lock::RedisLocks;
 use crate::{RedisConfig, RedisError, RedisTls, parse_addr};
 
 /// The descriptor cache in Redis. Cheap to share: clone the `Arc`.
@@ -80,6 +81,12 @@ impl RedisDescriptors {
     /// breaker, metrics and queue of removals).
     pub fn index(&self) -> Arc<crate::RedisIndex> {
         Arc::new(crate::RedisIndex::new(self.link.clone()))
+    }
+
+    /// The fleet's locks over the same connection (and so the same breaker), with
+    /// leases of `lease`.
+    pub fn locks(&self, lease: Duration) -> Arc<RedisLocks> {
+        Arc::new(RedisLocks::new(self.link.clone(), lease))
     }
 
     /// Whether Redis is being used (connected, no removal waiting).

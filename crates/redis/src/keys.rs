@@ -13,6 +13,8 @@
 //! - `<index>::rebuild`: the lease of the node rebuilding an index (its token);
 //!   `<index>::rebuild::<token>`: what that rebuild's walk found; `<index>::removed`:
 //!   names removed while it runs.
+//! - `berth::lock::<kind>::<key>`: a lease (see `lock`), e.g.
+//!   `berth::lock::tag::<name>::<tag>` or `berth::lock::upload::<name>::<id>`.
 
 use berth_core::{Digest, RepositoryName};
 
@@ -61,6 +63,11 @@ pub fn rebuilt(index: &str, token: &str) -> String {
 /// The names removed from the index at `index` while it is rebuilt.
 pub fn removed(index: &str) -> String {
     format!("{index}::removed")
+}
+
+/// The lease of a lock named `name` by the storage (`<kind>::<key>`).
+pub fn lock(name: &str) -> String {
+    format!("berth::lock::{name}")
 }
 
 #[cfg(test)]

@@ -1,20 +1,24 @@
 //! berth-redis: the blob-descriptor cache in Redis that the nodes of a fleet share
 //! (`storage.cache.blobdescriptor: redis`), under distribution's own key names so berth
-//! and distribution nodes can share one Redis, and, over the same connection, the
-//! catalog and tag listings as shared ordered indexes (`index`, berth's own keys). Redis is an optimisation only: every call
-//! is bounded by a timeout, a failure or an outage makes lookups misses (storage is read
-//! instead), and a dead Redis is skipped until a background task has reconnected.
+//! and distribution nodes can share one Redis, the repository versions that keep the
+//! nodes' tag caches in step, the fleet's locks, and the catalog and tag listings as
+//! shared ordered indexes (`index`; leases and indexes under berth's own keys).
+//! Redis never fails a request: every call is bounded by a timeout, a failure or an
+//! outage makes lookups misses (storage is read instead) and locks this node's alone,
+//! and a dead Redis is skipped until a background task has reconnected.
 
 mod cache;
 mod index;
 mod keys;
 mod link;
+mod lock;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cache::RedisDescriptors;
 pub use index::{RedisIndex, catalog_after, decode, encode};
+pub use lock::{RedisLocks, WAIT_LEASES};
 
 /// The `redis` section, validated. Its `Debug` leaves the password out.
 #[derive(Clone, PartialEq)]
@@ -33,6 +37,9 @@ pub struct RedisConfig {
     pub write_timeout: Duration,
     /// Connect with TLS; `None`: plain TCP.
     pub tls: Option<RedisTls>,
+    /// How long a lock's lease lasts unless its holder renews it
+    /// (`berth.redis.locklease`): how long a dead node's locks keep others waiting.
+    pub lock_lease: Duration,
 }
 
 /// `redis.tls`: how berth proves itself and checks the server.
@@ -57,6 +64,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("read_timeout", &self.read_timeout)
             .field("write_timeout", &self.write_timeout)
             .field("tls", &self.tls)
+            .field("lock_lease", &self.lock_lease)
             .finish()
     }
 }
@@ -69,6 +77,9 @@ impl RedisConfig {
     pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_millis(200);
     /// See [`DEFAULT_DIAL_TIMEOUT`](Self::DEFAULT_DIAL_TIMEOUT).
     pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
+    /// A lock's lease unless configured: renewed every third of it, so a holder is
+    /// safe through two lost renewals; a dead holder's locks free within it.
+    pub const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(10);
 
     /// A configuration for `addr` with the default timeouts.
     pub fn new(addr: impl Into<String>) -> Self {
@@ -80,6 +91,7 @@ impl RedisConfig {
             read_timeout: Self::DEFAULT_READ_TIMEOUT,
             write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
             tls: None,
+            lock_lease: Self::DEFAULT_LOCK_LEASE,
         }
     }
 }

@@ -265,24 +265,31 @@ pub fn spawn_reconnect(link: &Arc<Link>, addr: String) {
 
 /// Logs a failure at most once per [`LOG_EVERY`], saying how many were not logged.
 #[derive(Default)]
-struct Throttle {
+pub(crate) struct Throttle {
     last: Mutex<Option<Instant>>,
     quiet: AtomicU64,
 }
 
 impl Throttle {
     fn warn(&self, why: &str) {
+        if let Some(unlogged) = self.due() {
+            tracing::warn!(
+                unlogged,
+                "redis: {why}; the descriptor cache is skipped (storage is read) until it is back"
+            );
+        }
+    }
+
+    /// Whether a failure is to be logged now: `Some` with how many were not logged since
+    /// the last one, or `None` (counted as not logged).
+    pub(crate) fn due(&self) -> Option<u64> {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         if last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
             self.quiet.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         }
         *last = Some(Instant::now());
         drop(last);
-        let unlogged = self.quiet.swap(0, Ordering::Relaxed);
-        tracing::warn!(
-            unlogged,
-            "redis: {why}; the descriptor cache is skipped (storage is read) until it is back"
-        );
+        Some(self.quiet.swap(0, Ordering::Relaxed))
     }
 }

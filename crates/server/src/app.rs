@@ -213,15 +213,18 @@ pub fn build(config: &Config) -> Result<App, StartError> {
     let redis_cache = match (&config.redis, config.storage.redis_descriptors) {
         (Some(redis), true) => {
             let cache = berth_redis::RedisDescriptors::start(redis)?;
+            let locks = cache.locks(redis.lock_lease);
             if http_metrics.is_some() {
                 metrics.push(cache.clone());
+                metrics.push(locks.clone());
             }
             tracing::info!(
                 addr = %redis.addr,
-                "blob descriptors are cached in redis, tag changes versioned there, and the \
-                 catalog and tag listings kept there"
+                lock_lease = ?redis.lock_lease,
+                "blob descriptors are cached in redis, tag changes versioned there, writes \
+                 locked there across nodes, and the catalog and tag listings kept there"
             );
-            Some(cache)
+            Some((cache, locks))
         }
         (Some(redis), false) => {
             tracing::info!(
@@ -238,12 +241,15 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             delete_enabled: config.storage.delete_enabled,
             descriptor_cache: config.storage.descriptor_cache,
             shared_descriptor_cache: redis_cache
-                .clone()
-                .map(|c| c as Arc<dyn berth_storage::SharedDescriptors>),
+                .as_ref()
+                .map(|(c, _)| c.clone() as Arc<dyn berth_storage::SharedDescriptors>),
+            shared_versions: redis_cache
+                .as_ref()
+                .map(|(c, _)| c.clone() as Arc<dyn berth_storage::SharedVersions>),
             shared_index: redis_cache
                 .as_ref()
-                .map(|c| c.index() as Arc<dyn berth_storage::SharedIndex>),
-            shared_versions: redis_cache.map(|c| c as Arc<dyn berth_storage::SharedVersions>),
+                .map(|(c, _)| c.index() as Arc<dyn berth_storage::SharedIndex>),
+            shared_locks: redis_cache.map(|(_, l)| l as Arc<dyn berth_storage::SharedLocks>),
             referrers_tag_schema: config.storage.referrers_tag_schema,
             // Only nodes sharing a secret can continue each other's sessions.
             upload_startedat: config.http.secret.is_some(),

@@ -463,6 +463,20 @@ fn check_config_and_serve_refuse_the_same_bad_configurations() {
             "redis.readtimeout",
         ),
         (
+            "lock lease shorter than a second",
+            format!(
+                "{base}redis: {{addr: \"127.0.0.1:6379\"}}\nberth: {{redis: {{locklease: 100ms}}}}\n"
+            ),
+            vec![],
+            "berth.redis.locklease",
+        ),
+        (
+            "lock lease not a duration, from the environment",
+            base.clone(),
+            vec![("REGISTRY_BERTH_REDIS_LOCKLEASE", "long")],
+            "berth.redis.locklease",
+        ),
+        (
             "negative redis pool size from the environment",
             base.clone(),
             vec![

@@ -15,9 +15,6 @@ use oci_layout::*;
 use serde_json::json;
 use tempfile::TempDir;
 
-const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
-const SIGNATURE: &str = "application/vnd.example.signature.v1";
-
 /// The data of a gzip stream made of stored deflate blocks (what `gzip_stored` writes).
 fn gunzip_stored(gz: &[u8]) -> Vec<u8> {
     let (mut at, mut out) = (10, Vec::new());
@@ -58,26 +55,6 @@ fn image_sharing(rng: &mut Rng, shared: &[Blob], size: usize) -> Image {
         manifest: Blob::new(OCI_MANIFEST, serde_json::to_vec(&manifest).unwrap()),
         config,
         layers,
-    }
-}
-
-/// An OCI artifact (an image manifest with `artifactType` and the empty config) whose
-/// `subject` is `subject`, carrying one signature blob.
-fn referrer(rng: &mut Rng, subject: &Blob) -> Image {
-    let config = Blob::new(EMPTY_CONFIG, b"{}".to_vec());
-    let signature = Blob::new(SIGNATURE, rng.bytes(300));
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": SIGNATURE,
-        "config": config.descriptor(),
-        "layers": [signature.descriptor()],
-        "subject": subject.descriptor(),
-    });
-    Image {
-        manifest: Blob::new(OCI_MANIFEST, serde_json::to_vec(&manifest).unwrap()),
-        config,
-        layers: vec![signature],
     }
 }
 

@@ -9,36 +9,25 @@
 //! stopped every node still lists from storage.
 
 mod common;
+#[path = "support/fleet.rs"]
+mod fleet;
 #[path = "support/moto.rs"]
-#[allow(dead_code)]
 mod moto;
 #[path = "../../redis/tests/support/server.rs"]
 mod redis_server;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_client::BlockingClient;
+use fleet::{Node, push, sha256};
 use moto::Moto;
 use redis_server::RedisServer;
-use sha2::{Digest as _, Sha256};
 
-/// Whether the node whose debug server is at `debug` has its catalog listing built
-/// (the `berth_catalog_listing_built` gauge).
-fn built(debug: &str) -> bool {
-    let r = common::client(debug).run(|c| c.get("/metrics")).unwrap();
-    let text = String::from_utf8_lossy(&r.body).into_owned();
-    let value = text
-        .lines()
-        .find_map(|l| l.strip_prefix("berth_catalog_listing_built "))
-        .expect("the gauge is exported")
-        .to_owned();
-    value == "1"
-}
-
-fn sha256(b: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+/// Whether `node` has its catalog listing built (the `berth_catalog_listing_built`
+/// gauge).
+fn built(node: &Node) -> bool {
+    node.metric("berth_catalog_listing_built", "") == 1.0
 }
 
 /// Component-wise order, as distribution's catalog walk lists names.
@@ -107,32 +96,9 @@ fn write_repository(root: &Path, name: &str, layer: &str, manifest: &str) {
     link(repo.join("_manifests/tags/latest/current"), manifest);
 }
 
-fn push_blob(c: &BlockingClient, repo: &str, bytes: &[u8]) -> String {
-    let d = sha256(bytes);
-    let r = c.run(|c| c.push_blob(repo, &d, bytes.to_vec())).unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
-    d
-}
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-/// Pushes a one-layer image to `repo:tag` through `c`; answers its digest.
-fn push_image(c: &BlockingClient, repo: &str, tag: &str) -> String {
-    let config = b"{}".to_vec();
-    let layer = format!("layer of {repo}:{tag}").into_bytes();
-    let (cd, ld) = (push_blob(c, repo, &config), push_blob(c, repo, &layer));
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
-    })
-    .to_string();
-    let r = c
-        .run(|c| c.put_manifest(repo, tag, OCI_MANIFEST, manifest.clone(), &[]))
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
-    sha256(manifest.as_bytes())
+/// Pushes a one-layer image to `repo:tag` through `node`.
+fn push_image(node: &Node, repo: &str, tag: &str) {
+    fleet::push_image(node, repo, tag, format!("layer of {repo}:{tag}").as_bytes());
 }
 
 #[test]
@@ -156,18 +122,15 @@ fn catalog_pages_are_right_while_the_listing_is_built_and_after() {
     let mut want = catalog_sorted(names.clone());
 
     let debug = format!("127.0.0.1:{}", common::free_port());
-    let node = common::berth(
-        &root,
-        work.path(),
-        &format!("  debug:\n    addr: {debug}\n    prometheus:\n      enabled: true\n"),
-    );
+    let (config, addr) = common::berth_config(&root, work.path(), "", &Node::debug_yaml(&debug));
+    let node = Node::spawn(config, addr, debug, work.path(), "berth", None);
     let c = node.client();
     // The first page answers at once, from storage, while the build walks.
     let started = Instant::now();
     let first = page_after(c, 100, "");
     let took = started.elapsed();
     assert!(
-        !built(&debug),
+        !built(&node),
         "the build ended before the first page: make the tree larger"
     );
     assert_eq!(first, want[..100]);
@@ -180,17 +143,25 @@ fn catalog_pages_are_right_while_the_listing_is_built_and_after() {
     );
     assert_eq!(page_after(c, 2, "org39/app19999"), ["z"]);
     // A push during the build is listed, during it and after.
-    push_blob(c, "a/a-during-build", b"pushed while the listing is built");
-    assert!(!built(&debug), "the build ended before the push");
+    push(
+        &node,
+        "a/a-during-build",
+        b"pushed while the listing is built",
+    );
+    assert!(!built(&node), "the build ended before the push");
     want = catalog_sorted([want, vec!["a/a-during-build".to_owned()]].concat());
     assert_eq!(catalog(c, 1000), want);
 
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !built(&debug) {
+    while !built(&node) {
         assert!(Instant::now() < deadline, "the build never ended");
         std::thread::sleep(Duration::from_millis(50));
     }
-    push_blob(c, "org05/after-build", b"pushed once the listing is built");
+    push(
+        &node,
+        "org05/after-build",
+        b"pushed once the listing is built",
+    );
     want = catalog_sorted([want, vec!["org05/after-build".to_owned()]].concat());
     assert_eq!(catalog(c, 1000), want);
     assert_eq!(catalog(c, 97), want);
@@ -204,20 +175,10 @@ fn catalog_pages_are_right_while_the_listing_is_built_and_after() {
 }
 
 /// One berth node over `bucket` with the listings (and descriptors) in Redis at `redis`.
-fn s3_node(moto: &Moto, bucket: &str, redis: &str, work: &Path, name: &str) -> common::Process {
-    let addr = format!("127.0.0.1:{}", common::free_port());
-    let config = work.join(format!("{name}.yml"));
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog: {{level: info}}\n{}  cache:\n    blobdescriptor: redis\nredis:\n  addr: {redis}\n  readtimeout: 500ms\n  writetimeout: 500ms\nhttp:\n  addr: {addr}\n  secret: listings-fleet\n",
-            moto.storage_yaml(bucket)
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-    cmd.arg("serve").arg(&config);
-    common::spawn(cmd, addr, work, name)
+fn s3_node(moto: &Moto, bucket: &str, redis: &str, work: &Path, name: &str) -> Node {
+    let debug = format!("127.0.0.1:{}", common::free_port());
+    let (config, addr) = moto.berth_config(bucket, work, name, "", &Node::debug_yaml(&debug));
+    Node::spawn(config, addr, debug, work, name, Some(redis))
 }
 
 /// Whether Redis holds the index at `key` complete (its empty member, the mark).
@@ -251,23 +212,6 @@ fn until_rebuilt(c: &BlockingClient, redis: &RedisServer, want: &[String]) {
     }
 }
 
-/// Writes `key` into `bucket` behind berth's back (moto reads the account from the
-/// signature's credential and checks nothing else).
-fn put_object(moto: &Moto, bucket: &str, key: &str, body: &str) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(&moto.addr).unwrap();
-    write!(
-        s,
-        "PUT /{bucket}/{key} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00\r\n\r\n{body}",
-        moto.addr,
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 200"), "PUT {key}: {answer}");
-}
-
 fn flushall(redis: &RedisServer) {
     let mut conn = redis::Client::open(format!("redis://{}/", redis.addr()))
         .unwrap()
@@ -293,11 +237,11 @@ fn three_nodes_share_the_listings_over_s3_and_redis() {
     let (ac, bc, cc) = (a.client(), b.client(), c.client());
 
     // Pushed through A and B, paged on C, n=1 and n=2 and whole.
-    push_image(ac, "team/app", "v1");
-    push_image(ac, "a/b", "x");
-    push_image(bc, "a-b", "y");
-    push_image(bc, "team/app2", "z");
-    push_image(bc, "a", "w");
+    push_image(&a, "team/app", "v1");
+    push_image(&a, "a/b", "x");
+    push_image(&b, "a-b", "y");
+    push_image(&b, "team/app2", "z");
+    push_image(&b, "a", "w");
     let want = catalog_sorted(
         ["a", "a/b", "a-b", "team/app", "team/app2"]
             .map(String::from)
@@ -310,7 +254,7 @@ fn three_nodes_share_the_listings_over_s3_and_redis() {
     until_rebuilt(cc, &redis, &want);
     assert_eq!(page_after(cc, 2, "a/"), ["a/b", "a-b"]);
     // A repository pushed now reaches the index (no rebuild needed) and every node.
-    push_image(ac, "team/app/sub", "s");
+    push_image(&a, "team/app/sub", "s");
     let want = catalog_sorted([want, vec!["team/app/sub".to_owned()]].concat());
     for node in [ac, bc, cc] {
         assert_eq!(catalog(node, 1), want);
@@ -318,8 +262,8 @@ fn three_nodes_share_the_listings_over_s3_and_redis() {
     assert!(complete_in_redis(&redis, "berth::catalog"));
 
     // Tags set on A, listed on B; one deleted on B, gone on A.
-    push_image(ac, "team/app", "v2");
-    push_image(ac, "team/app", "v3");
+    push_image(&a, "team/app", "v2");
+    push_image(&a, "team/app", "v3");
     assert_eq!(tags(bc, "team/app", 1), ["v1", "v2", "v3"]);
     assert!(complete_in_redis(
         &redis,
@@ -329,24 +273,22 @@ fn three_nodes_share_the_listings_over_s3_and_redis() {
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(tags(ac, "team/app", 1), ["v1", "v3"]);
     assert_eq!(tags(cc, "team/app", 2), ["v1", "v3"]);
-    push_image(cc, "team/app", "v0");
+    push_image(&c, "team/app", "v0");
     assert_eq!(tags(ac, "team/app", 100), ["v0", "v1", "v3"]);
 
     // A repository and a tag written straight into the bucket (as another registry
     // would) are not listed while the indexes are complete: pages come from Redis.
     let layer = sha256(b"written behind berth's back");
     let repos = "registry/docker/registry/v2/repositories";
-    put_object(
-        &moto,
+    moto.put_object(
         "fleet",
         &format!("{repos}/behind/_layers/sha256/{}/link", &layer[7..]),
-        &layer,
+        layer.as_bytes(),
     );
-    put_object(
-        &moto,
+    moto.put_object(
         "fleet",
         &format!("{repos}/team/app/_manifests/tags/v9/current/link"),
-        &layer,
+        layer.as_bytes(),
     );
     assert_eq!(catalog(cc, 100), want);
     assert_eq!(tags(cc, "team/app", 100), ["v0", "v1", "v3"]);
@@ -368,7 +310,7 @@ fn three_nodes_share_the_listings_over_s3_and_redis() {
 
     // Redis stopped: every node lists from storage, changes included.
     redis.stop();
-    push_image(bc, "during/outage", "o");
+    push_image(&b, "during/outage", "o");
     let r = ac.run(|c| c.delete_manifest("team/app", "v3")).unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
     let r = ac.run(|c| c.delete_manifest("team/app", "v9")).unwrap();

@@ -372,3 +372,72 @@ fn a_corrupt_upstream_blob_fails_the_pull_and_is_not_kept() {
     assert!(cache.log_text().contains("refused"), "{}", cache.log_text());
     cache.stop();
 }
+
+#[test]
+fn referrers_are_asked_upstream_and_come_from_the_copy_when_it_is_gone() {
+    let work = tempfile::tempdir().unwrap();
+    let (up_root, cache_root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let d = work.path();
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let (config, addr) = common::berth_config_on(&addr, up_root.path(), d, "", "");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("serve").arg(&config);
+    let upstream = common::spawn(cmd, addr.clone(), d, "upstream");
+    let mut rng = Rng::new("proxy-referrers");
+    let img = image(&mut rng, "amd64", &[2000]);
+    let (signed, other) = (
+        referrer(&mut rng, &img.manifest),
+        referrer(&mut rng, &img.manifest),
+    );
+    for (i, reference) in [(&img, "v1"), (&signed, ""), (&other, "")] {
+        for b in i.blobs() {
+            push_blob_monolithic(upstream.client(), "team/app", b);
+        }
+        let reference = if reference.is_empty() {
+            &i.manifest.digest
+        } else {
+            reference
+        };
+        put_manifest(upstream.client(), "team/app", reference, &i.manifest);
+    }
+
+    let cache = common::berth(
+        cache_root.path(),
+        d,
+        &format!("proxy:\n  remoteurl: http://{addr}\n"),
+    );
+    let listed = |artifact_type: Option<&str>| -> Vec<String> {
+        let r = cache
+            .client()
+            .run(|c| c.referrers("team/app", &img.manifest.digest, artifact_type))
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let mut v: Vec<String> = r.json().unwrap()["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    // Nothing pulled through the cache yet: the upstream's answer.
+    let mut both = vec![
+        signed.manifest.digest.clone(),
+        other.manifest.digest.clone(),
+    ];
+    both.sort();
+    assert_eq!(listed(None), both);
+    assert_eq!(listed(Some(SIGNATURE)), both);
+    assert!(listed(Some("application/vnd.example.none")).is_empty());
+
+    // One referrer pulled, then the upstream gone: the copy knows that one.
+    let r = cache
+        .client()
+        .run(|c| c.get_manifest("team/app", &signed.manifest.digest, OCI_MANIFEST))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    upstream.stop();
+    assert_eq!(listed(None), vec![signed.manifest.digest.clone()]);
+    cache.stop();
+}

@@ -5,6 +5,8 @@
 //! hangs or dies neither fails nor slows requests, and is used again once it is back.
 
 mod common;
+#[path = "support/fleet.rs"]
+mod fleet;
 #[path = "../../redis/tests/support/server.rs"]
 mod redis_server;
 #[path = "support/tls.rs"]
@@ -14,106 +16,32 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_client::BlockingClient;
+use fleet::{Node, push, push_image, sha256, tag_target, with_redis};
 use redis_server::RedisServer;
-use sha2::{Digest as _, Sha256};
 
-fn sha256(b: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+/// A berth node on the filesystem root `root` with the Redis cache at `redis`.
+fn start(root: &Path, work: &Path, redis: &str) -> Node {
+    start_with(root, work, redis, "")
 }
 
-/// A berth node with the Redis cache at `redis` and metrics on a debug address.
-struct Node {
-    process: common::Process,
-    debug: String,
-    config: std::path::PathBuf,
+/// Like [`start`], with `extra` top-level YAML (a `redis` section).
+fn start_with(root: &Path, work: &Path, redis: &str, extra: &str) -> Node {
+    let debug = format!("127.0.0.1:{}", common::free_port());
+    let (config, addr) = common::berth_config(
+        root,
+        work,
+        "",
+        &format!("{}{extra}", Node::debug_yaml(&debug)),
+    );
+    Node::spawn(config, addr, debug, work, "berth", Some(redis))
 }
 
-impl Node {
-    fn start(root: &Path, work: &Path, redis: &str) -> Node {
-        Self::start_with(root, work, redis, "")
-    }
-
-    /// Like [`start`](Self::start), with `extra` top-level YAML (a `redis` section).
-    fn start_with(root: &Path, work: &Path, redis: &str, extra: &str) -> Node {
-        let debug = format!("127.0.0.1:{}", common::free_port());
-        let (config, addr) = common::berth_config(
-            root,
-            work,
-            "",
-            &format!("  debug:\n    addr: {debug}\n    prometheus:\n      enabled: true\n{extra}"),
-        );
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-        cmd.arg("serve").arg(&config);
-        with_redis(&mut cmd, redis);
-        let process = common::spawn(cmd, addr, work, "berth");
-        let node = Node {
-            process,
-            debug,
-            config,
-        };
-        node.wait_metric("berth_redis_up", "", 1.0);
-        node
-    }
-
-    fn client(&self) -> &BlockingClient {
-        self.process.client()
-    }
-
-    /// A sample of the node's metrics (0 when absent); `labels` as encoded, e.g.
-    /// `cache="blob_link",result="hit"`.
-    fn metric(&self, name: &str, labels: &str) -> f64 {
-        let c = common::client(&self.debug);
-        let Ok(r) = c.run(|c| c.get("/metrics")) else {
-            return 0.0;
-        };
-        let text = String::from_utf8_lossy(&r.body).into_owned();
-        let series = if labels.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{name}{{{labels}}}")
-        };
-        text.lines()
-            .find_map(|l| l.strip_prefix(&series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
-    }
-
-    fn wait_metric(&self, name: &str, labels: &str, value: f64) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.metric(name, labels) != value {
-            assert!(
-                Instant::now() < deadline,
-                "{name}{{{labels}}} never became {value}:\n{}",
-                self.process.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn link_hits(&self) -> f64 {
-        self.metric(
-            "berth_storage_cache_lookups_total",
-            "cache=\"blob_link\",result=\"hit\"",
-        )
-    }
-}
-
-/// The environment that puts a node's descriptor cache in Redis at `redis`.
-fn with_redis(cmd: &mut Command, redis: &str) {
-    cmd.env("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "redis")
-        .env("REGISTRY_REDIS_ADDR", redis)
-        .env("REGISTRY_REDIS_READTIMEOUT", "500ms")
-        .env("REGISTRY_REDIS_WRITETIMEOUT", "500ms");
-}
-
-fn push(node: &Node, repo: &str, bytes: &[u8]) -> String {
-    let d = sha256(bytes);
-    let r = node
-        .client()
-        .run(|c| c.push_blob(repo, &d, bytes.to_vec()))
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
-    d
+/// Lookups of blob links the node answered from the cache.
+fn link_hits(node: &Node) -> f64 {
+    node.metric(
+        "berth_storage_cache_lookups_total",
+        "cache=\"blob_link\",result=\"hit\"",
+    )
 }
 
 fn status_of_get(node: &Node, repo: &str, digest: &str, bytes: &[u8]) -> u16 {
@@ -134,18 +62,18 @@ fn two_nodes_share_the_descriptor_cache() {
     };
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
-    let a = Node::start(&root, work.path(), &redis.addr());
-    let b = Node::start(&root, work.path(), &redis.addr());
+    let a = start(&root, work.path(), &redis.addr());
+    let b = start(&root, work.path(), &redis.addr());
 
     // Pushed through A, served by B from the shared cache: B never saw the blob, yet its
     // first lookup is a hit.
     let bytes = b"a layer pushed through node A".to_vec();
     let d = push(&a, "team/app", &bytes);
-    let hits = b.link_hits();
+    let hits = link_hits(&b);
     let r = b.client().run(|c| c.head_blob("team/app", &d)).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(
-        b.link_hits(),
+        link_hits(&b),
         hits + 1.0,
         "B's first lookup came from Redis"
     );
@@ -209,10 +137,10 @@ fn two_nodes_share_the_descriptor_cache() {
     b.wait_metric("berth_redis_up", "", 1.0);
     let again = b"a layer pushed once redis is back".to_vec();
     let gd = push(&a, "team/app", &again);
-    let hits = b.link_hits();
+    let hits = link_hits(&b);
     assert_eq!(status_of_get(&b, "team/app", &gd, &again), 200);
     assert_eq!(
-        b.link_hits(),
+        link_hits(&b),
         hits + 1.0,
         "B's lookup came from Redis again"
     );
@@ -247,7 +175,7 @@ fn berth_and_distribution_share_one_redis() {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-    let b = Node::start(&root, work.path(), &redis.addr());
+    let b = start(&root, work.path(), &redis.addr());
     let dist = distribution(&root, work.path(), &redis.addr());
     let d_client = dist.client();
 
@@ -267,9 +195,9 @@ fn berth_and_distribution_share_one_redis() {
         .run(|c| c.push_blob("mixed/app", &od, other.clone()))
         .unwrap();
     assert_eq!(r.status, 201, "{}", r.text());
-    let hits = b.link_hits();
+    let hits = link_hits(&b);
     assert_eq!(status_of_get(&b, "mixed/app", &od, &other), 200);
-    assert_eq!(b.link_hits(), hits + 1.0, "berth read distribution's entry");
+    assert_eq!(link_hits(&b), hits + 1.0, "berth read distribution's entry");
 
     // distribution deletes what berth pushed (and berth had cached): berth answers 404.
     assert_eq!(
@@ -309,7 +237,7 @@ fn offline_garbage_collection_clears_redis() {
     };
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
-    let a = Node::start(&root, work.path(), &redis.addr());
+    let a = start(&root, work.path(), &redis.addr());
     // A layer no manifest references: garbage.
     let bytes = b"a layer nothing references".to_vec();
     let d = push(&a, "gc/app", &bytes);
@@ -349,43 +277,6 @@ fn offline_garbage_collection_clears_redis() {
     );
 }
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-/// Pushes a one-layer image manifest to `repo:tag` (by digest when `tag` is empty)
-/// through `node`; answers its digest.
-fn push_image(node: &Node, repo: &str, tag: &str, layer: &[u8]) -> String {
-    let config = b"{}".to_vec();
-    let (cd, ld) = (push(node, repo, &config), push(node, repo, layer));
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
-    })
-    .to_string();
-    let digest = sha256(manifest.as_bytes());
-    let reference = if tag.is_empty() { &digest } else { tag };
-    let r = node
-        .client()
-        .run(|c| c.put_manifest(repo, reference, OCI_MANIFEST, manifest.clone(), &[]))
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
-    digest
-}
-
-/// What `repo:tag` names on `node`: its digest, or `None` when 404.
-fn tag_target(node: &Node, repo: &str, tag: &str) -> Option<String> {
-    let r = node
-        .client()
-        .run(|c| c.get_manifest(repo, tag, OCI_MANIFEST))
-        .unwrap();
-    match r.status {
-        200 => Some(r.header("docker-content-digest").unwrap().to_owned()),
-        404 => None,
-        other => panic!("GET {repo}:{tag}: {other} {}", r.text()),
-    }
-}
-
 #[test]
 fn tags_and_manifests_changed_on_one_node_are_seen_on_the_other_at_once() {
     let Some(redis) = RedisServer::start() else {
@@ -393,8 +284,8 @@ fn tags_and_manifests_changed_on_one_node_are_seen_on_the_other_at_once() {
     };
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
-    let a = Node::start(&root, work.path(), &redis.addr());
-    let b = Node::start(&root, work.path(), &redis.addr());
+    let a = start(&root, work.path(), &redis.addr());
+    let b = start(&root, work.path(), &redis.addr());
     let tag_hits = |n: &Node| {
         n.metric(
             "berth_storage_cache_lookups_total",
@@ -481,14 +372,14 @@ fn redis_over_tls_with_a_client_certificate() {
     );
     // Connected (up) only if the handshake, the server check and the client
     // certificate all worked.
-    let a = Node::start_with(&root, work.path(), &redis.addr(), &yaml);
-    let b = Node::start_with(&root, work.path(), &redis.addr(), &yaml);
+    let a = start_with(&root, work.path(), &redis.addr(), &yaml);
+    let b = start_with(&root, work.path(), &redis.addr(), &yaml);
     let bytes = b"pushed over a TLS redis".to_vec();
     let d = push(&a, "tls/app", &bytes);
-    let hits = b.link_hits();
+    let hits = link_hits(&b);
     assert_eq!(status_of_get(&b, "tls/app", &d, &bytes), 200);
     assert_eq!(
-        b.link_hits(),
+        link_hits(&b),
         hits + 1.0,
         "B's lookup came from Redis over TLS"
     );

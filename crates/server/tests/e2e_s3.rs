@@ -1,7 +1,8 @@
 //! End-to-end over S3: the real `berth` binary on moto's S3 server. skopeo pushes and
 //! pulls an image; a chunked upload (chunks under S3's 5 MiB minimum included) begun on
 //! one berth node, which is killed with SIGKILL right after acknowledging its chunk, is
-//! finished on another node sharing the bucket.
+//! finished on another node sharing the bucket. (Three nodes with Redis, its locks
+//! and what they keep consistent: `e2e_multinode.rs`.)
 
 mod common;
 #[path = "support/moto.rs"]
@@ -31,16 +32,7 @@ fn node_with(
     name: &str,
     storage_extra: &str,
 ) -> common::Process {
-    let addr = format!("127.0.0.1:{}", common::free_port());
-    let config = work.join(format!("{name}.yml"));
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog: {{level: info}}\n{}{storage_extra}http:\n  addr: {addr}\n  secret: s3-nodes-secret\n",
-            moto.storage_yaml(bucket)
-        ),
-    )
-    .unwrap();
+    let (config, addr) = moto.berth_config(bucket, work, name, storage_extra, "");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
     cmd.arg("serve").arg(&config);
     common::spawn(cmd, addr, work, name)

@@ -4,7 +4,10 @@
 //! link's lock, so the cache never claims a link that storage no longer has. A blob's
 //! global cache entry is filled, and the blob removed by garbage collection, under the
 //! blob's own lock; requests that rely on a blob touch it in the [`Fence`] first, so a
-//! collection running beside them never removes what they were told exists.
+//! collection running beside them never removes what they were told exists. In a
+//! fleet both locks are the fleet's too (`lease`): writers wait for the lease, and a
+//! reader fills the shared cache only while no other node holds it, so a fill read from
+//! storage before another node's removal cannot land in the cache after it.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -15,16 +18,16 @@ use crate::access::{Access, DriverResult};
 use crate::cache::{Descriptors, Lookups};
 use crate::fence::{Fence, Touch};
 use crate::layout::StoragePath;
-use crate::locks::KeyedLocks;
+use crate::lease::{Fleet, Locks};
 
 /// Global blobs and repository links.
 pub(crate) struct BlobStore {
     access: Access,
     cache: Option<Descriptors>,
-    links: KeyedLocks<(RepositoryName, Digest)>,
+    links: Locks<(RepositoryName, Digest)>,
     /// Held while a blob's global cache entry is filled and while garbage collection
     /// removes it (taken after a link's lock, never before).
-    blobs: KeyedLocks<Digest>,
+    blobs: Locks<Digest>,
     /// What a running garbage collection must keep.
     pub(crate) fence: Fence,
     /// Lookups of blobs in the global store, when the cache is on.
@@ -49,12 +52,12 @@ pub(crate) enum Sweep {
 }
 
 impl BlobStore {
-    pub(crate) fn new(access: Access, cache: Option<Descriptors>) -> Self {
+    pub(crate) fn new(access: Access, cache: Option<Descriptors>, fleet: Fleet) -> Self {
         BlobStore {
             access,
             cache,
-            links: KeyedLocks::default(),
-            blobs: KeyedLocks::default(),
+            links: Locks::new("link", fleet.clone()),
+            blobs: Locks::new("blob", fleet),
             fence: Fence::default(),
             global_lookups: Lookups::default(),
             linked_lookups: Lookups::default(),
@@ -67,7 +70,7 @@ impl BlobStore {
     pub(crate) async fn hold(&self, digest: &Digest) -> Touch {
         let touch = self.fence.touch(digest);
         if touch == Touch::Doomed {
-            drop(self.blobs.lock(digest.clone()).await);
+            drop(self.blobs.local(digest.clone()).await);
         }
         touch
     }
@@ -81,14 +84,14 @@ impl BlobStore {
         }
         // Filled under the blob's lock: a collection cannot remove it between what
         // storage said and what the cache is told.
-        let _held = self.blobs.lock(digest.clone()).await;
+        let (_held, fill) = self.blobs.lock_to_fill(digest.clone()).await;
         if let Some(c) = &self.cache
             && let Some(size) = c.global(digest).await
         {
             return Ok(Some(size));
         }
         let size = self.access.size(StoragePath::BlobData(digest)).await?;
-        if let (Some(size), Some(c)) = (size, &self.cache) {
+        if let (Some(size), Some(c), true) = (size, &self.cache, fill) {
             c.set_global(digest, size).await;
         }
         Ok(size)
@@ -118,7 +121,10 @@ impl BlobStore {
         }
         // Filled under the link's lock: an unlink cannot slip between what storage said
         // and what the cache is told.
-        let _held = self.links.lock((repo.clone(), digest.clone())).await;
+        let (_held, fill) = self
+            .links
+            .lock_to_fill((repo.clone(), digest.clone()))
+            .await;
         if !trusted {
             // The blob was collected: its link entry may outlive it until the
             // collection removes the links.
@@ -141,7 +147,7 @@ impl BlobStore {
             return Ok(None);
         }
         let size = self.size(digest).await?;
-        if let (Some(size), Some(c)) = (size, &self.cache) {
+        if let (Some(size), Some(c), true) = (size, &self.cache, fill) {
             c.set_link(repo, digest, size).await;
         }
         Ok(size)
@@ -209,7 +215,7 @@ impl BlobStore {
         size: u64,
         first: impl Future<Output = Result<Option<StoragePath<'p>>, Error>>,
     ) -> Result<(), Error> {
-        let _held = self.links.lock((repo.clone(), digest.clone())).await;
+        let _held = self.links.lock((repo.clone(), digest.clone())).await?;
         let moved = first.await?;
         let flush_move = async {
             match moved {
@@ -234,7 +240,7 @@ impl BlobStore {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<bool, Error> {
-        let _held = self.links.lock((repo.clone(), digest.clone())).await;
+        let _held = self.links.lock((repo.clone(), digest.clone())).await?;
         self.unlink_held(repo, digest).await
     }
 
@@ -269,7 +275,7 @@ impl BlobStore {
         dry_run: bool,
         busy: &(dyn Fn(&Digest) -> bool + Sync),
     ) -> Result<Sweep, Error> {
-        let _held = self.blobs.lock(digest.clone()).await;
+        let _held = self.blobs.lock(digest.clone()).await?;
         let path = StoragePath::BlobData(digest).path();
         let Some(info) = self.access.driver().stat(&path).await.or_absent()? else {
             return Ok(Sweep::Absent);
@@ -313,7 +319,7 @@ impl BlobStore {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<bool, Error> {
-        let _held = self.links.lock((repo.clone(), digest.clone())).await;
+        let _held = self.links.lock((repo.clone(), digest.clone())).await?;
         if self.access.exists(StoragePath::BlobData(digest)).await? {
             return Ok(false);
         }
@@ -321,10 +327,11 @@ impl BlobStore {
     }
 
     /// Forgets what the cache knows of `digest` in `repo` (a manifest revision removed).
-    pub(crate) async fn forget(&self, repo: &RepositoryName, digest: &Digest) {
-        let _held = self.links.lock((repo.clone(), digest.clone())).await;
+    pub(crate) async fn forget(&self, repo: &RepositoryName, digest: &Digest) -> Result<(), Error> {
+        let _held = self.links.lock((repo.clone(), digest.clone())).await?;
         self.forget_locked(repo, digest).await;
         self.forget_again(repo, digest).await;
+        Ok(())
     }
 
     async fn forget_locked(&self, repo: &RepositoryName, digest: &Digest) {
@@ -334,8 +341,9 @@ impl BlobStore {
     }
 
     /// Forgets a link once more after storage lost it, when other nodes share the cache:
-    /// one of them may have filled it from storage read before the removal, past this
-    /// node's lock. (This process's own fills are held off by the link's lock.)
+    /// one of them may have filled it from storage read before the removal, if the
+    /// fleet's lease could not be had (Redis unreachable for a moment). This node's own
+    /// fills, and other nodes' while the lease works, are held off by the link's lock.
     async fn forget_again(&self, repo: &RepositoryName, digest: &Digest) {
         if let Some(c) = &self.cache
             && c.is_shared()

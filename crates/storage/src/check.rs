@@ -271,9 +271,9 @@ impl StorageRegistry {
             if repair {
                 // Under the revision's lock and through the stores, as a delete does.
                 let stores = &self.stores;
-                let _revision = stores.manifests.lock(repo, &digest).await;
+                let _revision = stores.manifests.lock(repo, &digest).await?;
                 stores.manifests.remove_locked(repo, &digest).await?;
-                stores.blobs.forget(repo, &digest).await;
+                stores.blobs.forget(repo, &digest).await?;
             }
             let dir = StoragePath::RevisionDir(repo, &digest);
             Self::record(report, kind, link, detail, dir, repair);

@@ -413,7 +413,7 @@ impl StorageRegistry {
     ) -> Result<(), Error> {
         let stores = &self.stores;
         let subject = self.refs(digest).await?.subject;
-        let _revision = stores.manifests.lock(repo, digest).await;
+        let _revision = stores.manifests.lock(repo, digest).await?;
         if !stores.blobs.fence.doom(digest) {
             progress.report.kept_touched += 1;
             return Ok(());
@@ -425,7 +425,7 @@ impl StorageRegistry {
         if stores.manifests.remove_locked(repo, digest).await? {
             progress.removed(StoragePath::RevisionDir(repo, digest));
         }
-        stores.blobs.forget(repo, digest).await;
+        stores.blobs.forget(repo, digest).await?;
         if let Some(s) = &subject
             && stores.referrers.unlink(repo, s, digest).await?
         {

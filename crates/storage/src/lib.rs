@@ -15,6 +15,7 @@ mod fence;
 mod gc;
 mod hashing;
 mod index;
+mod lease;
 mod listing;
 mod locks;
 mod manifests;
@@ -35,6 +36,7 @@ pub use check::{CheckReport, Finding, FindingKind};
 pub use evict::{CachedBlob, Evicted};
 pub use gc::{GcEvent, GcOptions, GcReport};
 pub use index::{IndexName, LEASE_RENEWAL, Lease, SharedIndex};
+pub use lease::{Acquired, SharedLease, SharedLocks};
 pub use purge::PurgeReport;
 pub use registry::StorageRegistry;
 
@@ -54,6 +56,9 @@ pub struct Options {
     /// The catalog and tag listings as indexes shared by several nodes (Redis), in
     /// place of this process's in-memory listings.
     pub shared_index: Option<std::sync::Arc<dyn SharedIndex>>,
+    /// Leases several nodes share (Redis), taken beside this node's locks wherever
+    /// storage reads, checks and writes (see `lease`).
+    pub shared_locks: Option<std::sync::Arc<dyn SharedLocks>>,
     /// `berth.referrers.tagschema`: also keep the referrers tag schema's `<alg>-<hex>`
     /// indexes current, for clients of registries without the referrers API.
     pub referrers_tag_schema: bool,
@@ -79,6 +84,7 @@ impl Default for Options {
             shared_descriptor_cache: None,
             shared_versions: None,
             shared_index: None,
+            shared_locks: None,
             referrers_tag_schema: false,
             upload_startedat: false,
             redirect: false,

@@ -3,7 +3,9 @@
 //! digest). A revision link and its cache entry change under the revision's lock, which
 //! the use cases also hold across everything a manifest write or delete touches. In a
 //! fleet, revision entries are stamped with the repository's shared version (as tag
-//! targets are), so a revision deleted on another node is not answered for here.
+//! targets are), so a revision deleted on another node is not answered for here. The
+//! writers' lock is the fleet's too (`lease`); readers filling the cache take this
+//! node's only, the stamp doing the rest.
 
 use berth_core::manifest::sniff_media_type;
 use berth_core::{Digest, Error, RepositoryName, StoredManifest};
@@ -15,7 +17,7 @@ use quick_cache::sync::Cache;
 use crate::access::Access;
 use crate::cache::Versions;
 use crate::layout::StoragePath;
-use crate::locks::{KeyGuard, KeyedLocks};
+use crate::lease::{Fleet, Held, Locks};
 
 /// Revision entries kept.
 const REVISIONS: usize = 100_000;
@@ -41,26 +43,30 @@ pub(crate) struct ManifestStore {
     revisions: Cache<RevisionKey, u64>,
     versions: Versions,
     bodies: Cache<Digest, StoredManifest, BodyWeight>,
-    locks: KeyedLocks<RevisionKey>,
+    locks: Locks<RevisionKey>,
 }
 
 /// A held revision lock.
-pub(crate) type RevisionGuard<'a> = KeyGuard<'a, RevisionKey>;
+pub(crate) type RevisionGuard<'a> = Held<'a, RevisionKey>;
 
 impl ManifestStore {
-    pub(crate) fn new(access: Access, versions: Versions) -> Self {
+    pub(crate) fn new(access: Access, versions: Versions, fleet: Fleet) -> Self {
         ManifestStore {
             access,
             revisions: Cache::new(REVISIONS),
             versions,
             bodies: Cache::with_weighter(REVISIONS, BODY_BYTES, BodyWeight),
-            locks: KeyedLocks::default(),
+            locks: Locks::new("revision", fleet),
         }
     }
 
-    /// Takes the lock of one revision: whoever writes or deletes it holds this, and so
-    /// does a reader filling the cache.
-    pub(crate) async fn lock(&self, repo: &RepositoryName, digest: &Digest) -> RevisionGuard<'_> {
+    /// Takes the lock of one revision, on this node and in the fleet: whoever writes or
+    /// deletes it holds this (a reader filling the cache holds this node's part).
+    pub(crate) async fn lock(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<RevisionGuard<'_>, Error> {
         self.locks.lock((repo.clone(), digest.clone())).await
     }
 
@@ -71,7 +77,7 @@ impl ManifestStore {
         if self.known(&key, version) {
             return Ok(true);
         }
-        let _held = self.locks.lock(key.clone()).await;
+        let _held = self.locks.local(key.clone()).await;
         self.has_at(key, version).await
     }
 
@@ -87,7 +93,7 @@ impl ManifestStore {
         digest: &Digest,
     ) -> Result<bool, Error> {
         let key = (repo.clone(), digest.clone());
-        let _held = self.locks.lock(key.clone()).await;
+        let _held = self.locks.local(key.clone()).await;
         self.has_locked(key).await
     }
 

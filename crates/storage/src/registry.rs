@@ -12,7 +12,7 @@ use crate::access::Access;
 use crate::blobs::BlobStore;
 use crate::cache::{DescriptorCache, Descriptors, Versions};
 use crate::catalog::Catalog;
-use crate::locks::KeyedLocks;
+use crate::lease::{Fleet, Locks};
 use crate::manifests::ManifestStore;
 use crate::referrers::ReferrerStore;
 use crate::repository::StorageRepository;
@@ -32,8 +32,9 @@ pub(crate) struct Stores {
     pub referrers_tag_schema: bool,
     /// Blob GETs may redirect to the driver's presigned URLs.
     pub redirect: bool,
-    /// Serialises rewrites of one subject's referrers tag schema index.
-    pub schema_locks: KeyedLocks<(RepositoryName, Digest)>,
+    /// Serialises rewrites of one subject's referrers tag schema index (in the fleet
+    /// too: each rewrite reads the index, then writes it whole).
+    pub schema_locks: Locks<(RepositoryName, Digest)>,
 }
 
 /// The registry over one storage driver.
@@ -49,6 +50,7 @@ impl StorageRegistry {
         let redirect = options.redirect && driver.redirects();
         let access = Access::new(driver);
         let versions = Versions::new(options.shared_versions);
+        let fleet = Fleet::new(options.shared_locks);
         let stores = Stores {
             blobs: BlobStore::new(
                 access.clone(),
@@ -58,21 +60,28 @@ impl StorageRegistry {
                         .descriptor_cache
                         .map(|n| Descriptors::Local(DescriptorCache::new(n))),
                 },
+                fleet.clone(),
             ),
             uploads: UploadStore::new(
                 access.clone(),
                 options.upload_startedat,
                 options.max_upload_sessions,
+                fleet.clone(),
             ),
-            manifests: ManifestStore::new(access.clone(), versions.clone()),
-            tags: TagStore::new(access.clone(), versions, options.shared_index.clone()),
+            manifests: ManifestStore::new(access.clone(), versions.clone(), fleet.clone()),
+            tags: TagStore::new(
+                access.clone(),
+                versions,
+                fleet.clone(),
+                options.shared_index.clone(),
+            ),
             referrers: ReferrerStore::new(access.clone()),
             catalog: Catalog::new(access.clone(), options.shared_index),
             access,
             delete_enabled: options.delete_enabled,
             referrers_tag_schema: options.referrers_tag_schema,
             redirect,
-            schema_locks: KeyedLocks::default(),
+            schema_locks: Locks::new("schema", fleet),
         };
         StorageRegistry {
             stores: Arc::new(stores),

@@ -11,9 +11,11 @@ use berth_core::{
     Algorithm, BlobContent, BlobRead, Chunk, Descriptor, Digest, Error, Page, PutManifest,
     Reference, Repository, RepositoryName, Result, StoredManifest, Tag, UploadId, UploadState,
 };
+use berth_driver::Persist;
 use bytes::Bytes;
 use futures::future::try_join_all;
 
+use crate::access::DriverResult;
 use crate::fence::Touch;
 use crate::layout::StoragePath;
 use crate::registry::Stores;
@@ -124,7 +126,7 @@ impl StorageRepository {
         let size = body.len() as u64;
         let referrer = manifest.referrer_descriptor(digest.clone(), size);
 
-        let revision = stores.manifests.lock(repo, &digest).await;
+        let revision = stores.manifests.lock(repo, &digest).await?;
         stores.manifests.put_locked(repo, &digest, body).await?;
         stores.blobs.note_global(&digest, size).await;
 
@@ -227,7 +229,7 @@ impl Repository for StorageRepository {
             }
             Reference::Digest(d) => d,
         };
-        let revision = stores.manifests.lock(repo, digest).await;
+        let revision = stores.manifests.lock(repo, digest).await?;
         if !stores
             .manifests
             .has_locked((repo.clone(), digest.clone()))
@@ -240,7 +242,7 @@ impl Repository for StorageRepository {
             None => None,
         };
         stores.manifests.remove_locked(repo, digest).await?;
-        stores.blobs.forget(repo, digest).await;
+        stores.blobs.forget(repo, digest).await?;
         let mut removed = Vec::new();
         for tag in stores.tags.pointing_at(repo, digest).await? {
             if stores.tags.remove(repo, &tag, Some(digest)).await? {
@@ -342,6 +344,39 @@ impl Repository for StorageRepository {
 
     async fn cancel_upload(&self, id: &UploadId) -> Result<()> {
         self.stores.uploads.cancel(&self.name, id).await
+    }
+
+    async fn adopt_blob(&self, digest: &Digest, file: &std::path::Path) -> Result<u64> {
+        let stores = &self.stores;
+        let _pass = stores.blobs.fence.enter();
+        stores.blobs.hold(digest).await;
+        // A copy stored already (pushed to another repository) is linked as it is, never
+        // replaced.
+        let stored = stores.blobs.size(digest).await?;
+        let size = match stored {
+            Some(size) => size,
+            None => tokio::fs::metadata(file)
+                .await
+                .map_err(|e| Error::internal_from("reading a blob to adopt", e))?
+                .len(),
+        };
+        stores
+            .blobs
+            .link(&self.name, digest, size, async {
+                if stored.is_none() {
+                    let data = StoragePath::BlobData(digest).path();
+                    stores
+                        .access
+                        .driver()
+                        .import(file, &data, Persist::Durable)
+                        .await
+                        .or_internal()?;
+                }
+                Ok(None)
+            })
+            .await?;
+        stores.catalog.note(&self.name).await;
+        Ok(size)
     }
 
     async fn referrers(

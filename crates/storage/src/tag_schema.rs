@@ -41,8 +41,8 @@ impl StorageRepository {
     }
 
     /// Adds `referrer` to (`Some`) or removes `digest` from (`None`) the subject's schema
-    /// index, rewriting it; the tag goes when nothing is left. Serialised per subject,
-    /// so concurrent referrers of one subject are all kept.
+    /// index, rewriting it; the tag goes when nothing is left. Serialised per subject
+    /// (across the fleet too), so concurrent referrers of one subject are all kept.
     pub(crate) async fn update_schema(
         &self,
         subject: &Digest,
@@ -56,7 +56,7 @@ impl StorageRepository {
         let _held = stores
             .schema_locks
             .lock((self.name().clone(), subject.clone()))
-            .await;
+            .await?;
         let mut entries = Vec::new();
         for entry in self.schema_entries(subject).await? {
             // Entries whose manifest has gone are dropped: an index may only name

@@ -5,8 +5,11 @@
 //! lock, so the cache never holds a target storage no longer has. Nodes sharing storage
 //! share a version per repository (`cache::Versions`): a cached target is stamped with
 //! the version read before storage was, and trusted only while the version is unchanged,
-//! so a tag moved or deleted on another node is seen at once. In a fleet the tag
-//! listings are the shared indexes (`index`) rather than this node's.
+//! so a tag moved or deleted on another node is seen at once. Writers also take the
+//! tag's lease in the fleet (`lease`): a move, a delete and a manifest delete's
+//! check-then-remove of one tag run one at a time across nodes. In a fleet the tag
+//! listings are the shared indexes (`index`) rather than this node's, updated under
+//! the same lock and lease.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,8 +21,8 @@ use crate::access::{Access, DriverResult};
 use crate::cache::{Lookups, Versions};
 use crate::index::{IndexName, SharedIndex};
 use crate::layout::StoragePath;
+use crate::lease::{Fleet, Locks};
 use crate::listing::{Key, Listing, page_of};
-use crate::locks::KeyedLocks;
 
 /// Tag targets kept.
 const TARGETS: usize = 100_000;
@@ -34,7 +37,7 @@ pub(crate) struct TagStore {
     /// shared versions).
     targets: Cache<TagKey, (Digest, u64)>,
     versions: Versions,
-    locks: KeyedLocks<TagKey>,
+    locks: Locks<TagKey>,
     listings: TagListings,
     /// Lookups of tag targets.
     pub(crate) lookups: Lookups,
@@ -52,13 +55,14 @@ impl TagStore {
     pub(crate) fn new(
         access: Access,
         versions: Versions,
+        fleet: Fleet,
         shared: Option<Arc<dyn SharedIndex>>,
     ) -> Self {
         TagStore {
             access,
             targets: Cache::new(TARGETS),
             versions,
-            locks: KeyedLocks::default(),
+            locks: Locks::new("tag", fleet),
             listings: match shared {
                 Some(index) => TagListings::Shared(index),
                 None => TagListings::Local(Mutex::new(HashMap::new())),
@@ -82,7 +86,8 @@ impl TagStore {
         if let Some(d) = self.lookups.record(cached(&self.targets)) {
             return Ok(Some(d));
         }
-        let _held = self.locks.lock(key.clone()).await;
+        // This node's lock only: the entry's version stamp keeps other nodes' changes out.
+        let _held = self.locks.local(key.clone()).await;
         if let Some(d) = cached(&self.targets) {
             return Ok(Some(d));
         }
@@ -124,7 +129,7 @@ impl TagStore {
         digest: &Digest,
     ) -> Result<(), Error> {
         let key = (repo.clone(), tag.clone());
-        let _held = self.locks.lock(key.clone()).await;
+        let _held = self.locks.lock(key.clone()).await?;
         let current = StoragePath::TagCurrentLink(repo, tag);
         let index = StoragePath::TagIndexLink(repo, tag, digest);
         // `current` is put in place first; its flush and the index entry's write then
@@ -171,7 +176,7 @@ impl TagStore {
         only_if: Option<&Digest>,
     ) -> Result<bool, Error> {
         let key = (repo.clone(), tag.clone());
-        let _held = self.locks.lock(key.clone()).await;
+        let _held = self.locks.lock(key.clone()).await?;
         if let Some(expected) = only_if {
             let current = self
                 .access
@@ -197,7 +202,7 @@ impl TagStore {
     ) -> Result<Vec<Tag>, Error> {
         let mut removed = Vec::new();
         for tag in self.names(repo).await? {
-            let _held = self.locks.lock((repo.clone(), tag.clone())).await;
+            let _held = self.locks.lock((repo.clone(), tag.clone())).await?;
             if self
                 .access
                 .remove(StoragePath::TagIndexDir(repo, &tag, digest))

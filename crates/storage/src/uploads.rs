@@ -4,6 +4,12 @@
 //! unverified blob. A session belongs to the repository that opened it: every step names
 //! it by repository and id, so another repository's request finds no session.
 //!
+//! Every step that writes a session holds its lock: this process's mutex, and in a
+//! fleet the session's lease (`lease`), so two nodes never append to one session at
+//! once (each append reads where the data ends, checks the chunk starts there, writes,
+//! and saves the hash state named by the new end: interleaved, two appends both pass
+//! the check, and the later one's write drops the other's acknowledged bytes).
+//!
 //! Optionally the store bounds the sessions open at once (`Opened`): a session counts on
 //! the node that opened it, from its start until this node finishes, cancels or purges
 //! it, or finds it gone.
@@ -23,6 +29,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use crate::access::{Access, DriverResult};
 use crate::hashing::StreamHasher;
 use crate::layout::StoragePath;
+use crate::lease::{Fleet, Lease};
 
 /// A session as this process last left it, so the common case reads no state from
 /// storage. `None` until first used here (or after a failure): then storage is asked.
@@ -80,6 +87,8 @@ pub(crate) struct UploadStore {
     sessions: Mutex<HashMap<SessionKey, SessionSlot>>,
     /// The bound on open sessions, when one is configured.
     opened: Option<Opened>,
+    /// The fleet's session leases.
+    fleet: Fleet,
 }
 
 /// A finished upload whose bytes matched the digest, still holding its session, ready to
@@ -90,6 +99,8 @@ pub(crate) struct Verified<'a> {
     digest: Digest,
     size: u64,
     only_data: bool,
+    // Before the mutex, so released first (see `lease::Held`).
+    _lease: Lease,
     _session: OwnedMutexGuard<Option<LiveSession>>,
 }
 
@@ -161,7 +172,12 @@ impl Verified<'_> {
 }
 
 impl UploadStore {
-    pub(crate) fn new(access: Access, startedat: bool, max_sessions: Option<usize>) -> Self {
+    pub(crate) fn new(
+        access: Access,
+        startedat: bool,
+        max_sessions: Option<usize>,
+        fleet: Fleet,
+    ) -> Self {
         UploadStore {
             access,
             startedat,
@@ -170,6 +186,7 @@ impl UploadStore {
                 limit,
                 keys: Mutex::new(HashSet::new()),
             }),
+            fleet,
         }
     }
 
@@ -214,14 +231,19 @@ impl UploadStore {
         map.get(key).is_some_and(|l| Arc::ptr_eq(l, slot))
     }
 
-    /// Locks a session, dropping what memory says of it if it was discarded meanwhile.
-    async fn lock(&self, key: &SessionKey) -> OwnedMutexGuard<Option<LiveSession>> {
+    /// Locks a session, dropping what memory says of it if it was discarded meanwhile;
+    /// then takes its lease in the fleet.
+    async fn lock(
+        &self,
+        key: &SessionKey,
+    ) -> Result<(OwnedMutexGuard<Option<LiveSession>>, Lease), Error> {
         let slot = self.slot(key);
         let mut guard = slot.clone().lock_owned().await;
         if !self.is_current(key, &slot) {
             *guard = None;
         }
-        guard
+        let lease = self.fleet.lease("upload", key).await?;
+        Ok((guard, lease))
     }
 
     /// Drops the in-memory entry of a session storage does not know, so requests naming
@@ -559,7 +581,7 @@ impl UploadStore {
         chunk: Chunk,
     ) -> Result<UploadState, Error> {
         let key = (repo.clone(), id.clone());
-        let mut live = self.lock(&key).await;
+        let (mut live, _lease) = self.lock(&key).await?;
         let offset = self
             .append(&key, &mut live, chunk, true)
             .await
@@ -582,7 +604,7 @@ impl UploadStore {
         last_chunk: Option<Chunk>,
     ) -> Result<Verified<'_>, Error> {
         let key = (repo.clone(), id.clone());
-        let mut live = self.lock(&key).await;
+        let (mut live, lease) = self.lock(&key).await?;
         let flushed = last_chunk.is_some();
         let size = match last_chunk {
             Some(chunk) => self.append(&key, &mut live, chunk, false).await,
@@ -618,6 +640,7 @@ impl UploadStore {
             digest: digest.clone(),
             size,
             only_data,
+            _lease: lease,
             _session: live,
         })
     }
@@ -625,13 +648,13 @@ impl UploadStore {
     /// Abandons a session; `BlobUploadUnknown` when the repository has no such session.
     pub(crate) async fn cancel(&self, repo: &RepositoryName, id: &UploadId) -> Result<(), Error> {
         let key = (repo.clone(), id.clone());
-        let slot = self.slot(&key);
-        let guard = slot.lock().await;
+        let (guard, _lease) = self.lock(&key).await?;
         if !self.access.exists(StoragePath::UploadDir(repo, id)).await? {
             self.forget(&key);
             return Err(Error::BlobUploadUnknown(id.to_string()));
         }
         drop(guard);
+        // The lease is kept until the files are gone: no other node appends meanwhile.
         self.discard(repo, id).await
     }
 

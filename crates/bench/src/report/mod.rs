@@ -7,7 +7,7 @@ mod table;
 use std::collections::HashMap;
 
 use crate::line::Line;
-pub use rules::{Metric, SCALE_GROWTH_MAX, Target, baseline_of, rows_for};
+pub use rules::{Goals, Metric, SCALE_GROWTH_MAX, Target, baseline_of, rows_for};
 pub use table::render;
 
 /// Which labels are compared.
@@ -85,8 +85,14 @@ pub fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// The rows for `lines`, in the order scenarios first appear.
+/// The rows for `lines`, in the order scenarios first appear, judged by the filesystem
+/// benchmark's targets.
 pub fn rows(lines: &[Line], labels: &Labels) -> Vec<Row> {
+    rows_for_goals(lines, labels, Goals::Filesystem)
+}
+
+/// Like [`rows`], judged by `goals`.
+pub fn rows_for_goals(lines: &[Line], labels: &Labels, goals: Goals) -> Vec<Row> {
     let mut keys: Vec<(String, String)> = Vec::new();
     let mut groups: HashMap<(String, String), Vec<&Line>> = HashMap::new();
     for line in lines {
@@ -107,7 +113,7 @@ pub fn rows(lines: &[Line], labels: &Labels) -> Vec<Row> {
             cand.iter().map(|l| l.errors).sum(),
             base.iter().map(|l| l.errors).sum(),
         );
-        for (metric, target) in rows_for(&key.0, &key.1) {
+        for (metric, target) in goals.rows_for(&key.0, &key.1) {
             // Ratio targets are set against one baseline (distribution; a direct pull for
             // pull-proxy); against another (berth without auth, without fsync) only a
             // bound on the candidate's own value applies.
@@ -164,10 +170,13 @@ fn scale_growth(lines: &[Line], labels: &Labels) -> Option<Row> {
         (large > small).then_some(())?;
         Some((at(large)? / at(small)?, small, large))
     };
+    // The page lines only (they carry the registry's size; a first page after a start
+    // is reported in its own row).
     let errors = |label: &str| -> u64 {
         lines
             .iter()
             .filter(|l| l.scenario == "catalog-scale" && l.label == label)
+            .filter(|l| l.repositories.is_some())
             .map(|l| l.errors)
             .sum()
     };

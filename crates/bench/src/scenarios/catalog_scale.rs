@@ -11,8 +11,20 @@ use crate::stats::Recorder;
 /// Scenario name.
 pub const NAME: &str = "catalog-scale";
 
-/// Populates to each size in turn and times the middle page there.
+/// Populates to each size in turn and times the middle page there; with
+/// [`Ctx::populated`], times it at that size only (the registry was started over a
+/// storage filled directly), after one first fetch timed on its own (the first page
+/// after a start, which may build a listing).
 pub async fn run(ctx: &Ctx) -> Vec<Line> {
+    if let Some(repos) = ctx.populated {
+        // No `repositories` on it: the growth row compares the `page-at-` lines.
+        let first = ctx.line(NAME, &format!("first-page-at-{repos}"));
+        let first = middle_page(ctx, repos, 1, first).await;
+        let mut line = ctx.line(NAME, &format!("page-at-{repos}"));
+        line.repositories = Some(repos as u64);
+        let fetches = ctx.size.scale_fetches;
+        return vec![first, middle_page(ctx, repos, fetches, line).await];
+    }
     let mut lines = Vec::new();
     for repos in ctx.size.scale_repos {
         let mut line = ctx.line(NAME, &format!("page-at-{repos}"));
@@ -23,12 +35,13 @@ pub async fn run(ctx: &Ctx) -> Vec<Line> {
             lines.push(line);
             continue;
         }
-        lines.push(middle_page(ctx, repos, line).await);
+        lines.push(middle_page(ctx, repos, ctx.size.scale_fetches, line).await);
     }
     lines
 }
 
-async fn middle_page(ctx: &Ctx, repos: usize, mut line: Line) -> Line {
+/// Fetches the middle page `fetches` times.
+async fn middle_page(ctx: &Ctx, repos: usize, fetches: usize, mut line: Line) -> Line {
     let n = ctx.size.scale_page;
     let middle = repos / 2;
     let target = format!("/v2/_catalog?n={n}&last={}", catalog_repo(middle));
@@ -36,7 +49,7 @@ async fn middle_page(ctx: &Ctx, repos: usize, mut line: Line) -> Line {
     let want: Vec<String> = (middle + 1..end).map(catalog_repo).collect();
     let mut rec = Recorder::new();
     let started = std::time::Instant::now();
-    for _ in 0..ctx.size.scale_fetches {
+    for _ in 0..fetches {
         let page = paging::page(&ctx.reg, &mut rec, &target, "repositories").await;
         let Some((got, _)) = rec.check(page) else {
             continue;

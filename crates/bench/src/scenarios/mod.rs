@@ -9,6 +9,7 @@ pub mod populate;
 pub mod pull_large;
 pub mod pull_proxy;
 pub mod pull_small;
+pub mod push_huge;
 pub mod push_large;
 pub mod push_small;
 pub mod tags_list;
@@ -50,6 +51,13 @@ pub struct Ctx {
     pub upstream: Option<Client>,
     /// `Authorization` value for requests made outside [`Ctx::reg`] (the raw GETs).
     pub authorization: Option<String>,
+    /// Whether blob GETs follow a redirect (to a presigned storage URL); otherwise a
+    /// redirect is a wrong answer.
+    pub follow_redirects: bool,
+    /// Catalog repositories `0..N` already in the registry's storage, written there
+    /// directly (`berth-bench populate-s3`): catalog-scale then times its page at `N`
+    /// only, populating nothing.
+    pub populated: Option<usize>,
     large: OnceCell<Blob>,
 }
 
@@ -64,6 +72,8 @@ impl Ctx {
             pid,
             upstream: None,
             authorization: None,
+            follow_redirects: false,
+            populated: None,
             large: OnceCell::new(),
         }
     }
@@ -115,13 +125,16 @@ pub enum Scenario {
     CatalogScale,
     /// Cold and warm pulls through a pull-through cache (see `pull_proxy`).
     PullProxy,
+    /// A 2 GiB blob in 16 MiB PATCHes, with the server's peak RSS (see `push_huge`).
+    PushChunked2g,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Memory,
         Scenario::PushLarge,
+        Scenario::PushChunked2g,
         Scenario::PullLarge,
         Scenario::PushSmall,
         Scenario::PullSmall,
@@ -133,12 +146,20 @@ impl Scenario {
     ];
 
     /// What runs when none is named: all but catalog-scale, which is slow to populate,
-    /// and pull-proxy, which measures a registry set up as a cache.
+    /// pull-proxy, which measures a registry set up as a cache, and those run only by
+    /// name.
     pub fn default_set() -> Vec<Scenario> {
         Self::ALL
             .into_iter()
             .filter(|s| !matches!(s, Scenario::CatalogScale | Scenario::PullProxy))
+            .filter(|s| !s.by_name_only())
             .collect()
+    }
+
+    /// Whether the scenario runs only when named (`all` leaves it out): push-chunked-2g,
+    /// which writes 2 GiB.
+    pub fn by_name_only(self) -> bool {
+        self == Scenario::PushChunked2g
     }
 
     /// The name used on the command line and in result lines.
@@ -154,6 +175,7 @@ impl Scenario {
             Scenario::ImagePush => "image-push",
             Scenario::CatalogScale => "catalog-scale",
             Scenario::PullProxy => pull_proxy::NAME,
+            Scenario::PushChunked2g => push_huge::NAME,
         }
     }
 

@@ -1,6 +1,7 @@
 //! pull-large: full `GET`s of the large blob (every body hashed and compared with the
 //! digest, after the timer stops) and `Range` requests at random offsets (every body
-//! compared with the slice it should be).
+//! compared with the slice it should be). With [`Ctx::follow_redirects`] a GET answered
+//! with a redirect (to a presigned storage URL) follows it, and the time includes both.
 
 use std::time::{Duration, Instant};
 
@@ -120,22 +121,23 @@ pub(crate) async fn checked_get(
     let target = url.clone();
     let want = blob.data.clone();
     let authorization = ctx.authorization.clone();
+    let follow = ctx.follow_redirects;
     let answer = tokio::task::spawn_blocking(move || {
-        let mut at = 0usize;
-        let mut differs = None;
-        let answer = raw::get_with(
-            &target,
-            REQUEST_TIMEOUT,
-            authorization.as_deref(),
-            |piece| {
-                let expected = want.get(at..at + piece.len());
-                if differs.is_none() && expected != Some(piece) {
-                    differs = Some(at);
-                }
-                at += piece.len();
-            },
-        );
-        answer.map(|a| (a, differs)).map_err(String::from)
+        let mut check = Compare::new(&want);
+        let mut answer = raw::get_with(&target, REQUEST_TIMEOUT, authorization.as_deref(), |p| {
+            check.piece(p)
+        })
+        .map_err(String::from)?;
+        if follow && (300..400).contains(&answer.status) {
+            // To the storage itself (a presigned URL), without the registry's credentials.
+            let to = header(&answer.head, "location")
+                .and_then(|l| target.join(l).ok())
+                .ok_or_else(|| format!("GET {target}: {} without a Location", answer.status))?;
+            check = Compare::new(&want);
+            answer = raw::get_with(&to, REQUEST_TIMEOUT, None, |p| check.piece(p))
+                .map_err(String::from)?;
+        }
+        Ok((answer, check.differs))
     })
     .await
     .unwrap_or_else(|e| Err(format!("GET {url}: {e}")));
@@ -175,4 +177,38 @@ pub(crate) async fn checked_get(
     rec.bytes += answer.len as u64;
     rec.ops += 1;
     took
+}
+
+/// Compares a body arriving in pieces with the bytes it should be.
+struct Compare<'a> {
+    want: &'a [u8],
+    at: usize,
+    /// The offset of the first piece that differs.
+    differs: Option<usize>,
+}
+
+impl<'a> Compare<'a> {
+    fn new(want: &'a [u8]) -> Self {
+        Self {
+            want,
+            at: 0,
+            differs: None,
+        }
+    }
+
+    fn piece(&mut self, piece: &[u8]) {
+        let expected = self.want.get(self.at..self.at + piece.len());
+        if self.differs.is_none() && expected != Some(piece) {
+            self.differs = Some(self.at);
+        }
+        self.at += piece.len();
+    }
+}
+
+/// The value of header `name` in a response head.
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }

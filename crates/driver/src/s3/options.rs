@@ -79,7 +79,7 @@ impl S3Options {
     }
 
     /// The endpoint URL, with a scheme. Without `force_path_style` the bucket is the
-    /// first label of the host (`https://bucket.minio:9000`), as distribution's SDK sends
+    /// first label of the host (`https://bucket.minio:9000`), as an AWS SDK sends
     /// it; object_store takes a virtual-hosted endpoint as given.
     pub(crate) fn endpoint_url(&self) -> Option<String> {
         let e = self.endpoint.as_deref()?.trim_end_matches('/');

@@ -1,6 +1,7 @@
-//! `redis`, validated into the connection settings of the shared descriptor cache. The
-//! timeouts distribution leaves unbounded when unset (or zero) get berth's defaults: a
-//! hung Redis must never hold a request for longer than a lookup's timeout.
+//! `redis`, validated into the connection settings of the shared descriptor cache, with
+//! `berth.redis` (the fleet's lock lease). The timeouts distribution leaves unbounded
+//! when unset (or zero) get berth's defaults: a hung Redis must never hold a request for
+//! longer than a lookup's timeout.
 
 use std::time::Duration;
 
@@ -9,11 +10,21 @@ use std::path::Path;
 use berth_redis::{RedisConfig, RedisTls};
 
 use super::duration::GoDuration;
-use super::schema::{Flag, RedisSection, RedisTlsSection};
+use super::schema::{BerthRedisSection, Flag, RedisSection, RedisTlsSection};
 use super::{ConfigError, invalid};
 
+/// The shortest lock lease: renewed every third of it, each renewal bounded by
+/// `writetimeout` (200 ms by default).
+const MIN_LOCK_LEASE: Duration = Duration::from_secs(1);
+/// The longest: a dead node's locks keep the others waiting for up to this.
+const MAX_LOCK_LEASE: Duration = Duration::from_secs(600);
+
 /// The settings, or `None` when `redis.addr` is not written.
-pub fn redis(r: &RedisSection) -> Result<Option<RedisConfig>, ConfigError> {
+pub fn redis(
+    r: &RedisSection,
+    berth: &BerthRedisSection,
+) -> Result<Option<RedisConfig>, ConfigError> {
+    let lock_lease = lock_lease(berth.locklease)?;
     let addr = match r.addr.as_deref().map(str::trim) {
         None | Some("") => {
             return Ok(None);
@@ -46,7 +57,23 @@ pub fn redis(r: &RedisSection) -> Result<Option<RedisConfig>, ConfigError> {
         read_timeout: timeout(r.readtimeout, RedisConfig::DEFAULT_READ_TIMEOUT),
         write_timeout: timeout(r.writetimeout, RedisConfig::DEFAULT_WRITE_TIMEOUT),
         tls: tls(&r.tls)?,
+        lock_lease,
     }))
+}
+
+/// `berth.redis.locklease`, checked even where Redis is not used (a typo should not wait
+/// for the day it is).
+fn lock_lease(written: Option<GoDuration>) -> Result<Duration, ConfigError> {
+    let Some(lease) = written.map(|d| d.0) else {
+        return Ok(RedisConfig::DEFAULT_LOCK_LEASE);
+    };
+    if !(MIN_LOCK_LEASE..=MAX_LOCK_LEASE).contains(&lease) {
+        return Err(invalid(
+            "berth.redis.locklease",
+            format!("{lease:?} is not from {MIN_LOCK_LEASE:?} to {MAX_LOCK_LEASE:?}"),
+        ));
+    }
+    Ok(lease)
 }
 
 /// TLS is on when `enabled` is true, or when it is absent and a file is named (as

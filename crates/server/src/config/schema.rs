@@ -105,6 +105,16 @@ pub struct BerthSection {
     pub notifications: BerthNotificationsSection,
     /// `berth.proxy`.
     pub proxy: BerthProxySection,
+    /// `berth.redis`.
+    pub redis: BerthRedisSection,
+}
+
+/// `berth.redis`: berth's own settings of what the fleet keeps in Redis.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BerthRedisSection {
+    /// How long a lock's lease lasts unless its holder renews it.
+    pub locklease: Option<GoDuration>,
 }
 
 /// `berth.notifications`: berth's own settings of the durable event queue.

@@ -126,6 +126,7 @@ const SUPPORTED: &[&str] = &[
     "redis.tls.certificate",
     "redis.tls.key",
     "redis.tls.rootcas",
+    "berth.redis.locklease",
 ];
 
 /// Keys that are typed, so a value of the wrong type fails, but not acted on yet: they

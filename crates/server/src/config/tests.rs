@@ -867,6 +867,7 @@ fn redis_section() {
         berth_redis::RedisConfig::DEFAULT_DIAL_TIMEOUT
     );
     assert!(r.tls.is_none());
+    assert_eq!(r.lock_lease, berth_redis::RedisConfig::DEFAULT_LOCK_LEASE);
     // The pool is checked, not acted on: its keys are named in a warning.
     assert!(warnings.iter().any(|w| w.contains("redis.pool.maxactive")));
     assert!(!warnings.iter().any(|w| w.contains("redis.addr")));
@@ -884,6 +885,27 @@ fn redis_section() {
     let r = c.redis.unwrap();
     assert_eq!((r.addr.as_str(), r.db), ("127.0.0.1:6379", 3));
     assert_eq!(r.tls, Some(berth_redis::RedisTls::default()));
+
+    // berth's own lease, in range only.
+    let lease = |v: &str| {
+        Config::from_yaml(
+            &format!(
+                "version: 0.1\nstorage: {{inmemory: {{}}}}\nredis: {{addr: \"r:1\"}}\n\
+                 berth: {{redis: {{locklease: {v}}}}}\n"
+            ),
+            Vec::<(String, String)>::new(),
+        )
+        .map(|(c, w)| (c.redis.unwrap().lock_lease, w))
+    };
+    let (two, warnings) = lease("2s").unwrap();
+    assert_eq!(two, Duration::from_secs(2));
+    assert!(!warnings.iter().any(|w| w.contains("locklease")));
+    for bad in ["999ms", "11m", "soon"] {
+        match lease(bad) {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "berth.redis.locklease"),
+            other => panic!("{bad}: {:?}", other.map(|_| ())),
+        }
+    }
 
     // Without the cache set to redis, the section is read but not used.
     let (c, _) = Config::from_yaml(
@@ -927,6 +949,26 @@ fn s3_reads_distributions_keys_with_its_defaults() {
     assert_eq!(o.key_id.as_deref(), Some("k1"));
     assert_eq!(o.copy_part, 32 << 20);
     assert_eq!((o.copy_threshold, o.copy_concurrency), (32 << 20, 100));
+}
+
+/// distribution 2.8.2 addresses a `regionendpoint` path-style (it has no
+/// `forcepathstyle`); `forcepathstyle: false` still asks for virtual-hosted requests.
+#[test]
+fn s3_path_style_follows_the_region_endpoint_as_in_2_8_2() {
+    let style = |extra: &str| {
+        let yaml = format!("version: 0.1\nstorage: {{s3: {{region: r, bucket: b{extra}}}}}\n");
+        let (c, _) = parse(&yaml).unwrap();
+        let Driver::S3(o) = &c.storage.driver else {
+            panic!("not s3")
+        };
+        o.force_path_style
+    };
+    assert!(!style(""), "AWS itself: virtual-hosted");
+    assert!(style(", regionendpoint: \"http://rgw:7480\""));
+    assert!(!style(
+        ", regionendpoint: \"http://rgw:7480\", forcepathstyle: false"
+    ));
+    assert!(style(", forcepathstyle: true"));
 }
 
 #[test]

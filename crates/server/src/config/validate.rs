@@ -39,7 +39,7 @@ pub fn validate(doc: &Document) -> Result<Config, ConfigError> {
         }
     };
     storage.referrers_tag_schema = Flag::or(doc.berth.referrers.tagschema, false);
-    let redis = super::redis::redis(&doc.redis)?;
+    let redis = super::redis::redis(&doc.redis, &doc.berth.redis)?;
     if storage.redis_descriptors && redis.is_none() {
         return Err(invalid(
             "storage.cache.blobdescriptor",
@@ -442,7 +442,10 @@ fn s3(c: &S3Section) -> Result<berth_driver::S3Options, ConfigError> {
         }
     }
     o.root_directory = c.rootdirectory.clone().unwrap_or_default();
-    o.force_path_style = Flag::or(c.forcepathstyle, false);
+    // distribution 2.8.2 has no `forcepathstyle`: its SDK sends path-style requests
+    // whenever `regionendpoint` is set, so a 2.8.2 config naming MinIO or radosgw works
+    // unchanged; an explicit value (distribution 3's key) wins.
+    o.force_path_style = Flag::or(c.forcepathstyle, o.endpoint.is_some());
     o.secure = Flag::or(c.secure, true);
     o.skip_verify = Flag::or(c.skipverify, false);
     o.encrypt = Flag::or(c.encrypt, false);

@@ -17,6 +17,9 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+/// The artifact type of [`referrer`]s.
+pub const SIGNATURE: &str = "application/vnd.example.signature.v1";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 /// `sha256:<hex>` of some bytes.
@@ -159,6 +162,26 @@ impl Image {
     /// Every blob the manifest references (config first).
     pub fn blobs(&self) -> impl Iterator<Item = &Blob> {
         std::iter::once(&self.config).chain(self.layers.iter())
+    }
+}
+
+/// An OCI artifact (an image manifest with `artifactType` and the empty config) whose
+/// `subject` is `subject`, carrying one signature blob.
+pub fn referrer(rng: &mut Rng, subject: &Blob) -> Image {
+    let config = Blob::new(OCI_EMPTY_CONFIG, b"{}".to_vec());
+    let signature = Blob::new(SIGNATURE, rng.bytes(300));
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": SIGNATURE,
+        "config": config.descriptor(),
+        "layers": [signature.descriptor()],
+        "subject": subject.descriptor(),
+    });
+    Image {
+        manifest: Blob::new(OCI_MANIFEST, serde_json::to_vec(&manifest).unwrap()),
+        config,
+        layers: vec![signature],
     }
 }
 

@@ -940,3 +940,58 @@ async fn no_bound_counts_nothing() {
     }
     assert_eq!(r.stores.uploads.counted_sessions(), 0);
 }
+
+#[tokio::test]
+async fn adopted_files_become_linked_blobs() {
+    for (driver, dir) in drivers().await {
+        let r = StorageRegistry::new(driver, opts());
+        let (a, b) = (repo("cache/a"), repo("cache/b"));
+        let spool = tempfile::tempdir().unwrap();
+        // On the storage's file system where there is one, as the proxy's spool is.
+        let local = match &dir {
+            Some(d) => d.path().join("spooled"),
+            None => spool.path().join("spooled"),
+        };
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&local, &data).unwrap();
+        let d = Digest::of(Algorithm::Sha256, &data);
+        let size = r
+            .repository(a.clone())
+            .adopt_blob(&d, &local)
+            .await
+            .unwrap();
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(read_blob(&r, &a, &d).await, data);
+        assert_eq!(
+            std::fs::read(&local).unwrap(),
+            data,
+            "the caller's file stays"
+        );
+        assert!(
+            r.catalog(10, None)
+                .await
+                .unwrap()
+                .entries
+                .contains(&"cache/a".to_owned())
+        );
+        // The caller drops its file; the stored blob is unaffected.
+        std::fs::remove_file(&local).unwrap();
+        assert_eq!(read_blob(&r, &a, &d).await, data);
+        // Stored already: linked into another repository without the file.
+        std::fs::write(&local, b"unread").unwrap();
+        r.repository(b.clone())
+            .adopt_blob(&d, &local)
+            .await
+            .unwrap();
+        assert_eq!(read_blob(&r, &b, &d).await, data);
+        let missing = spool.path().join("missing");
+        let other = Digest::of(Algorithm::Sha256, b"other");
+        assert!(
+            r.repository(a.clone())
+                .adopt_blob(&other, &missing)
+                .await
+                .is_err()
+        );
+        assert!(stat(&r, &a, &other).await.is_err());
+    }
+}

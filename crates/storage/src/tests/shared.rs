@@ -1,18 +1,21 @@
 //! Two registries over one driver, as two nodes over one storage, with the shared
 //! caches faked in process: a tag moved or a blob deleted through one is seen through the
 //! other at once, and while the shared versions cannot be read nothing cached is trusted.
-//! Without them (the default), each node's caches are its own.
+//! Without them (the default), each node's caches are its own. A lock service faked the
+//! same way shows which steps take the fleet's leases.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use berth_core::{BlobRead, Digest, Reference, Registry, RepositoryName};
+use berth_core::{BlobRead, Chunk, Digest, Error, Reference, Registry, RepositoryName};
 use berth_driver::{InMemoryDriver, StorageDriver};
 
 use super::{image, opts, push_blob, put, repo, tag};
-use crate::{Options, SharedDescriptors, SharedVersions, StorageRegistry};
+use crate::{
+    Acquired, Options, SharedDescriptors, SharedLease, SharedLocks, SharedVersions, StorageRegistry,
+};
 
 /// What Redis would hold, in process.
 #[derive(Debug, Default)]
@@ -163,4 +166,128 @@ async fn a_blob_deleted_on_one_node_is_gone_on_the_other() {
         .blob(&d, BlobRead::default())
         .await;
     assert!(got.is_err(), "B still serves a blob A deleted");
+}
+
+/// The fleet's lock service, in process: records what is asked, and answers as told.
+#[derive(Debug, Default)]
+struct Locks {
+    /// `(name, wait)` of every request.
+    asked: Mutex<Vec<(String, bool)>>,
+    /// Names another node holds.
+    elsewhere: Mutex<HashSet<String>>,
+    /// Redis unreachable.
+    down: AtomicBool,
+}
+
+struct Lease;
+impl SharedLease for Lease {}
+
+#[async_trait]
+impl SharedLocks for Locks {
+    async fn acquire(&self, name: &str, wait: bool) -> Acquired {
+        self.asked.lock().unwrap().push((name.to_owned(), wait));
+        if self.down.load(Ordering::Relaxed) {
+            Acquired::Unavailable
+        } else if self.elsewhere.lock().unwrap().contains(name) {
+            Acquired::Busy
+        } else {
+            Acquired::Held(Box::new(Lease))
+        }
+    }
+}
+
+impl Locks {
+    /// What was asked since the last call, as `name` (waiting) or `name?` (not).
+    fn take(&self) -> Vec<String> {
+        let asked = std::mem::take(&mut *self.asked.lock().unwrap());
+        let mark = |(n, wait): (String, bool)| if wait { n } else { format!("{n}?") };
+        asked.into_iter().map(mark).collect()
+    }
+}
+
+/// A node with the shared caches and the lock service.
+fn fleet_node(
+    fake: &Arc<Fake>,
+    locks: &Arc<Locks>,
+    driver: Arc<dyn StorageDriver>,
+) -> StorageRegistry {
+    StorageRegistry::new(
+        driver,
+        Options {
+            shared_descriptor_cache: Some(fake.clone()),
+            shared_versions: Some(fake.clone()),
+            shared_locks: Some(locks.clone()),
+            ..opts()
+        },
+    )
+}
+
+/// Which steps take the fleet's lease of what, and what a busy or unreachable lock
+/// service does to them.
+#[tokio::test]
+async fn writers_take_the_fleets_leases_and_readers_do_not_wait() {
+    let name = repo("fleet/app");
+    let (fake, locks) = (Arc::new(Fake::default()), Arc::new(Locks::default()));
+    let a = fleet_node(&fake, &locks, Arc::new(InMemoryDriver::new()));
+    let r = a.repository(name.clone());
+
+    // An upload: each append and the commit hold the session's lease; the commit the
+    // link's too.
+    let data = b"a layer pushed in two chunks";
+    let d = Digest::of(berth_core::Algorithm::Sha256, data);
+    let up = r.start_upload(berth_core::Algorithm::Sha256).await.unwrap();
+    let chunk = Chunk::stream(super::body(&data[..10]));
+    r.upload_chunk(&up.id, chunk).await.unwrap();
+    let last = Chunk::stream(super::body(&data[10..]));
+    r.finish_upload(&up.id, &d, Some(last)).await.unwrap();
+    let session = format!("upload::fleet/app::{}", up.id);
+    assert_eq!(
+        locks.take(),
+        [session.clone(), session, format!("link::fleet/app::{d}")]
+    );
+
+    // A tagged manifest: its revision's lease, then its tag's.
+    let cfg = push_blob(&a, &name, b"{}").await;
+    locks.take();
+    let m = put(&a, &name, image(&cfg, &d, None), &[tag("v1")]).await;
+    assert_eq!(
+        locks.take(),
+        [
+            format!("revision::fleet/app::{m}"),
+            "tag::fleet/app::v1".to_owned()
+        ]
+    );
+
+    // Reads: tags and revisions take none; a descriptor miss tries the link's lease
+    // (and the blob's) without waiting, a hit takes none.
+    assert_eq!(target(&a, &name).await, Some(m.clone()));
+    let stat = || r.blob(&d, BlobRead::default());
+    assert_eq!(stat().await.unwrap().size, data.len() as u64);
+    assert_eq!(locks.take(), Vec::<String>::new());
+    fake.unlink(&name, &d).await;
+    fake.forget_global(&d).await;
+    assert_eq!(stat().await.unwrap().size, data.len() as u64);
+    assert_eq!(
+        locks.take(),
+        [format!("link::fleet/app::{d}?"), format!("blob::{d}?")]
+    );
+    assert!(fake.linked(&name, &d).await.is_some(), "filled");
+
+    // Another node changing the link: the miss is answered from storage, not cached.
+    fake.unlink(&name, &d).await;
+    let link = format!("link::fleet/app::{d}");
+    locks.elsewhere.lock().unwrap().insert(link.clone());
+    assert_eq!(stat().await.unwrap().size, data.len() as u64);
+    assert!(fake.linked(&name, &d).await.is_none(), "filled meanwhile");
+    // And a writer of that link gives up: a 503 to retry.
+    let deleted = r.delete_blob(&d).await;
+    assert!(matches!(deleted, Err(Error::Busy(_))), "{deleted:?}");
+    locks.elsewhere.lock().unwrap().clear();
+
+    // Redis unreachable: everything goes on under this node's locks.
+    locks.down.store(true, Ordering::Relaxed);
+    let moved = put(&a, &name, image(&cfg, &d, Some(&m)), &[tag("v1")]).await;
+    assert_eq!(target(&a, &name).await, Some(moved));
+    r.delete_blob(&d).await.unwrap();
+    assert!(stat().await.is_err());
 }
