@@ -5,13 +5,13 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_core::{Algorithm, Digest, RepositoryName};
 use berth_redis::{RedisConfig, RedisDescriptors};
 use berth_storage::SharedDescriptors;
 use redis::Commands;
+use support::client::{connected, raw, wait_up};
 use support::server::RedisServer;
 
 fn digest(n: u32) -> Digest {
@@ -20,27 +20,6 @@ fn digest(n: u32) -> Digest {
 
 fn repo(name: &str) -> RepositoryName {
     RepositoryName::parse(name).unwrap()
-}
-
-async fn connected(server: &RedisServer) -> Arc<RedisDescriptors> {
-    let cache = RedisDescriptors::start(&RedisConfig::new(server.addr())).unwrap();
-    wait_up(&cache).await;
-    cache
-}
-
-async fn wait_up(cache: &RedisDescriptors) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cache.is_up() {
-        assert!(Instant::now() < deadline, "the cache did not connect");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn raw(server: &RedisServer) -> redis::Connection {
-    redis::Client::open(format!("redis://{}/", server.addr()))
-        .unwrap()
-        .get_connection()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

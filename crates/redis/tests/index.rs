@@ -10,33 +10,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_core::{Page, RepositoryName};
-use berth_redis::{RedisConfig, RedisDescriptors, RedisIndex};
+use berth_redis::{RedisDescriptors, RedisIndex};
 use berth_storage::{IndexName, SharedIndex};
 use redis::Commands;
+use support::client::{raw, wait_up};
 use support::server::RedisServer;
 
 const CATALOG: IndexName<'static> = IndexName::Catalog;
 
 async fn connected(server: &RedisServer) -> (Arc<RedisDescriptors>, Arc<RedisIndex>) {
-    let cache = RedisDescriptors::start(&RedisConfig::new(server.addr())).unwrap();
-    wait_up(&cache).await;
+    let cache = support::client::connected(server).await;
     let index = cache.index();
     (cache, index)
-}
-
-async fn wait_up(cache: &RedisDescriptors) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cache.is_up() {
-        assert!(Instant::now() < deadline, "redis did not connect");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn raw(server: &RedisServer) -> redis::Connection {
-    redis::Client::open(format!("redis://{}/", server.addr()))
-        .unwrap()
-        .get_connection()
-        .unwrap()
 }
 
 fn strings(v: &[&str]) -> Vec<String> {

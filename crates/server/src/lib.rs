@@ -4,6 +4,7 @@
 //! (certificate reload, ACME), and the offline subcommands over the storage
 //! (`check-storage`, `garbage-collect`), the health checks, and trace export.
 
+pub mod allocator;
 pub mod app;
 pub mod config;
 pub mod connection;

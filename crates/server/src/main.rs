@@ -127,6 +127,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    berth_server::allocator::tune();
     // One TLS crypto provider for every client and server in the process (the S3 and
     // trace exporters' reqwest is built without one of its own).
     let _ = rustls::crypto::ring::default_provider().install_default();

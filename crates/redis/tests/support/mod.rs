@@ -1,3 +1,4 @@
 //! Test support: a real Redis server.
 
+pub mod client;
 pub mod server;
