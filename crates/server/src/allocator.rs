@@ -4,10 +4,11 @@
 //! freed) only above a threshold that it raises, by default, to the size of every such
 //! block freed, up to 32 MiB. After the first multi-MiB buffer is freed (an S3 part, a
 //! large manifest list), every later one comes from the heap and is kept there when freed:
-//! a node streaming a 2 GiB upload to S3 in 10 MiB parts grew to about 88 MiB, against
-//! 34 MiB with the threshold fixed (measured with `berth-bench run --scenario
-//! push-chunked-2g` over radosgw). Fixing it keeps blocks of a few MiB and more out of the
-//! heap, so memory goes back when a request ends.
+//! a node streaming a 2 GiB upload to S3 in 10 MiB parts peaked at 88 MiB, against 44 MiB
+//! with the threshold fixed at 4 MiB after the benchmark's push-large had run too
+//! (`berth-bench run --scenario push-chunked-2g` over radosgw; about 30% more CPU for
+//! the page faults of fresh mappings). Fixing it keeps blocks of a few MiB and more out
+//! of the heap, so memory goes back when a request ends.
 
 /// Allocations from this size up get their own mapping.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
