@@ -1,11 +1,18 @@
-# Sourced by the scripts that need tools from Debian's packages.
+# Sourced by the scripts that need tools from Debian's packages or PyPI.
+
+# missing_of COMMAND:THING ...   prints, one per line, each THING whose COMMAND is not found.
+missing_of() {
+  local pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || echo "${pair#*:}"
+  done
+}
+
 # install_missing COMMAND:PACKAGE ...   installs each PACKAGE whose COMMAND is not found,
 # with one `apt-get update` (through sudo when not root).
 install_missing() {
-  local missing=() pair
-  for pair in "$@"; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
-  done
+  local missing=()
+  mapfile -t missing < <(missing_of "$@")
   if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi
@@ -17,15 +24,16 @@ install_missing() {
 }
 
 # install_missing_pip COMMAND:REQUIREMENT ...   installs each REQUIREMENT whose COMMAND is
-# not found, with the machine's pip (into the user site when not root).
+# not found, with the machine's pip (into the user site when not root); Debian's python3
+# and pip first when the machine has neither.
 install_missing_pip() {
-  local missing=() pair
-  for pair in "$@"; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
-  done
+  local missing=()
+  mapfile -t missing < <(missing_of "$@")
   if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi
+  install_missing python3:python3
+  python3 -m pip --version >/dev/null 2>&1 || install_missing pip3:python3-pip
   echo "$(basename "$0"): installing ${missing[*]} from PyPI" >&2
   local user=()
   [ "$(id -u)" = 0 ] || user=(--user)

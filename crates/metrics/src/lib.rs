@@ -198,6 +198,14 @@ impl Encoder {
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
     }
 
+    /// Unlabelled counters, each a family of one sample: `(name, help, value)`.
+    pub fn counters(&mut self, counters: &[(&str, &str, u64)]) {
+        for &(name, help, value) in counters {
+            self.family(name, help, Kind::Counter);
+            self.sample(name, &[], value);
+        }
+    }
+
     /// One sample line.
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Value) {
         self.out.push_str(name);

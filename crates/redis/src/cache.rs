@@ -283,7 +283,7 @@ fn start_epoch(pipe: &mut Pipeline, repo: &RepositoryName) {
 impl Collect for RedisDescriptors {
     fn collect(&self, enc: &mut Encoder) {
         let c = &self.link.counts;
-        let counters = [
+        enc.counters(&[
             (
                 "berth_redis_errors_total",
                 "Redis calls that failed or timed out (each then read storage).",
@@ -304,11 +304,7 @@ impl Collect for RedisDescriptors {
                 "Queued cache removals dropped because the queue was full.",
                 c.dropped.get(),
             ),
-        ];
-        for (name, help, value) in counters {
-            enc.family(name, help, MetricKind::Counter);
-            enc.sample(name, &[], value);
-        }
+        ]);
         let name = "berth_redis_up";
         enc.family(
             name,

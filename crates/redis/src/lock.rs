@@ -280,7 +280,7 @@ impl Drop for RedisLease {
 impl Collect for RedisLocks {
     fn collect(&self, enc: &mut Encoder) {
         let c = &self.inner.counts;
-        let counters = [
+        enc.counters(&[
             (
                 "berth_redis_locks_taken_total",
                 "Leases of the fleet's locks taken in Redis.",
@@ -311,11 +311,7 @@ impl Collect for RedisLocks {
                 "Held leases found expired or taken at a renewal.",
                 c.lost.get(),
             ),
-        ];
-        for (name, help, value) in counters {
-            enc.family(name, help, MetricKind::Counter);
-            enc.sample(name, &[], value);
-        }
+        ]);
         let name = "berth_redis_locks_held";
         enc.family(
             name,

@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+use berth_client::Url;
+
 use crate::data::Blob;
 use crate::line::Line;
 use crate::ops;
@@ -48,18 +50,26 @@ pub async fn run(ctx: &Ctx) -> Vec<Line> {
     ]
 }
 
+/// The URL of `blob`, or `None` with the error recorded into `line`.
+fn blob_url(ctx: &Ctx, blob: &Blob, line: &mut Line) -> Option<Url> {
+    match ctx.reg.blob_url(MONOLITHIC_REPO, &blob.digest) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            let mut rec = Recorder::new();
+            rec.error(String::from(e));
+            rec.fill(line, 0.0);
+            None
+        }
+    }
+}
+
 /// `times` GETs of `blob`, one after the other.
 async fn one_by_one(ctx: &Ctx, blob: &Blob, variant: &str, times: usize) -> Line {
     let mut line = ctx.line(NAME, variant);
-    let mut rec = Recorder::new();
-    let url = match ctx.reg.blob_url(MONOLITHIC_REPO, &blob.digest) {
-        Ok(u) => u,
-        Err(e) => {
-            rec.error(String::from(e));
-            rec.fill(&mut line, 0.0);
-            return line;
-        }
+    let Some(url) = blob_url(ctx, blob, &mut line) else {
+        return line;
     };
+    let mut rec = Recorder::new();
     let cpu = ctx.server_cpu();
     let mut timed = std::time::Duration::ZERO;
     for _ in 0..times {
@@ -73,15 +83,10 @@ async fn one_by_one(ctx: &Ctx, blob: &Blob, variant: &str, times: usize) -> Line
 /// [`CLIENTS`] GETs of `blob` at once; timed from the first start to the last end.
 async fn together(ctx: &Ctx, blob: &Blob, variant: &str) -> Line {
     let mut line = ctx.line(NAME, variant);
-    let mut rec = Recorder::new();
-    let url = match ctx.reg.blob_url(MONOLITHIC_REPO, &blob.digest) {
-        Ok(u) => u,
-        Err(e) => {
-            rec.error(String::from(e));
-            rec.fill(&mut line, 0.0);
-            return line;
-        }
+    let Some(url) = blob_url(ctx, blob, &mut line) else {
+        return line;
     };
+    let mut rec = Recorder::new();
     let cpu = ctx.server_cpu();
     let started = Instant::now();
     let gets = (0..CLIENTS).map(|_| async {

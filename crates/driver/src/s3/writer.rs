@@ -67,9 +67,10 @@ impl S3Writer {
         Ok(())
     }
 
-    async fn put_plain(&self, body: Bytes) -> Result<(), DriverError> {
+    /// One whole object with `attributes`.
+    async fn put(&self, body: Bytes, attributes: Attributes) -> Result<(), DriverError> {
         let opts = PutOptions {
-            attributes: self.attributes.clone(),
+            attributes,
             ..Default::default()
         };
         self.store
@@ -131,7 +132,7 @@ impl FileWriter for S3Writer {
         if self.state.upload_id.is_empty() {
             // Small enough to be one object: nothing pending, nothing to resume.
             let body = std::mem::take(&mut self.buf).freeze();
-            return self.put_plain(body).await;
+            return self.put(body, self.attributes.clone()).await;
         }
         if !self.append {
             let tail = std::mem::take(&mut self.buf).freeze();
@@ -151,14 +152,6 @@ impl FileWriter for S3Writer {
             Attribute::Metadata(META_KEY.into()),
             size.to_string().into(),
         );
-        let opts = PutOptions {
-            attributes,
-            ..Default::default()
-        };
-        self.store
-            .put_opts(&self.key, PutPayload::from_bytes(body), opts)
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.put(body, attributes).await
     }
 }
