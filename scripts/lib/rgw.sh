@@ -219,7 +219,7 @@ osd class update on start = false
 osd max object name len = 460
 osd max object namespace len = 64
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$rgw_port
+rgw frontends = beast endpoint=127.0.0.1:$rgw_port tcp_nodelay=1
 rgw data = $D/rgw
 EOF
   local conf=(-c "$D/ceph.conf")

@@ -113,6 +113,11 @@ impl StorageDriver for InMemoryDriver {
         Ok(Box::pin(futures::stream::iter(chunks)))
     }
 
+    fn writes_appear_on_commit(&self) -> bool {
+        // A writer keeps its bytes aside until its commit inserts them.
+        true
+    }
+
     async fn writer(
         &self,
         path: &str,

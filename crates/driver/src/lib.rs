@@ -123,6 +123,16 @@ pub trait StorageDriver: Send + Sync + 'static {
         copy_local_file(self, from, to, persist).await
     }
 
+    /// Whether a writer opened without `append` shows nothing at its path before its
+    /// commit, and nothing at all once [aborted](FileWriter::abort): then a file can be
+    /// written straight at its final path and still appear whole or not at all (S3: a
+    /// multipart upload completed only by the commit; memory: bytes kept aside until
+    /// then). Where false (a filesystem, whose writes land in the file as they come),
+    /// callers write elsewhere and move the file into place.
+    fn writes_appear_on_commit(&self) -> bool {
+        false
+    }
+
     /// Whether [`redirect_url`](Self::redirect_url) can answer a URL at all, so callers
     /// skip the work of asking where it never does.
     fn redirects(&self) -> bool {
@@ -160,6 +170,14 @@ pub trait FileWriter: Send {
     /// Makes everything written visible (and durable, unless the writer was opened
     /// [`Persist::Volatile`]), and closes the writer.
     async fn commit(self: Box<Self>) -> Result<(), DriverError>;
+
+    /// Gives up the write. Where the driver's
+    /// [`writes_appear_on_commit`](StorageDriver::writes_appear_on_commit), nothing of it
+    /// stays (nor, on S3, any part storage would keep billing); elsewhere what was
+    /// written stays in the file, as when the writer is dropped.
+    async fn abort(self: Box<Self>) -> Result<(), DriverError> {
+        Ok(())
+    }
 }
 
 /// [`StorageDriver::import`] by copying: `from`'s bytes streamed into a writer at `to`.

@@ -215,6 +215,10 @@ impl StorageDriver for ObservedDriver {
         self.inner.volatile_epoch()
     }
 
+    fn writes_appear_on_commit(&self) -> bool {
+        self.inner.writes_appear_on_commit()
+    }
+
     fn redirects(&self) -> bool {
         self.inner.redirects()
     }

@@ -14,6 +14,7 @@ pub async fn run_all(d: &dyn StorageDriver) {
     invalid_paths(d).await;
     streaming_reads(d).await;
     writers_append(d).await;
+    writes_hidden_until_commit(d).await;
     volatile_writes(d).await;
     listing(d).await;
     rename_replaces(d).await;
@@ -164,6 +165,48 @@ async fn writers_append(d: &dyn StorageDriver) {
     assert_eq!(w.size(), 0, "a non-append writer truncates");
     w.commit().await.unwrap();
     assert_eq!(d.get_content("/app/f").await.unwrap(), "");
+}
+
+async fn writes_hidden_until_commit(d: &dyn StorageDriver) {
+    if !d.writes_appear_on_commit() {
+        return;
+    }
+    // Over S3's smallest part, so that S3 sends a part before the commit.
+    let data: Vec<u8> = (0..6_000_000u32).map(|i| (i % 253) as u8).collect();
+    d.put_content("/hid/old", Bytes::from_static(b"old"))
+        .await
+        .unwrap();
+    for (path, commit) in [
+        ("/hid/new", true),
+        ("/hid/gone", false),
+        ("/hid/old", false),
+    ] {
+        let mut w = d.writer(path, false, Persist::Durable).await.unwrap();
+        for chunk in data.chunks(1 << 20) {
+            w.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+        }
+        let before = d.get_content(path).await;
+        if path == "/hid/old" {
+            assert_eq!(
+                before.unwrap(),
+                "old",
+                "a file stays as it was until the commit"
+            );
+        } else {
+            assert!(
+                before.unwrap_err().is_not_found(),
+                "{path} shown before its commit"
+            );
+        }
+        if commit {
+            w.commit().await.unwrap();
+        } else {
+            w.abort().await.unwrap();
+        }
+    }
+    assert_eq!(read_all(d, "/hid/new", 0, None).await, data);
+    assert!(d.stat("/hid/gone").await.unwrap_err().is_not_found());
+    assert_eq!(d.get_content("/hid/old").await.unwrap(), "old");
 }
 
 async fn volatile_writes(d: &dyn StorageDriver) {

@@ -159,6 +159,7 @@ on_both!(s3_driver_passes_the_shared_suite);
 on_both!(s3_keys_are_distributions);
 on_both!(s3_append_continues_on_another_node);
 on_both!(s3_pending_file_deletes);
+on_both!(s3_aborted_writes_leave_nothing);
 on_both!(s3_large_moves_copy_in_parts);
 on_both!(s3_presigned_urls_serve_the_file);
 
@@ -297,6 +298,25 @@ async fn s3_pending_file_deletes(s3: &Server) {
     assert_eq!(s3.uploads_in(&bucket), 1);
     d.delete("/up2/data").await.unwrap();
     assert_eq!(s3.uploads_in(&bucket), 0, "multipart upload left behind");
+}
+
+/// An aborted plain writer leaves neither the object nor its multipart upload.
+async fn s3_aborted_writes_leave_nothing(s3: &Server) {
+    let bucket = s3.create_bucket("abort");
+    let d = driver(s3, &bucket, "");
+    let mut w = d
+        .writer("/blob/data", false, Persist::Durable)
+        .await
+        .unwrap();
+    w.write(Bytes::from(pattern(6 << 20, 4))).await.unwrap();
+    assert_eq!(
+        s3.uploads_in(&bucket),
+        1,
+        "the writer's multipart upload is open"
+    );
+    w.abort().await.unwrap();
+    assert_eq!(s3.uploads_in(&bucket), 0, "multipart upload left behind");
+    assert!(d.stat("/blob/data").await.unwrap_err().is_not_found());
 }
 
 /// A move of an object over `multipartcopythresholdsize` copies it in parts

@@ -20,6 +20,10 @@ use crate::fence::{Fence, Touch};
 use crate::layout::StoragePath;
 use crate::lease::{Fleet, Locks};
 
+/// Work left when a blob is in place that must end before its push is acknowledged,
+/// run alongside the write of the blob's link (see [`BlobStore::link`]).
+pub(crate) type Alongside<'p> = futures::future::BoxFuture<'p, Result<(), Error>>;
+
 /// Global blobs and repository links.
 pub(crate) struct BlobStore {
     access: Access,
@@ -205,28 +209,29 @@ impl BlobStore {
 
     /// Links a blob of `size` bytes into `repo` once `first` (an upload publishing the
     /// blob) has put it in place: a link is never on storage before its blob, so no
-    /// crash leaves a link naming nothing. `first` answers the directory whose flush
-    /// makes the blob's move durable (`None`: nothing to flush); that flush and the
-    /// link's own run together. The cache learns of the link once both are there.
+    /// crash leaves a link naming nothing. `first` may answer what is left to finish
+    /// before the push is acknowledged but may run alongside the link's write (the
+    /// flush that makes the blob's move durable, the upload session's removal). The
+    /// cache learns of the link once both are done.
     pub(crate) async fn link<'p>(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
         size: u64,
-        first: impl Future<Output = Result<Option<StoragePath<'p>>, Error>>,
+        first: impl Future<Output = Result<Option<Alongside<'p>>, Error>>,
     ) -> Result<(), Error> {
         let _held = self.links.lock((repo.clone(), digest.clone())).await?;
-        let moved = first.await?;
-        let flush_move = async {
-            match moved {
-                Some(dir) => self.access.driver().flush(&dir.path()).await.or_internal(),
+        let alongside = first.await?;
+        let finish = async {
+            match alongside {
+                Some(work) => work.await,
                 None => Ok(()),
             }
         };
         let link = self
             .access
             .write_link(StoragePath::LayerLink(repo, digest), digest);
-        futures::try_join!(flush_move, link)?;
+        futures::try_join!(finish, link)?;
         if let Some(c) = &self.cache {
             c.set_linked(repo, digest, size).await;
         }

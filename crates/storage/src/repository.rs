@@ -325,7 +325,7 @@ impl Repository for StorageRepository {
         // A collection removing an unused copy of this blob finishes before it is published
         // again, and keeps it from now on.
         stores.blobs.hold(digest).await;
-        let verified = stores
+        let mut verified = stores
             .uploads
             .verify(&self.name, id, digest, last_chunk)
             .await?;
@@ -333,9 +333,7 @@ impl Repository for StorageRepository {
         // Still holding the session: no chunk can land between verifying and publishing.
         stores
             .blobs
-            .link(&self.name, digest, size, async {
-                verified.publish().await.map(Some)
-            })
+            .link(&self.name, digest, size, verified.publish())
             .await?;
         drop(verified);
         stores.catalog.note(&self.name).await;

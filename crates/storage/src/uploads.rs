@@ -21,12 +21,13 @@ use std::time::SystemTime;
 use berth_core::{
     Algorithm, Chunk, Digest, Digester, Error, RepositoryName, UploadId, UploadState,
 };
-use berth_driver::Persist;
+use berth_driver::{FileWriter, Persist, StorageDriver};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::access::{Access, DriverResult};
+use crate::blobs::Alongside;
 use crate::hashing::StreamHasher;
 use crate::layout::StoragePath;
 use crate::lease::{Fleet, Lease};
@@ -99,9 +100,34 @@ pub(crate) struct Verified<'a> {
     digest: Digest,
     size: u64,
     only_data: bool,
+    /// Set when the bytes did not go through the session's data file (see
+    /// [`UploadStore::verify_direct`]).
+    direct: Option<Direct>,
     // Before the mutex, so released first (see `lease::Held`).
     _lease: Lease,
     _session: OwnedMutexGuard<Option<LiveSession>>,
+}
+
+impl Drop for Verified<'_> {
+    fn drop(&mut self) {
+        // Never published (the link's lock could not be had): the bytes written at the
+        // blob's path must not stay as parts storage keeps (and bills).
+        if let Some(Direct::Written(w)) = self.direct.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = w.abort().await;
+            });
+        }
+    }
+}
+
+/// Where a monolithic upload's bytes went instead of the session's data file.
+enum Direct {
+    /// Into a writer at the blob's own path, to be committed on publishing.
+    Written(Box<dyn FileWriter>),
+    /// Nowhere: the blob was stored already, and the bytes were only hashed.
+    Stored,
 }
 
 impl Verified<'_> {
@@ -110,20 +136,28 @@ impl Verified<'_> {
         self.size
     }
 
-    /// Moves the verified data into the blob store; the blob appears whole, by rename.
-    /// A session directory holding nothing but `data` (and `startedat`) becomes the
-    /// blob's directory itself, then loses `startedat`, so a small push deletes at most
-    /// one file rather than a file and a directory (inode churn is what limits small
-    /// pushes on ext4; readers only ever open `data`). Otherwise, or when the blob exists already
-    /// (a concurrent push of the same bytes), the data file is renamed over the blob and
-    /// the session removed.
+    /// Moves the verified data into the blob store; the blob appears whole, by rename
+    /// (or, for bytes written at the blob's path, by committing them). A session
+    /// directory holding nothing but `data` (and `startedat`) becomes the blob's
+    /// directory itself, then loses `startedat`, so a small push deletes at most one
+    /// file rather than a file and a directory (inode churn is what limits small pushes
+    /// on ext4; readers only ever open `data`). Otherwise, or when the blob exists
+    /// already (a concurrent push of the same bytes), the data file is renamed over the
+    /// blob and the session removed.
     ///
-    /// The move is not yet flushed: what it answers is the directory whose flush makes
-    /// it survive a machine crash, so the caller can place the repository link at once
-    /// and flush both together (see `BlobStore::link`).
-    pub(crate) async fn publish(&self) -> Result<StoragePath<'_>, Error> {
+    /// The move is not yet flushed: what it answers is that flush (or the removal of a
+    /// session whose bytes went straight to the blob), so the caller can write the
+    /// repository link meanwhile (see `BlobStore::link`).
+    pub(crate) async fn publish(&mut self) -> Result<Option<Alongside<'_>>, Error> {
         let (repo, id) = (&self.key.0, &self.key.1);
         let store = self.store;
+        let driver = store.access.driver();
+        if let Some(direct) = self.direct.take() {
+            if let Direct::Written(w) = direct {
+                w.commit().await.or_internal()?;
+            }
+            return Ok(Some(Box::pin(store.discard(repo, id))));
+        }
         let session = StoragePath::UploadDir(repo, id);
         let (only_data, started_at) = if self.only_data {
             (true, store.startedat)
@@ -136,7 +170,6 @@ impl Verified<'_> {
                 _ => (false, false),
             }
         };
-        let driver = store.access.driver();
         if only_data
             && driver
                 .rename(
@@ -156,7 +189,7 @@ impl Verified<'_> {
                     .remove(StoragePath::BlobStartedAt(&self.digest))
                     .await;
             }
-            return Ok(StoragePath::BlobParent(&self.digest));
+            return Ok(flush(driver, StoragePath::BlobParent(&self.digest)));
         }
         driver
             .rename(
@@ -167,7 +200,7 @@ impl Verified<'_> {
             .await
             .or_internal()?;
         store.discard(repo, id).await?;
-        Ok(StoragePath::BlobDir(&self.digest))
+        Ok(flush(driver, StoragePath::BlobDir(&self.digest)))
     }
 }
 
@@ -370,13 +403,8 @@ impl UploadStore {
         self.access
             .ensure(at, Bytes::from(h.save()), Persist::Volatile)
             .await?;
-        if let Some(prev) = previous.filter(|p| *p != offset) {
-            // Best effort: a state left behind is trusted only within this epoch, in
-            // which it was true of the data.
-            let _ = self
-                .access
-                .remove(StoragePath::UploadHashState(repo, id, alg, prev))
-                .await;
+        if let Some(prev) = previous {
+            self.drop_state(repo, id, alg, prev, offset).await;
         }
         if epoch_recorded {
             return Ok(());
@@ -396,6 +424,25 @@ impl UploadStore {
         self.access
             .ensure(StoragePath::UploadEpoch(repo, id), epoch, Persist::Volatile)
             .await
+    }
+
+    /// Removes the hash state saved at `prev`, now that one at `now` replaces it.
+    async fn drop_state(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        alg: Algorithm,
+        prev: u64,
+        now: u64,
+    ) {
+        if prev != now {
+            // Best effort: a state left behind is trusted only within this epoch, in
+            // which it was true of the data.
+            let _ = self
+                .access
+                .remove(StoragePath::UploadHashState(repo, id, alg, prev))
+                .await;
+        }
     }
 
     /// Opens a session; `TooManyUploads` when the bound on open sessions is reached.
@@ -423,24 +470,28 @@ impl UploadStore {
         algorithm: Algorithm,
     ) -> Result<UploadState, Error> {
         // The empty data file is the session; `startedat` is what distribution needs to
-        // resume it and to purge it when stale (see `crate::purge::startedat`).
-        self.access
-            .ensure(
-                StoragePath::UploadData(repo, &id),
-                Bytes::new(),
-                Persist::Volatile,
-            )
-            .await?;
+        // resume it and to purge it when stale (see `crate::purge::startedat`). Written
+        // together: on object storage each is a round trip.
         let started = SystemTime::now();
-        if self.startedat {
-            self.access
-                .ensure(
-                    StoragePath::UploadStartedAt(repo, &id),
-                    Bytes::from(crate::purge::startedat(started)),
-                    Persist::Volatile,
-                )
-                .await?;
-        }
+        let data = self.access.ensure(
+            StoragePath::UploadData(repo, &id),
+            Bytes::new(),
+            Persist::Volatile,
+        );
+        let started_at = async {
+            if self.startedat {
+                self.access
+                    .ensure(
+                        StoragePath::UploadStartedAt(repo, &id),
+                        Bytes::from(crate::purge::startedat(started)),
+                        Persist::Volatile,
+                    )
+                    .await
+            } else {
+                Ok(())
+            }
+        };
+        futures::try_join!(data, started_at)?;
         let hash = Digester::new(algorithm);
         let only_data = algorithm == Algorithm::Sha256;
         if !only_data {
@@ -518,36 +569,46 @@ impl UploadStore {
             None => (self.algorithm(repo, id).await?, false),
         };
         let mut h = StreamHasher::new(self.resume_hash(repo, id, live, algorithm, offset).await?);
-        let mut body = chunk.body;
-        let mut received = 0u64;
-        let mut failure = None;
-        while let Some(next) = body.next().await {
-            match next {
-                Ok(bytes) => {
-                    if let Err(e) = h.update(&bytes).await {
-                        failure = Some(e);
-                        break;
-                    }
-                    received += bytes.len() as u64;
-                    if let Err(e) = w.write(bytes).await.or_internal() {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-                Err(e) => {
-                    failure = Some(Error::BodyRead(e));
-                    break;
-                }
-            }
-        }
+        let (received, failure) = pour(chunk.body, &mut h, Some(&mut w)).await;
         let end = w.size();
-        let committed = w.commit().await.or_internal();
-        let h = h.finish().await?;
+        let h = match h.finish().await {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = w.commit().await;
+                *live = None;
+                return Err(e);
+            }
+        };
         // Whatever reached the file is part of the upload now: record its hash so the
         // session stays consistent, then report the first failure.
-        if end == offset + received {
-            let mut epoch_recorded = live.as_ref().is_some_and(|l| l.epoch_recorded);
-            if persist_state {
+        let whole = end == offset + received;
+        let mut epoch_recorded = live.as_ref().is_some_and(|l| l.epoch_recorded);
+        // Once the epoch is recorded the new state is saved while the bytes are
+        // committed (on object storage each is a round trip): states are looked up by
+        // the size the data has, so one for an end the data never reached is never
+        // read. The previous state goes only once the bytes are in: on S3 the data of
+        // an unfinished upload cannot be re-read to rebuild it.
+        let early = whole && persist_state && epoch_recorded;
+        let save_early = async {
+            if early {
+                self.access
+                    .ensure(
+                        StoragePath::UploadHashState(repo, id, h.algorithm(), end),
+                        Bytes::from(h.save()),
+                        Persist::Volatile,
+                    )
+                    .await
+            } else {
+                Ok(())
+            }
+        };
+        let (committed, saved) = tokio::join!(w.commit(), save_early);
+        let committed = committed.or_internal();
+        if whole && committed.is_ok() {
+            if early {
+                saved?;
+                self.drop_state(repo, id, h.algorithm(), offset, end).await;
+            } else if persist_state {
                 self.save_hash(repo, id, &h, end, Some(offset), epoch_recorded)
                     .await?;
                 epoch_recorded = true;
@@ -565,11 +626,7 @@ impl UploadStore {
         if let Some(e) = failure {
             return Err(e);
         }
-        if let Some(len) = chunk.length.filter(|l| *l != received) {
-            return Err(Error::SizeInvalid(format!(
-                "chunk declared {len} bytes but {received} arrived"
-            )));
-        }
+        check_length(chunk.length, received)?;
         Ok(end)
     }
 
@@ -605,6 +662,30 @@ impl UploadStore {
     ) -> Result<Verified<'_>, Error> {
         let key = (repo.clone(), id.clone());
         let (mut live, lease) = self.lock(&key).await?;
+        let last_chunk = match last_chunk {
+            Some(chunk) if self.access.driver().writes_appear_on_commit() => {
+                // Asked of storage: another node may have appended since.
+                let offset = self
+                    .offset(repo, id)
+                    .await
+                    .inspect_err(|e| self.forget_if_unknown(&key, e))?;
+                if offset == 0 {
+                    let (size, direct) = self.verify_direct(&key, digest, chunk).await?;
+                    return Ok(Verified {
+                        store: self,
+                        key,
+                        digest: digest.clone(),
+                        size,
+                        only_data: false,
+                        direct: Some(direct),
+                        _lease: lease,
+                        _session: live,
+                    });
+                }
+                Some(chunk)
+            }
+            other => other,
+        };
         let flushed = last_chunk.is_some();
         let size = match last_chunk {
             Some(chunk) => self.append(&key, &mut live, chunk, false).await,
@@ -640,9 +721,63 @@ impl UploadStore {
             digest: digest.clone(),
             size,
             only_data,
+            direct: None,
             _lease: lease,
             _session: live,
         })
+    }
+
+    /// A whole blob in one request (the session has no bytes yet) over a driver whose
+    /// writes appear only on commit: the bytes go straight to the blob's own path, where
+    /// they stay invisible until the digest is checked, sparing object storage the
+    /// session file's write and its copy to the blob's key (S3 has no rename). A blob
+    /// stored already is only hashed. On a mismatch the session is discarded, as
+    /// [`verify`](Self::verify) does; on any failure nothing stays at the blob's path.
+    async fn verify_direct(
+        &self,
+        key: &SessionKey,
+        digest: &Digest,
+        chunk: Chunk,
+    ) -> Result<(u64, Direct), Error> {
+        if let Some(start) = chunk.start.filter(|s| *s != 0) {
+            return Err(Error::ChunkOutOfOrder { offset: 0, start });
+        }
+        let blob = StoragePath::BlobData(digest);
+        let mut writer = match self.access.size(blob).await? {
+            Some(_) => None,
+            None => Some(
+                self.access
+                    .driver()
+                    .writer(&blob.path(), false, Persist::Durable)
+                    .await
+                    .or_internal()?,
+            ),
+        };
+        let mut h = StreamHasher::new(Digester::new(digest.algorithm()));
+        let (received, failure) = pour(chunk.body, &mut h, writer.as_mut()).await;
+        let actual = h.finish().await.map(|h| h.finish());
+        let checked = match (failure, actual) {
+            (Some(e), _) | (None, Err(e)) => Err(e),
+            (None, Ok(actual)) if actual != *digest => {
+                // The client sent the wrong bytes: the session ends, as on a mismatch
+                // of bytes sent in chunks.
+                self.discard(&key.0, &key.1).await?;
+                Err(Error::DigestInvalid(format!(
+                    "uploaded content has digest {actual}, not {digest}"
+                )))
+            }
+            (None, Ok(_)) => check_length(chunk.length, received),
+        };
+        match (checked, writer) {
+            (Ok(()), Some(w)) => Ok((received, Direct::Written(w))),
+            (Ok(()), None) => Ok((received, Direct::Stored)),
+            (Err(e), w) => {
+                if let Some(w) = w {
+                    let _ = w.abort().await;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Abandons a session; `BlobUploadUnknown` when the repository has no such session.
@@ -665,6 +800,49 @@ impl UploadStore {
             .remove(StoragePath::UploadDir(repo, id))
             .await
             .map(|_| ())
+    }
+}
+
+/// The flush of `dir` that makes a move into it durable, to run alongside the link.
+fn flush<'a>(driver: &'a dyn StorageDriver, dir: StoragePath<'a>) -> Option<Alongside<'a>> {
+    Some(Box::pin(async move {
+        driver.flush(&dir.path()).await.or_internal()
+    }))
+}
+
+/// Streams a chunk's body through the hasher and into `w` when given; answers the bytes
+/// taken and the first failure (what came before it was hashed and written).
+async fn pour(
+    mut body: berth_core::ByteStream,
+    h: &mut StreamHasher,
+    mut w: Option<&mut Box<dyn FileWriter>>,
+) -> (u64, Option<Error>) {
+    let mut received = 0u64;
+    while let Some(next) = body.next().await {
+        let bytes = match next {
+            Ok(bytes) => bytes,
+            Err(e) => return (received, Some(Error::BodyRead(e))),
+        };
+        if let Err(e) = h.update(&bytes).await {
+            return (received, Some(e));
+        }
+        received += bytes.len() as u64;
+        if let Some(w) = w.as_deref_mut()
+            && let Err(e) = w.write(bytes).await.or_internal()
+        {
+            return (received, Some(e));
+        }
+    }
+    (received, None)
+}
+
+/// Checks the bytes a chunk brought against the length its request declared.
+fn check_length(declared: Option<u64>, received: u64) -> Result<(), Error> {
+    match declared.filter(|l| *l != received) {
+        Some(len) => Err(Error::SizeInvalid(format!(
+            "chunk declared {len} bytes but {received} arrived"
+        ))),
+        None => Ok(()),
     }
 }
 

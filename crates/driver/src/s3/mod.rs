@@ -381,6 +381,7 @@ impl StorageDriver for S3Driver {
             append,
             state: PendingState::default(),
             buf: BytesMut::new(),
+            sending: Default::default(),
         };
         if !append {
             return Ok(Box::new(w));
@@ -499,6 +500,12 @@ impl StorageDriver for S3Driver {
             self.move_file(&obj, &dest, from, head).await?;
         }
         Ok(())
+    }
+
+    fn writes_appear_on_commit(&self) -> bool {
+        // A plain writer PUTs a small file whole on commit, or completes the multipart
+        // upload of a large one then; until then the key does not change.
+        true
     }
 
     fn redirects(&self) -> bool {

@@ -1,7 +1,9 @@
 //! Writers: bytes buffered up to one part, then sent as parts of a multipart upload, so
-//! a node never holds more than a part of a large file. A plain writer completes the
-//! upload (or PUTs a small file whole) on commit; an appending writer leaves a pending
-//! object (see `pending`) so that any node can continue the file later.
+//! a node never holds more than a few parts of a large file. Parts are sent in the
+//! background, [`IN_FLIGHT`] at most, while the next one fills: the client's bytes keep
+//! flowing while the store takes the last part. A plain writer completes the upload (or
+//! PUTs a small file whole) on commit; an appending writer leaves a pending object (see
+//! `pending`) so that any node can continue the file later.
 
 use std::sync::Arc;
 
@@ -19,6 +21,12 @@ use super::pending::{META_KEY, PendingState};
 use super::store_error;
 use crate::{DriverError, FileWriter};
 
+/// Parts being sent at once by one writer (each holds a part's bytes until answered).
+const IN_FLIGHT: usize = 2;
+
+/// A part being sent: its number's answer, the part's ETag.
+type Sending = tokio::task::JoinHandle<Result<String, object_store::Error>>;
+
 /// A file being written to S3.
 pub(crate) struct S3Writer {
     pub(crate) store: Arc<AmazonS3>,
@@ -31,6 +39,8 @@ pub(crate) struct S3Writer {
     pub(crate) state: PendingState,
     /// Bytes not yet in a part.
     pub(crate) buf: BytesMut,
+    /// Parts sent and not yet answered, in part-number order after `state.parts`.
+    pub(crate) sending: std::collections::VecDeque<Sending>,
 }
 
 impl S3Writer {
@@ -38,7 +48,8 @@ impl S3Writer {
         store_error(&self.path, e)
     }
 
-    /// Sends the first `len` buffered bytes as the next part.
+    /// Starts sending the first `len` buffered bytes as the next part, once fewer than
+    /// [`IN_FLIGHT`] parts are on their way.
     async fn send_part(&mut self, len: usize) -> Result<(), DriverError> {
         if self.state.upload_id.is_empty() {
             let opts = PutMultipartOptions {
@@ -51,19 +62,43 @@ impl S3Writer {
                 .await
                 .map_err(|e| self.err(e))?;
         }
+        while self.sending.len() >= IN_FLIGHT {
+            self.wait_oldest().await?;
+        }
         let part = self.buf.split_to(len).freeze();
-        let id = self
-            .store
-            .put_part(
-                &self.key,
-                &self.state.upload_id,
-                self.state.parts.len(),
-                PutPayload::from_bytes(part),
-            )
-            .await
-            .map_err(|e| self.err(e))?;
-        self.state.parts.push(id.content_id);
+        let number = self.state.parts.len() + self.sending.len();
+        let (store, key, id) = (
+            self.store.clone(),
+            self.key.clone(),
+            self.state.upload_id.clone(),
+        );
+        self.sending.push_back(tokio::spawn(async move {
+            let payload = PutPayload::from_bytes(part);
+            let answer = store.put_part(&key, &id, number, payload).await?;
+            Ok(answer.content_id)
+        }));
         self.state.parts_len += len as u64;
+        Ok(())
+    }
+
+    /// Waits for the oldest part on its way and records its ETag.
+    async fn wait_oldest(&mut self) -> Result<(), DriverError> {
+        let Some(sending) = self.sending.pop_front() else {
+            return Ok(());
+        };
+        let etag = sending
+            .await
+            .map_err(|e| store_error(&self.path, object_store::Error::JoinError { source: e }))?
+            .map_err(|e| self.err(e))?;
+        self.state.parts.push(etag);
+        Ok(())
+    }
+
+    /// Waits until every part sent is answered.
+    async fn settle(&mut self) -> Result<(), DriverError> {
+        while !self.sending.is_empty() {
+            self.wait_oldest().await?;
+        }
         Ok(())
     }
 
@@ -129,6 +164,7 @@ impl FileWriter for S3Writer {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), DriverError> {
+        self.settle().await?;
         if self.state.upload_id.is_empty() {
             // Small enough to be one object: nothing pending, nothing to resume.
             let body = std::mem::take(&mut self.buf).freeze();
@@ -141,6 +177,7 @@ impl FileWriter for S3Writer {
         }
         if self.buf.len() >= MIN_PART {
             self.send_part(self.buf.len()).await?;
+            self.settle().await?;
         }
         // The parts are in the multipart upload; the tail and the list of parts go into
         // one object before the write is acknowledged, so no acknowledged byte depends
@@ -153,5 +190,21 @@ impl FileWriter for S3Writer {
             size.to_string().into(),
         );
         self.put(body, attributes).await
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<(), DriverError> {
+        // Parts still on their way would otherwise land after the abort, and be kept.
+        for sending in std::mem::take(&mut self.sending) {
+            let _ = sending.await;
+        }
+        if self.append || self.state.upload_id.is_empty() {
+            // An appending writer's parts belong to the pending object, which stays as
+            // the last commit left it; a small file was never sent.
+            return Ok(());
+        }
+        self.store
+            .abort_multipart(&self.key, &self.state.upload_id)
+            .await
+            .map_err(|e| self.err(e))
     }
 }

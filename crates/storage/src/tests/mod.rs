@@ -14,6 +14,7 @@ use futures::TryStreamExt;
 
 use crate::{Options, StorageRegistry};
 
+mod direct;
 mod leftovers;
 mod races;
 mod shared;
