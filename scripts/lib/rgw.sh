@@ -219,6 +219,9 @@ osd class update on start = false
 osd max object name len = 460
 osd max object namespace len = 64
 [client.rgw.a]
+# Without TCP_NODELAY the gateway sends a response's body after its headers only once
+# the client has acknowledged them, which a client delaying its ACKs does 40 ms later:
+# every GET, LIST and HEAD of a missing key took 40-50 ms here instead of 2-5.
 rgw frontends = beast endpoint=127.0.0.1:$rgw_port tcp_nodelay=1
 rgw data = $D/rgw
 EOF
