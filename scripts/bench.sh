@@ -62,6 +62,10 @@
 #   --ops        notifications and metrics on (see above)
 #   --proxy      pull-through cache mode (see above)
 #   --s3         both registries over one radosgw (see above)
+#   --scale-only (with --s3) only the catalog-scale phase, in round 1
+#   --scale-distribution-max N
+#                (with --s3) distribution is left out of catalog-scale above N
+#                repositories (its page takes minutes there; reported as not measured)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,6 +78,8 @@ auth=""
 ops=""
 proxy=""
 s3=""
+scale_only=""
+scale_dist_max=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -85,7 +91,9 @@ while [ $# -gt 0 ]; do
     --ops) ops=1; shift ;;
     --proxy) proxy=1; shift ;;
     --s3) s3=1; shift ;;
-    -h|--help) sed -n '2,64p' "$0"; exit 0 ;;
+    --scale-only) scale_only=1; shift ;;
+    --scale-distribution-max) scale_dist_max="$2"; shift 2 ;;
+    -h|--help) sed -n '2,68p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -415,7 +423,12 @@ scale_one() {
       --access-key "$BERTH_RGW_ACCESSKEY" --secret-key "$BERTH_RGW_SECRETKEY" \
       --root /bench --from "$from" --to "$n"
     for i in 0 1; do
-      phase="-catalog$n" run_one "${order[$(((round - 1 + i) % 2))]}" "$round" \
+      local label="${order[$(((round - 1 + i) % 2))]}"
+      if [ "$label" = distribution ] && [ -n "$scale_dist_max" ] && [ "$n" -gt "$scale_dist_max" ]; then
+        echo "bench.sh: distribution left out of catalog-scale at $n repositories" >&2
+        continue
+      fi
+      phase="-catalog$n" run_one "$label" "$round" \
         catalog-scale --populated "$n" --scale-fetches 2
     done
     from="$n"
@@ -431,6 +444,7 @@ for round in $(seq 1 "$rounds"); do
   # Each round starts with the next registry in turn.
   n=${#labels[@]}
   for i in $(seq 0 $((n - 1))); do
+    [ -n "$scale_only" ] && break
     run_one "${labels[$(((round - 1 + i) % n))]}" "$round"
   done
   if [ -n "$scale_s3" ] && [ "$round" = 1 ]; then

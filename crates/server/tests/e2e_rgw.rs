@@ -316,3 +316,62 @@ fn blob_get_redirects_to_a_presigned_radosgw_url_and_head_does_not() {
     assert_eq!(r.status, 200, "redirect disabled");
     assert!(r.body == blob, "served bytes differ");
 }
+
+/// A monolithic push (`POST`, then one `PUT` with every byte) is written at the blob's
+/// own key and appears there only once its digest is checked: a wrong digest leaves
+/// neither an object nor a multipart upload in the bucket and ends the session; the
+/// right one leaves the blob and nothing of the session, and distribution serves it.
+#[test]
+fn monolithic_pushes_land_at_the_blob_key_only_once_verified() {
+    let Some(rgw) = ready() else {
+        return;
+    };
+    let bucket = rgw.create_bucket("monolithic");
+    let work = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new("monolithic");
+    // Over berth's default 10 MiB chunk: parts are sent before the digest is known.
+    let img = image(&mut rng, "amd64", &[(12 << 20) + 9, 700]);
+    let node = berth(rgw, &bucket, work.path(), "berth", "");
+    let reg = node.client();
+    let blobs_under = |blob: &Blob| {
+        rgw.keys(
+            &bucket,
+            &format!(
+                "exchange/docker/registry/v2/blobs/sha256/{}/{}/",
+                &blob.hex()[..2],
+                blob.hex()
+            ),
+        )
+    };
+    let uploads = "exchange/docker/registry/v2/repositories/team/mono/_uploads/";
+    for blob in img.blobs() {
+        let r = reg.run(|c| c.start_upload("team/mono")).unwrap();
+        assert_eq!(r.status, 202, "POST: {}", r.text());
+        let loc: Url = r.location().unwrap();
+        let wrong = sha256_digest(b"not these bytes");
+        let r = reg
+            .run(|c| c.finish_upload(&loc, &wrong, blob.bytes.clone()))
+            .unwrap();
+        assert_eq!(r.status, 400, "wrong digest: {}", r.text());
+        assert!(r.text().contains("DIGEST_INVALID"), "{}", r.text());
+        assert_eq!(rgw.uploads_in(&bucket), 0, "multipart upload left behind");
+        assert!(blobs_under(blob).is_empty(), "unverified bytes stored");
+        assert_eq!(reg.run(|c| c.upload_status(&loc)).unwrap().status, 404);
+
+        let r = reg.run(|c| c.start_upload("team/mono")).unwrap();
+        let loc: Url = r.location().unwrap();
+        let r = reg
+            .run(|c| c.finish_upload(&loc, &blob.digest, blob.bytes.clone()))
+            .unwrap();
+        assert_eq!(r.status, 201, "PUT: {}", r.text());
+        assert_eq!(blobs_under(blob).len(), 1, "the blob's data alone");
+        assert!(rgw.keys(&bucket, uploads).is_empty(), "session left behind");
+        assert_eq!(rgw.uploads_in(&bucket), 0, "multipart upload left behind");
+    }
+    put_manifest(reg, "team/mono", "v1", &img.manifest);
+    assert_blobs_served(reg, "team/mono", &img);
+    drop(node);
+    let dist = distribution(rgw, &bucket, work.path());
+    skopeo_pull_matches(&dist, &img, "team/mono", "v1", work.path());
+    assert_blobs_served(dist.client(), "team/mono", &img);
+}
