@@ -257,7 +257,7 @@ shape_upstream() {
   shaped=1
   "$tc_bin" qdisc add dev lo root handle 1: htb default 0
   "$tc_bin" class add dev lo parent 1: classid 1:10 htb rate "$upstream_rate" \
-    ceil "$upstream_rate" burst 256k cburst 256k
+    ceil "$upstream_rate" burst 256k cburst 256k quantum 200000
   "$tc_bin" filter add dev lo parent 1: protocol ip prio 1 u32 \
     match ip sport "$port" 0xffff flowid 1:10
   echo "bench.sh: lo shaped: what port $port sends leaves at $upstream_rate" >&2
