@@ -30,6 +30,16 @@
 # berth with distribution, then each cache with the direct pull (the targets: cold
 # at least 90% of direct, warm matching it).
 #
+# --upstream-rate RATE (with --proxy) puts the upstream across a link of RATE (tc's rate
+# syntax: 1gbit, 4gbit, 500mbit): an htb root qdisc on lo with one class at RATE, which a
+# u32 filter fills with what the upstream's port sends; everything else on lo is
+# unclassified and leaves unshaped. The direct pull and the caches' fetches then cross
+# the same link, so "direct" is a client pulling straight from the upstream over it, and
+# warm pulls (from the cache's own port) are not shaped. Needs root and tc; refuses when
+# lo already has a root qdisc of someone else's, and removes its own when the script
+# ends (also on Ctrl-C or kill). Without it (the default) the upstream is as close as
+# loopback, several GB/s, which no real mirror's upstream is.
+#
 # --s3 measures both registries over object storage: one Ceph radosgw is started for the
 # whole run (scripts/lib/rgw.sh, bluestore on a sparse file under $TMPDIR), and each round
 # gives every registry a fresh bucket (removed after its run) with the same `storage.s3`
@@ -43,16 +53,15 @@
 # 2,001 objects in 5.4 s here), each registry is started over it and its middle page
 # fetched once (reported on its own: the first page after a start) and then twice,
 # timed; then the bucket is filled to 20,000 and each registry started and timed again.
-# It is slow: measured here at 2,000 (2026-11-29), berth's first page took 64 s (it
-# walks the bucket, ~32 ms a repository; then 0.3 ms) and every middle page of
-# distribution 50 s, so at 20,000 expect some 10 minutes for berth's first page and
-# 8 for each of distribution's, about 40 minutes for the phase. The report judges by the S3 targets of issue #12 (push-large
+# With the gateway answering with TCP_NODELAY (scripts/lib/rgw.sh) a middle page of
+# distribution at 20,000 took 27-32 s here, so the phase takes a few minutes. The
+# report judges by the S3 targets of issue #12 (push-large
 # >= 2x, pull-large >= 1.3x, push-small and pull-small >= 5x, page time growth 2,000 ->
 # 20,000 at most 2x, peak RSS during push-chunked-2g at most 64 MiB), then compares
 # berth-redirect with distribution on pull-large.
 #
 # usage: scripts/bench.sh [--rounds N] [--size smoke|full] [--out DIR] [--no-scale] [--nofsync]
-#                         [--auth basic|token] [--ops] [--proxy] [--s3]
+#                         [--auth basic|token] [--ops] [--proxy [--upstream-rate RATE]] [--s3]
 #   --rounds N   rounds (default 3)
 #   --size S     smoke (seconds) or full (default)
 #   --out DIR    where results go (default target/bench/<date>)
@@ -61,6 +70,7 @@
 #   --auth MODE  basic or token (see above)
 #   --ops        notifications and metrics on (see above)
 #   --proxy      pull-through cache mode (see above)
+#   --upstream-rate RATE  with --proxy: the upstream's sending shaped to RATE (see above)
 #   --s3         both registries over one radosgw (see above)
 #   --scale-only (with --s3) only the catalog-scale phase, in round 1
 #   --scale-distribution-max N
@@ -77,6 +87,7 @@ labels=(berth distribution)
 auth=""
 ops=""
 proxy=""
+upstream_rate=""
 s3=""
 scale_only=""
 scale_dist_max=""
@@ -90,13 +101,43 @@ while [ $# -gt 0 ]; do
     --auth) auth="$2"; shift 2 ;;
     --ops) ops=1; shift ;;
     --proxy) proxy=1; shift ;;
+    --upstream-rate) upstream_rate="$2"; shift 2 ;;
     --s3) s3=1; shift ;;
     --scale-only) scale_only=1; shift ;;
     --scale-distribution-max) scale_dist_max="$2"; shift 2 ;;
-    -h|--help) sed -n '2,68p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,78p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+# Shaping needs tc and root; refused here, before anything is built or started.
+tc_bin=""
+if [ -n "$upstream_rate" ]; then
+  if [ -z "$proxy" ]; then
+    echo "bench.sh: --upstream-rate shapes the upstream of --proxy; give --proxy too" >&2
+    exit 2
+  fi
+  if ! [[ "$upstream_rate" =~ ^[0-9]+(\.[0-9]+)?[A-Za-z]+$ ]]; then
+    echo "bench.sh: --upstream-rate takes a tc rate such as 1gbit or 500mbit, not '$upstream_rate'" >&2
+    exit 2
+  fi
+  tc_bin="$(command -v tc || true)"
+  [ -z "$tc_bin" ] && [ -x /usr/sbin/tc ] && tc_bin=/usr/sbin/tc
+  if [ -z "$tc_bin" ]; then
+    echo "bench.sh: --upstream-rate needs tc (Debian's iproute2); none found" >&2
+    exit 2
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    echo "bench.sh: --upstream-rate changes lo's qdisc, which needs root" >&2
+    exit 2
+  fi
+  # lo's own root qdisc is noqueue; anything else is someone's (a run killed with -9
+  # leaves its htb: `tc qdisc del dev lo root` removes it).
+  if ! "$tc_bin" qdisc show dev lo | grep -q '^qdisc noqueue 0: root'; then
+    echo "bench.sh: lo already has a root qdisc; not replacing it:" >&2
+    "$tc_bin" qdisc show dev lo >&2
+    exit 2
+  fi
+fi
 out="${out:-target/bench/$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
@@ -176,6 +217,7 @@ s3_bucket=""
 receiver_pid=""
 upstream_pid=""
 upstream_url=""
+shaped=""
 roots=()
 
 # Roots are deleted only when the script ends. This VM's ext4 has no journal, and such
@@ -186,6 +228,7 @@ roots=()
 # (perf: find_get_block_common, recently_deleted).
 remove_roots() {
   stop_server
+  unshape
   if [ -n "$receiver_pid" ]; then kill "$receiver_pid" 2>/dev/null || true; fi
   if [ -n "$upstream_pid" ]; then
     kill "$upstream_pid" 2>/dev/null || true
@@ -209,6 +252,31 @@ stop_server() {
   fi
 }
 trap remove_roots EXIT
+# An interrupted run still ends through the EXIT trap (the qdisc and the roots go).
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --upstream-rate: what port $1 sends on lo leaves at $upstream_rate; the rest of lo's
+# traffic matches no class, so htb sends it unshaped. Bursts are explicit: lo's packets
+# are up to 64 KiB (its MTU, and GSO), far above htb's default burst at these rates.
+shape_upstream() {
+  local port="$1"
+  shaped=1
+  "$tc_bin" qdisc add dev lo root handle 1: htb default 0
+  "$tc_bin" class add dev lo parent 1: classid 1:10 htb rate "$upstream_rate" \
+    ceil "$upstream_rate" burst 256k cburst 256k quantum 200000
+  "$tc_bin" filter add dev lo parent 1: protocol ip prio 1 u32 \
+    match ip sport "$port" 0xffff flowid 1:10
+  echo "bench.sh: lo shaped: what port $port sends leaves at $upstream_rate" >&2
+}
+
+# Removes the qdisc shape_upstream added (only that one).
+unshape() {
+  if [ -n "$shaped" ]; then
+    "$tc_bin" qdisc del dev lo root 2>/dev/null || true
+    shaped=""
+  fi
+}
 
 # Ops mode: one live notification endpoint for every round, and the notifications
 # section both registries get.
@@ -256,6 +324,9 @@ EOF
   upstream_url="http://127.0.0.1:$up_port"
   "$bench" wait --url "$upstream_url" --timeout 30
   echo "bench.sh: upstream berth (pid $upstream_pid, port $up_port)" >&2
+  if [ -n "$upstream_rate" ]; then
+    shape_upstream "$up_port"
+  fi
 fi
 
 # S3 mode: the gateway every registry of the run stores in.
@@ -457,6 +528,10 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 {
   echo "berth $commit, $(date -u +%Y-%m-%d), size $size, $rounds round(s), ${elapsed}s"
   echo "($(nproc) cores; load average before: $load_before, after: $load_after)"
+  if [ -n "$upstream_rate" ]; then
+    echo "The upstream's sending shaped to $upstream_rate (tc htb on lo): direct pulls and the"
+    echo "caches' fetches cross that link; warm pulls from a cache do not."
+  fi
   echo
   if [ -n "$s3" ]; then
     echo "Both over one Ceph radosgw (Debian's, bluestore on a sparse file), redirect disabled:"

@@ -1,24 +1,38 @@
 //! One download per missing blob, however many clients ask at once. The first request
 //! starts a download (a task of its own, so it outlives a client that goes away) into a
-//! spool file; every request, the first included, reads that file as it grows, woken
-//! by a watch channel as bytes land. The last byte of what a client asked for is held
-//! back until the whole blob matched its digest, so a corrupt upstream answer reaches
-//! no client complete: their streams fail. A download stays joinable until its blob is
-//! committed to storage, then its spool file goes (readers keep their open handle).
+//! spool file, written by a thread of its own ([`SpoolWriter`]) so the download's task
+//! receives and hashes while the bytes go to the page cache; every request, the first
+//! included, reads that file as it grows, woken by a watch channel as bytes land. Reads
+//! go through a filesystem driver rooted at the spool directory, which hands large ones
+//! over as registered memory maps: a plain connection sends those with `sendfile`, so
+//! the bytes reach a client without passing through the process again. The last byte of
+//! what a client asked for is held back until the whole blob matched its digest, so a
+//! corrupt upstream answer reaches no client complete: their streams fail. A download
+//! stays joinable until its blob is committed to storage; its spool file goes when the
+//! last reader and the download are done with it.
 
 use std::collections::HashMap;
-use std::io::SeekFrom;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use berth_core::{ByteStream, Digest};
+use berth_driver::{FilesystemDriver, ReadStream, StorageDriver};
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::future::BoxFuture;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-/// Largest read handed to a client at once.
-const READ_CHUNK: usize = 256 * 1024;
+/// Below this many new bytes a reader waits for more (unless they are all it may read
+/// now): the driver maps reads above 512 KiB, and one wake-up per megabyte is cheap.
+const MIN_READ: u64 = 1024 * 1024;
+/// Largest read handed to a client at once (a map of the spool file, sent in slices).
+const MAX_READ: u64 = 16 * 1024 * 1024;
+/// Bytes written between two reports to the readers, so they wake per batch, not per
+/// packet.
+const REPORT_EVERY: u64 = 1024 * 1024;
+/// Chunks queued for the spool writer before the download waits for it.
+const WRITE_QUEUE: usize = 32;
 
 /// Why a download ended without a blob.
 #[derive(Debug, Clone)]
@@ -40,10 +54,22 @@ pub(crate) struct Progress {
     pub end: Option<Result<(), FlightError>>,
 }
 
-/// One download in progress.
+/// One download in progress. Its spool file is removed when the last handle goes, so a
+/// reader may reopen it by name for as long as it reads.
 pub(crate) struct Flight {
     path: PathBuf,
+    /// The spool file's name under `files`' root.
+    name: String,
+    files: Arc<FilesystemDriver>,
     progress: watch::Sender<Progress>,
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!("removing spool file {}: {e}", self.path.display());
+        }
+    }
 }
 
 impl Flight {
@@ -88,6 +114,71 @@ impl Flight {
     }
 }
 
+/// Writes a download's bytes into its spool file on a blocking thread of its own,
+/// telling the readers every [`REPORT_EVERY`] bytes (and at the end) how far the file
+/// is. The chunks are handed over as they came, never copied in memory.
+pub(crate) struct SpoolWriter {
+    tx: Option<mpsc::Sender<Bytes>>,
+    thread: Option<tokio::task::JoinHandle<std::io::Result<u64>>>,
+}
+
+impl SpoolWriter {
+    /// Starts writing `file`, the spool file of `flight`.
+    pub(crate) fn start(flight: Arc<Flight>, file: std::fs::File) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let thread = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let (mut written, mut reported) = (0u64, 0u64);
+            while let Some(chunk) = rx.blocking_recv() {
+                file.write_all(&chunk)?;
+                written += chunk.len() as u64;
+                if written - reported >= REPORT_EVERY {
+                    flight.update(|p| p.written = written);
+                    reported = written;
+                }
+            }
+            if written != reported {
+                flight.update(|p| p.written = written);
+            }
+            Ok(written)
+        });
+        SpoolWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues `chunk`; fails with the writer's error when it stopped.
+    pub(crate) async fn write(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        let Some(tx) = &self.tx else {
+            return Err(std::io::Error::other("the spool writer was finished"));
+        };
+        if tx.send(chunk).await.is_ok() {
+            return Ok(());
+        }
+        self.tx = None;
+        match self.join().await {
+            Err(e) => Err(e),
+            Ok(_) => Err(std::io::Error::other("the spool writer stopped")),
+        }
+    }
+
+    /// Waits until every queued chunk is in the file (and reported); the bytes written.
+    pub(crate) async fn finish(mut self) -> std::io::Result<u64> {
+        self.tx = None;
+        self.join().await
+    }
+
+    async fn join(&mut self) -> std::io::Result<u64> {
+        match self.thread.take() {
+            Some(thread) => thread
+                .await
+                .map_err(|e| std::io::Error::other(format!("the spool writer failed: {e}")))?,
+            None => Err(std::io::Error::other("the spool writer already stopped")),
+        }
+    }
+}
+
 /// Ends a flight as failed if its download task stops without ending it (a panic), so
 /// no reader waits forever.
 pub(crate) struct EndGuard(pub Arc<Flight>);
@@ -102,13 +193,15 @@ impl Drop for EndGuard {
 /// The downloads in progress, by digest.
 pub(crate) struct Flights {
     spool: PathBuf,
+    /// The spool directory as a driver: its reads of a spool file come as registered
+    /// maps (see `berth_driver::mapped`).
+    files: Arc<FilesystemDriver>,
     active: Mutex<HashMap<Digest, Arc<Flight>>>,
 }
 
 /// A reader of one download.
 pub(crate) struct Joined {
     flight: Arc<Flight>,
-    file: std::fs::File,
 }
 
 impl Flights {
@@ -120,6 +213,7 @@ impl Flights {
         }
         std::fs::create_dir_all(&spool)?;
         Ok(Flights {
+            files: Arc::new(FilesystemDriver::new(spool.clone())),
             spool,
             active: Mutex::new(HashMap::new()),
         })
@@ -137,32 +231,31 @@ impl Flights {
             .lock()
             .map_err(|_| std::io::Error::other("download table poisoned"))?;
         if let Some(flight) = active.get(digest) {
-            // Opened under the table's lock: the file cannot be removed before this.
-            let file = std::fs::File::open(&flight.path)?;
             return Ok(Joined {
                 flight: flight.clone(),
-                file,
             });
         }
-        let path = self.spool.join(format!(
+        let name = format!(
             "{}-{}-{}",
             digest.algorithm(),
             digest.hex(),
             berth_core::UploadId::random()
-        ));
+        );
+        let path = self.spool.join(&name);
         let writer = std::fs::OpenOptions::new()
             .create_new(true)
             .write(true)
             .open(&path)?;
-        let file = std::fs::File::open(&path)?;
         let flight = Arc::new(Flight {
             path,
+            name: format!("/{name}"),
+            files: self.files.clone(),
             progress: watch::channel(Progress::default()).0,
         });
         active.insert(digest.clone(), flight.clone());
         drop(active);
         tokio::spawn(lead(flight.clone(), writer));
-        Ok(Joined { flight, file })
+        Ok(Joined { flight })
     }
 
     /// The download of `digest` in progress, if any (a `HEAD` asks it for the size
@@ -173,15 +266,12 @@ impl Flights {
     }
 
     /// Retires a finished download: later requests find the blob in storage (or start
-    /// again after a failure), and the spool file goes.
+    /// again after a failure). Its spool file goes with the last reader.
     pub(crate) fn land(&self, digest: &Digest, flight: &Arc<Flight>) {
-        if let Ok(mut active) = self.active.lock() {
-            if active.get(digest).is_some_and(|f| Arc::ptr_eq(f, flight)) {
-                active.remove(digest);
-            }
-            if let Err(e) = std::fs::remove_file(&flight.path) {
-                tracing::warn!("removing spool file {}: {e}", flight.path.display());
-            }
+        if let Ok(mut active) = self.active.lock()
+            && active.get(digest).is_some_and(|f| Arc::ptr_eq(f, flight))
+        {
+            active.remove(digest);
         }
     }
 }
@@ -197,21 +287,20 @@ impl Joined {
     pub(crate) fn stream(self, start: u64, stop: u64) -> ByteStream {
         struct State {
             rx: watch::Receiver<Progress>,
-            file: tokio::fs::File,
+            /// The read in progress: bytes up to `pos` asked for, not all yet passed on.
+            reading: Option<ReadStream>,
             pos: u64,
             stop: u64,
-            seeked: bool,
             failed: bool,
-            _flight: Arc<Flight>,
+            flight: Arc<Flight>,
         }
         let state = State {
             rx: self.flight.progress.subscribe(),
-            file: tokio::fs::File::from_std(self.file),
+            reading: None,
             pos: start,
             stop,
-            seeked: false,
             failed: false,
-            _flight: self.flight,
+            flight: self.flight,
         };
         let stream = futures::stream::unfold(state, |mut s| async move {
             if s.failed {
@@ -219,6 +308,16 @@ impl Joined {
                 return None;
             }
             loop {
+                if let Some(reading) = &mut s.reading {
+                    match reading.next().await {
+                        Some(Ok(b)) => return Some((Ok(b), s)),
+                        Some(Err(e)) => {
+                            s.failed = true;
+                            return Some((Err(e), s));
+                        }
+                        None => s.reading = None,
+                    }
+                }
                 let (end, written) = {
                     let p = s.rx.borrow_and_update();
                     (p.end.clone(), p.written)
@@ -243,14 +342,21 @@ impl Joined {
                     // The last byte waits for the digest check.
                     let limit = if verified { s.stop } else { s.stop - 1 };
                     let available = written.min(limit);
-                    if s.pos < available {
-                        return Some(match read(&mut s, available).await {
-                            Ok(b) => (Ok(b), s),
+                    // Small reads only for what is all there is to read now.
+                    if s.pos < available && (available - s.pos >= MIN_READ || available == limit) {
+                        let len = (available - s.pos).min(MAX_READ);
+                        let flight = &s.flight;
+                        match flight.files.reader(&flight.name, s.pos, Some(len)).await {
+                            Ok(reading) => {
+                                s.pos += len;
+                                s.reading = Some(reading);
+                                continue;
+                            }
                             Err(e) => {
                                 s.failed = true;
-                                (Err(e), s)
+                                return Some((Err(std::io::Error::other(e)), s));
                             }
-                        });
+                        }
                     }
                 }
                 if s.rx.changed().await.is_err() {
@@ -260,18 +366,6 @@ impl Joined {
                 }
             }
         });
-
-        async fn read(s: &mut State, available: u64) -> std::io::Result<Bytes> {
-            if !s.seeked {
-                s.file.seek(SeekFrom::Start(s.pos)).await?;
-                s.seeked = true;
-            }
-            let want = (available - s.pos).min(READ_CHUNK as u64) as usize;
-            let mut buf = vec![0u8; want];
-            s.file.read_exact(&mut buf).await?;
-            s.pos += want as u64;
-            Ok(Bytes::from(buf))
-        }
         Box::pin(stream)
     }
 }
@@ -335,6 +429,74 @@ mod tests {
         assert_eq!((whole.as_slice(), err), (&b"0123456789"[..], None));
         let (part, err) = collect(b, 3, 6).await;
         assert_eq!((part.as_slice(), err), (&b"345"[..], None));
+    }
+
+    /// Every chunk of `j`'s `start..stop`, as the stream gave them.
+    async fn chunks(j: Joined, start: u64, stop: u64) -> Vec<Bytes> {
+        j.stream(start, stop)
+            .map(|item| item.expect("a verified download streams without errors"))
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn the_writer_feeds_readers_maps_of_the_spool_file_which_goes_after_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let flights = Arc::new(Flights::new(spool.clone()).unwrap());
+        let data: Bytes = (0..5 * 1024 * 1024 + 12_345u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<u8>>()
+            .into();
+        let (done_tx, done) = tokio::sync::oneshot::channel::<u64>();
+        let (sent, lander) = (data.clone(), flights.clone());
+        let first = flights
+            .join(&digest(), move |f, file| {
+                Box::pin(async move {
+                    f.update(|p| p.size = Some(sent.len() as u64));
+                    let mut writer = SpoolWriter::start(f.clone(), file);
+                    for at in (0..sent.len()).step_by(64 * 1024) {
+                        let chunk = sent.slice(at..(at + 64 * 1024).min(sent.len()));
+                        writer.write(chunk).await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                    let written = writer.finish().await.unwrap();
+                    f.end(Ok(()));
+                    lander.land(&digest(), &f);
+                    let _ = done_tx.send(written);
+                })
+            })
+            .unwrap();
+        let late = flights
+            .join(&digest(), |_, _| panic!("a second download started"))
+            .unwrap();
+        let size = data.len() as u64;
+        let whole = chunks(first, 0, size).await;
+        assert_eq!(done.await.unwrap(), size);
+        // This one starts reading after the download landed: its spool file is still there.
+        let (from, to) = (1024 * 1024 + 7, 4 * 1024 * 1024 + 3);
+        let part = chunks(late, from, to).await;
+
+        assert!(whole.concat() == data, "the whole blob, in order");
+        assert!(
+            part.concat() == data[from as usize..to as usize],
+            "the range"
+        );
+        for got in [&whole, &part] {
+            assert!(
+                got.iter().any(|c| berth_driver::mapped::find(c).is_some()),
+                "large reads come as maps a connection sends with sendfile"
+            );
+        }
+        drop((whole, part));
+        // The download's task drops its handle just after it signalled.
+        for _ in 0..100 {
+            if std::fs::read_dir(&spool).unwrap().next().is_none() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the spool file outlived its download and readers");
     }
 
     #[tokio::test]

@@ -14,20 +14,16 @@ use berth_core::{
     PutManifest, Reference, Repository, RepositoryName, Result, StoredManifest, Tag, UploadId,
     UploadState,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use tokio::io::AsyncWriteExt;
 
 use crate::counts::Pulled;
 use crate::error::UpstreamError;
-use crate::flight::{EndGuard, Flight, FlightError};
+use crate::flight::{EndGuard, Flight, FlightError, SpoolWriter};
 use crate::lru::Pin;
 use crate::registry::Shared;
 use crate::upstream::Upstream;
-
-/// Bytes gathered before a spool write, so readers wake per batch, not per packet.
-const SPOOL_BATCH: usize = 256 * 1024;
 
 /// One proxied repository's handle.
 pub(crate) struct ProxyRepository {
@@ -321,12 +317,13 @@ async fn download(
     drop(guard);
 }
 
-/// Streams the upstream's bytes into the spool file; the size once they matched.
+/// Streams the upstream's bytes into the spool file; the size once they matched. The
+/// hash runs here as the chunks arrive while a thread of the flight's writes them.
 async fn spool(
     upstream: &Upstream,
     remote: &str,
     digest: &Digest,
-    flight: &Flight,
+    flight: &Arc<Flight>,
     file: std::fs::File,
 ) -> std::result::Result<u64, FlightError> {
     let failed = |m: String| FlightError::Failed(m.into());
@@ -341,46 +338,27 @@ async fn spool(
         .content_length()
         .ok_or_else(|| failed(format!("the upstream sent {digest} without a length")))?;
     flight.update(|p| p.size = Some(size));
-    let mut file = tokio::fs::File::from_std(file);
+    let mut writer = SpoolWriter::start(flight.clone(), file);
     let mut hasher = Digester::new(digest.algorithm());
     let mut body = resp.bytes_stream();
-    let mut batch = BytesMut::new();
     let mut received: u64 = 0;
-    let mut written: u64 = 0;
-    loop {
-        let chunk = body.next().await;
-        if let Some(chunk) = &chunk {
-            let chunk = chunk
-                .as_ref()
-                .map_err(|e| failed(format!("receiving {digest}: {e}")))?;
-            received += chunk.len() as u64;
-            upstream.counts.bytes(chunk.len() as u64);
-            if received > size {
-                return Err(failed(format!(
-                    "the upstream sent more than the {size} bytes it announced for {digest}"
-                )));
-            }
-            hasher.update(chunk);
-            batch.extend_from_slice(chunk);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| failed(format!("receiving {digest}: {e}")))?;
+        received += chunk.len() as u64;
+        upstream.counts.bytes(chunk.len() as u64);
+        if received > size {
+            return Err(failed(format!(
+                "the upstream sent more than the {size} bytes it announced for {digest}"
+            )));
         }
-        if batch.len() >= SPOOL_BATCH || (chunk.is_none() && !batch.is_empty()) {
-            // tokio's `write_all` returns once the bytes are handed to a blocking
-            // thread; `flush` waits until they are in the file, where readers look.
-            async {
-                file.write_all(&batch).await?;
-                file.flush().await
-            }
+        hasher.update(&chunk);
+        writer
+            .write(chunk)
             .await
             .map_err(|e| failed(format!("spooling {digest}: {e}")))?;
-            written += batch.len() as u64;
-            batch.clear();
-            flight.update(|p| p.written = written);
-        }
-        if chunk.is_none() {
-            break;
-        }
     }
-    file.flush()
+    writer
+        .finish()
         .await
         .map_err(|e| failed(format!("spooling {digest}: {e}")))?;
     if received != size {
