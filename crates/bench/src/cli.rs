@@ -13,7 +13,7 @@ pub const USAGE: &str = "\
 usage:
   berth-bench run --url URL [--scenario NAME]... [--size smoke|full] [--pid PID]
                   [--label LABEL] [--seed N] [--authorization VALUE] [--upstream URL]
-                  [--follow-redirects] [--populated N] [--scale-fetches N]
+                  [--follow-redirects] [--populated N] [--scale-fetches N] [--scale-later S]
       Runs scenarios against the registry at URL; prints one JSON line per variant.
       --authorization sends `Authorization: VALUE` with every request (auth mode).
       --upstream names the registry URL is a pull-through cache of (pull-proxy puts
@@ -23,6 +23,8 @@ usage:
       --populated N: catalog repositories 0..N are already in the registry's storage
       (populate-s3); catalog-scale times its page at N only.
       --scale-fetches N: catalog-scale fetches its page N times (default: the size's).
+      --scale-later S: with --populated, catalog-scale times its page again S seconds
+      later (line page-later-at-N: after a listing built in the background is done).
       Scenarios: memory push-large push-chunked-2g pull-large push-small pull-small
       tags-list catalog image-push catalog-scale pull-proxy, or `all` (all but
       push-chunked-2g, which writes 2 GiB and runs only when named). Default: all but
@@ -135,6 +137,7 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
     let mut free = Vec::new();
     let mut populated = None;
     let mut scale_fetches = None;
+    let mut scale_later = None;
     let mut url = None;
     let mut scenarios = Vec::new();
     let mut size = Size::full();
@@ -151,6 +154,13 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
                     value
                         .parse()
                         .map_err(|_| format!("bad --scale-fetches {value:?}"))?,
+                )
+            }
+            "scale-later" => {
+                scale_later = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("bad --scale-later {value:?}"))?,
                 )
             }
             "populated" => {
@@ -202,6 +212,7 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
         follow_redirects,
         populated,
         scale_fetches,
+        scale_later,
     })
 }
 
@@ -409,7 +420,7 @@ mod tests {
         assert_eq!(o.scenarios.len(), Scenario::ALL.len() - 3);
         assert!(!o.follow_redirects && o.populated.is_none());
         let Ok(Command::Run(o)) = parse(&args(
-            "run --url http://h:1 --follow-redirects --scenario catalog-scale --populated 20000",
+            "run --url http://h:1 --follow-redirects --scenario catalog-scale --populated 20000 --scale-later 40",
         )) else {
             panic!("not a run");
         };
@@ -420,6 +431,7 @@ mod tests {
         assert_eq!(all.scenarios.len(), Scenario::ALL.len() - 1);
         assert_eq!(o.populated, Some(20000));
         assert_eq!(o.scale_fetches, None);
+        assert_eq!(o.scale_later, Some(40));
         assert_eq!(o.scenarios, vec![Scenario::CatalogScale]);
         assert_eq!(o.upstream, None);
         let Ok(Command::Run(o)) = parse(&args(

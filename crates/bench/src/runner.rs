@@ -39,6 +39,9 @@ pub struct RunOptions {
     /// How many times catalog-scale fetches its page, instead of the size's count
     /// (a registry whose page costs minutes).
     pub scale_fetches: Option<usize>,
+    /// Seconds after which catalog-scale times its page again (see
+    /// [`Size::scale_later_secs`](crate::size::Size::scale_later_secs)).
+    pub scale_later: Option<u64>,
 }
 
 /// Runs every chosen scenario, calls `emit` with each line, and answers them all.
@@ -46,6 +49,9 @@ pub async fn run(opts: &RunOptions, mut emit: impl FnMut(&Line)) -> Result<Vec<L
     let mut size = opts.size.clone();
     if let Some(n) = opts.scale_fetches {
         size.scale_fetches = n;
+    }
+    if let Some(s) = opts.scale_later {
+        size.scale_later_secs = s;
     }
     let size = &size;
     let connections = size

@@ -49,6 +49,10 @@ pub struct Size {
     pub scale_page: usize,
     /// catalog-scale: how many times the page is fetched at each size.
     pub scale_fetches: usize,
+    /// catalog-scale over a populated registry: seconds after the first fetches at
+    /// which the page is timed again (0: not again), once a listing built in the
+    /// background is done.
+    pub scale_later_secs: u64,
     /// image-push: images pushed in parallel.
     pub images: usize,
     /// image-push: layers per image (plus one config).
@@ -87,6 +91,7 @@ impl Size {
             scale_repos: [2_000, 20_000],
             scale_page: 100,
             scale_fetches: 30,
+            scale_later_secs: 0,
             images: 8,
             layers: 5,
             layer_bytes: (MIB, 64 * MIB),
@@ -119,6 +124,7 @@ impl Size {
             scale_repos: [30, 300],
             scale_page: 10,
             scale_fetches: 3,
+            scale_later_secs: 0,
             images: 2,
             layers: 5,
             layer_bytes: (16 * KIB, 64 * KIB),

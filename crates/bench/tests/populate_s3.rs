@@ -63,10 +63,14 @@ async fn populated_repositories_are_the_catalog() {
         follow_redirects: false,
         populated: Some(60),
         scale_fetches: None,
+        scale_later: Some(1),
     };
     let lines = berth_bench::run(&opts, |_| {}).await.expect("run");
     let variants: Vec<&str> = lines.iter().map(|l| l.variant.as_str()).collect();
-    assert_eq!(variants, ["first-page-at-60", "page-at-60"]);
+    assert_eq!(
+        variants,
+        ["first-page-at-60", "page-at-60", "page-later-at-60"]
+    );
     for l in &lines {
         assert_eq!(l.errors, 0, "{l:?}");
     }

@@ -42,6 +42,7 @@ async fn every_scenario_runs_without_errors() {
         follow_redirects: false,
         populated: None,
         scale_fetches: None,
+        scale_later: None,
     };
     let mut printed = 0;
     let lines = berth_bench::run(&opts, |_| printed += 1)
@@ -192,6 +193,7 @@ async fn auth_mode_runs_with_a_token_and_fails_without_one() {
             follow_redirects: false,
             populated: None,
             scale_fetches: None,
+            scale_later: None,
         };
         async move { berth_bench::run(&opts, |_| {}).await.expect("run") }
     };

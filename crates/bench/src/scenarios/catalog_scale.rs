@@ -23,7 +23,16 @@ pub async fn run(ctx: &Ctx) -> Vec<Line> {
         let mut line = ctx.line(NAME, &format!("page-at-{repos}"));
         line.repositories = Some(repos as u64);
         let fetches = ctx.size.scale_fetches;
-        return vec![first, middle_page(ctx, repos, fetches, line).await];
+        let mut lines = vec![first, middle_page(ctx, repos, fetches, line).await];
+        if ctx.size.scale_later_secs > 0 {
+            // Not a `page-at-` line: the growth row compares the pages right after a
+            // start; these show the page once a background listing is done.
+            let later = std::time::Duration::from_secs(ctx.size.scale_later_secs);
+            tokio::time::sleep(later).await;
+            let line = ctx.line(NAME, &format!("page-later-at-{repos}"));
+            lines.push(middle_page(ctx, repos, fetches, line).await);
+        }
+        return lines;
     }
     let mut lines = Vec::new();
     for repos in ctx.size.scale_repos {
