@@ -89,6 +89,13 @@ impl Flight {
         });
     }
 
+    /// Whether the download ended without the blob. Such a flight stays in the table
+    /// until its downloader retires it, a moment after its readers learnt of the
+    /// failure: a request arriving meanwhile must start a download of its own.
+    fn failed(&self) -> bool {
+        matches!(self.progress.borrow().end, Some(Err(_)))
+    }
+
     /// The spool file's path.
     pub(crate) fn path(&self) -> &std::path::Path {
         &self.path
@@ -230,7 +237,7 @@ impl Flights {
             .active
             .lock()
             .map_err(|_| std::io::Error::other("download table poisoned"))?;
-        if let Some(flight) = active.get(digest) {
+        if let Some(flight) = active.get(digest).filter(|f| !f.failed()) {
             return Ok(Joined {
                 flight: flight.clone(),
             });
@@ -262,7 +269,7 @@ impl Flights {
     /// rather than the upstream).
     pub(crate) fn active(&self, digest: &Digest) -> Option<Arc<Flight>> {
         let active = self.active.lock().ok()?;
-        active.get(digest).cloned()
+        active.get(digest).filter(|f| !f.failed()).cloned()
     }
 
     /// Retires a finished download: later requests find the blob in storage (or start
@@ -502,7 +509,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_download_never_completes_a_stream() {
         let dir = tempfile::tempdir().unwrap();
-        let (_flights, a, b) = flight(
+        let (flights, a, b) = flight(
             dir.path(),
             b"0123456789",
             Err(FlightError::Failed("digest mismatch".into())),
@@ -513,5 +520,17 @@ mod tests {
             assert!(got.len() < 10, "the last byte waits for the check");
             assert_eq!(err.as_deref(), Some("digest mismatch"));
         }
+        // Its downloader has not retired it yet: a request now starts a new download
+        // rather than sharing the failure.
+        assert!(flights.active(&digest()).is_none());
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = started.clone();
+        let _again = flights
+            .join(&digest(), move |_, _| {
+                s.store(true, std::sync::atomic::Ordering::SeqCst);
+                Box::pin(async {})
+            })
+            .unwrap();
+        assert!(started.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
