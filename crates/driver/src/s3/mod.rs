@@ -382,6 +382,7 @@ impl StorageDriver for S3Driver {
             state: PendingState::default(),
             buf: BytesMut::new(),
             sending: Default::default(),
+            failed: false,
         };
         if !append {
             return Ok(Box::new(w));

@@ -41,6 +41,10 @@ pub(crate) struct S3Writer {
     pub(crate) buf: BytesMut,
     /// Parts sent and not yet answered, in part-number order after `state.parts`.
     pub(crate) sending: std::collections::VecDeque<Sending>,
+    /// A part failed: its bytes are counted in `state.parts_len` but in no part, so the
+    /// writer takes no more bytes and its commit records nothing (the file stays as the
+    /// last commit left it).
+    pub(crate) failed: bool,
 }
 
 impl S3Writer {
@@ -86,20 +90,47 @@ impl S3Writer {
         let Some(sending) = self.sending.pop_front() else {
             return Ok(());
         };
-        let etag = sending
-            .await
-            .map_err(|e| store_error(&self.path, object_store::Error::JoinError { source: e }))?
-            .map_err(|e| self.err(e))?;
-        self.state.parts.push(etag);
-        Ok(())
+        let answer = match sending.await {
+            Ok(answer) => answer.map_err(|e| self.err(e)),
+            Err(e) => Err(store_error(
+                &self.path,
+                object_store::Error::JoinError { source: e },
+            )),
+        };
+        match answer {
+            Ok(etag) => {
+                self.state.parts.push(etag);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
     }
 
-    /// Waits until every part sent is answered.
+    /// Waits until every part sent is answered (all of them, so none lands later);
+    /// fails if any part of this writer failed.
     async fn settle(&mut self) -> Result<(), DriverError> {
+        let mut first = None;
         while !self.sending.is_empty() {
-            self.wait_oldest().await?;
+            if let Err(e) = self.wait_oldest().await {
+                first.get_or_insert(e);
+            }
         }
-        Ok(())
+        match first {
+            Some(e) => Err(e),
+            None if self.failed => Err(self.broken()),
+            None => Ok(()),
+        }
+    }
+
+    /// The error of a writer one of whose parts failed.
+    fn broken(&self) -> DriverError {
+        super::io_error(
+            &self.path,
+            "a part of this write failed; nothing was recorded",
+        )
     }
 
     /// One whole object with `attributes`.
@@ -152,6 +183,9 @@ pub(crate) async fn complete(
 #[async_trait]
 impl FileWriter for S3Writer {
     async fn write(&mut self, data: Bytes) -> Result<(), DriverError> {
+        if self.failed {
+            return Err(self.broken());
+        }
         self.buf.extend_from_slice(&data);
         while self.buf.len() >= self.chunk {
             self.send_part(self.chunk).await?;
