@@ -21,7 +21,7 @@ use berth_driver::{FilesystemDriver, ReadStream, StorageDriver};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Below this many new bytes a reader waits for more (unless they are all it may read
 /// now): the driver maps reads above 512 KiB, and one wake-up per megabyte is cheap.
@@ -121,38 +121,45 @@ impl Flight {
     }
 }
 
-/// Writes a download's bytes into its spool file on a blocking thread of its own,
-/// telling the readers every [`REPORT_EVERY`] bytes (and at the end) how far the file
-/// is. The chunks are handed over as they came, never copied in memory.
+/// Writes a download's bytes into its spool file on a thread of its own, telling the
+/// readers every [`REPORT_EVERY`] bytes (and at the end) how far the file is. The chunks
+/// are handed over as they came, never copied in memory. A plain thread, not one of
+/// tokio's blocking pool: a download holds it for as long as the upstream takes, and
+/// many slow downloads must not starve the pool every file operation of the server uses.
 pub(crate) struct SpoolWriter {
     tx: Option<mpsc::Sender<Bytes>>,
-    thread: Option<tokio::task::JoinHandle<std::io::Result<u64>>>,
+    done: Option<oneshot::Receiver<std::io::Result<u64>>>,
 }
 
 impl SpoolWriter {
     /// Starts writing `file`, the spool file of `flight`.
-    pub(crate) fn start(flight: Arc<Flight>, file: std::fs::File) -> Self {
+    pub(crate) fn start(flight: Arc<Flight>, mut file: std::fs::File) -> std::io::Result<Self> {
         let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-        let thread = tokio::task::spawn_blocking(move || {
-            let mut file = file;
-            let (mut written, mut reported) = (0u64, 0u64);
-            while let Some(chunk) = rx.blocking_recv() {
-                file.write_all(&chunk)?;
-                written += chunk.len() as u64;
-                if written - reported >= REPORT_EVERY {
-                    flight.update(|p| p.written = written);
-                    reported = written;
-                }
-            }
-            if written != reported {
-                flight.update(|p| p.written = written);
-            }
-            Ok(written)
-        });
-        SpoolWriter {
+        let (done_tx, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("berth-spool".into())
+            .spawn(move || {
+                let mut write = || {
+                    let (mut written, mut reported) = (0u64, 0u64);
+                    while let Some(chunk) = rx.blocking_recv() {
+                        file.write_all(&chunk)?;
+                        written += chunk.len() as u64;
+                        if written - reported >= REPORT_EVERY {
+                            flight.update(|p| p.written = written);
+                            reported = written;
+                        }
+                    }
+                    if written != reported {
+                        flight.update(|p| p.written = written);
+                    }
+                    Ok(written)
+                };
+                let _ = done_tx.send(write());
+            })?;
+        Ok(SpoolWriter {
             tx: Some(tx),
-            thread: Some(thread),
-        }
+            done: Some(done),
+        })
     }
 
     /// Queues `chunk`; fails with the writer's error when it stopped.
@@ -177,10 +184,10 @@ impl SpoolWriter {
     }
 
     async fn join(&mut self) -> std::io::Result<u64> {
-        match self.thread.take() {
-            Some(thread) => thread
+        match self.done.take() {
+            Some(done) => done
                 .await
-                .map_err(|e| std::io::Error::other(format!("the spool writer failed: {e}")))?,
+                .map_err(|_| std::io::Error::other("the spool writer's thread died"))?,
             None => Err(std::io::Error::other("the spool writer already stopped")),
         }
     }
@@ -461,7 +468,7 @@ mod tests {
             .join(&digest(), move |f, file| {
                 Box::pin(async move {
                     f.update(|p| p.size = Some(sent.len() as u64));
-                    let mut writer = SpoolWriter::start(f.clone(), file);
+                    let mut writer = SpoolWriter::start(f.clone(), file).unwrap();
                     for at in (0..sent.len()).step_by(64 * 1024) {
                         let chunk = sent.slice(at..(at + 64 * 1024).min(sent.len()));
                         writer.write(chunk).await.unwrap();

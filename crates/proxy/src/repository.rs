@@ -338,7 +338,8 @@ async fn spool(
         .content_length()
         .ok_or_else(|| failed(format!("the upstream sent {digest} without a length")))?;
     flight.update(|p| p.size = Some(size));
-    let mut writer = SpoolWriter::start(flight.clone(), file);
+    let mut writer = SpoolWriter::start(flight.clone(), file)
+        .map_err(|e| failed(format!("spooling {digest}: {e}")))?;
     let mut hasher = Digester::new(digest.algorithm());
     let mut body = resp.bytes_stream();
     let mut received: u64 = 0;
