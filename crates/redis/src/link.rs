@@ -135,15 +135,7 @@ impl Link {
     /// queued under the same `key` is still waiting (a change that must reach Redis
     /// once, however often it is asked for while Redis is away).
     pub fn queue_once(&self, key: String, pipe: Pipeline) {
-        let queued = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys
-            .contains(&key);
-        if !queued {
-            self.enqueue(Some(key), pipe);
-        }
+        self.enqueue(Some(key), pipe);
     }
 
     fn current(&self) -> Option<MultiplexedConnection> {
@@ -172,14 +164,15 @@ impl Link {
 
     fn enqueue(&self, key: Option<String>, pipe: Pipeline) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if pending.queue.len() >= MAX_PENDING {
-            pending.pop_front();
-            self.counts.dropped.inc();
-        }
         if let Some(key) = &key
             && !pending.keys.insert(key.clone())
         {
+            // The same change is waiting already.
             return;
+        }
+        if pending.queue.len() >= MAX_PENDING {
+            pending.pop_front();
+            self.counts.dropped.inc();
         }
         pending.queue.push_back((key, pipe));
         // Nothing may be read until it is sent: a connection the reconnection put up
