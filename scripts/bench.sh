@@ -514,7 +514,8 @@ scale_one() {
 }
 
 # A fresh bluestore OSD takes its first writes far slower than later ones (berth's
-# monolithic push-large: 82 MiB/s as the first registry of a run, 196-202 right after):
+# monolithic push-large: 82 MiB/s as the first registry of a run, 196-202 in runs on
+# a gateway that had taken writes before):
 # whichever registry ran first paid for it. One untimed push-large through berth warms it.
 if [ -n "$s3" ] && [ -z "$scale_only" ]; then
   echo "bench.sh: warming radosgw up (untimed)" >&2
