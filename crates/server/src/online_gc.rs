@@ -75,26 +75,23 @@ impl Collect for GcMetrics {
         ] {
             enc.sample(name, &[("result", result)], c.get());
         }
-        for (name, help, c) in [
+        enc.counters(&[
             (
                 "berth_gc_blobs_removed_total",
                 "Blobs removed by online garbage collection.",
-                &self.blobs_removed,
+                self.blobs_removed.get(),
             ),
             (
                 "berth_gc_bytes_freed_total",
                 "Bytes of the blobs removed by online garbage collection.",
-                &self.bytes_removed,
+                self.bytes_removed.get(),
             ),
             (
                 "berth_gc_manifests_removed_total",
                 "Untagged manifests deleted by online garbage collection (deleteuntagged).",
-                &self.manifests_removed,
+                self.manifests_removed.get(),
             ),
-        ] {
-            enc.family(name, help, Kind::Counter);
-            enc.sample(name, &[], c.get());
-        }
+        ]);
         let name = "berth_gc_kept_total";
         enc.family(
             name,
