@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::RwLock;
 
+use crate::window::{self, DirWindow, KeyWindow};
 use crate::{DriverError, FileInfo, FileWriter, Persist, ReadStream, StorageDriver, check_path};
 
 /// Slices handed out by `reader`.
@@ -42,6 +43,44 @@ fn under<'a>(files: &'a Files, prefix: &'a str) -> impl Iterator<Item = &'a Stri
         .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
         .map(|(k, _)| k)
         .take_while(move |k| k.starts_with(prefix))
+}
+
+/// Up to `max` children of `prefix` whose keys (`name/` for a directory) come after
+/// `after`, each directory once, as a delimited S3 listing answers them.
+fn key_window(files: &Files, prefix: &str, after: &str, max: usize) -> KeyWindow {
+    let mut w = KeyWindow::default();
+    let mut from = match after.strip_suffix('/') {
+        // After a directory's key: past every key under it (see below).
+        Some(dir) => Bound::Included(format!("{prefix}{dir}0")),
+        None => Bound::Excluded(format!("{prefix}{after}")),
+    };
+    let mut groups = 0;
+    while let Some((key, _)) = files
+        .range::<String, _>((from.clone(), Bound::Unbounded))
+        .next()
+    {
+        let Some(rel) = key.strip_prefix(prefix) else {
+            break;
+        };
+        if groups == max {
+            w.next = w.last_key.clone();
+            break;
+        }
+        groups += 1;
+        match rel.split_once('/') {
+            Some((dir, _)) => {
+                w.dirs.push(dir.to_owned());
+                w.last_key = Some(format!("{dir}/"));
+                // Past every key under `dir/`: the next one after them sorts from `dir0`.
+                from = Bound::Included(format!("{prefix}{dir}0"));
+            }
+            None => {
+                w.last_key = Some(rel.to_owned());
+                from = Bound::Excluded(key.clone());
+            }
+        }
+    }
+    w
 }
 
 #[async_trait]
@@ -174,6 +213,36 @@ impl StorageDriver for InMemoryDriver {
             return Err(DriverError::PathNotFound(path.to_owned()));
         }
         Ok(out)
+    }
+
+    async fn list_dirs(
+        &self,
+        path: &str,
+        from: Bound<&str>,
+        limit: usize,
+    ) -> Result<DirWindow, DriverError> {
+        check_path(path)?;
+        let prefix = dir_prefix(path);
+        let start = match from {
+            Bound::Unbounded => String::new(),
+            Bound::Included(f) | Bound::Excluded(f) => f.to_owned(),
+        };
+        // Windows in the map's byte order, as S3 lists keys, so that the name-order
+        // rule is exercised wherever tests run on memory.
+        window::dirs_in_name_order(from, |token| {
+            let after = token.unwrap_or_else(|| start.clone());
+            let files = self.files.clone();
+            let prefix = prefix.clone();
+            async move {
+                Ok(key_window(
+                    &*files.read().await,
+                    &prefix,
+                    &after,
+                    limit.max(1),
+                ))
+            }
+        })
+        .await
     }
 
     async fn rename(&self, from: &str, to: &str, _persist: Persist) -> Result<(), DriverError> {

@@ -11,7 +11,9 @@ pub mod observed;
 mod path;
 pub mod s3;
 pub mod suite;
+pub mod window;
 
+use std::ops::Bound;
 use std::pin::Pin;
 use std::time::SystemTime;
 
@@ -25,6 +27,7 @@ pub use inmemory::InMemoryDriver;
 pub use observed::{DriverMetrics, ObservedDriver};
 pub use path::check_path;
 pub use s3::{S3Driver, S3Options};
+pub use window::DirWindow;
 
 /// A stream of file bytes.
 pub type ReadStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -100,6 +103,33 @@ pub trait StorageDriver: Send + Sync + 'static {
 
     /// The direct children of a directory, as full paths, in no particular order.
     async fn list(&self, path: &str) -> Result<Vec<String>, DriverError>;
+
+    /// A directory's subdirectories within `from`, in name order, from the first on:
+    /// `limit` or so of them where the backend can list a window without reading the
+    /// whole directory (S3: a bucket prefix is listed 1,000 keys a request, so a
+    /// directory of 20,000 costs 20 requests whole and one from a position). By
+    /// default the whole directory is listed once, files included (callers skip what is
+    /// not a directory), and `more` is false. An absent directory answers an empty
+    /// window or [`DriverError::PathNotFound`].
+    async fn list_dirs(
+        &self,
+        path: &str,
+        from: Bound<&str>,
+        limit: usize,
+    ) -> Result<DirWindow, DriverError> {
+        let _ = limit;
+        let mut names: Vec<String> = self
+            .list(path)
+            .await?
+            .into_iter()
+            .filter_map(|p| {
+                let name = p.rsplit('/').next().unwrap_or_default();
+                window::within(name, from).then(|| name.to_owned())
+            })
+            .collect();
+        names.sort_unstable();
+        Ok(DirWindow { names, more: false })
+    }
 
     /// Moves a file or a directory, replacing any file at `to` (atomically where the
     /// backend allows). With [`Persist::Volatile`] the move is not yet made to survive a

@@ -238,6 +238,16 @@ impl StorageDriver for ObservedDriver {
             .await
     }
 
+    async fn list_dirs(
+        &self,
+        path: &str,
+        from: std::ops::Bound<&str>,
+        limit: usize,
+    ) -> Result<crate::DirWindow, DriverError> {
+        self.observe(Action::List, path, self.inner.list_dirs(path, from, limit))
+            .await
+    }
+
     async fn rename(&self, from: &str, to: &str, persist: Persist) -> Result<(), DriverError> {
         self.observe(Action::Move, from, self.inner.rename(from, to, persist))
             .await

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use berth_core::{Algorithm, Digest, Error};
-use berth_driver::{DriverError, Persist, StorageDriver};
+use berth_driver::{DirWindow, DriverError, Persist, StorageDriver};
 use bytes::Bytes;
 
 use crate::layout::StoragePath;
@@ -143,6 +143,22 @@ impl Access {
             .into_iter()
             .map(|p| p.rsplit('/').next().unwrap_or_default().to_owned())
             .collect())
+    }
+
+    /// A window of a directory's subdirectories within `from`, in name order (see
+    /// [`StorageDriver::list_dirs`]); an absent directory has none.
+    pub(crate) async fn dirs(
+        &self,
+        at: StoragePath<'_>,
+        from: std::ops::Bound<&str>,
+        limit: usize,
+    ) -> Result<DirWindow, Error> {
+        let listed = self
+            .driver
+            .list_dirs(&at.path(), from, limit)
+            .await
+            .or_absent()?;
+        Ok(listed.unwrap_or_default())
     }
 
     /// The digests named by the `<hex>` directories under `dir(alg)`, for every

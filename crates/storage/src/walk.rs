@@ -10,8 +10,10 @@
 //! exactly the one the complete listing gives, for any `last`, a repository name or not.
 
 use std::collections::VecDeque;
+use std::ops::Bound;
 
 use berth_core::{Error, Page, RepositoryName};
+use berth_driver::DirWindow;
 use tokio::task::JoinHandle;
 
 use crate::access::Access;
@@ -23,24 +25,43 @@ use crate::layout::StoragePath;
 /// one. Never more than the page still needs.
 const LOOKAHEAD: usize = 16;
 
-/// A directory's listing, asked for ahead of its turn.
-type Listed = JoinHandle<Result<Vec<String>, Error>>;
+/// How many names one listing of a directory asks for: what the page still needs,
+/// within these bounds.
+#[derive(Debug, Clone, Copy)]
+struct Windows {
+    /// A repository's own directory (`_layers`, `_manifests`, `_uploads`, and any
+    /// repositories nested in it) fits in one window of this many.
+    least: usize,
+    /// S3 answers at most 1,000 keys a request.
+    most: usize,
+}
+
+const WINDOWS: Windows = Windows {
+    least: 32,
+    most: 1000,
+};
+
+/// A directory's first window of names, asked for ahead of its turn.
+type Listed = JoinHandle<Result<DirWindow, Error>>;
 
 /// One directory being walked: its children in order and where the walk is among them.
 struct Frame {
     /// The directory's path under `repositories/` ("" for the root).
     name: String,
-    /// Its children that may hold repositories (`_`-directories left out), sorted.
+    /// Its children listed so far that may hold repositories (`_`-directories left
+    /// out), in order.
     children: Vec<String>,
     /// The next child to enter.
     next: usize,
     /// Listings of `children[next..]`, asked for ahead, in order.
     ahead: VecDeque<Listed>,
     /// Whether the directory lies on the path of `last` (its own name is then not
-    /// after `last`, and only children from `last`'s next component on are entered).
+    /// after `last`, and only children from `last`'s next component on are listed).
     on_path: bool,
     /// How many components deep it is (the root is 0).
     depth: usize,
+    /// The last name listed (a `_`-directory too) when more may follow it.
+    resume: Option<String>,
 }
 
 impl Frame {
@@ -51,6 +72,13 @@ impl Frame {
         } else {
             format!("{}/{}", self.name, self.children[i])
         }
+    }
+
+    /// Takes in the next window of the directory's names.
+    fn extend(&mut self, window: DirWindow) {
+        self.resume = window.more.then(|| window.names.last().cloned()).flatten();
+        self.children
+            .extend(window.names.into_iter().filter(|c| !c.starts_with('_')));
     }
 }
 
@@ -72,14 +100,39 @@ fn at(name: &str) -> StoragePath<'_> {
     }
 }
 
-/// Lists a directory in a task of its own, to be awaited later.
-fn list_ahead(access: &Access, name: String) -> Listed {
+/// Where the listing of a directory `depth` components deep starts: on `last`'s path
+/// at `last`'s next component (children before it hold only names before `last`), and
+/// elsewhere (or past `last`'s last component, where every child is after it) at the
+/// first child.
+fn start<'p>(on_path: bool, depth: usize, path: &[&'p str]) -> Bound<&'p str> {
+    match path.get(depth).filter(|_| on_path) {
+        Some(component) => Bound::Included(component),
+        None => Bound::Unbounded,
+    }
+}
+
+/// Lists a directory's first window in a task of its own, to be awaited later.
+fn list_ahead(access: &Access, name: String, from: Bound<&str>, limit: usize) -> Listed {
     let access = access.clone();
-    tokio::spawn(async move { access.children(at(&name)).await })
+    let from = from.map(str::to_owned);
+    tokio::spawn(async move {
+        access
+            .dirs(at(&name), from.as_ref().map(String::as_str), limit)
+            .await
+    })
 }
 
 /// The repositories after `last` in catalog order, at most `n`, with whether more exist.
 pub(crate) async fn page(access: &Access, n: usize, last: Option<&str>) -> Result<Page, Error> {
+    page_in(access, n, last, WINDOWS).await
+}
+
+async fn page_in(
+    access: &Access,
+    n: usize,
+    last: Option<&str>,
+    windows: Windows,
+) -> Result<Page, Error> {
     if n == 0 {
         // As the complete listing answers it: an empty page links nowhere.
         return Ok(Page {
@@ -88,28 +141,37 @@ pub(crate) async fn page(access: &Access, n: usize, last: Option<&str>) -> Resul
         });
     }
     let want = n.saturating_add(1);
+    let size = |found: usize| (want - found).clamp(windows.least, windows.most);
     let path: Vec<&str> = last.map(|l| l.split('/').collect()).unwrap_or_default();
+    let on_path = last.is_some();
     let mut found = Vec::new();
-    let root = access.children(StoragePath::Repositories).await?;
-    let mut stack = vec![frame(
-        String::new(),
-        root,
-        last.is_some(),
-        0,
-        &path,
-        &mut found,
-    )];
+    let root = access
+        .dirs(StoragePath::Repositories, start(on_path, 0, &path), size(0))
+        .await?;
+    let root = frame(access, String::new(), root, on_path, 0, &mut found).await?;
+    let mut stack = vec![root];
     while found.len() < want {
         let Some(top) = stack.last_mut() else { break };
         if top.next >= top.children.len() {
-            stack.pop();
+            match top.resume.take() {
+                Some(after) => {
+                    let more = access
+                        .dirs(at(&top.name), Bound::Excluded(&after), size(found.len()))
+                        .await?;
+                    top.extend(more);
+                }
+                None => drop(stack.pop()),
+            }
             continue;
         }
         // Keep the next few listings coming, never more than the page still needs.
         let window = (want - found.len()).min(LOOKAHEAD);
         while top.ahead.len() < window && top.next + top.ahead.len() < top.children.len() {
-            let name = top.child(top.next + top.ahead.len());
-            top.ahead.push_back(list_ahead(access, name));
+            let i = top.next + top.ahead.len();
+            let on_path = top.on_path && path.get(top.depth) == Some(&top.children[i].as_str());
+            let from = start(on_path, top.depth + 1, &path);
+            top.ahead
+                .push_back(list_ahead(access, top.child(i), from, size(found.len())));
         }
         let name = top.child(top.next);
         let on_path = top.on_path && path.get(top.depth) == Some(&top.children[top.next].as_str());
@@ -119,9 +181,13 @@ pub(crate) async fn page(access: &Access, n: usize, last: Option<&str>) -> Resul
             Some(listed) => listed
                 .await
                 .map_err(|e| Error::internal(format!("listing {name}: {e}")))??,
-            None => access.children(at(&name)).await?,
+            None => {
+                let from = start(on_path, depth, &path);
+                access.dirs(at(&name), from, size(found.len())).await?
+            }
         };
-        stack.push(frame(name, children, on_path, depth, &path, &mut found));
+        let entered = frame(access, name, children, on_path, depth, &mut found).await?;
+        stack.push(entered);
     }
     let more = found.len() > n;
     found.truncate(n);
@@ -131,41 +197,49 @@ pub(crate) async fn page(access: &Access, n: usize, last: Option<&str>) -> Resul
     })
 }
 
-/// The frame of a listed directory: records it in `found` when it is a repository
-/// after `last` (off `last`'s path), and positions it at the first child to enter.
-fn frame(
+/// The frame of a directory from its first window of names; records the directory in
+/// `found` when it is a repository after `last` (off `last`'s path).
+async fn frame(
+    access: &Access,
     name: String,
-    mut children: Vec<String>,
+    window: DirWindow,
     on_path: bool,
     depth: usize,
-    path: &[&str],
     found: &mut Vec<String>,
-) -> Frame {
+) -> Result<Frame, Error> {
     if !on_path
         && !name.is_empty()
-        && children
+        && RepositoryName::parse(&name).is_ok()
+        && (window
+            .names
             .iter()
             .any(|c| CATALOG_MARKERS.contains(&c.as_str()))
-        && RepositoryName::parse(&name).is_ok()
+            || (window.more && marked(access, &name).await?))
     {
         found.push(name.clone());
     }
-    children.retain(|c| !c.starts_with('_'));
-    children.sort_unstable();
-    // On `last`'s path, children ordered before its next component hold only names
-    // before `last`; past its last component every child is after it.
-    let next = match path.get(depth).filter(|_| on_path) {
-        Some(component) => children.partition_point(|c| c.as_str() < *component),
-        None => 0,
-    };
-    Frame {
+    let mut entered = Frame {
         name,
-        children,
-        next,
+        children: Vec::new(),
+        next: 0,
         ahead: VecDeque::new(),
         on_path,
         depth,
+        resume: None,
+    };
+    entered.extend(window);
+    Ok(entered)
+}
+
+/// Whether a directory too large for one window holds a marker of a repository.
+async fn marked(access: &Access, name: &str) -> Result<bool, Error> {
+    for marker in CATALOG_MARKERS {
+        let w = access.dirs(at(name), Bound::Included(marker), 1).await?;
+        if w.names.first().map(String::as_str) == Some(*marker) {
+            return Ok(true);
+        }
     }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -185,6 +259,14 @@ mod tests {
     /// Components random trees are made of: separators of every kind, prefixes of one
     /// another, an invalid name and a `_`-directory.
     const PARTS: &[&str] = &["a", "a-b", "a.b", "a_b", "b", "ab", "z9", "A", "_x", "a__b"];
+
+    /// Windows small enough that directories are listed in several, in the in-memory
+    /// driver's key order (S3's), so names like `a` and `a-b` meet at their edges.
+    const SMALL: [Windows; 3] = [
+        Windows { least: 1, most: 1 },
+        Windows { least: 1, most: 2 },
+        Windows { least: 2, most: 3 },
+    ];
 
     /// Writes a file under `repositories/<dir>/`.
     async fn put(driver: &InMemoryDriver, dir: &str, file: &str) {
@@ -258,13 +340,15 @@ mod tests {
             cases.push(None);
             for last in cases {
                 for n in 0..=all.len() + 1 {
-                    let got = page(&access, n, last).await.unwrap();
                     let want = expected(&all, n, last);
-                    assert_eq!(
-                        (&got.entries, got.more),
-                        (&want.entries, want.more),
-                        "n={n} last={last:?} all={all:?}"
-                    );
+                    for windows in [WINDOWS, SMALL[n % SMALL.len()]] {
+                        let got = page_in(&access, n, last, windows).await.unwrap();
+                        assert_eq!(
+                            (&got.entries, got.more),
+                            (&want.entries, want.more),
+                            "n={n} last={last:?} {windows:?} all={all:?}"
+                        );
+                    }
                 }
             }
         }
@@ -280,7 +364,9 @@ mod tests {
                 let mut seen = Vec::new();
                 let mut last: Option<String> = None;
                 loop {
-                    let p = page(&access, n, last.as_deref()).await.unwrap();
+                    let p = page_in(&access, n, last.as_deref(), SMALL[n - 1])
+                        .await
+                        .unwrap();
                     seen.extend(p.entries.iter().cloned());
                     if !p.more {
                         break;

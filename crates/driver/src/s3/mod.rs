@@ -11,6 +11,7 @@ mod options;
 mod pending;
 mod writer;
 
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::list::{PaginatedListOptions, PaginatedListResult, PaginatedListStore};
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjPath;
 use object_store::signer::Signer;
@@ -30,6 +32,7 @@ pub use options::S3Options;
 use pending::{META_KEY, PendingState};
 use writer::S3Writer;
 
+use crate::window::{self, DirWindow, KeyWindow};
 use crate::{DriverError, FileInfo, FileWriter, Persist, ReadStream, StorageDriver, check_path};
 
 /// Files as objects in one bucket.
@@ -254,6 +257,37 @@ fn head_of(meta: &ObjectMeta, attributes: &Attributes) -> Head {
     }
 }
 
+/// The most keys S3 answers in one listing request.
+const MAX_KEYS: usize = 1000;
+
+/// One listing response as names and keys relative to `prefix`.
+fn key_window(prefix: &str, listed: PaginatedListResult) -> KeyWindow {
+    let relative = |k: &str| k.strip_prefix(prefix).unwrap_or(k).to_owned();
+    let dirs: Vec<String> = listed
+        .result
+        .common_prefixes
+        .iter()
+        .map(|p| relative(p.as_ref()))
+        .collect();
+    // A common prefix's key ends with the delimiter, which object_store trims.
+    let last_key = dirs
+        .iter()
+        .map(|d| format!("{d}/"))
+        .chain(
+            listed
+                .result
+                .objects
+                .iter()
+                .map(|m| relative(m.location.as_ref())),
+        )
+        .max();
+    KeyWindow {
+        dirs,
+        last_key,
+        next: listed.page_token,
+    }
+}
+
 fn stream_of(r: object_store::GetResult) -> ReadStream {
     Box::pin(r.into_stream().map_err(std::io::Error::other))
 }
@@ -472,6 +506,44 @@ impl StorageDriver for S3Driver {
             return Err(DriverError::PathNotFound(path.to_owned()));
         }
         Ok(out)
+    }
+
+    async fn list_dirs(
+        &self,
+        path: &str,
+        from: Bound<&str>,
+        limit: usize,
+    ) -> Result<DirWindow, DriverError> {
+        let key = self.key(path)?;
+        let prefix = match key.as_ref() {
+            "" => String::new(),
+            k => format!("{k}/"),
+        };
+        // S3 starts after a key: every name within the bound has a key after
+        // `<prefix><from>` (a directory `from` itself is `<prefix><from>/`).
+        let start = match from {
+            Bound::Unbounded => None,
+            Bound::Included(f) | Bound::Excluded(f) => Some(format!("{prefix}{f}")),
+        };
+        let max_keys = limit.clamp(1, MAX_KEYS);
+        window::dirs_in_name_order(from, |token| {
+            let opts = PaginatedListOptions {
+                offset: start.clone(),
+                delimiter: Some("/".into()),
+                max_keys: Some(max_keys),
+                page_token: token,
+                ..Default::default()
+            };
+            let (store, prefix) = (self.store.clone(), prefix.clone());
+            async move {
+                let listed = store
+                    .list_paginated((!prefix.is_empty()).then_some(prefix.as_str()), opts)
+                    .await
+                    .map_err(|e| store_error(path, e))?;
+                Ok(key_window(&prefix, listed))
+            }
+        })
+        .await
     }
 
     async fn rename(&self, from: &str, to: &str, _persist: Persist) -> Result<(), DriverError> {
