@@ -332,7 +332,7 @@ impl Link {
                         leases = wiped.leases,
                         versions = wiped.versions,
                         seconds = started.elapsed().as_secs_f64(),
-                        "redis: wiped what the changes the full queue gave up could have named"
+                        "redis: wiped every key the changes a full queue gave up could have named; Redis is used again"
                     );
                 }
                 Step::Send(seq, pipe) => {
