@@ -40,6 +40,16 @@ impl RedisDescriptors {
     /// Starts the cache: it connects in the background (start-up never waits for Redis,
     /// nor fails when it is down) and is skipped until connected.
     pub fn start(config: &RedisConfig) -> Result<Arc<Self>, RedisError> {
+        Self::start_with_max_pending(config, link::MAX_PENDING)
+    }
+
+    /// [`start`](Self::start), keeping at most `max_pending` changes while Redis is
+    /// unreachable (one more and they are given up for a wipe on reconnection; tests
+    /// use a small number).
+    pub fn start_with_max_pending(
+        config: &RedisConfig,
+        max_pending: usize,
+    ) -> Result<Arc<Self>, RedisError> {
         tokio::runtime::Handle::try_current().map_err(|_| RedisError::NoRuntime)?;
         let (host, port) =
             parse_addr(&config.addr).ok_or_else(|| RedisError::Addr(config.addr.clone()))?;
@@ -69,6 +79,7 @@ impl RedisDescriptors {
             config.dial_timeout,
             config.read_timeout,
             config.write_timeout,
+            max_pending,
         ));
         link::spawn_reconnect(&link, config.addr.clone());
         Ok(Arc::new(RedisDescriptors {
@@ -89,14 +100,21 @@ impl RedisDescriptors {
         Arc::new(RedisLocks::new(self.link.clone(), lease))
     }
 
-    /// Whether Redis is being used (connected, no removal waiting).
+    /// Whether Redis is being used (connected, no change waiting).
     pub fn is_up(&self) -> bool {
         self.link.is_up()
     }
 
-    /// Removals that have not reached Redis yet.
+    /// Changes (removals, version bumps, index distrusts) that have not reached Redis
+    /// yet.
     pub fn pending_removals(&self) -> usize {
         self.link.pending()
+    }
+
+    /// Whether a wipe is owed or under way (changes were given up for it when too many
+    /// waited): Redis is not used until it is done.
+    pub fn wipe_owed(&self) -> bool {
+        self.link.wipe_owed()
     }
 
     async fn write(&self, pipe: &Pipeline) {
@@ -279,7 +297,7 @@ fn start_epoch(pipe: &mut Pipeline, repo: &RepositoryName) {
 }
 
 /// The link's health: calls failed, calls skipped while Redis was unreachable, whether
-/// it is used, and removals waiting to be sent.
+/// it is used, changes waiting to be sent, and wipes owed and done.
 impl Collect for RedisDescriptors {
     fn collect(&self, enc: &mut Encoder) {
         let c = &self.link.counts;
@@ -300,9 +318,14 @@ impl Collect for RedisDescriptors {
                 c.connects.get(),
             ),
             (
-                "berth_redis_dropped_removals_total",
-                "Queued cache removals dropped because the queue was full.",
-                c.dropped.get(),
+                "berth_redis_queue_overflows_total",
+                "Times more changes waited for Redis than are kept: they were given up for a wipe.",
+                c.overflows.get(),
+            ),
+            (
+                "berth_redis_wipes_total",
+                "Wipes done on reconnection: descriptor-cache entries and listings' completeness removed, versions moved on.",
+                c.wipes.get(),
             ),
         ]);
         let name = "berth_redis_up";
@@ -315,10 +338,17 @@ impl Collect for RedisDescriptors {
         let name = "berth_redis_pending_removals";
         enc.family(
             name,
-            "Cache removals waiting for Redis to be reachable.",
+            "Changes (cache removals, version bumps, index distrusts) waiting for Redis to be reachable.",
             MetricKind::Gauge,
         );
         let pending = i64::try_from(self.link.pending()).unwrap_or(i64::MAX);
         enc.sample(name, &[], pending);
+        let name = "berth_redis_wipe_owed";
+        enc.family(
+            name,
+            "1 while a wipe is owed to Redis (the queue overflowed), 0 otherwise.",
+            MetricKind::Gauge,
+        );
+        enc.sample(name, &[], i64::from(self.link.wipe_owed()));
     }
 }

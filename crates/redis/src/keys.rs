@@ -15,6 +15,10 @@
 //!   names removed while it runs.
 //! - `berth::lock::<kind>::<key>`: a lease (see `lock`), e.g.
 //!   `berth::lock::tag::<name>::<tag>` or `berth::lock::upload::<name>::<id>`.
+//!
+//! [`role`] tells which of these keys a wipe (see `link::wipe`) acts on, from the name
+//! alone, exactly: names and digests must parse, so keys another application keeps
+//! under similar names are left alone.
 
 use berth_core::{Digest, RepositoryName};
 
@@ -70,6 +74,76 @@ pub fn lock(name: &str) -> String {
     format!("berth::lock::{name}")
 }
 
+/// The catalog index's rebuild lease (`lease(CATALOG)`).
+pub const CATALOG_LEASE: &str = "berth::catalog::rebuild";
+/// `SCAN MATCH` patterns covering the keys of each [`Role`] but the catalog's (Redis
+/// filters with them; [`role`] decides).
+pub const REPOSITORY_KEYS: &str = "berth::repository::*";
+/// See [`REPOSITORY_KEYS`]: the tag indexes.
+pub const TAG_INDEXES: &str = "berth::repository::*::tags";
+/// See [`REPOSITORY_KEYS`]: the descriptor cache's global hashes.
+pub const GLOBALS: &str = "blobs::*";
+/// See [`REPOSITORY_KEYS`]: the descriptor cache's per-repository sets and hashes.
+pub const LINKS: &str = "repository::*::blobs*";
+
+/// What a key is to berth, for a wipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A descriptor-cache entry (`global`, `linked_set`, `link`).
+    Descriptor,
+    /// An index (`CATALOG`, `tags`).
+    Index,
+    /// An index's rebuild lease (`lease` of an index).
+    Lease,
+    /// A repository's version counter (`version`).
+    Version,
+}
+
+/// The role of the key named `key`, or `None` for every other key (locks, a rebuild's
+/// gathered names or removals, keys berth never writes).
+pub fn role(key: &[u8]) -> Option<Role> {
+    let key = std::str::from_utf8(key).ok()?;
+    let name = |s: &str| RepositoryName::parse(s).is_ok();
+    let digest = |s: &str| Digest::parse(s).is_ok();
+    if key == CATALOG {
+        return Some(Role::Index);
+    }
+    if key == CATALOG_LEASE {
+        return Some(Role::Lease);
+    }
+    if let Some(d) = key.strip_prefix("blobs::") {
+        return digest(d).then_some(Role::Descriptor);
+    }
+    // Names hold no `:` and digests no `::`, so `::` splits exactly.
+    if let Some(rest) = key.strip_prefix("repository::") {
+        let parts: Vec<&str> = rest.split("::").collect();
+        return match parts[..] {
+            [r, "blobs"] if name(r) => Some(Role::Descriptor),
+            [r, "blobs", d] if name(r) && digest(d) => Some(Role::Descriptor),
+            _ => None,
+        };
+    }
+    let rest = key.strip_prefix("berth::repository::")?;
+    let parts: Vec<&str> = rest.split("::").collect();
+    match parts[..] {
+        [r, "tags"] if name(r) => Some(Role::Index),
+        [r, "tags", "rebuild"] if name(r) => Some(Role::Lease),
+        [r, "version"] if name(r) => Some(Role::Version),
+        _ => None,
+    }
+}
+
+/// Whether `pattern` (a `SCAN MATCH` glob of `*` wildcards only) matches `key`.
+#[cfg(test)]
+fn glob(pattern: &str, key: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == key,
+        Some((head, tail)) => key.strip_prefix(head).is_some_and(|rest| {
+            (0..=rest.len()).any(|i| rest.is_char_boundary(i) && glob(tail, &rest[i..]))
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +168,54 @@ mod tests {
         assert_eq!(lease(CATALOG), "berth::catalog::rebuild");
         assert_eq!(rebuilt(CATALOG, "t"), "berth::catalog::rebuild::t");
         assert_eq!(removed(&tags(&r)), "berth::repository::a/b::tags::removed");
+        assert_eq!(lease(CATALOG), CATALOG_LEASE);
+    }
+
+    /// Every key berth writes has the role a wipe needs, and is matched by the pattern
+    /// of its pass; keys it must keep have none.
+    #[test]
+    fn roles_of_every_key_and_their_patterns() {
+        let r = RepositoryName::parse("a/b-c").unwrap();
+        let d = Digest::of(Algorithm::Sha256, b"x");
+        let d512 = Digest::of(Algorithm::Sha512, b"x");
+        let role_of = |k: &str| role(k.as_bytes());
+        let cases: Vec<(String, Option<Role>, &str)> = vec![
+            (global(&d), Some(Role::Descriptor), GLOBALS),
+            (global(&d512), Some(Role::Descriptor), GLOBALS),
+            (linked_set(&r), Some(Role::Descriptor), LINKS),
+            (link(&r, &d), Some(Role::Descriptor), LINKS),
+            (CATALOG.into(), Some(Role::Index), CATALOG),
+            (tags(&r), Some(Role::Index), TAG_INDEXES),
+            (lease(CATALOG), Some(Role::Lease), CATALOG_LEASE),
+            (lease(&tags(&r)), Some(Role::Lease), REPOSITORY_KEYS),
+            (version(&r), Some(Role::Version), REPOSITORY_KEYS),
+        ];
+        for (key, want, pattern) in &cases {
+            assert_eq!(role_of(key), *want, "{key}");
+            assert!(glob(pattern, key), "{pattern} misses {key}");
+        }
+        for kept in [
+            lock("tag::a/b-c::v1"),
+            lock("upload::a::0123"),
+            rebuilt(CATALOG, "00ff"),
+            rebuilt(&tags(&r), "00ff"),
+            removed(CATALOG),
+            removed(&tags(&r)),
+            "blobs::not-a-digest".into(),
+            "blobs::md5:0123".into(),
+            "repository::Upper::blobs".into(),
+            "repository::a::blobs::nodigest".into(),
+            "repository::a::blobsmith".into(),
+            format!("repository::a::blobs::{d}::more"),
+            "berth::repository::a::other".into(),
+            "berth::catalogue".into(),
+            "sessions::blobs::x".into(),
+            "other-app:key".into(),
+        ] {
+            assert_eq!(role_of(&kept), None, "{kept}");
+        }
+        assert_eq!(role(b"blobs::\xff\xfe"), None, "not UTF-8");
+        // A pattern filters; the role decides: names it matches may have none.
+        assert!(glob(LINKS, "repository::a::blobsmith"));
     }
 }

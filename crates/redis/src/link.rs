@@ -1,9 +1,26 @@
 //! The connection to Redis and what keeps an outage from reaching requests: every call
 //! bounded by a timeout; a failed call drops the connection, after which calls are skipped
-//! (answered at once as misses) until a background task has reconnected; removals that
+//! (answered at once as misses) until a background task has reconnected; changes that
 //! did not reach Redis are queued and sent by that task before the connection is used
 //! again, so this node never reads Redis while entries it should have removed may remain.
 //! Failures are counted and logged at most once per [`LOG_EVERY`].
+//!
+//! What is queued: descriptor-cache removals ([`Link::remove`] from `cache`: a global
+//! hash deleted, a link's set member and hash deleted), version bumps (`INCR` of
+//! `berth::repository::<name>::version`, also through [`Link::remove`]) and index
+//! distrusts ([`Link::queue_once`] from `index`: an index's mark and rebuild lease
+//! deleted). The queue is bounded (`max_pending`, [`MAX_PENDING`] by default); a change
+//! that would overflow it is not dropped, nor are the older ones: the queue is emptied
+//! and a wipe is owed instead (`wipe`), done on reconnection before anything else, with
+//! the same rule as the queue (no call goes through until it is done; one that fails is
+//! owed still). The wipe does what any queued change could have done, to every key it
+//! could have named: every descriptor-cache entry berth reads goes, every index loses
+//! its completeness (and any running rebuild its lease), every version counter moves
+//! on. Changes asked for while a wipe is owed and not started are done by it, so they
+//! are not queued; those asked for while it runs are, since its scan may have passed
+//! their keys already.
+
+mod wipe;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +34,8 @@ use tokio::sync::Notify;
 
 /// The shortest time between two logged failures.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
-/// Removals kept for sending once Redis is back; past this the oldest are dropped.
+/// Changes kept for sending once Redis is back, by default; one more and the queue is
+/// emptied for a wipe (see the module's header).
 pub const MAX_PENDING: usize = 100_000;
 /// The first pause between reconnection attempts, doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -32,8 +50,10 @@ pub struct LinkCounts {
     pub skipped: Counter,
     /// Connections opened (the first one included).
     pub connects: Counter,
-    /// Queued removals dropped because the queue was full.
-    pub dropped: Counter,
+    /// Times the queue was full: emptied, and a wipe owed instead.
+    pub overflows: Counter,
+    /// Wipes done.
+    pub wipes: Counter,
 }
 
 /// One shared connection with its breaker.
@@ -44,26 +64,67 @@ pub struct Link {
     write_timeout: Duration,
     /// `None` while Redis is unreachable: calls are skipped.
     conn: RwLock<Option<MultiplexedConnection>>,
-    /// Removals that must reach Redis before this node reads it again.
+    /// Changes that must reach Redis before this node reads it again.
     pending: Mutex<Pending>,
     wake: Notify,
     log: Throttle,
     pub counts: LinkCounts,
 }
 
-/// The queued removals, in order, and the keys of those queued under one.
-#[derive(Default)]
+/// The queued changes, in order, the keys of those queued under one, and the wipe.
 struct Pending {
-    queue: VecDeque<(Option<String>, Pipeline)>,
+    queue: VecDeque<Queued>,
     keys: HashSet<String>,
+    /// The number the next queued change gets.
+    next: u64,
+    wipe: Wipe,
+    /// How many changes the queue holds at most.
+    max: usize,
+}
+
+/// A change waiting for Redis.
+struct Queued {
+    /// Its number: the reconnection takes out only the change it sent.
+    seq: u64,
+    /// The key of a change queued once (`queue_once`).
+    key: Option<String>,
+    pipe: Pipeline,
+}
+
+/// Whether a wipe is owed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wipe {
+    /// None: the queue holds every change not sent.
+    None,
+    /// Owed, not started: it will do every change asked for until it starts.
+    Owed,
+    /// Under way; `again` when the queue overflowed meanwhile, so another one is owed
+    /// (this one's scan may have passed the keys of those changes before they were made).
+    Running { again: bool },
 }
 
 impl Pending {
+    fn new(max: usize) -> Self {
+        Pending {
+            queue: VecDeque::new(),
+            keys: HashSet::new(),
+            next: 0,
+            wipe: Wipe::None,
+            max,
+        }
+    }
+
     fn pop_front(&mut self) {
-        if let Some((Some(key), _)) = self.queue.pop_front() {
+        if let Some(Queued { key: Some(key), .. }) = self.queue.pop_front() {
             self.keys.remove(&key);
         }
     }
+}
+
+/// What the reconnection does next.
+enum Step {
+    Wipe,
+    Send(u64, Pipeline),
 }
 
 /// Whether a call is a lookup or an update (which timeout bounds it).
@@ -74,8 +135,15 @@ pub enum Kind {
 }
 
 impl Link {
-    /// A link that is not connected yet; [`spawn_reconnect`] connects it.
-    pub fn new(client: Client, dial: Duration, read: Duration, write: Duration) -> Self {
+    /// A link that is not connected yet, queueing at most `max_pending` changes;
+    /// [`spawn_reconnect`] connects it.
+    pub fn new(
+        client: Client,
+        dial: Duration,
+        read: Duration,
+        write: Duration,
+        max_pending: usize,
+    ) -> Self {
         Link {
             client,
             dial: AsyncConnectionConfig::new()
@@ -84,7 +152,7 @@ impl Link {
             read_timeout: read,
             write_timeout: write,
             conn: RwLock::new(None),
-            pending: Mutex::new(Pending::default()),
+            pending: Mutex::new(Pending::new(max_pending)),
             wake: Notify::new(),
             log: Throttle::default(),
             counts: LinkCounts::default(),
@@ -99,13 +167,18 @@ impl Link {
             .is_some()
     }
 
-    /// Removals waiting for Redis.
+    /// Changes waiting for Redis.
     pub fn pending(&self) -> usize {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .queue
-            .len()
+        self.queue().queue.len()
+    }
+
+    /// Whether a wipe is owed (or under way).
+    pub fn wipe_owed(&self) -> bool {
+        self.queue().wipe != Wipe::None
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sends `pipe`; `None` when Redis is skipped, fails or is too slow.
@@ -163,23 +236,48 @@ impl Link {
     }
 
     fn enqueue(&self, key: Option<String>, pipe: Pipeline) {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(key) = &key
-            && !pending.keys.insert(key.clone())
-        {
-            // The same change is waiting already.
-            return;
+        let mut pending = self.queue();
+        match pending.wipe {
+            // The wipe to come does this change too (it starts after it).
+            Wipe::Owed | Wipe::Running { again: true } => {}
+            Wipe::None | Wipe::Running { again: false } => {
+                if let Some(key) = &key
+                    && !pending.keys.insert(key.clone())
+                {
+                    // The same change is waiting already (so no connection is up).
+                    return;
+                }
+                if pending.queue.len() >= pending.max {
+                    self.overflow(&mut pending);
+                } else {
+                    let seq = pending.next;
+                    pending.next += 1;
+                    pending.queue.push_back(Queued { seq, key, pipe });
+                }
+            }
         }
-        if pending.queue.len() >= MAX_PENDING {
-            pending.pop_front();
-            self.counts.dropped.inc();
-        }
-        pending.queue.push_back((key, pipe));
         // Nothing may be read until it is sent: a connection the reconnection put up
         // since the call failed is taken down again, so it sends the queue first.
         *self.conn.write().unwrap_or_else(PoisonError::into_inner) = None;
         drop(pending);
         self.wake.notify_one();
+    }
+
+    /// Empties the full queue and owes a wipe instead, which does all it held.
+    fn overflow(&self, pending: &mut Pending) {
+        pending.queue.clear();
+        pending.keys.clear();
+        pending.wipe = match pending.wipe {
+            Wipe::None | Wipe::Owed => Wipe::Owed,
+            Wipe::Running { .. } => Wipe::Running { again: true },
+        };
+        self.counts.overflows.inc();
+        tracing::warn!(
+            max = pending.max,
+            "redis: more changes are waiting for Redis than are kept; once it is back, \
+             every descriptor-cache entry and version, and the listings' completeness, \
+             are wiped before it is used again"
+        );
     }
 
     /// Drops the connection (so later calls are skipped) and wakes the reconnection.
@@ -190,7 +288,8 @@ impl Link {
         self.wake.notify_one();
     }
 
-    /// Connects, sends the queued removals, and only then lets calls through.
+    /// Connects, wipes if a wipe is owed, sends the queued changes, and only then lets
+    /// calls through.
     async fn reconnect(&self) -> Result<(), String> {
         let mut conn = self
             .client
@@ -198,32 +297,56 @@ impl Link {
             .await
             .map_err(|e| format!("connecting: {e}"))?;
         loop {
-            let next = self
-                .pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .queue
-                .front()
-                .map(|(_, pipe)| pipe.clone());
-            let Some(pipe) = next else { break };
-            self.send::<()>(&mut conn, &pipe, Kind::Write)
-                .await
-                .map_err(|e| format!("sending a queued removal: {e}"))?;
-            self.pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop_front();
+            let step = {
+                let mut pending = self.queue();
+                if pending.wipe != Wipe::None {
+                    pending.wipe = Wipe::Running { again: false };
+                    Step::Wipe
+                } else if let Some(front) = pending.queue.front() {
+                    Step::Send(front.seq, front.pipe.clone())
+                } else {
+                    // Installed under the queue's lock: a change queued after this was
+                    // queued because no connection was up, and takes this one down
+                    // again, so it is sent by the next reconnection.
+                    *self.conn.write().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+                    drop(pending);
+                    self.counts.connects.inc();
+                    return Ok(());
+                }
+            };
+            match step {
+                Step::Wipe => {
+                    let started = Instant::now();
+                    let wiped = self.wipe(&mut conn).await;
+                    let mut pending = self.queue();
+                    pending.wipe = match (&wiped, pending.wipe) {
+                        (Ok(_), Wipe::Running { again: false }) => Wipe::None,
+                        _ => Wipe::Owed,
+                    };
+                    drop(pending);
+                    let wiped = wiped.map_err(|e| format!("wiping after a full queue: {e}"))?;
+                    self.counts.wipes.inc();
+                    tracing::info!(
+                        descriptors = wiped.descriptors,
+                        indexes = wiped.indexes,
+                        leases = wiped.leases,
+                        versions = wiped.versions,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "redis: wiped every key the changes a full queue gave up could have named; Redis is used again"
+                    );
+                }
+                Step::Send(seq, pipe) => {
+                    self.send::<()>(&mut conn, &pipe, Kind::Write)
+                        .await
+                        .map_err(|e| format!("sending a queued change: {e}"))?;
+                    let mut pending = self.queue();
+                    // Not the change sent when the queue overflowed meanwhile.
+                    if pending.queue.front().is_some_and(|q| q.seq == seq) {
+                        pending.pop_front();
+                    }
+                }
+            }
         }
-        // Installed under the queue's lock: a removal queued after the check above was
-        // queued because no connection was up, and is sent on the next reconnection.
-        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if !pending.queue.is_empty() {
-            return Err("removals queued meanwhile".into());
-        }
-        *self.conn.write().unwrap_or_else(PoisonError::into_inner) = Some(conn);
-        drop(pending);
-        self.counts.connects.inc();
-        Ok(())
     }
 }
 
@@ -284,5 +407,57 @@ impl Throttle {
         *last = Some(Instant::now());
         drop(last);
         Some(self.quiet.swap(0, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link never connected (nothing is sent): only its queue is looked at.
+    fn link(max: usize) -> Link {
+        let client = Client::open("redis://127.0.0.1:1/").unwrap();
+        let t = Duration::from_millis(10);
+        Link::new(client, t, t, t, max)
+    }
+
+    fn change(n: u32) -> Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(n).ignore();
+        pipe
+    }
+
+    #[test]
+    fn a_full_queue_owes_a_wipe_and_gives_up_nothing_else() {
+        let link = link(3);
+        link.queue_once("index".into(), change(0));
+        link.queue_once("index".into(), change(0));
+        link.enqueue(None, change(1));
+        link.enqueue(None, change(2));
+        assert_eq!((link.pending(), link.wipe_owed()), (3, false));
+        // One more than is kept: all of them are given up for the wipe.
+        link.enqueue(None, change(3));
+        assert_eq!((link.pending(), link.wipe_owed()), (0, true));
+        assert_eq!(link.counts.overflows.get(), 1);
+        // Until the wipe starts, it does whatever is asked: nothing is queued.
+        link.queue_once("index".into(), change(0));
+        link.enqueue(None, change(4));
+        assert_eq!((link.pending(), link.wipe_owed()), (0, true));
+        assert!(link.queue().keys.is_empty());
+        assert_eq!(link.counts.overflows.get(), 1);
+
+        // While it runs, changes are queued (its scan may have passed their keys); an
+        // overflow then owes another.
+        link.queue().wipe = Wipe::Running { again: false };
+        link.enqueue(None, change(5));
+        assert_eq!(link.pending(), 1);
+        for n in 6..9 {
+            link.enqueue(None, change(n));
+        }
+        assert_eq!(link.pending(), 0);
+        assert_eq!(link.queue().wipe, Wipe::Running { again: true });
+        link.enqueue(None, change(9));
+        assert_eq!(link.pending(), 0, "done by the wipe owed again");
+        assert!(!link.is_up());
     }
 }

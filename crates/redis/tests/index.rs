@@ -13,7 +13,7 @@ use berth_core::{Page, RepositoryName};
 use berth_redis::{RedisDescriptors, RedisIndex};
 use berth_storage::{IndexName, SharedIndex};
 use redis::Commands;
-use support::client::{raw, wait_up};
+use support::client::{raw, rebuild, strings, wait_up};
 use support::server::RedisServer;
 
 const CATALOG: IndexName<'static> = IndexName::Catalog;
@@ -22,16 +22,6 @@ async fn connected(server: &RedisServer) -> (Arc<RedisDescriptors>, Arc<RedisInd
     let cache = support::client::connected(server).await;
     let index = cache.index();
     (cache, index)
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
-/// Builds `index` from `names` as a node would after walking storage.
-async fn rebuild(index: &RedisIndex, at: IndexName<'_>, names: &[&str]) {
-    let lease = index.begin_rebuild(at).await.expect("lease");
-    assert!(index.complete_rebuild(at, &lease, strings(names)).await);
 }
 
 /// What the complete listing answers, component-wise for the catalog.

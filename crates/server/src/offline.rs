@@ -131,16 +131,18 @@ impl Offline {
 }
 
 /// Waits up to `patience` for Redis to be connected with nothing queued; after a walk
-/// (`done`), warns when removals are left.
+/// (`done`), warns when removals are left, or the wipe owed for those a full queue gave
+/// up was not done.
 async fn settle(cache: &RedisDescriptors, patience: Duration, done: bool) {
     let deadline = Instant::now() + patience;
     while !(cache.is_up() && cache.pending_removals() == 0) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let left = cache.pending_removals();
-    if done && left > 0 {
+    if done && (left > 0 || cache.wipe_owed()) {
         tracing::warn!(
             left,
+            wipe_owed = cache.wipe_owed(),
             "redis: cache entries of removed blobs could not be removed from Redis; nodes \
              may answer for them until they are (remove the keys named in docs/DESIGN.md, \
              Redis, or restart Redis)"

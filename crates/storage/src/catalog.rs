@@ -189,12 +189,30 @@ impl Catalog {
     /// its last file, so the walk would no longer list it).
     pub(crate) async fn recheck(&self, repo: &RepositoryName) -> Result<(), Error> {
         let _held = self.locks.lock(repo.clone()).await;
-        if self.access.exists(StoragePath::LayersDir(repo)).await? {
+        let layers = StoragePath::LayersDir(repo);
+        if self.access.exists(layers).await? {
             return Ok(());
         }
         match &self.listings {
+            // One process: `note` takes the same lock, so a link written meanwhile is
+            // added after this removal.
             Listings::Local(listing) => listing.remove(repo.as_str()).await,
-            Listings::Shared(index) => index.remove(IndexName::Catalog, repo.as_str()).await,
+            Listings::Shared(index) => {
+                index.remove(IndexName::Catalog, repo.as_str()).await;
+                // Another node's lock does not exclude this one: it may have linked a
+                // first blob after the check above and added the name before the
+                // removal. Its storage write precedes its add. If the write also
+                // precedes the check below, that check sees it and the name goes back;
+                // if not, its add follows that check, and so this removal, and the name
+                // stays. Unsure (a failed check), the name goes back too: a listed
+                // repository without blobs, as when the first check fails, rather than
+                // one missing.
+                let again = self.access.exists(layers).await;
+                if !matches!(again, Ok(false)) {
+                    index.add(IndexName::Catalog, repo.as_str()).await;
+                }
+                again?;
+            }
         }
         Ok(())
     }

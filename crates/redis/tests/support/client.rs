@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_redis::{RedisConfig, RedisDescriptors};
+use berth_redis::{RedisConfig, RedisDescriptors, RedisIndex};
+use berth_storage::{IndexName, SharedIndex};
 
 use super::server::RedisServer;
 
@@ -33,4 +34,15 @@ pub fn raw(server: &RedisServer) -> redis::Connection {
         .unwrap()
         .get_connection()
         .unwrap()
+}
+
+/// `v` as owned strings.
+pub fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// Builds `index` from `names` as a node would after walking storage.
+pub async fn rebuild(index: &RedisIndex, at: IndexName<'_>, names: &[&str]) {
+    let lease = index.begin_rebuild(at).await.expect("lease");
+    assert!(index.complete_rebuild(at, &lease, strings(names)).await);
 }

@@ -2,19 +2,23 @@
 //! caches faked in process: a tag moved or a blob deleted through one is seen through the
 //! other at once, and while the shared versions cannot be read nothing cached is trusted.
 //! Without them (the default), each node's caches are its own. A lock service faked the
-//! same way shows which steps take the fleet's leases.
+//! same way shows which steps take the fleet's leases, and a shared catalog index faked
+//! so shows that a repository's first link on one node, racing the removal of its last
+//! on another, leaves it listed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use berth_core::{BlobRead, Chunk, Digest, Error, Reference, Registry, RepositoryName};
+use berth_core::{BlobRead, Chunk, Digest, Error, Page, Reference, Registry, RepositoryName};
 use berth_driver::{InMemoryDriver, StorageDriver};
+use futures::future::BoxFuture;
 
 use super::{image, opts, push_blob, put, repo, tag};
 use crate::{
-    Acquired, Options, SharedDescriptors, SharedLease, SharedLocks, SharedVersions, StorageRegistry,
+    Acquired, IndexName, Lease as IndexLease, Options, SharedDescriptors, SharedIndex, SharedLease,
+    SharedLocks, SharedVersions, StorageRegistry,
 };
 
 /// What Redis would hold, in process.
@@ -290,4 +294,111 @@ async fn writers_take_the_fleets_leases_and_readers_do_not_wait() {
     assert_eq!(target(&a, &name).await, Some(moved));
     r.delete_blob(&d).await.unwrap();
     assert!(stat().await.is_err());
+}
+
+/// What runs inside the shared index's next catalog removal, before it is applied.
+type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// The shared catalog index, in process: its names only (never complete, so pages come
+/// from storage), with a hook run by the next removal before it is applied (another
+/// node's steps falling between a node's check and its removal).
+#[derive(Default)]
+struct Catalog {
+    names: Mutex<BTreeSet<String>>,
+    before_remove: Mutex<Option<Hook>>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("names", &self.names)
+            .finish()
+    }
+}
+
+impl Catalog {
+    fn listed(&self, name: &str) -> bool {
+        self.names.lock().unwrap().contains(name)
+    }
+}
+
+#[async_trait]
+impl SharedIndex for Catalog {
+    async fn page(&self, _: IndexName<'_>, _: Option<usize>, _: Option<&str>) -> Option<Page> {
+        None
+    }
+    async fn add(&self, index: IndexName<'_>, name: &str) {
+        if index == IndexName::Catalog {
+            self.names.lock().unwrap().insert(name.to_owned());
+        }
+    }
+    async fn remove(&self, index: IndexName<'_>, name: &str) {
+        if index != IndexName::Catalog {
+            return;
+        }
+        let hook = self.before_remove.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+        self.names.lock().unwrap().remove(name);
+    }
+    async fn begin_rebuild(&self, _: IndexName<'_>) -> Option<IndexLease> {
+        None
+    }
+    async fn renew(&self, _: IndexName<'_>, _: &IndexLease) -> bool {
+        false
+    }
+    async fn complete_rebuild(&self, _: IndexName<'_>, _: &IndexLease, _: Vec<String>) -> bool {
+        false
+    }
+}
+
+/// Node B removes a repository's last layer link (a blob delete; a collection rechecks
+/// the same way) and finds `_layers` gone; before its removal reaches the shared index,
+/// node A links a first blob into the repository and adds the name. The name must stay:
+/// the repository has a blob.
+#[tokio::test]
+async fn a_first_link_racing_the_removal_of_the_last_stays_listed() {
+    let name = repo("race/app");
+    let catalog = Arc::new(Catalog::default());
+    let driver: Arc<dyn StorageDriver> = Arc::new(InMemoryDriver::new());
+    let node = || {
+        StorageRegistry::new(
+            driver.clone(),
+            Options {
+                shared_index: Some(catalog.clone()),
+                ..opts()
+            },
+        )
+    };
+    let (a, b) = (Arc::new(node()), node());
+    let first = push_blob(&b, &name, b"first").await;
+    assert!(catalog.listed("race/app"));
+
+    let (on_a, in_repo) = (a.clone(), name.clone());
+    *catalog.before_remove.lock().unwrap() = Some(Box::new(move || {
+        Box::pin(async move {
+            push_blob(&on_a, &in_repo, b"second").await;
+        })
+    }));
+    b.repository(name.clone())
+        .delete_blob(&first)
+        .await
+        .unwrap();
+    assert!(
+        catalog.before_remove.lock().unwrap().is_none(),
+        "the removal was made (after A's link)"
+    );
+    assert!(
+        catalog.listed("race/app"),
+        "a repository with a linked blob left the catalog"
+    );
+
+    // Without a link racing it, the last link's removal takes the name out.
+    let second = Digest::of(berth_core::Algorithm::Sha256, b"second");
+    b.repository(name.clone())
+        .delete_blob(&second)
+        .await
+        .unwrap();
+    assert!(!catalog.listed("race/app"));
 }
