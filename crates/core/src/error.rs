@@ -85,6 +85,10 @@ pub enum Error {
     /// cached could stand in.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
+    /// Storage could not be reached or did not answer in time (after the driver's
+    /// retries): nothing was changed that a retry would not redo.
+    #[error("{0}; retry later")]
+    StorageUnavailable(String),
     /// The client's request body ended early or could not be read.
     #[error("request body: {0}")]
     BodyRead(#[source] std::io::Error),

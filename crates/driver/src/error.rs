@@ -17,6 +17,17 @@ pub enum DriverError {
         /// The offset asked for.
         offset: u64,
     },
+    /// The backend could not be reached, or did not answer in time, after the
+    /// driver's own retries (an object store that is down, overloaded or cut off): the
+    /// request may succeed later.
+    #[error("storage unavailable on {path}: {source}")]
+    Unavailable {
+        /// The path involved.
+        path: String,
+        /// The backend's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Any other backend failure.
     #[error("storage I/O on {path}: {source}")]
     Io {

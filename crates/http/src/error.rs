@@ -136,7 +136,7 @@ impl ApiError {
             Error::Unsupported(_) => (S::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             Error::TooManyUploads { .. } => (S::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
             // distribution's code for a service that cannot answer now.
-            Error::UpstreamUnavailable(_) | Error::Busy(_) => {
+            Error::UpstreamUnavailable(_) | Error::Busy(_) | Error::StorageUnavailable(_) => {
                 (S::SERVICE_UNAVAILABLE, "UNAVAILABLE")
             }
             Error::Internal { .. } => (S::INTERNAL_SERVER_ERROR, "UNKNOWN"),

@@ -191,6 +191,60 @@ fn blob_get_redirects_to_a_presigned_url_unless_disabled() {
     assert_eq!((r.status, &r.body[..]), (200, &blob[..]), "disabled");
 }
 
+/// A store that cannot be reached is a 503 UNAVAILABLE (worth a retry), never a 500 or
+/// a "not found" for what storage holds: moto is stopped under a running node.
+#[test]
+fn a_store_out_of_reach_answers_503() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    moto.create_bucket("outage");
+    let work = tempfile::tempdir().unwrap();
+    let berth = node_with(
+        &moto,
+        "outage",
+        work.path(),
+        "berth",
+        "  redirect:\n    disable: true\n",
+    );
+    let blob = b"stored before the outage".to_vec();
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&blob)));
+    let c = berth.client();
+    let r = c
+        .run(|c| c.push_blob("team/r", &digest, blob.clone()))
+        .unwrap();
+    assert_eq!(r.status, 201, "push: {}", r.text());
+    drop(moto);
+
+    let accept = "application/vnd.oci.image.manifest.v1+json";
+    let answers = [
+        ("GET blob", c.run(|c| c.get_blob("team/r", &digest, None))),
+        (
+            "HEAD manifest",
+            c.run(|c| c.head_manifest("team/r", "v1", accept)),
+        ),
+        (
+            "GET manifest",
+            c.run(|c| c.get_manifest("team/r", "v1", accept)),
+        ),
+        ("POST upload", c.run(|c| c.start_upload("team/r"))),
+        ("GET tags", c.run(|c| c.tags_list("team/r", None, None))),
+    ];
+    for (what, r) in answers {
+        let r = r.unwrap();
+        assert_eq!(r.status, 503, "{what}: {}", r.text());
+        if what != "HEAD manifest" {
+            let body = r.text();
+            assert!(
+                body.contains("UNAVAILABLE") && body.contains("storage unavailable"),
+                "{what}: {body}"
+            );
+        }
+    }
+    // The registry itself stays up.
+    assert_eq!(c.run(|c| c.ping()).unwrap().status, 200);
+}
+
 /// Without `accesskey`/`secretkey` the standard AWS environment credentials are used.
 #[test]
 fn credentials_come_from_the_aws_environment_when_absent() {

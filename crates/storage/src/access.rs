@@ -33,12 +33,21 @@ impl<T> DriverResult<T> for Result<T, DriverError> {
         match self {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(Error::internal_from("storage", e)),
+            Err(e) => Err(failure(e)),
         }
     }
 
     fn or_internal(self) -> Result<T, Error> {
-        self.map_err(|e| Error::internal_from("storage", e))
+        self.map_err(failure)
+    }
+}
+
+/// A driver failure other than a missing path: a backend out of reach is worth a
+/// retry (503), anything else is internal.
+fn failure(e: DriverError) -> Error {
+    match e {
+        DriverError::Unavailable { .. } => Error::StorageUnavailable(e.to_string()),
+        other => Error::internal_from("storage", other),
     }
 }
 

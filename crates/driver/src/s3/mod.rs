@@ -50,11 +50,39 @@ pub struct S3Driver {
 pub(crate) fn store_error(path: &str, e: object_store::Error) -> DriverError {
     match e {
         object_store::Error::NotFound { .. } => DriverError::PathNotFound(path.to_owned()),
+        other if out_of_reach(&other) => DriverError::Unavailable {
+            path: path.to_owned(),
+            source: std::io::Error::other(other),
+        },
         other => DriverError::Io {
             path: path.to_owned(),
             source: std::io::Error::other(other),
         },
     }
+}
+
+/// Whether a failure (after object_store's retries) means the store could not be
+/// reached or did not answer in time: no connection, a request or connection cut, a
+/// timeout. A store that answered with an error (its 5xx included: object_store keeps
+/// the status in a type it does not export) stays an I/O failure.
+fn out_of_reach(e: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<HttpError>()
+            && matches!(
+                h.kind(),
+                HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Interrupted
+            )
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn io_error(path: &str, msg: &str) -> DriverError {
