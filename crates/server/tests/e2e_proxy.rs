@@ -346,8 +346,11 @@ fn a_corrupt_upstream_blob_fails_the_pull_and_is_not_kept() {
     );
     let path = format!("/v2/bad/blobs/{digest}");
     let failed = Arc::new(AtomicBool::new(true));
+    let mut pulls = Vec::new();
     for _ in 0..2 {
         let (status, length, received, _) = raw_get(cache.host(), &path, &blob);
+        // For the failure message: this flaked twice under a loaded full run.
+        pulls.push((status, length, received, up.gets.load(Ordering::SeqCst)));
         // The stream is cut before its last byte: never a complete, valid-looking body.
         let complete = status == 200 && received == length && length == blob.len() as u64;
         if complete {
@@ -361,7 +364,9 @@ fn a_corrupt_upstream_blob_fails_the_pull_and_is_not_kept() {
     assert_eq!(
         up.gets.load(Ordering::SeqCst),
         2,
-        "nothing was kept, so asked again"
+        "nothing was kept, so asked again; pulls (status, length, received, upstream GETs \
+         after it): {pulls:?}\n{}",
+        cache.log_text()
     );
     let data = root
         .path()
