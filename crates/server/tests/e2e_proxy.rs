@@ -349,7 +349,7 @@ fn a_corrupt_upstream_blob_fails_the_pull_and_is_not_kept() {
     let mut pulls = Vec::new();
     for _ in 0..2 {
         let (status, length, received, _) = raw_get(cache.host(), &path, &blob);
-        // For the failure message: this flaked twice under a loaded full run.
+        // For the failure message: what each pull saw, and the upstream's count after it.
         pulls.push((status, length, received, up.gets.load(Ordering::SeqCst)));
         // The stream is cut before its last byte: never a complete, valid-looking body.
         let complete = status == 200 && received == length && length == blob.len() as u64;
