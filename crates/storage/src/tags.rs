@@ -12,6 +12,7 @@
 //! the same lock and lease.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 use berth_core::{Digest, Error, Page, RepositoryName, Tag};
@@ -216,8 +217,7 @@ impl TagStore {
 
     /// Every valid tag name stored for the repository.
     pub(crate) async fn names(&self, repo: &RepositoryName) -> Result<Vec<Tag>, Error> {
-        let names = self.access.children(StoragePath::TagsDir(repo)).await?;
-        Ok(names.iter().filter_map(|t| Tag::parse(t).ok()).collect())
+        tag_names(&self.access, repo).await
     }
 
     /// Tags whose current link is `digest`.
@@ -263,14 +263,38 @@ impl TagStore {
         }
     }
 
-    /// The names of the repository's tags directory: one listing of it, as reading
-    /// every tag's `current` link would make the first page O(tags). A directory
-    /// without its `current` link is what only a crash between creating `current/` and
-    /// renaming the link into it (or another registry) can leave; `check-storage` finds
-    /// and removes it.
-    async fn listed_names(&self, repo: &RepositoryName) -> Result<Vec<String>, Error> {
-        let names = self.names(repo).await?;
-        Ok(names.into_iter().map(|t| t.as_str().to_owned()).collect())
+    /// One page read from the tags directory a window at a time, while no complete
+    /// listing exists: a few listings of about n names each from `last` on, however
+    /// many tags the repository has (on S3 a listing of a directory whole takes one
+    /// request per 1,000 names).
+    async fn storage_page(
+        &self,
+        repo: &RepositoryName,
+        n: usize,
+        last: Option<&str>,
+    ) -> Result<Page, Error> {
+        let want = n.saturating_add(1);
+        let mut found: Vec<String> = Vec::new();
+        let mut after: Option<String> = last.map(str::to_owned);
+        while n > 0 && found.len() < want {
+            let from = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            let limit = (want - found.len()).clamp(WINDOW_LEAST, WINDOW_MOST);
+            let w = self
+                .access
+                .dirs(StoragePath::TagsDir(repo), from, limit)
+                .await?;
+            found.extend(w.names.iter().filter(|t| Tag::parse(t).is_ok()).cloned());
+            match w.names.last() {
+                Some(name) if w.more => after = Some(name.clone()),
+                _ => break,
+            }
+        }
+        let more = found.len() > n;
+        found.truncate(n);
+        Ok(Page {
+            entries: found,
+            more,
+        })
     }
 
     /// One page of the repository's tags; `None` when the repository does not exist
@@ -294,8 +318,20 @@ impl TagStore {
                         None => return Ok(None),
                     }
                 };
-                let load = self.listed_names(repo);
-                return listing.page(n, last, load).await.map(Some);
+                let Some(n) = n.filter(|_| !listing.is_loaded()) else {
+                    let load = listed_names(&self.access, repo);
+                    return listing.page(n, last, load).await.map(Some);
+                };
+                // A page while the listing loads in the background (changes meanwhile
+                // are recorded and applied over what the load read).
+                let (access, repo_owned) = (self.access.clone(), repo.clone());
+                tokio::spawn(async move {
+                    let load = listed_names(&access, &repo_owned);
+                    if let Err(e) = listing.build(load).await {
+                        tracing::warn!(repository = %repo_owned, "loading the tag listing: {e}");
+                    }
+                });
+                return self.storage_page(repo, n, last).await.map(Some);
             }
             TagListings::Shared(index) => index,
         };
@@ -307,16 +343,50 @@ impl TagStore {
             return Ok(None);
         }
         // Incomplete (or Redis unreachable): storage answers, and the index is rebuilt
-        // from the same listing when this node takes the lease (taken before the
-        // listing is read, so a tag changed meanwhile reaches the index after it).
+        // from a listing of the tags directory when this node takes the lease (taken
+        // before the listing is read, so a tag changed meanwhile reaches the index
+        // after it). A page waits for neither.
         let lease = index.begin_rebuild(at).await;
-        let names = self.listed_names(repo).await?;
+        let Some(n) = n else {
+            let names = listed_names(&self.access, repo).await?;
+            if let Some(lease) = lease {
+                index.complete_rebuild(at, &lease, names.clone()).await;
+            }
+            let set = names.into_iter().map(Key).collect();
+            return Ok(Some(page_of::<false>(&set, None, last)));
+        };
         if let Some(lease) = lease {
-            index.complete_rebuild(at, &lease, names.clone()).await;
+            let (access, index, repo_owned) = (self.access.clone(), index.clone(), repo.clone());
+            tokio::spawn(async move {
+                if let Ok(names) = listed_names(&access, &repo_owned).await {
+                    index
+                        .complete_rebuild(IndexName::Tags(&repo_owned), &lease, names)
+                        .await;
+                }
+            });
         }
-        let set = names.into_iter().map(Key).collect();
-        Ok(Some(page_of::<false>(&set, n, last)))
+        self.storage_page(repo, n, last).await.map(Some)
     }
+}
+
+/// Names asked for per listing of a tags directory while no complete listing exists:
+/// what the page still needs, within these bounds (S3 answers at most 1,000).
+const WINDOW_LEAST: usize = 32;
+const WINDOW_MOST: usize = 1000;
+
+/// Every valid tag name stored for the repository.
+async fn tag_names(access: &Access, repo: &RepositoryName) -> Result<Vec<Tag>, Error> {
+    let names = access.children(StoragePath::TagsDir(repo)).await?;
+    Ok(names.iter().filter_map(|t| Tag::parse(t).ok()).collect())
+}
+
+/// The names of the repository's tags directory: one listing of it, as reading every
+/// tag's `current` link would make the first page O(tags). A directory without its
+/// `current` link is what only a crash between creating `current/` and renaming the
+/// link into it (or another registry) can leave; `check-storage` finds and removes it.
+async fn listed_names(access: &Access, repo: &RepositoryName) -> Result<Vec<String>, Error> {
+    let names = tag_names(access, repo).await?;
+    Ok(names.into_iter().map(|t| t.as_str().to_owned()).collect())
 }
 
 /// The map of listings, whatever a panic elsewhere left in it.

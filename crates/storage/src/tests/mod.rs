@@ -18,6 +18,7 @@ mod direct;
 mod leftovers;
 mod races;
 mod shared;
+mod tag_pages;
 
 pub(super) fn body(data: &[u8]) -> ByteStream {
     let chunks: Vec<std::io::Result<Bytes>> = data
