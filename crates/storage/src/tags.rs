@@ -24,6 +24,7 @@ use crate::index::{IndexName, SharedIndex};
 use crate::layout::StoragePath;
 use crate::lease::{Fleet, Locks};
 use crate::listing::{Key, Listing, page_of};
+use crate::walk::WINDOWS;
 
 /// Tag targets kept.
 const TARGETS: usize = 100_000;
@@ -278,7 +279,7 @@ impl TagStore {
         let mut after: Option<String> = last.map(str::to_owned);
         while n > 0 && found.len() < want {
             let from = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-            let limit = (want - found.len()).clamp(WINDOW_LEAST, WINDOW_MOST);
+            let limit = WINDOWS.size(want - found.len());
             let w = self
                 .access
                 .dirs(StoragePath::TagsDir(repo), from, limit)
@@ -368,11 +369,6 @@ impl TagStore {
         self.storage_page(repo, n, last).await.map(Some)
     }
 }
-
-/// Names asked for per listing of a tags directory while no complete listing exists:
-/// what the page still needs, within these bounds (S3 answers at most 1,000).
-const WINDOW_LEAST: usize = 32;
-const WINDOW_MOST: usize = 1000;
 
 /// Every valid tag name stored for the repository.
 async fn tag_names(access: &Access, repo: &RepositoryName) -> Result<Vec<Tag>, Error> {

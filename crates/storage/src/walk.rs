@@ -26,9 +26,9 @@ use crate::layout::StoragePath;
 const LOOKAHEAD: usize = 16;
 
 /// How many names one listing of a directory asks for: what the page still needs,
-/// within these bounds.
+/// within these bounds (also for a tags directory, see `tags`).
 #[derive(Debug, Clone, Copy)]
-struct Windows {
+pub(crate) struct Windows {
     /// A repository's own directory (`_layers`, `_manifests`, `_uploads`, and any
     /// repositories nested in it) fits in one window of this many.
     least: usize,
@@ -36,7 +36,14 @@ struct Windows {
     most: usize,
 }
 
-const WINDOWS: Windows = Windows {
+impl Windows {
+    /// The size of the next window when the page still needs `still` names.
+    pub(crate) fn size(self, still: usize) -> usize {
+        still.clamp(self.least, self.most)
+    }
+}
+
+pub(crate) const WINDOWS: Windows = Windows {
     least: 32,
     most: 1000,
 };
@@ -141,7 +148,7 @@ async fn page_in(
         });
     }
     let want = n.saturating_add(1);
-    let size = |found: usize| (want - found).clamp(windows.least, windows.most);
+    let size = |found: usize| windows.size(want - found);
     let path: Vec<&str> = last.map(|l| l.split('/').collect()).unwrap_or_default();
     let on_path = last.is_some();
     let mut found = Vec::new();
