@@ -66,6 +66,9 @@ impl RedisDescriptors {
             ConnectionAddr::Tcp(host, port)
         };
         let mut settings = RedisConnectionInfo::default().set_db(config.db);
+        if let Some(username) = &config.username {
+            settings = settings.set_username(username);
+        }
         if let Some(password) = &config.password {
             settings = settings.set_password(password);
         }

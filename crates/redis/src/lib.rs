@@ -25,6 +25,9 @@ pub use lock::{RedisLocks, WAIT_LEASES};
 pub struct RedisConfig {
     /// `host:port` of the server.
     pub addr: String,
+    /// An ACL user (Redis 6 and later), sent with `AUTH` along with `password`; the
+    /// `default` user when unset.
+    pub username: Option<String>,
     /// Sent with `AUTH` when set.
     pub password: Option<String>,
     /// The database selected.
@@ -58,6 +61,7 @@ impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConfig")
             .field("addr", &self.addr)
+            .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "(set)"))
             .field("db", &self.db)
             .field("dial_timeout", &self.dial_timeout)
@@ -85,6 +89,7 @@ impl RedisConfig {
     pub fn new(addr: impl Into<String>) -> Self {
         RedisConfig {
             addr: addr.into(),
+            username: None,
             password: None,
             db: 0,
             dial_timeout: Self::DEFAULT_DIAL_TIMEOUT,

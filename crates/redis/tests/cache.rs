@@ -229,3 +229,37 @@ async fn versions_move_on_and_never_repeat() {
     let restarted = cache.version(&r).await.unwrap();
     assert!(restarted > second + 1, "{restarted} <= {second} + 1");
 }
+
+/// `redis.username` (Redis 6 ACLs): a user of its own, with its password, connects and
+/// is used; the same user with a wrong password never connects, and lookups then miss
+/// (storage is read) rather than fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_connects_and_a_wrong_password_does_not() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut conn = raw(&server);
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "registry", "on", ">s3cret", "~*", "&*", "+@all"])
+        .query(&mut conn)
+        .unwrap();
+    let as_user = |password: &str| {
+        let mut config = RedisConfig::new(server.addr());
+        config.username = Some("registry".into());
+        config.password = Some(password.into());
+        RedisDescriptors::start(&config).unwrap()
+    };
+
+    let cache = as_user("s3cret");
+    wait_up(&cache).await;
+    let (a, d) = (repo("acl/app"), digest(7));
+    cache.set_linked(&a, &d, 7).await;
+    assert_eq!(cache.linked(&a, &d).await, Some(7));
+    let who: String = redis::cmd("CLIENT").arg("LIST").query(&mut conn).unwrap();
+    assert!(who.contains("user=registry"), "{who}");
+
+    let refused = as_user("wrong");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!refused.is_up(), "a wrong password must not connect");
+    assert_eq!(refused.linked(&a, &d).await, None, "a miss, not a failure");
+}

@@ -51,6 +51,7 @@ pub fn redis(
     }
     Ok(Some(RedisConfig {
         addr: addr.to_owned(),
+        username: r.username.clone().filter(|u| !u.is_empty()),
         password: r.password.clone().filter(|p| !p.is_empty()),
         db,
         dial_timeout: timeout(r.dialtimeout, RedisConfig::DEFAULT_DIAL_TIMEOUT),

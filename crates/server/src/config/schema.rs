@@ -49,6 +49,8 @@ pub struct Document {
 pub struct RedisSection {
     /// `host:port`.
     pub addr: Option<String>,
+    /// An ACL user, sent with `AUTH` (distribution 3's key).
+    pub username: Option<String>,
     /// Sent with `AUTH`.
     pub password: Option<String>,
     /// The database selected.

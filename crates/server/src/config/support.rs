@@ -117,6 +117,7 @@ const SUPPORTED: &[&str] = &[
     "berth.notifications.queue.maxevents",
     "berth.notifications.queue.flushinterval",
     "redis.addr",
+    "redis.username",
     "redis.password",
     "redis.db",
     "redis.dialtimeout",

@@ -846,7 +846,7 @@ fn proxy_errors_name_the_key() {
 fn redis_section() {
     let (c, warnings) = Config::from_yaml(
         "version: 0.1\nstorage:\n  inmemory:\n  cache: {blobdescriptor: redis}\n\
-         redis:\n  addr: redis.example:6380\n  password: pw\n  db: 2\n  readtimeout: 50ms\n\
+         redis:\n  addr: redis.example:6380\n  username: registry\n  password: pw\n  db: 2\n  readtimeout: 50ms\n\
          \x20 writetimeout: 0s\n  pool: {maxidle: 16, maxactive: 64, idletimeout: 300s}\n",
         Vec::<(String, String)>::new(),
     )
@@ -854,6 +854,7 @@ fn redis_section() {
     assert!(c.storage.redis_descriptors);
     let r = c.redis.unwrap();
     assert_eq!(r.addr, "redis.example:6380");
+    assert_eq!(r.username.as_deref(), Some("registry"));
     assert_eq!(r.password.as_deref(), Some("pw"));
     assert_eq!(r.db, 2);
     assert_eq!(r.read_timeout, Duration::from_millis(50));
@@ -878,6 +879,7 @@ fn redis_section() {
         ("REGISTRY_REDIS_ADDR", "127.0.0.1:6379"),
         ("REGISTRY_REDIS_DB", "3"),
         ("REGISTRY_REDIS_TLS_ENABLED", "true"),
+        ("REGISTRY_REDIS_USERNAME", "env-user"),
     ]
     .map(|(k, v)| (k.to_owned(), v.to_owned()));
     let (c, _) = Config::from_yaml("version: 0.1\nstorage: {inmemory: {}}\n", vars).unwrap();
@@ -885,6 +887,7 @@ fn redis_section() {
     let r = c.redis.unwrap();
     assert_eq!((r.addr.as_str(), r.db), ("127.0.0.1:6379", 3));
     assert_eq!(r.tls, Some(berth_redis::RedisTls::default()));
+    assert_eq!(r.username.as_deref(), Some("env-user"));
 
     // berth's own lease, in range only.
     let lease = |v: &str| {
