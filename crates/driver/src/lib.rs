@@ -154,7 +154,8 @@ pub trait StorageDriver: Send + Sync + 'static {
     }
 
     /// Whether a writer opened without `append` shows nothing at its path before its
-    /// commit, and nothing at all once [aborted](FileWriter::abort): then a file can be
+    /// commit, and nothing at all once [aborted](FileWriter::abort) or dropped
+    /// uncommitted (S3 aborts the multipart upload in the background): then a file can be
     /// written straight at its final path and still appear whole or not at all (S3: a
     /// multipart upload completed only by the commit; memory: bytes kept aside until
     /// then). Where false (a filesystem, whose writes land in the file as they come),

@@ -300,7 +300,8 @@ async fn s3_pending_file_deletes(s3: &Server) {
     assert_eq!(s3.uploads_in(&bucket), 0, "multipart upload left behind");
 }
 
-/// An aborted plain writer leaves neither the object nor its multipart upload.
+/// An aborted plain writer, or one dropped uncommitted, leaves neither the object nor
+/// its multipart upload.
 async fn s3_aborted_writes_leave_nothing(s3: &Server) {
     let bucket = s3.create_bucket("abort");
     let d = driver(s3, &bucket, "");
@@ -316,6 +317,24 @@ async fn s3_aborted_writes_leave_nothing(s3: &Server) {
     );
     w.abort().await.unwrap();
     assert_eq!(s3.uploads_in(&bucket), 0, "multipart upload left behind");
+    assert!(d.stat("/blob/data").await.unwrap_err().is_not_found());
+
+    // Dropped uncommitted (a request cut short), it aborts in the background.
+    let mut w = d
+        .writer("/blob/data", false, Persist::Durable)
+        .await
+        .unwrap();
+    w.write(Bytes::from(pattern(6 << 20, 5))).await.unwrap();
+    assert_eq!(s3.uploads_in(&bucket), 1);
+    drop(w);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s3.uploads_in(&bucket) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a dropped writer left its multipart upload"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(d.stat("/blob/data").await.unwrap_err().is_not_found());
 }
 

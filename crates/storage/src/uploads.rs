@@ -108,23 +108,11 @@ pub(crate) struct Verified<'a> {
     _session: OwnedMutexGuard<Option<LiveSession>>,
 }
 
-impl Drop for Verified<'_> {
-    fn drop(&mut self) {
-        // Never published (the link's lock could not be had): the bytes written at the
-        // blob's path must not stay as parts storage keeps (and bills).
-        if let Some(Direct::Written(w)) = self.direct.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(async move {
-                let _ = w.abort().await;
-            });
-        }
-    }
-}
-
 /// Where a monolithic upload's bytes went instead of the session's data file.
 enum Direct {
-    /// Into a writer at the blob's own path, to be committed on publishing.
+    /// Into a writer at the blob's own path, to be committed on publishing (dropped
+    /// unpublished, when the link's lock could not be had, it leaves nothing: see
+    /// `StorageDriver::writes_appear_on_commit`).
     Written(Box<dyn FileWriter>),
     /// Nowhere: the blob was stored already, and the bytes were only hashed.
     Stored,
@@ -399,10 +387,7 @@ impl UploadStore {
         epoch_recorded: bool,
     ) -> Result<(), Error> {
         let alg = h.algorithm();
-        let at = StoragePath::UploadHashState(repo, id, alg, offset);
-        self.access
-            .ensure(at, Bytes::from(h.save()), Persist::Volatile)
-            .await?;
+        self.write_state(repo, id, h, offset).await?;
         if let Some(prev) = previous {
             self.drop_state(repo, id, alg, prev, offset).await;
         }
@@ -423,6 +408,20 @@ impl UploadStore {
         let epoch = Bytes::copy_from_slice(self.access.driver().volatile_epoch().as_bytes());
         self.access
             .ensure(StoragePath::UploadEpoch(repo, id), epoch, Persist::Volatile)
+            .await
+    }
+
+    /// Writes the hash of the first `offset` bytes where a resume looks for it.
+    async fn write_state(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        h: &Digester,
+        offset: u64,
+    ) -> Result<(), Error> {
+        let at = StoragePath::UploadHashState(repo, id, h.algorithm(), offset);
+        self.access
+            .ensure(at, Bytes::from(h.save()), Persist::Volatile)
             .await
     }
 
@@ -591,13 +590,7 @@ impl UploadStore {
         let early = whole && persist_state && epoch_recorded;
         let save_early = async {
             if early {
-                self.access
-                    .ensure(
-                        StoragePath::UploadHashState(repo, id, h.algorithm(), end),
-                        Bytes::from(h.save()),
-                        Persist::Volatile,
-                    )
-                    .await
+                self.write_state(repo, id, &h, end).await
             } else {
                 Ok(())
             }

@@ -445,6 +445,7 @@ impl StorageDriver for S3Driver {
             buf: BytesMut::new(),
             sending: Default::default(),
             failed: false,
+            finished: false,
         };
         if !append {
             return Ok(Box::new(w));

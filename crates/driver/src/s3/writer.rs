@@ -45,6 +45,34 @@ pub(crate) struct S3Writer {
     /// writer takes no more bytes and its commit records nothing (the file stays as the
     /// last commit left it).
     pub(crate) failed: bool,
+    /// The write ended: committed, or aborted by the caller. A plain writer dropped
+    /// before either aborts its multipart upload (see `Drop`).
+    pub(crate) finished: bool,
+}
+
+impl Drop for S3Writer {
+    fn drop(&mut self) {
+        // A plain writer dropped unfinished (a request cut short, a push never
+        // published, a failed commit): its parts would stay in the bucket, billed, until
+        // a lifecycle rule expires them. An appending writer's parts belong to the
+        // pending object, which stays as its last commit left it.
+        if self.finished || self.append || self.state.upload_id.is_empty() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (store, key) = (self.store.clone(), self.key.clone());
+        let id = std::mem::take(&mut self.state.upload_id);
+        let sending = std::mem::take(&mut self.sending);
+        rt.spawn(async move {
+            // Parts still on their way would otherwise land after the abort, and be kept.
+            for part in sending {
+                let _ = part.await;
+            }
+            let _ = store.abort_multipart(&key, &id).await;
+        });
+    }
 }
 
 impl S3Writer {
@@ -206,8 +234,9 @@ impl FileWriter for S3Writer {
         }
         if !self.append {
             let tail = std::mem::take(&mut self.buf).freeze();
-            let state = std::mem::take(&mut self.state);
-            return complete(&self.store, &self.key, &self.path, state, tail).await;
+            complete(&self.store, &self.key, &self.path, self.state.clone(), tail).await?;
+            self.finished = true;
+            return Ok(());
         }
         if self.buf.len() >= MIN_PART {
             self.send_part(self.buf.len()).await?;
@@ -231,6 +260,7 @@ impl FileWriter for S3Writer {
         for sending in std::mem::take(&mut self.sending) {
             let _ = sending.await;
         }
+        self.finished = true;
         if self.append || self.state.upload_id.is_empty() {
             // An appending writer's parts belong to the pending object, which stays as
             // the last commit left it; a small file was never sent.
