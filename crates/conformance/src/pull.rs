@@ -44,6 +44,10 @@ pub async fn run(ctx: &Ctx, rec: &mut Recorder<'_>) {
         blob_bad_range(ctx, fx.clone()).await,
     );
     rec.record(
+        "blob range ending before its start -> 416",
+        blob_reversed_range(ctx, fx.clone()).await,
+    );
+    rec.record(
         "unknown blob -> 404 BLOB_UNKNOWN",
         unknown_blob(ctx, fx.clone()).await,
     );
@@ -163,6 +167,23 @@ async fn blob_bad_range(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), S
     let range = ByteRange::Span(size as u64 + 10, size as u64 + 20);
     let resp = get_blob(ctx, &fx.repo, &fx.layer.digest, Some(range)).await?;
     Ok(resp.require_status(416)?)
+}
+
+/// `bytes=9-2` names no bytes at all (RFC 9110 calls it invalid). A server may ignore
+/// such a header, but distribution refuses it, and answering the whole blob would hide
+/// the client's mistake: 416 with the blob's size in `Content-Range`.
+async fn blob_reversed_range(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String> {
+    let fx = fx?;
+    let resp = get_blob(ctx, &fx.repo, &fx.layer.digest, Some(ByteRange::Span(9, 2))).await?;
+    resp.require_status(416)?;
+    let want = format!("bytes */{}", fx.layer.bytes.len());
+    let got = resp.require_header("Content-Range")?;
+    ensure!(
+        got == want,
+        "Content-Range is {got:?}, expected {want:?}; {}",
+        resp.describe()
+    );
+    Ok(())
 }
 
 async fn unknown_blob(ctx: &Ctx, fx: Result<&Fixture, String>) -> Result<(), String> {

@@ -15,15 +15,20 @@ pub enum RangeRequest {
     },
     /// `-n`: the last `n` bytes.
     Suffix(u64),
+    /// A `bytes=` range that is no range: its last byte before its first (`500-0`) or
+    /// not numbers. RFC 9110 lets a server ignore or refuse it; berth refuses it with
+    /// 416, as distribution does, so a client learns its request was wrong.
+    Invalid,
 }
 
 impl RangeRequest {
     /// The inclusive `(first, last)` bytes of a blob of `size` bytes, or
-    /// `RangeNotSatisfiable` when none of the blob lies in the range.
+    /// `RangeNotSatisfiable` when none of the blob lies in the range (or the range is
+    /// [`Invalid`](RangeRequest::Invalid)).
     pub fn resolve(self, size: u64) -> Result<(u64, u64), Error> {
         let unsatisfiable = Error::RangeNotSatisfiable { size };
         match self {
-            RangeRequest::Suffix(0) => Err(unsatisfiable),
+            RangeRequest::Invalid | RangeRequest::Suffix(0) => Err(unsatisfiable),
             _ if size == 0 => Err(unsatisfiable),
             RangeRequest::Suffix(n) => Ok((size.saturating_sub(n), size - 1)),
             RangeRequest::From { first, .. } if first >= size => Err(unsatisfiable),
@@ -46,7 +51,12 @@ mod tests {
         assert_eq!(from(5, Some(100)).resolve(10).unwrap(), (5, 9));
         assert_eq!(RangeRequest::Suffix(3).resolve(10).unwrap(), (7, 9));
         assert_eq!(RangeRequest::Suffix(30).resolve(10).unwrap(), (0, 9));
-        for bad in [from(10, None), RangeRequest::Suffix(0), from(0, Some(1))] {
+        for bad in [
+            from(10, None),
+            RangeRequest::Suffix(0),
+            RangeRequest::Invalid,
+            from(0, Some(1)),
+        ] {
             let size = if bad == from(0, Some(1)) { 0 } else { 10 };
             assert!(matches!(
                 bad.resolve(size),

@@ -3,15 +3,22 @@
 
 use berth_core::RangeRequest;
 
-/// Interprets a `Range` header of a blob GET; `None` serves the whole blob. Multiple
-/// ranges and malformed headers are ignored, as RFC 9110 allows; whether the range lies
-/// in the blob is decided against its size by the registry.
+/// Interprets a `Range` header of a blob GET; `None` serves the whole blob. Other
+/// units than `bytes` and multiple ranges are ignored, as RFC 9110 requires and allows;
+/// a single `bytes=` range that is malformed or ends before it starts is
+/// [`RangeRequest::Invalid`] (refused, as distribution refuses it). Whether a valid range
+/// lies in the blob is decided against its size by the registry.
 pub(crate) fn blob_range(header: Option<&str>) -> Option<RangeRequest> {
     let spec = header?.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None;
     }
-    let (a, b) = spec.trim().split_once('-')?;
+    Some(byte_range(spec.trim()).unwrap_or(RangeRequest::Invalid))
+}
+
+/// One `first-last`, `first-` or `-suffix` range-spec; `None` when it is not one.
+fn byte_range(spec: &str) -> Option<RangeRequest> {
+    let (a, b) = spec.split_once('-')?;
     let (a, b) = (a.trim(), b.trim());
     if a.is_empty() {
         return b.parse::<u64>().ok().map(RangeRequest::Suffix);
@@ -54,14 +61,18 @@ mod tests {
         assert_eq!(blob_range(Some("bytes=5-")), from(5, None));
         assert_eq!(blob_range(Some("bytes=-3")), Some(Suffix(3)));
         assert_eq!(blob_range(Some("bytes=-0")), Some(Suffix(0)));
-        for ignored in [
+        for ignored in ["bytes=0-1,3-4", "items=0-1", "0-1"] {
+            assert_eq!(blob_range(Some(ignored)), None, "{ignored}");
+        }
+        for invalid in [
             "bytes=4-2",
-            "bytes=0-1,3-4",
-            "items=0-1",
+            "bytes=500-0",
             "bytes=x-1",
             "bytes=-x",
+            "bytes=",
+            "bytes=7",
         ] {
-            assert_eq!(blob_range(Some(ignored)), None, "{ignored}");
+            assert_eq!(blob_range(Some(invalid)), Some(Invalid), "{invalid}");
         }
     }
 

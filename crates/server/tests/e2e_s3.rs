@@ -13,7 +13,7 @@ mod oci_layout;
 use std::path::Path;
 use std::process::Command;
 
-use berth_client::{BlockingClient, Client, Url};
+use berth_client::{BlockingClient, ByteRange, Client, Url};
 use moto::Moto;
 use oci_layout::*;
 use sha2::{Digest, Sha256};
@@ -180,6 +180,21 @@ fn blob_get_redirects_to_a_presigned_url_unless_disabled() {
         .run(|c| c.get_blob("team/r", &digest, None))
         .unwrap();
     assert_eq!((r.status, &r.body[..]), (200, &blob[..]));
+    // A range ending before its start is refused by berth itself: the bucket would
+    // ignore it and serve the whole blob.
+    let r = raw
+        .run(|c| c.get_blob("team/r", &digest, Some(ByteRange::Span(9, 2))))
+        .unwrap();
+    assert_eq!(r.status, 416, "reversed range: {}", r.text());
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{}", blob.len()).as_str())
+    );
+    // A valid range goes to the bucket with the client.
+    let r = raw
+        .run(|c| c.get_blob("team/r", &digest, Some(ByteRange::Span(2, 9))))
+        .unwrap();
+    assert_eq!(r.status, 307, "valid range");
     // An unknown blob is still a 404, not a URL to nothing.
     let missing = format!("sha256:{}", "0".repeat(64));
     let r = raw.run(|c| c.get_blob("team/r", &missing, None)).unwrap();

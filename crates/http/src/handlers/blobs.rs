@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use berth_core::{BlobRead, Digest, Error, RepositoryName};
+use berth_core::{BlobRead, Digest, Error, RangeRequest, RepositoryName};
 use berth_notify::Action;
 use http::{HeaderValue, Method, StatusCode, header};
 
@@ -22,20 +22,22 @@ pub(crate) async fn get(ctx: Ctx, name: RepositoryName, dg: Digest) -> Result<Re
         body: ctx.method != Method::HEAD && !not_modified,
     };
     let repo = ctx.repository(name.clone());
-    if read.body {
-        // HEAD never redirects; a GET may go to the storage itself (the client sends its
-        // Range there too).
-        if let Some((url, size)) = repo.blob_redirect(&dg).await? {
-            if ctx.notifying_blob(Action::Pull) {
-                ctx.emit(vec![ctx.blob_event(Action::Pull, &name, &dg, size, None)])
-                    .await;
-            }
-            let resp = Response::builder()
-                .status(StatusCode::TEMPORARY_REDIRECT)
-                .header(header::LOCATION, value(&url))
-                .header(header::CONTENT_LENGTH, "0");
-            return build(resp, Body::empty());
+    // HEAD never redirects; a GET may go to the storage itself (the client sends its
+    // Range there too), unless its Range is invalid: berth refuses that itself, where a
+    // bucket would ignore it and answer the whole blob.
+    if read.body
+        && read.range != Some(RangeRequest::Invalid)
+        && let Some((url, size)) = repo.blob_redirect(&dg).await?
+    {
+        if ctx.notifying_blob(Action::Pull) {
+            ctx.emit(vec![ctx.blob_event(Action::Pull, &name, &dg, size, None)])
+                .await;
         }
+        let resp = Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, value(&url))
+            .header(header::CONTENT_LENGTH, "0");
+        return build(resp, Body::empty());
     }
     let blob = repo.blob(&dg, read).await?;
     // distribution reports every blob served as a pull: HEAD, ranges and 304s too.
