@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_core::Page;
 use berth_storage::{IndexName, LEASE_RENEWAL, Lease, SharedIndex};
-use redis::Pipeline;
+use redis::{FromRedisValue, Pipeline};
 
 use crate::keys;
 use crate::link::{Kind, Link};
@@ -152,15 +152,18 @@ impl RedisIndex {
         RedisIndex { link }
     }
 
-    /// Sends an update; one that may not have reached Redis leaves the index distrusted.
-    async fn update(&self, index: &str, pipe: &Pipeline) {
-        if self.link.query::<()>(pipe, Kind::Write).await.is_none() {
+    /// Sends an update and answers its replies; one that may not have reached Redis
+    /// (`None`) leaves the index distrusted.
+    async fn update<T: FromRedisValue>(&self, index: &str, pipe: &Pipeline) -> Option<T> {
+        let answer = self.link.query::<T>(pipe, Kind::Write).await;
+        if answer.is_none() {
             let mut distrust = redis::pipe();
             distrust.atomic();
             distrust.cmd("ZREM").arg(index).arg(COMPLETE).ignore();
             distrust.cmd("DEL").arg(keys::lease(index)).ignore();
             self.link.queue_once(index.to_owned(), distrust);
         }
+        answer
     }
 }
 
@@ -198,18 +201,19 @@ impl SharedIndex for RedisIndex {
         Some(Page { entries, more })
     }
 
-    async fn add(&self, index: IndexName<'_>, name: &str) {
+    async fn add(&self, index: IndexName<'_>, name: &str) -> bool {
         let key = key(index);
         let member = member(index, name);
         let mut pipe = redis::pipe();
         pipe.atomic();
-        pipe.cmd("ZADD").arg(&key).arg(0).arg(&member).ignore();
+        pipe.cmd("ZADD").arg(&key).arg(0).arg(&member);
         // Added again after a removal a running rebuild recorded: no longer removed.
         pipe.cmd("SREM")
             .arg(keys::removed(&key))
             .arg(&member)
             .ignore();
-        self.update(&key, &pipe).await;
+        let added: Option<(u64,)> = self.update(&key, &pipe).await;
+        added.is_some_and(|(n,)| n > 0)
     }
 
     async fn remove(&self, index: IndexName<'_>, name: &str) {
@@ -220,7 +224,7 @@ impl SharedIndex for RedisIndex {
             .arg(member(index, name))
             .arg(millis(LEASE))
             .ignore();
-        self.update(&key, &pipe).await;
+        self.update::<()>(&key, &pipe).await;
     }
 
     async fn begin_rebuild(&self, index: IndexName<'_>) -> Option<Lease> {

@@ -57,7 +57,8 @@ async fn pages_in_catalog_order_once_complete() {
         "a", "a/b", "a-b", "a.b", "a/b/c", "a_b", "a__b", "b", "ab", "a/a", "z/y/x", "0",
     ];
     // Updates before any rebuild go in, but nothing is answered from an incomplete index.
-    index.add(CATALOG, "a").await;
+    assert!(index.add(CATALOG, "a").await, "a name new to the index");
+    assert!(!index.add(CATALOG, "a").await, "a name listed already");
     assert!(index.page(CATALOG, Some(10), None).await.is_none());
     rebuild(&index, CATALOG, &names).await;
     assert!(
@@ -237,7 +238,10 @@ async fn an_update_lost_in_an_outage_leaves_the_index_distrusted() {
     // later one is skipped; pages are not answered meanwhile.
     server.pause();
     let started = Instant::now();
-    index.add(CATALOG, "b").await;
+    assert!(
+        !index.add(CATALOG, "b").await,
+        "an add that may not have been applied is not reported new"
+    );
     for i in 0..50 {
         index.add(CATALOG, &format!("c{i}")).await;
     }

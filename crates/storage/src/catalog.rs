@@ -180,7 +180,15 @@ impl Catalog {
         let _held = self.locks.lock(repo.clone()).await;
         match &self.listings {
             Listings::Local(listing) => listing.insert(repo.as_str()).await,
-            Listings::Shared(index) => index.add(IndexName::Catalog, repo.as_str()).await,
+            Listings::Shared(index) => {
+                // A name new to the index may arrive after another node emptied the
+                // repository and took the name out (this add was delayed past that
+                // removal): storage is asked once more, as a removal asks it. Unsure
+                // (a failed check), the name stays.
+                if index.add(IndexName::Catalog, repo.as_str()).await {
+                    let _ = self.drop_if_empty(index.as_ref(), repo).await;
+                }
+            }
         }
     }
 
@@ -189,32 +197,42 @@ impl Catalog {
     /// its last file, so the walk would no longer list it).
     pub(crate) async fn recheck(&self, repo: &RepositoryName) -> Result<(), Error> {
         let _held = self.locks.lock(repo.clone()).await;
+        match &self.listings {
+            // One process: `note` takes the same lock, so a link written meanwhile is
+            // added after this removal.
+            Listings::Local(listing) => {
+                if !self.access.exists(StoragePath::LayersDir(repo)).await? {
+                    listing.remove(repo.as_str()).await;
+                }
+                Ok(())
+            }
+            Listings::Shared(index) => self.drop_if_empty(index.as_ref(), repo).await,
+        }
+    }
+
+    /// Takes a repository without linked blobs out of the shared index.
+    async fn drop_if_empty(
+        &self,
+        index: &dyn SharedIndex,
+        repo: &RepositoryName,
+    ) -> Result<(), Error> {
         let layers = StoragePath::LayersDir(repo);
         if self.access.exists(layers).await? {
             return Ok(());
         }
-        match &self.listings {
-            // One process: `note` takes the same lock, so a link written meanwhile is
-            // added after this removal.
-            Listings::Local(listing) => listing.remove(repo.as_str()).await,
-            Listings::Shared(index) => {
-                index.remove(IndexName::Catalog, repo.as_str()).await;
-                // Another node's lock does not exclude this one: it may have linked a
-                // first blob after the check above and added the name before the
-                // removal. Its storage write precedes its add. If the write also
-                // precedes the check below, that check sees it and the name goes back;
-                // if not, its add follows that check, and so this removal, and the name
-                // stays. Unsure (a failed check), the name goes back too: a listed
-                // repository without blobs, as when the first check fails, rather than
-                // one missing.
-                let again = self.access.exists(layers).await;
-                if !matches!(again, Ok(false)) {
-                    index.add(IndexName::Catalog, repo.as_str()).await;
-                }
-                again?;
-            }
+        index.remove(IndexName::Catalog, repo.as_str()).await;
+        // Another node's lock does not exclude this one: it may have linked a first
+        // blob after the check above and added the name before the removal. Its
+        // storage write precedes its add. If the write also precedes the check below,
+        // that check sees it and the name goes back; if not, its add follows that
+        // check, and so this removal, and the name stays. Unsure (a failed check), the
+        // name goes back too: a listed repository without blobs, as when the first
+        // check fails, rather than one missing.
+        let again = self.access.exists(layers).await;
+        if !matches!(again, Ok(false)) {
+            index.add(IndexName::Catalog, repo.as_str()).await;
         }
-        Ok(())
+        again.map(|_| ())
     }
 }
 

@@ -50,9 +50,11 @@ pub trait SharedIndex: Send + Sync + fmt::Debug {
         n: Option<usize>,
         last: Option<&str>,
     ) -> Option<Page>;
-    /// Adds a name once storage has it. One that cannot be sent leaves the index
-    /// distrusted (incomplete) until it is rebuilt.
-    async fn add(&self, index: IndexName<'_>, name: &str);
+    /// Adds a name once storage has it; answers whether the index did not list it
+    /// before (a caller may then check storage again: another node may have removed
+    /// what it wrote between its write and this add). One that cannot be sent leaves
+    /// the index distrusted (incomplete) until it is rebuilt, and answers `false`.
+    async fn add(&self, index: IndexName<'_>, name: &str) -> bool;
     /// Removes a name once storage no longer has it; as [`add`](Self::add) otherwise.
     async fn remove(&self, index: IndexName<'_>, name: &str);
     /// Takes the lease to rebuild an incomplete index and empties it; `None` when the

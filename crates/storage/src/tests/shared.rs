@@ -300,12 +300,14 @@ async fn writers_take_the_fleets_leases_and_readers_do_not_wait() {
 type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
 /// The shared catalog index, in process: its names only (never complete, so pages come
-/// from storage), with a hook run by the next removal before it is applied (another
-/// node's steps falling between a node's check and its removal).
+/// from storage), with hooks run by the next removal or addition before it is applied
+/// (another node's steps falling between a node's storage write or check and its
+/// update of the index).
 #[derive(Default)]
 struct Catalog {
     names: Mutex<BTreeSet<String>>,
     before_remove: Mutex<Option<Hook>>,
+    before_add: Mutex<Option<Hook>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -327,10 +329,15 @@ impl SharedIndex for Catalog {
     async fn page(&self, _: IndexName<'_>, _: Option<usize>, _: Option<&str>) -> Option<Page> {
         None
     }
-    async fn add(&self, index: IndexName<'_>, name: &str) {
-        if index == IndexName::Catalog {
-            self.names.lock().unwrap().insert(name.to_owned());
+    async fn add(&self, index: IndexName<'_>, name: &str) -> bool {
+        if index != IndexName::Catalog {
+            return false;
         }
+        let hook = self.before_add.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+        self.names.lock().unwrap().insert(name.to_owned())
     }
     async fn remove(&self, index: IndexName<'_>, name: &str) {
         if index != IndexName::Catalog {
@@ -401,4 +408,44 @@ async fn a_first_link_racing_the_removal_of_the_last_stays_listed() {
         .await
         .unwrap();
     assert!(!catalog.listed("race/app"));
+}
+
+/// Node A links a first blob into a repository, but its add reaches the shared index
+/// only after node B deleted that blob and took the name out (B found nothing listed
+/// to remove). The name must not stay: the repository has no blob.
+#[tokio::test]
+async fn a_first_add_delayed_past_the_removal_does_not_stay() {
+    let name = repo("late/app");
+    let catalog = Arc::new(Catalog::default());
+    let driver: Arc<dyn StorageDriver> = Arc::new(InMemoryDriver::new());
+    let node = || {
+        StorageRegistry::new(
+            driver.clone(),
+            Options {
+                shared_index: Some(catalog.clone()),
+                ..opts()
+            },
+        )
+    };
+    let (a, b) = (node(), Arc::new(node()));
+    let first = Digest::of(berth_core::Algorithm::Sha256, b"first");
+    let (on_b, in_repo, gone) = (b.clone(), name.clone(), first.clone());
+    *catalog.before_add.lock().unwrap() = Some(Box::new(move || {
+        Box::pin(async move {
+            on_b.repository(in_repo).delete_blob(&gone).await.unwrap();
+        })
+    }));
+    push_blob(&a, &name, b"first").await;
+    assert!(
+        catalog.before_add.lock().unwrap().is_none(),
+        "B's delete ran before A's add"
+    );
+    assert!(
+        !catalog.listed("late/app"),
+        "an emptied repository stayed in the catalog"
+    );
+
+    // An add that is not late keeps the name.
+    push_blob(&a, &name, b"second").await;
+    assert!(catalog.listed("late/app"));
 }
