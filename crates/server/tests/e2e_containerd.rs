@@ -8,7 +8,9 @@
 //!    (HEAD 404, then `POST ?mount=&from=` answered 201), then PUTs the manifest;
 //! 3. `ctr images import` of an OCI archive the test built, then a push: with no source
 //!    to mount from, containerd uploads each blob in one monolithic PUT after its POST
-//!    (no PATCH).
+//!    (no PATCH);
+//! 4. a two-platform index skopeo pushed: ctr pulls all platforms and pushes the index to
+//!    another repository (child manifests PUT by digest, then the index by tag).
 //!
 //! After each push berth serves the test's manifest and blobs, and skopeo pulls the
 //! pushed image back with the same digest.
@@ -202,5 +204,67 @@ fn ctr_pulls_and_pushes() {
     assert_eq!(count(&seen, "PATCH", &format!("{uploads}*"), 202), 0);
     assert_eq!(count(&seen, "PUT", "/v2/ctr/imported/manifests/v1", 201), 1);
 
+    pulls_and_pushes_an_index(&berth, &containerd, d, &mut rng);
     stop_clean(berth);
+}
+
+/// A two-platform index skopeo pushed: ctr pulls every platform (child manifests fetched
+/// by digest) and pushes it all to another repository, children by digest first.
+fn pulls_and_pushes_an_index(
+    berth: &common::Process,
+    containerd: &Containerd,
+    work: &Path,
+    rng: &mut Rng,
+) {
+    let host = berth.host();
+    let ma = multi_arch(rng, &["amd64", "arm64"]);
+    let src = work.join("multi");
+    LayoutWriter::new(&src).add_multi_arch(&ma, "v1");
+    let source = format!("{host}/ctr/multi:v1");
+    skopeo_copy(
+        &["--all"],
+        &layout_str(&src, "v1"),
+        &format!("docker://{source}"),
+        work,
+    );
+    containerd.ctr_ok(&[
+        "images",
+        "pull",
+        "--plain-http",
+        "--all-platforms",
+        "--snapshotter",
+        "native",
+        &source,
+    ]);
+    assert_eq!(listed_digest(containerd, &source), ma.index.digest);
+    let out = containerd.ctr(&["content", "get", &ma.index.digest]);
+    assert!(
+        out.stdout == ma.index.bytes,
+        "containerd holds another index"
+    );
+    for (_, img) in &ma.images {
+        assert_content(containerd, img);
+    }
+
+    let copy = format!("{host}/ctr/multi-copy:v1");
+    containerd.ctr_ok(&["images", "tag", &source, &copy]);
+    let before = logged(berth);
+    containerd.ctr_ok(&["images", "push", "--plain-http", &copy]);
+    let seen = since(berth, before);
+    for (arch, img) in &ma.images {
+        let path = format!("/v2/ctr/multi-copy/manifests/{}", img.manifest.digest);
+        assert_eq!(count(&seen, "PUT", &path, 201), 1, "{arch}: {seen:#?}");
+        assert_eq!(
+            resolve(berth.client(), "ctr/multi-copy", &img.manifest.digest).as_deref(),
+            Some(img.manifest.digest.as_str())
+        );
+        assert_blobs_served(berth.client(), "ctr/multi-copy", img);
+    }
+    assert_eq!(
+        count(&seen, "PUT", "/v2/ctr/multi-copy/manifests/v1", 201),
+        1
+    );
+    let r = get(berth.client(), "/v2/ctr/multi-copy/manifests/v1");
+    assert!(r.body == ma.index.bytes, "the pushed index differs");
+    assert_eq!(r.header("content-type"), Some(OCI_INDEX));
 }

@@ -159,7 +159,8 @@ fn copy_mounts(berth: &common::Process, crane: &Crane, from: &str, to: &str, blo
         "crane uploaded into {to} instead of mounting: {seen:#?}"
     );
     for b in blobs {
-        assert!(served_blob(berth, to, &b.digest) == b.bytes);
+        let blob = crane.ok(&["blob", &format!("{host}/{to}@{}", b.digest)]);
+        assert!(blob == b.bytes, "{to}@{}", b.digest);
     }
     assert_eq!(
         crane.ok_text(&["digest", &format!("{host}/{to}:v1")]),
@@ -468,4 +469,93 @@ fn crane_logs_in_with_htpasswd() {
         1
     );
     stop_clean(berth);
+}
+
+#[test]
+fn crane_takes_tokens_from_berths_issuer() {
+    let work = tempfile::tempdir().unwrap();
+    let d = work.path();
+    let Some(alice) = Crane::new(d, "alice") else {
+        return;
+    };
+    if !common::have_tool("htpasswd") || !common::have_tool("openssl") {
+        return;
+    }
+    let (bob, root_user, anonymous) = (
+        Crane::new(d, "bob").unwrap(),
+        Crane::new(d, "root").unwrap(),
+        Crane::new(d, "anonymous").unwrap(),
+    );
+    let root = tempfile::tempdir().unwrap();
+    let (key, cert) = auth::signing_pair(d, "issuer");
+    let users = auth::htpasswd_file(d, &[("alice", "a-pw"), ("bob", "b-pw"), ("root", "r-pw")]);
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let extra = format!(
+        "auth:\n  token:\n    realm: http://{addr}/auth/token\n    service: registry.test\n    issuer: berth-issuer\n    rootcertbundle: {}\n{}    users: {}\n    issuer:\n      key: {}\n",
+        cert.display(),
+        auth::POLICY,
+        users.display(),
+        key.display()
+    );
+    let (config, addr) = common::berth_config_on(&addr, root.path(), d, "", &extra);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("serve").arg(&config);
+    let berth = common::spawn(cmd, addr, d, "berth");
+    let host = berth.host();
+    for (crane, user, pw) in [
+        (&alice, "alice", "a-pw"),
+        (&bob, "bob", "b-pw"),
+        (&root_user, "root", "r-pw"),
+    ] {
+        crane.ok(&["auth", "login", host, "-u", user, "-p", pw]);
+    }
+    let mut rng = Rng::new("token");
+    let img = image(&mut rng, "amd64", &[64 * 1024, 300]);
+
+    // alice pushes team/*, and copies by mount within it: her token for the copy names
+    // both repositories.
+    let tokens = access_log::count(&berth.log_text(), "GET", "/auth/token", 200);
+    push_and_read_back(&alice, host, d, "team/app", &img);
+    assert!(access_log::count(&berth.log_text(), "GET", "/auth/token", 200) > tokens);
+    let blobs: Vec<&Blob> = img.blobs().collect();
+    copy_mounts(&berth, &alice, "team/app", "team/copy", &blobs);
+
+    // bob reads team/* but may not push there.
+    let reference = format!("{host}/team/app:v1");
+    assert!(bob.ok(&["manifest", &reference]) == img.manifest.bytes);
+    let err = bob.fails(&["copy", &reference, &format!("{host}/team/bob:v1")]);
+    assert!(err.contains("UNAUTHORIZED"), "{err}");
+    assert_eq!(resolve_as(&root_user, host, "team/bob:v1"), None);
+
+    // Anyone reads public/**, nothing else.
+    let public = image(&mut rng, "amd64", &[1000]);
+    push_and_read_back(&root_user, host, d, "public/base", &public);
+    assert!(
+        anonymous.ok(&["manifest", &format!("{host}/public/base:v1")]) == public.manifest.bytes
+    );
+    let err = anonymous.fails(&["manifest", &reference]);
+    assert!(err.contains("UNAUTHORIZED"), "{err}");
+
+    // Only root deletes.
+    let by_digest = format!("{host}/team/copy@{}", img.manifest.digest);
+    let err = alice.fails(&["delete", &by_digest]);
+    assert!(err.contains("UNAUTHORIZED"), "{err}");
+    root_user.ok(&["delete", &by_digest]);
+    assert_eq!(resolve_as(&root_user, host, "team/copy:v1"), None);
+    stop_clean(berth);
+}
+
+/// The digest `crane` finds for `reference` on `host`, `None` when berth knows no such
+/// manifest.
+fn resolve_as(crane: &Crane, host: &str, reference: &str) -> Option<String> {
+    let out = crane.run(&["digest", &format!("{host}/{reference}")]);
+    if out.status.success() {
+        return Some(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("MANIFEST_UNKNOWN") || err.contains("404"),
+        "{err}"
+    );
+    None
 }
