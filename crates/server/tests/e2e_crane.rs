@@ -15,7 +15,9 @@
 //!
 //! On the filesystem, also: `crane ls` of more tags than its page (1000) follows berth's
 //! `Link`; with htpasswd, `crane auth login` credentials push and pull, anonymous and
-//! wrong ones are refused with 401.
+//! wrong ones are refused with 401; with berth's own token issuer and the shared policy,
+//! alice pushes and mounts within `team/*`, bob only reads it, anyone reads `public/**`
+//! and nothing else, and only root deletes.
 
 #[path = "support/access_log.rs"]
 mod access_log;
