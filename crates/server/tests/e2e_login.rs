@@ -16,9 +16,13 @@
 //! its own words. Each client keeps its credentials in an authfile under the test's
 //! temporary directory, and podman its images in a storage there too.
 
+#[path = "support/access_log.rs"]
+mod access_log;
 #[path = "support/auth.rs"]
 mod auth;
 mod common;
+#[path = "support/containerd.rs"]
+mod containerd;
 #[path = "support/oci_layout.rs"]
 mod oci_layout;
 #[path = "support/podman.rs"]
@@ -29,13 +33,14 @@ mod tls;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
+use access_log::stop_clean;
 use auth::*;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use containerd::Containerd;
 use oci_layout::*;
 use serde_json::{Value, json};
 use tls::*;
@@ -87,17 +92,6 @@ fn assert_auth_refused(out: &Output, what: &str) {
     assert!(!out.status.success(), "{what} succeeded:\n{}", failure(out));
     let err = failure(out);
     assert!(is_auth_error(&err), "{what}: not an auth error:\n{err}");
-}
-
-/// Stops berth, which must exit cleanly and must not have answered any request with a
-/// server error along the way (the clients retry some, which could hide one).
-fn stop_clean(berth: common::Process) {
-    let log = berth.log_text();
-    assert!(
-        !log.lines().any(|l| l.contains("status=5")),
-        "a request failed with a server error:\n{log}"
-    );
-    assert!(berth.stop().success(), "{log}");
 }
 
 /// The two clients, which share containers/image and so most options.
@@ -613,13 +607,7 @@ fn tokens_from_an_external_token_server() {
 
 /// How many access-log lines of `log` show `method` on `path` answered with 200.
 fn served(log: &str, method: &str, path: &str) -> usize {
-    log.lines()
-        .filter(|l| {
-            l.contains(&format!("method={method}"))
-                && l.contains(&format!("path={path} "))
-                && l.contains("status=200")
-        })
-        .count()
+    access_log::count(log, method, path, 200)
 }
 
 #[test]
@@ -692,7 +680,7 @@ fn berths_own_issuer_with_a_policy() {
         podman_pulls_anonymously(&clients, host, &public);
         podman_refreshes_over_oauth2(&clients, &berth, &ca, &team);
     }
-    if have(&["containerd", "ctr"]) {
+    if containerd::installed() {
         containerd_fetches_by_password_grant(d, &berth, &ca, &team);
     }
 
@@ -790,64 +778,18 @@ fn containerd_fetches_by_password_grant(
     ca: &Path,
     img: &Image,
 ) {
-    let dir = work.join("containerd");
-    std::fs::create_dir_all(&dir).unwrap();
-    let sock = dir.join("containerd.sock");
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            // The CRI plugin serves kubelets; fetching does not need it.
-            "version = 2\nroot = {:?}\nstate = {:?}\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = {:?}\n",
-            dir.join("root"),
-            dir.join("state"),
-            sock
-        ),
-    )
-    .unwrap();
-    let log = dir.join("containerd.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new("containerd")
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("spawn containerd");
-    let daemon = common::Process::new(child, sock.display().to_string(), log);
-    let ctr = |args: &[&str]| {
-        output(
-            Command::new("ctr")
-                .arg("--address")
-                .arg(&sock)
-                .args(["--namespace", "berth-test"])
-                .args(args),
-        )
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ctr(&["version"]).status.success() {
-        assert!(
-            Instant::now() < deadline,
-            "containerd never answered:\n{}",
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let containerd = Containerd::start(&work.join("containerd"));
     // containerd speaks plain HTTP to loopback registries unless a hosts.toml says
     // otherwise; this one names the HTTPS server and its CA.
     let host = berth.host();
-    let hosts = dir.join("certs.d");
-    std::fs::create_dir_all(hosts.join(host)).unwrap();
-    std::fs::write(
-        hosts.join(host).join("hosts.toml"),
-        format!(
+    let hosts = containerd.hosts_dir(
+        host,
+        &format!(
             "server = \"https://{host}\"\n[host.\"https://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = {ca:?}\n"
         ),
-    )
-    .unwrap();
+    );
     let posts = served(&berth.log_text(), "POST", "/auth/token");
-    let out = ctr(&[
+    let out = containerd.ctr(&[
         "content",
         "fetch",
         "--user",
@@ -870,7 +812,7 @@ fn containerd_fetches_by_password_grant(
         berth.log_text()
     );
     for blob in std::iter::once(&img.manifest).chain(img.blobs()) {
-        let out = ctr(&["content", "get", &blob.digest]);
+        let out = containerd.ctr(&["content", "get", &blob.digest]);
         assert!(out.status.success(), "{}", failure(&out));
         assert!(
             out.stdout == blob.bytes,
