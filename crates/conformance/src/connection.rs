@@ -88,7 +88,10 @@ pub async fn early_answer(
         Ok(answer) => (answer.map_err(|e| format!("read the answer: {e}"))?, false),
         Err(_) => {
             within(IO, "send the body", stream.write_all(body)).await?;
-            (within(IO, "read the answer", read_answer(&mut stream, &mut buf)).await?, true)
+            (
+                within(IO, "read the answer", read_answer(&mut stream, &mut buf)).await?,
+                true,
+            )
         }
     };
     if answer.closes {
@@ -119,7 +122,12 @@ pub async fn early_answer(
         "GET {} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n",
         target(next)
     );
-    within(IO, "send the next request", stream.write_all(get.as_bytes())).await?;
+    within(
+        IO,
+        "send the next request",
+        stream.write_all(get.as_bytes()),
+    )
+    .await?;
     buf.clear();
     within(IO, "read the next answer", read_answer(&mut stream, &mut buf))
         .await
