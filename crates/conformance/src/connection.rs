@@ -71,7 +71,9 @@ pub async fn early_answer(
     );
     let host = url.host_str().ok_or_else(|| format!("{url}: no host"))?;
     let port = url.port_or_known_default().unwrap_or(80);
-    let mut stream = within(IO, "connect", TcpStream::connect((host, port))).await?;
+    // An IPv6 literal is bracketed in URLs (and in `Host`), bare for connecting.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let mut stream = within(IO, "connect", TcpStream::connect((bare, port))).await?;
     let mut head = format!(
         "{method} {} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n",
         target(url),
