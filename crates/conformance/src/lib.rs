@@ -26,6 +26,7 @@ macro_rules! ensure {
     };
 }
 
+pub mod connection;
 pub mod data;
 mod discovery;
 mod management;
@@ -169,6 +170,7 @@ pub async fn run(opts: &Options) -> Vec<Outcome> {
     category(&ctx, "pull", &mut out, pull::run).await;
     category(&ctx, "push", &mut out, push::run).await;
     category(&ctx, "push", &mut out, push_manifest::run).await;
+    category(&ctx, "push", &mut out, connection::run).await;
     category(&ctx, "discovery", &mut out, discovery::run).await;
     category(&ctx, "management", &mut out, management::run).await;
     out

@@ -16,6 +16,7 @@ mod range;
 mod ratelimit;
 mod request_id;
 mod token;
+mod unread_body;
 mod upload_state;
 
 use std::sync::Arc;
@@ -115,8 +116,8 @@ impl AppState {
     }
 }
 
-/// The router serving `/v2/...` (under `options.prefix`), with request ids and request
-/// logging.
+/// The router serving `/v2/...` (under `options.prefix`), with request ids, request
+/// logging, and `Connection: close` on answers that left a request body unread.
 pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
     let prefix = options.prefix.clone();
     let request_span = request_id::SpanSettings {
@@ -184,6 +185,9 @@ pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
         request_span,
         request_id::assign,
     ))
+    // Outermost, so that every early answer (health gate, rate limit, access refusal,
+    // unknown route) is covered.
+    .layer(axum::middleware::from_fn(unread_body::close_if_unread))
 }
 
 #[cfg(test)]

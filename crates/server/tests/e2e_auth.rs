@@ -178,6 +178,70 @@ fn htpasswd_users_must_authenticate_and_refusals_change_nothing() {
     );
 }
 
+/// A client that sent a manifest with no credentials gets its challenge before the body
+/// has arrived; it then retries with credentials, on the same connection if the
+/// challenge did not announce a close (Go's transport, and so the released OCI
+/// conformance suite, does). The connection must then still work, or the challenge must
+/// carry `Connection: close`; the retry then succeeds.
+#[test]
+fn a_challenge_before_the_body_keeps_the_connection_or_announces_its_close() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let users = htpasswd_file(work.path(), &[("alice", "alice-pw")]);
+    let berth = common::berth(
+        root.path(),
+        work.path(),
+        &format!(
+            "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+            users.display()
+        ),
+    );
+    let alice = common::client_as(&berth.addr, &basic("alice", "alice-pw"));
+    let img = image(&mut Rng::new("early-challenge"), "amd64", &[4096]);
+    for b in img.blobs() {
+        let r = alice
+            .run(|c| c.push_blob("team/app", &b.digest, b.bytes.clone()))
+            .unwrap();
+        assert_eq!(r.status, 201);
+    }
+    let url = alice.client().url("/v2/team/app/manifests/v1").unwrap();
+    let next = alice.client().url("/v2/").unwrap();
+    let content_type = [("Content-Type", img.manifest.media_type.as_str())];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for auth in [None, Some(basic("alice", "wrong"))] {
+        let mut headers = content_type.to_vec();
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let status = runtime
+            .block_on(berth_conformance::connection::early_answer(
+                &url,
+                "PUT",
+                &headers,
+                &img.manifest.bytes,
+                &next,
+            ))
+            .unwrap_or_else(|e| panic!("credentials {auth:?}: {e}"));
+        assert_eq!(status, 401, "credentials {auth:?}");
+    }
+    let mut headers = content_type.to_vec();
+    let good = basic("alice", "alice-pw");
+    headers.push(("Authorization", good.as_str()));
+    let status = runtime
+        .block_on(berth_conformance::connection::early_answer(
+            &url,
+            "PUT",
+            &headers,
+            &img.manifest.bytes,
+            &next,
+        ))
+        .unwrap();
+    assert_eq!(status, 201, "the manifest with credentials");
+}
+
 fn catalog_as(reg: &BlockingClient) -> Vec<String> {
     let r = reg.run(|c| c.catalog(Some(100), None)).unwrap();
     assert_eq!(r.status, 200, "catalog: {}", r.text());

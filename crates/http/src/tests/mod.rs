@@ -16,6 +16,7 @@ use crate::{Options, router};
 
 mod deviations;
 mod sessions;
+mod unread_body;
 mod upload_state;
 
 pub(super) fn app(options: Options) -> Router {
