@@ -5,9 +5,13 @@
 //! one accepted (the fleet's session lock); a node killed with SIGKILL while it holds
 //! a session's lock, mid-PATCH, leaves it to another node once its lease runs out; a
 //! tag moved on one node is seen on the others at once, and tag moves and manifest
-//! deletes racing on two nodes end with storage and every node agreeing. (A node
+//! deletes racing on two nodes end with storage and every node agreeing; and berth's
+//! conformance suite passes through a balancer that sends each request to the next
+//! node, so every write it reads back crosses nodes. (A node
 //! SIGKILLed right after acknowledging a chunk, without Redis: `e2e_s3.rs`.)
 
+#[path = "support/balancer.rs"]
+mod balancer;
 mod common;
 #[path = "support/fleet.rs"]
 mod fleet;
@@ -44,13 +48,28 @@ struct Fleet {
 /// Starts moto with `bucket`, Redis, and nodes A, B and C over them; `None` (the test
 /// skips) when moto or Redis is not installed.
 fn fleet(bucket: &str) -> Option<Fleet> {
+    fleet_with(bucket, "")
+}
+
+/// Like [`fleet`], with `storage_extra` (indented two spaces) in each node's storage
+/// section.
+fn fleet_with(bucket: &str, storage_extra: &str) -> Option<Fleet> {
     let redis = RedisServer::start()?;
     let moto = Moto::start()?;
     moto.create_bucket(bucket);
     let work = tempfile::tempdir().unwrap();
     let nodes = ["a", "b", "c"]
         .iter()
-        .map(|name| node(&moto, bucket, work.path(), name, &redis.addr()))
+        .map(|name| {
+            node(
+                &moto,
+                bucket,
+                work.path(),
+                name,
+                &redis.addr(),
+                storage_extra,
+            )
+        })
         .collect();
     Some(Fleet {
         nodes,
@@ -61,14 +80,21 @@ fn fleet(bucket: &str) -> Option<Fleet> {
     })
 }
 
-fn node(moto: &Moto, bucket: &str, work: &Path, name: &str, redis: &str) -> Node {
+fn node(
+    moto: &Moto,
+    bucket: &str,
+    work: &Path,
+    name: &str,
+    redis: &str,
+    storage_extra: &str,
+) -> Node {
     let debug = format!("127.0.0.1:{}", common::free_port());
     let extra = format!(
         "{}berth:\n  redis:\n    locklease: {}s\n",
         Node::debug_yaml(&debug),
         LEASE.as_secs()
     );
-    let (config, addr) = moto.berth_config(bucket, work, name, "", &extra);
+    let (config, addr) = moto.berth_config(bucket, work, name, storage_extra, &extra);
     Node::spawn(config, addr, debug, work, name, Some(redis))
 }
 
@@ -501,5 +527,53 @@ fn tags_moved_on_any_node_are_agreed_on_by_every_node() {
                 "deleted manifest still served"
             );
         }
+    }
+}
+
+/// berth's conformance suite through nginx sending each request to the next node of the
+/// fleet: every upload session, manifest, tag, listing and delete the suite checks is
+/// read back from another node than the one that wrote it, as a client behind a load
+/// balancer sees the fleet. Blob GETs are served by the nodes (a bucket answering a
+/// redirected GET sends no `Docker-Content-Digest`, which the suite checks).
+#[test]
+fn the_conformance_suite_passes_through_a_round_robin_balancer() {
+    let Some(f) = fleet_with("balanced", "  redirect:\n    disable: true\n") else {
+        return;
+    };
+    let nodes: Vec<String> = f.nodes.iter().map(|n| n.process.addr.clone()).collect();
+    let Some(balancer) = balancer::Balancer::start(&nodes, f.work.path()) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcomes = runtime.block_on(berth_conformance::run(&berth_conformance::Options {
+        base_url: balancer.process.url(),
+        namespace: "balanced".into(),
+        delete_enabled: true,
+    }));
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.passed)
+        .map(|o| format!("{} {}: {}", o.category, o.name, o.detail))
+        .collect();
+    assert!(outcomes.len() > 40, "only {} checks ran", outcomes.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} checks failed through the balancer:\n{}",
+        failed.len(),
+        outcomes.len(),
+        failed.join("\n")
+    );
+    let answered = balancer.answered_by();
+    let total: usize = answered.values().sum();
+    for node in &nodes {
+        let n = answered.get(node).copied().unwrap_or(0);
+        assert!(
+            n * 4 >= total,
+            "node {node} answered {n} of {total} requests: {answered:?}"
+        );
     }
 }
