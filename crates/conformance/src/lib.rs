@@ -70,6 +70,15 @@ pub struct Outcome {
     pub detail: String,
 }
 
+/// The failed outcomes of a run, one line each (`category name: detail`).
+pub fn failures(outcomes: &[Outcome]) -> Vec<String> {
+    outcomes
+        .iter()
+        .filter(|o| !o.passed)
+        .map(|o| format!("{} {}: {}", o.category, o.name, o.detail))
+        .collect()
+}
+
 /// Everything a check needs: the client, the options and the run's generator.
 pub(crate) struct Ctx {
     pub client: Client,

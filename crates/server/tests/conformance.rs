@@ -1,7 +1,7 @@
 //! The conformance suite against berth in-process (real sockets, the real router and
 //! storage), on both drivers, with deletes enabled and disabled.
 
-use berth_conformance::{Options, run};
+use berth_conformance::{Options, failures, run};
 use berth_server::{Config, Server};
 
 async fn serve(yaml: &str) -> (String, tokio::task::JoinHandle<()>) {
@@ -24,11 +24,7 @@ async fn check(yaml: &str, delete_enabled: bool) {
     })
     .await;
     task.abort();
-    let failed: Vec<String> = outcomes
-        .iter()
-        .filter(|o| !o.passed)
-        .map(|o| format!("{} {}: {}", o.category, o.name, o.detail))
-        .collect();
+    let failed = failures(&outcomes);
     assert!(outcomes.len() > 40, "only {} checks ran", outcomes.len());
     assert!(
         failed.is_empty(),

@@ -554,11 +554,7 @@ fn the_conformance_suite_passes_through_a_round_robin_balancer() {
         namespace: "balanced".into(),
         delete_enabled: true,
     }));
-    let failed: Vec<String> = outcomes
-        .iter()
-        .filter(|o| !o.passed)
-        .map(|o| format!("{} {}: {}", o.category, o.name, o.detail))
-        .collect();
+    let failed = berth_conformance::failures(&outcomes);
     assert!(outcomes.len() > 40, "only {} checks ran", outcomes.len());
     assert!(
         failed.is_empty(),

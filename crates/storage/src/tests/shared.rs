@@ -360,14 +360,8 @@ impl SharedIndex for Catalog {
     }
 }
 
-/// Node B removes a repository's last layer link (a blob delete; a collection rechecks
-/// the same way) and finds `_layers` gone; before its removal reaches the shared index,
-/// node A links a first blob into the repository and adds the name. The name must stay:
-/// the repository has a blob.
-#[tokio::test]
-async fn a_first_link_racing_the_removal_of_the_last_stays_listed() {
-    let name = repo("race/app");
-    let catalog = Arc::new(Catalog::default());
+/// Two nodes over one in-memory storage, sharing `catalog`.
+fn two_nodes(catalog: &Arc<Catalog>) -> (StorageRegistry, StorageRegistry) {
     let driver: Arc<dyn StorageDriver> = Arc::new(InMemoryDriver::new());
     let node = || {
         StorageRegistry::new(
@@ -378,7 +372,19 @@ async fn a_first_link_racing_the_removal_of_the_last_stays_listed() {
             },
         )
     };
-    let (a, b) = (Arc::new(node()), node());
+    (node(), node())
+}
+
+/// Node B removes a repository's last layer link (a blob delete; a collection rechecks
+/// the same way) and finds `_layers` gone; before its removal reaches the shared index,
+/// node A links a first blob into the repository and adds the name. The name must stay:
+/// the repository has a blob.
+#[tokio::test]
+async fn a_first_link_racing_the_removal_of_the_last_stays_listed() {
+    let name = repo("race/app");
+    let catalog = Arc::new(Catalog::default());
+    let (a, b) = two_nodes(&catalog);
+    let a = Arc::new(a);
     let first = push_blob(&b, &name, b"first").await;
     assert!(catalog.listed("race/app"));
 
@@ -417,17 +423,8 @@ async fn a_first_link_racing_the_removal_of_the_last_stays_listed() {
 async fn a_first_add_delayed_past_the_removal_does_not_stay() {
     let name = repo("late/app");
     let catalog = Arc::new(Catalog::default());
-    let driver: Arc<dyn StorageDriver> = Arc::new(InMemoryDriver::new());
-    let node = || {
-        StorageRegistry::new(
-            driver.clone(),
-            Options {
-                shared_index: Some(catalog.clone()),
-                ..opts()
-            },
-        )
-    };
-    let (a, b) = (node(), Arc::new(node()));
+    let (a, b) = two_nodes(&catalog);
+    let b = Arc::new(b);
     let first = Digest::of(berth_core::Algorithm::Sha256, b"first");
     let (on_b, in_repo, gone) = (b.clone(), name.clone(), first.clone());
     *catalog.before_add.lock().unwrap() = Some(Box::new(move || {
