@@ -11,8 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use berth_core::{
     Algorithm, BlobContent, BlobRead, ByteStream, Chunk, Descriptor, Digest, Digester, Error, Page,
-    PutManifest, Reference, Repository, RepositoryName, Result, StoredManifest, Tag, UploadId,
-    UploadState,
+    PutManifest, RangeRequest, Reference, Repository, RepositoryName, Result, StoredManifest, Tag,
+    UploadId, UploadState,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -195,7 +195,9 @@ impl ProxyRepository {
             FlightError::NotFound => unknown(),
             FlightError::Failed(m) => Error::UpstreamUnavailable(m.to_string()),
         };
-        if !read.body {
+        // A range that is no range is refused (416) for the size alone: no download
+        // starts for it.
+        if !read.body || read.range == Some(RangeRequest::Invalid) {
             // A download in flight knows the size as soon as the upstream said it.
             let in_flight = match self.shared.flights.active(digest) {
                 Some(flight) => flight.size().await.ok(),

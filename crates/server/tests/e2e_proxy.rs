@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use auth::*;
+use berth_client::ByteRange;
 use fake_upstream::*;
 use oci_layout::*;
 
@@ -330,6 +331,40 @@ fn thirty_two_concurrent_pulls_of_an_uncached_blob_share_one_upstream_get() {
         .sum();
     assert_eq!(left, 0);
     cache.stop();
+}
+
+/// A blob GET whose range ends before it starts is refused (416, with the size) from the
+/// upstream's HEAD alone: nothing is downloaded for it. A valid range then downloads it.
+#[test]
+fn an_invalid_range_of_an_uncached_blob_downloads_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let blob = big_blob("proxy-range", 3 << 20);
+    let digest = sha256_digest(&blob);
+    let up = fake_upstream("ranged", vec![blob.clone()], false);
+    let cache = common::berth(
+        root.path(),
+        work.path(),
+        &format!("proxy:\n  remoteurl: http://{}\n", up.addr),
+    );
+    let refused = cache
+        .client()
+        .run(|c| c.get_blob("ranged", &digest, Some(ByteRange::Span(9, 2))))
+        .unwrap();
+    assert_eq!(refused.status, 416);
+    assert_eq!(
+        refused.header("Content-Range"),
+        Some(format!("bytes */{}", blob.len()).as_str())
+    );
+    assert_eq!(up.gets.load(Ordering::SeqCst), 0, "a download started");
+    assert_eq!(up.heads.load(Ordering::SeqCst), 1);
+    let part = cache
+        .client()
+        .run(|c| c.get_blob("ranged", &digest, Some(ByteRange::Span(2, 9))))
+        .unwrap();
+    assert_eq!(part.status, 206);
+    assert!(part.body[..] == blob[2..10]);
+    assert_eq!(up.gets.load(Ordering::SeqCst), 1);
 }
 
 #[test]
