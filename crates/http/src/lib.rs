@@ -117,7 +117,8 @@ impl AppState {
 }
 
 /// The router serving `/v2/...` (under `options.prefix`), with request ids, request
-/// logging, and `Connection: close` on answers that left a request body unread.
+/// logging, and, for answers that left a request body unread, the small rest of it read
+/// or the connection's close announced (`unread_body`).
 pub fn router(registry: Arc<dyn Registry>, options: Options) -> Router {
     let prefix = options.prefix.clone();
     let request_span = request_id::SpanSettings {
