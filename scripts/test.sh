@@ -2,7 +2,7 @@
 # Runs berth's whole test suite: unit, router, conformance and end-to-end tests.
 # Installs what the end-to-end tests drive (Debian's skopeo and docker-registry, i.e.
 # CNCF distribution 2.8.2, pebble, an ACME test CA, podman, containerd, redis-server,
-# nginx (a load balancer in front of a fleet),
+# nginx (a load balancer in front of a fleet), Docker (docker.io: dockerd and docker),
 # Ceph's radosgw, and go-containerregistry's crane, built from Debian's Go sources by
 # scripts/lib/crane.sh: about a minute and a half the first time) when missing; they then
 # run against the real binary. The S3 tests run on moto (PyPI), which is fast, and on one
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
 install_missing skopeo:skopeo docker-registry:docker-registry openssl:openssl curl:curl \
   strace:strace htpasswd:apache2-utils pebble:pebble podman:podman containerd:containerd \
-  redis-server:redis-server gzip:gzip tar:tar nginx:nginx-light
+  redis-server:redis-server gzip:gzip tar:tar nginx:nginx-light dockerd:docker.io
 bash scripts/lib/rgw.sh install
 bash scripts/lib/crane.sh
 # moto's server mode: the S3-compatible server the S3 driver's tests start.
