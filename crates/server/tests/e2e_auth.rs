@@ -107,15 +107,7 @@ fn htpasswd_users_must_authenticate_and_refusals_change_nothing() {
     }
     let work = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
-    let users = htpasswd_file(work.path(), &[("alice", "alice-pw")]);
-    let berth = common::berth(
-        root.path(),
-        work.path(),
-        &format!(
-            "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
-            users.display()
-        ),
-    );
+    let berth = berth_with_users(root.path(), work.path(), &[("alice", "alice-pw")]);
     let anon = berth.client();
     let challenge = Some("Basic realm=\"berth-test\"");
 
@@ -190,15 +182,7 @@ fn a_challenge_before_the_body_keeps_the_connection_or_announces_its_close() {
     }
     let work = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
-    let users = htpasswd_file(work.path(), &[("alice", "alice-pw")]);
-    let berth = common::berth(
-        root.path(),
-        work.path(),
-        &format!(
-            "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
-            users.display()
-        ),
-    );
+    let berth = berth_with_users(root.path(), work.path(), &[("alice", "alice-pw")]);
     let alice = common::client_as(&berth.addr, &basic("alice", "alice-pw"));
     let img = image(&mut Rng::new("early-challenge"), "amd64", &[4096]);
     for b in img.blobs() {

@@ -16,7 +16,7 @@ mod oci_layout;
 
 use std::process::Command;
 
-use auth::{basic, htpasswd_file};
+use auth::{basic, berth_with_users};
 use dockerd::Dockerd;
 use oci_layout::Rng;
 
@@ -37,15 +37,7 @@ fn docker_logs_in_pushes_mounts_and_pulls() {
     }
     let work = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
-    let users = htpasswd_file(work.path(), &[("alice", "alice-pw")]);
-    let berth = common::berth(
-        root.path(),
-        work.path(),
-        &format!(
-            "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
-            users.display()
-        ),
-    );
+    let berth = berth_with_users(root.path(), work.path(), &[("alice", "alice-pw")]);
     let host = berth.host().to_owned();
     let docker = Dockerd::start(&work.path().join("docker"));
 

@@ -16,6 +16,20 @@ use serde_json::Value;
 
 use crate::common;
 
+/// berth on `root` with htpasswd access control (realm `berth-test`) for `users`, its
+/// files in `work`.
+pub fn berth_with_users(root: &Path, work: &Path, users: &[(&str, &str)]) -> common::Process {
+    let file = htpasswd_file(work, users);
+    common::berth(
+        root,
+        work,
+        &format!(
+            "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+            file.display()
+        ),
+    )
+}
+
 /// An htpasswd file made by the real `htpasswd -B`.
 pub fn htpasswd_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
     let path = dir.join("htpasswd");
