@@ -1,7 +1,8 @@
 //! A load balancer in front of a fleet: Debian's nginx, sending each request to the next
 //! node in turn (round robin per request, not per connection: a client's keep-alive
 //! connection reaches every node), request bodies streamed through unbuffered, no retry
-//! on another node. It logs which node answered each request.
+//! on another node. It logs which node answered each request. One process (no master),
+//! so killing it at the end of a test leaves no worker behind.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ impl Balancer {
         std::fs::write(
             &conf,
             format!(
-                "worker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+                "master_process off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
                  events {{ worker_connections 256; }}\n\
                  http {{\n  log_format node '$request_method $status $upstream_addr';\n  \
                  access_log {log} node;\n  client_body_temp_path {dir}/body;\n  \
