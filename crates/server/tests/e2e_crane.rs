@@ -95,14 +95,7 @@ fn push_and_read_back(crane: &Crane, host: &str, work: &Path, name: &str, img: &
     let validated = crane.ok_text(&["validate", "--remote", &reference]);
     assert!(validated.starts_with("PASS"), "{validated}");
     let pulled = work.join(format!("pulled-{}", common::free_port()));
-    crane.ok(&[
-        "pull",
-        "--format",
-        "oci",
-        "--annotate-ref",
-        &reference,
-        pulled.to_str().unwrap(),
-    ]);
+    crane.pull_layout(&reference, &pulled);
     assert_layout_has_image(&pulled, &reference, img);
 }
 
@@ -124,14 +117,7 @@ fn push_index_and_read_back(crane: &Crane, host: &str, work: &Path, ma: &MultiAr
         assert!(crane.ok(&["config", "--platform", &platform, &reference]) == img.config.bytes);
     }
     let pulled = work.join("pulled-multi");
-    crane.ok(&[
-        "pull",
-        "--format",
-        "oci",
-        "--annotate-ref",
-        &reference,
-        pulled.to_str().unwrap(),
-    ]);
+    crane.pull_layout(&reference, &pulled);
     assert_layout_has_multi_arch(&pulled, &reference, ma);
 }
 

@@ -261,18 +261,31 @@ fn berth_upstream_with_token_auth_under_a_prefix_beside_hosted_repositories() {
     upstream.stop();
 }
 
+/// berth on `root` as a pull-through cache of a fake upstream serving `blob` under
+/// `repo` (streaming wrong bytes when `corrupt`).
+fn cache_over_fake(
+    root: &Path,
+    work: &Path,
+    repo: &'static str,
+    blob: &Arc<Vec<u8>>,
+    corrupt: bool,
+) -> (FakeUpstream, common::Process) {
+    let up = fake_upstream(repo, vec![blob.clone()], corrupt);
+    let cache = common::berth(
+        root,
+        work,
+        &format!("proxy:\n  remoteurl: http://{}\n", up.addr),
+    );
+    (up, cache)
+}
+
 #[test]
 fn thirty_two_concurrent_pulls_of_an_uncached_blob_share_one_upstream_get() {
     let work = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
     let blob = big_blob("proxy-big", 64 << 20);
     let digest = sha256_digest(&blob);
-    let up = fake_upstream("big", vec![blob.clone()], false);
-    let cache = common::berth(
-        root.path(),
-        work.path(),
-        &format!("proxy:\n  remoteurl: http://{}\n", up.addr),
-    );
+    let (up, cache) = cache_over_fake(root.path(), work.path(), "big", &blob, false);
     let path = format!("/v2/big/blobs/{digest}");
     let host = cache.host().to_owned();
     let start = Arc::new(std::sync::Barrier::new(32));
@@ -341,12 +354,7 @@ fn an_invalid_range_of_an_uncached_blob_downloads_nothing() {
     let root = tempfile::tempdir().unwrap();
     let blob = big_blob("proxy-range", 3 << 20);
     let digest = sha256_digest(&blob);
-    let up = fake_upstream("ranged", vec![blob.clone()], false);
-    let cache = common::berth(
-        root.path(),
-        work.path(),
-        &format!("proxy:\n  remoteurl: http://{}\n", up.addr),
-    );
+    let (up, cache) = cache_over_fake(root.path(), work.path(), "ranged", &blob, false);
     let refused = cache
         .client()
         .run(|c| c.get_blob("ranged", &digest, Some(ByteRange::Span(9, 2))))
@@ -373,12 +381,7 @@ fn a_corrupt_upstream_blob_fails_the_pull_and_is_not_kept() {
     let root = tempfile::tempdir().unwrap();
     let blob = big_blob("proxy-big", 8 << 20);
     let digest = sha256_digest(&blob);
-    let up = fake_upstream("bad", vec![blob.clone()], true);
-    let cache = common::berth(
-        root.path(),
-        work.path(),
-        &format!("proxy:\n  remoteurl: http://{}\n", up.addr),
-    );
+    let (up, cache) = cache_over_fake(root.path(), work.path(), "bad", &blob, true);
     let path = format!("/v2/bad/blobs/{digest}");
     let failed = Arc::new(AtomicBool::new(true));
     let mut pulls = Vec::new();

@@ -66,6 +66,19 @@ impl Crane {
             .to_owned()
     }
 
+    /// `crane pull` of `reference` into an OCI layout at `into`, the reference recorded
+    /// in its index; must succeed.
+    pub fn pull_layout(&self, reference: &str, into: &Path) {
+        self.ok(&[
+            "pull",
+            "--format",
+            "oci",
+            "--annotate-ref",
+            reference,
+            into.to_str().unwrap(),
+        ]);
+    }
+
     /// `crane --insecure <args>`, which must fail: what it said (stderr).
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
