@@ -8,16 +8,37 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_client::{BlockingClient, Client, Url};
 
-/// A free loopback port (bound and released; good enough for tests).
+/// Ports handed to test servers: below Linux's ephemeral range (32768-60999 by default),
+/// so an outgoing connection (to Redis, S3, a registry) never takes one between the test
+/// choosing it and its server binding it, as happened with ports the kernel chose.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// The next port of [`TEST_PORTS`] to try, shared by the test threads of a process.
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A loopback port no other test of this process was given and nothing listens on.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    // Test binaries run one after another, each from its own offset.
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        (std::process::id() % u32::from(span)) as u16 + 1,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let n = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        let port = TEST_PORTS.start + n % span;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}")
 }
 
 /// Whether an external tool is installed. When `BERTH_E2E_REQUIRED=1` (as the test script
